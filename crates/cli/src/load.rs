@@ -1,0 +1,401 @@
+//! `atlas load` and `atlas load merge`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use atlas_loadgen::{
+    k6_summary, parse_duration, text_summary, write_atomic, Executor, LoadConfig, RequestSpec,
+    RunOptions, RunResult, Segment, Stage, Threshold, ThresholdOutcome, ThresholdSpec,
+};
+use clap::{Args, Subcommand};
+
+use crate::progress::Reporter;
+use crate::{report, EXIT_FAILURE, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE};
+
+/// Default length of a run given by flags alone.
+const DEFAULT_DURATION: &str = "30s";
+
+#[derive(Args, Debug)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  atlas load http://127.0.0.1:8080/ --rate 500 --duration 60s --threshold 'http_req_duration: p(95)<200'\n  atlas load http://127.0.0.1:8080 --route /=9 --route /static/app.js=1 --rate 1000 --duration 10s\n  atlas load http://127.0.0.1:8080/ --vus 64 --duration 10s\n  atlas load --scenario gate.toml --segment 0:1/2 --results a.json   # then: atlas load merge a.json b.json\n\nThresholds follow k6: METRIC[{tag:value}]: STAT OP NUMBER[, abortOnFail]\n  metrics: http_reqs, http_req_failed, http_req_duration, http_req_service_time, http_req_waiting,\n           schedule_lag, iterations, dropped_iterations, data_sent, data_received, checks, cache_hit, vus, vus_max\nChecks: status==200, header:NAME, header:NAME==VALUE, body~TEXT, body!~TEXT"
+)]
+pub(crate) struct LoadArgs {
+    #[command(subcommand)]
+    merge: Option<LoadCommand>,
+
+    /// Target base URL (http://host:port/path); routes are joined to it
+    url: Option<String>,
+
+    /// Open model: arrivals per second (constant-arrival-rate; with --stage, the start rate)
+    #[arg(long, value_name = "N")]
+    rate: Option<f64>,
+
+    /// Closed model: virtual users (constant-vus; with --stage, the start VUs)
+    #[arg(long, value_name = "N", conflicts_with = "rate")]
+    vus: Option<usize>,
+
+    /// Length of the run [default: 30s, or the scenario's]
+    #[arg(long, value_name = "D", value_parser = duration_arg)]
+    duration: Option<Duration>,
+
+    /// A ramping stage, DURATION:TARGET (repeat); ramps the rate with --rate, else VUs
+    #[arg(long = "stage", value_name = "D:TARGET", value_parser = stage_arg, conflicts_with = "duration")]
+    stages: Vec<Stage>,
+
+    /// Most requests in flight for the open model; arrivals beyond are dropped and counted [default: 1000]
+    #[arg(long, value_name = "N")]
+    max_vus: Option<usize>,
+
+    /// Poisson (exponential) gaps between arrivals instead of even spacing
+    #[arg(long)]
+    poisson: bool,
+
+    /// A route of the mix, PATH[=WEIGHT] (repeat) [default: the URL's path]
+    #[arg(long = "route", value_name = "PATH[=WEIGHT]", value_parser = route_arg)]
+    routes: Vec<RequestSpec>,
+
+    /// A header for every request, 'Name: value' (repeat)
+    #[arg(long = "header", short = 'H', value_name = "'K: V'", value_parser = header_arg)]
+    headers: Vec<(String, String)>,
+
+    /// A check on every response (repeat): status==200, header:X-Cache-Status, body~TEXT
+    #[arg(long = "check", value_name = "EXPR")]
+    checks: Vec<String>,
+
+    /// Per-request timeout, connection included [default: 60s]
+    #[arg(long, value_name = "D", value_parser = duration_arg)]
+    timeout: Option<Duration>,
+
+    /// A threshold, 'METRIC: EXPR[, abortOnFail]' (repeat), e.g. 'http_req_duration: p(95)<200'
+    #[arg(long = "threshold", value_name = "EXPR")]
+    thresholds: Vec<String>,
+
+    /// Write the end-of-test summary as JSON in the shape of k6's handleSummary data
+    #[arg(long, value_name = "FILE")]
+    summary_export: Option<PathBuf>,
+
+    /// Write every request as k6 NDJSON points: --out json=FILE
+    #[arg(long, value_name = "json=FILE", value_parser = out_arg)]
+    out: Option<PathBuf>,
+
+    /// Write the mergeable results (HDR histograms and counters) for `atlas load merge`
+    #[arg(long, value_name = "FILE")]
+    results: Option<PathBuf>,
+
+    /// Run only this execution segment, FROM:TO (k6 style: 0:1/2, 1/2:1)
+    #[arg(long, value_name = "FROM:TO")]
+    segment: Option<String>,
+
+    /// Seed for Poisson gaps and the request mix [default: 0]
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+
+    /// The run's W3C trace id (32 lowercase hex) [default: random]; share it across segments
+    #[arg(long, value_name = "HEX")]
+    trace_id: Option<String>,
+
+    /// A scenario file (TOML) holding any of the above; flags override it
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+
+    /// No progress output
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum LoadCommand {
+    /// Merge the results of segment runs and evaluate thresholds on the exact merged distribution
+    Merge(MergeArgs),
+}
+
+#[derive(Args, Debug)]
+struct MergeArgs {
+    /// Results files written with --results
+    #[arg(required = true, value_name = "RESULTS.json")]
+    files: Vec<PathBuf>,
+
+    /// Thresholds to evaluate instead of the ones the results carry (repeat)
+    #[arg(long = "threshold", value_name = "EXPR")]
+    thresholds: Vec<String>,
+
+    /// Write the merged summary as k6 handleSummary JSON
+    #[arg(long, value_name = "FILE")]
+    summary_export: Option<PathBuf>,
+
+    /// Write the merged results
+    #[arg(long, value_name = "FILE")]
+    results: Option<PathBuf>,
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+fn stage_arg(s: &str) -> Result<Stage, String> {
+    let (d, t) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected DURATION:TARGET, e.g. 30s:500"))?;
+    let target: f64 = t
+        .trim()
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| format!("{s:?}: target {t:?} is not a number >= 0"))?;
+    Ok(Stage {
+        duration: parse_duration(d)?,
+        target,
+    })
+}
+
+fn route_arg(s: &str) -> Result<RequestSpec, String> {
+    let (path, weight) = match s.rsplit_once('=') {
+        Some((p, w)) if w.chars().all(|c| c.is_ascii_digit()) && !w.is_empty() => {
+            let w: u32 = w.parse().map_err(|_| format!("{s:?}: weight {w:?} is too large"))?;
+            (p, w)
+        }
+        _ => (s, 1),
+    };
+    if !(path.starts_with('/') || path.starts_with("http://") || path.starts_with("https://")) {
+        return Err(format!("{s:?}: a route is a path starting with '/' or a full URL"));
+    }
+    if weight == 0 {
+        return Err(format!("{s:?}: the weight must be at least 1"));
+    }
+    Ok(RequestSpec::get(path, weight))
+}
+
+fn header_arg(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected 'Name: value'"))?;
+    if k.trim().is_empty() {
+        return Err(format!("{s:?}: the header name is empty"));
+    }
+    Ok((k.trim().to_string(), v.trim().to_string()))
+}
+
+fn out_arg(s: &str) -> Result<PathBuf, String> {
+    match s.split_once('=') {
+        Some(("json", f)) if !f.is_empty() => Ok(PathBuf::from(f)),
+        _ => Err(format!("{s:?}: the only output is json=FILE")),
+    }
+}
+
+/// A usage error (exit 2) rather than a runtime failure.
+#[derive(Debug)]
+struct Usage(anyhow::Error);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+impl std::error::Error for Usage {}
+
+fn usage(e: impl Into<anyhow::Error>) -> anyhow::Error {
+    anyhow::Error::new(Usage(e.into()))
+}
+
+fn lib_err(e: atlas_loadgen::Error) -> anyhow::Error {
+    if e.is_usage() {
+        usage(e)
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+pub(crate) fn main(args: LoadArgs) -> u8 {
+    let outcome = match args.merge {
+        Some(LoadCommand::Merge(m)) => merge(m),
+        None => run(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) if e.is::<Usage>() => report(&e, EXIT_USAGE),
+        Err(e) => report(&e, EXIT_FAILURE),
+    }
+}
+
+/// Builds the load config: the scenario file, then the flags.
+fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
+    let scenario = args
+        .scenario
+        .as_deref()
+        .map(LoadConfig::from_toml_file)
+        .transpose()
+        .map_err(lib_err)?;
+    let default_duration = || parse_duration(DEFAULT_DURATION).expect("static duration");
+    let max_vus = args.max_vus.unwrap_or(atlas_loadgen::DEFAULT_MAX_VUS);
+    let executor = if !args.stages.is_empty() {
+        match (args.rate, args.vus) {
+            (Some(rate), _) => Executor::RampingArrivalRate {
+                start_rate: rate,
+                stages: args.stages.clone(),
+                max_vus,
+                poisson: args.poisson,
+            },
+            (None, vus) => Executor::RampingVus {
+                start_vus: vus.unwrap_or(0),
+                stages: args.stages.clone(),
+            },
+        }
+    } else if let Some(rate) = args.rate {
+        Executor::ConstantArrivalRate {
+            rate,
+            duration: args
+                .duration
+                .or(scenario.as_ref().map(|s| s.executor.duration()))
+                .unwrap_or_else(default_duration),
+            max_vus,
+            poisson: args.poisson,
+        }
+    } else if let Some(vus) = args.vus {
+        Executor::ConstantVus {
+            vus,
+            duration: args
+                .duration
+                .or(scenario.as_ref().map(|s| s.executor.duration()))
+                .unwrap_or_else(default_duration),
+        }
+    } else if let Some(s) = &scenario {
+        let mut e = s.executor.clone();
+        match &mut e {
+            Executor::ConstantArrivalRate { duration, max_vus: m, poisson, .. } => {
+                if let Some(d) = args.duration {
+                    *duration = d;
+                }
+                if let Some(v) = args.max_vus {
+                    *m = v;
+                }
+                *poisson |= args.poisson;
+            }
+            Executor::RampingArrivalRate { max_vus: m, poisson, .. } => {
+                if let Some(v) = args.max_vus {
+                    *m = v;
+                }
+                *poisson |= args.poisson;
+            }
+            Executor::ConstantVus { duration, .. } => {
+                if let Some(d) = args.duration {
+                    *duration = d;
+                }
+            }
+            _ => {}
+        }
+        e
+    } else {
+        return Err(usage(anyhow!(
+            "say how to load: --rate N (open model, arrivals/s) or --vus N (closed model), or --scenario FILE"
+        )));
+    };
+    let mut cfg = match scenario {
+        Some(mut s) => {
+            s.executor = executor;
+            s
+        }
+        None => LoadConfig::new(executor),
+    };
+    if let Some(u) = &args.url {
+        cfg.target = Some(u.clone());
+    }
+    if cfg.target.is_none() && cfg.requests.is_empty() && args.routes.iter().all(|r| r.url.starts_with('/')) {
+        return Err(usage(anyhow!("no target: give a URL, e.g. atlas load http://127.0.0.1:8080/ --rate 100")));
+    }
+    if !args.routes.is_empty() {
+        cfg.requests = args.routes.clone();
+    }
+    for (k, v) in &args.headers {
+        cfg.headers.insert(k.clone(), v.clone());
+    }
+    cfg.checks.extend(args.checks.iter().cloned());
+    if let Some(t) = args.timeout {
+        cfg.timeout = t;
+    }
+    for line in &args.thresholds {
+        let t = Threshold::parse_line(line).map_err(lib_err)?;
+        cfg.thresholds.entry(t.metric.to_string()).or_default().push(t.to_spec());
+    }
+    if let Some(s) = &args.segment {
+        cfg.segment = s.parse::<Segment>().map_err(lib_err)?;
+    }
+    if let Some(seed) = args.seed {
+        cfg.seed = seed;
+    }
+    if let Some(t) = &args.trace_id {
+        cfg.trace_id = Some(t.clone());
+    }
+    Ok(cfg)
+}
+
+fn run(args: LoadArgs) -> anyhow::Result<u8> {
+    let cfg = config(&args)?;
+    let test = cfg.build().map_err(lib_err)?;
+    let reporter = Arc::new(Reporter::new(test.executor().duration(), args.quiet));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let result = runtime.block_on(test.run_with(RunOptions {
+        observer: Some(reporter.clone()),
+        out_json: args.out.clone(),
+    }));
+    reporter.finish();
+    let result = result.map_err(lib_err)?;
+    let outcomes = result.evaluate(Some(test.thresholds())).map_err(lib_err)?;
+    finish(&result, &outcomes, args.summary_export.as_deref(), args.results.as_deref())
+}
+
+fn merge(args: MergeArgs) -> anyhow::Result<u8> {
+    let parts = args
+        .files
+        .iter()
+        .map(|f| RunResult::read(f))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(lib_err)?;
+    let mut merged = RunResult::merge(&parts).map_err(lib_err)?;
+    if !args.thresholds.is_empty() {
+        let mut specs: Vec<(String, Vec<ThresholdSpec>)> = Vec::new();
+        for line in &args.thresholds {
+            let t = Threshold::parse_line(line).map_err(lib_err)?;
+            let key = t.metric.to_string();
+            match specs.iter_mut().find(|(m, _)| *m == key) {
+                Some((_, v)) => v.push(t.to_spec()),
+                None => specs.push((key, vec![t.to_spec()])),
+            }
+        }
+        merged.thresholds = specs;
+    }
+    let outcomes = merged.evaluate(None).map_err(lib_err)?;
+    finish(&merged, &outcomes, args.summary_export.as_deref(), args.results.as_deref())
+}
+
+fn finish(
+    result: &RunResult,
+    outcomes: &[ThresholdOutcome],
+    summary_export: Option<&std::path::Path>,
+    results: Option<&std::path::Path>,
+) -> anyhow::Result<u8> {
+    print!("{}", text_summary(result, outcomes));
+    if let Some(p) = summary_export {
+        let json = serde_json::to_vec_pretty(&k6_summary(result, outcomes))?;
+        write_atomic(p, &json)?;
+    }
+    if let Some(p) = results {
+        result.write(p)?;
+    }
+    if outcomes.iter().all(|o| o.ok) {
+        Ok(EXIT_OK)
+    } else {
+        let failed: Vec<String> = outcomes
+            .iter()
+            .filter(|o| !o.ok)
+            .map(|o| format!("{}: {}", o.metric, o.expr))
+            .collect();
+        eprintln!("atlas: thresholds failed: {}", failed.join("; "));
+        Ok(EXIT_THRESHOLDS)
+    }
+}

@@ -1,0 +1,51 @@
+//! `atlas`: the command-line front of Atlas. It parses arguments, builds the
+//! library configs, calls one library function per subcommand, prints, and
+//! maps the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod load;
+mod progress;
+
+/// Exit code when every threshold held.
+pub const EXIT_OK: u8 = 0;
+/// Exit code for a runtime failure.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for bad usage or bad configuration.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when a threshold failed (as k6).
+pub const EXIT_THRESHOLDS: u8 = 99;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "atlas",
+    version,
+    about = "Prove that a web service behind a micro-cache holds its performance gate",
+    after_help = "Exit codes:\n  0   success: every threshold held\n  1   runtime failure (I/O, the runtime could not start)\n  2   bad usage or bad configuration (the message names the flag, field or expression)\n  99  one or more thresholds failed (as k6)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Drive HTTP load at a target (open model by arrival rate, or closed by VUs)
+    Load(load::LoadArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Load(args) => load::main(args),
+    };
+    ExitCode::from(code)
+}
+
+/// Prints an error the way every subcommand does and returns its exit code.
+pub(crate) fn report(err: &anyhow::Error, code: u8) -> u8 {
+    eprintln!("atlas: error: {err:#}");
+    code
+}

@@ -1,0 +1,250 @@
+//! The HTTP/1.1 client side: keep-alive connection pools per host and one
+//! request/response exchange, classified and timed.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::check::Check;
+use crate::metrics::{CacheStatus, ErrorClass, Sample};
+use crate::trace::TraceparentBuilder;
+
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
+
+/// One request of the mix, resolved and ready to send many times.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub name: String,
+    pub method: Method,
+    /// Origin-form (`/path?query`).
+    pub uri: Uri,
+    /// Host and the request's own headers.
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// Index into the pools.
+    pub pool: usize,
+    /// Request line and headers, estimated, plus the body (for `data_sent`).
+    pub bytes_out: u64,
+}
+
+impl Target {
+    fn request(&self, traceparent: &[u8; 55]) -> Request<Full<Bytes>> {
+        let mut req = Request::new(Full::new(self.body.clone()));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        let mut headers = self.headers.clone();
+        headers.insert(
+            TRACEPARENT.clone(),
+            HeaderValue::from_bytes(traceparent).expect("traceparent is visible ASCII"),
+        );
+        *req.headers_mut() = headers;
+        req
+    }
+}
+
+type Conn = SendRequest<Full<Bytes>>;
+
+/// Idle keep-alive connections to one `host:port`.
+#[derive(Debug)]
+pub(crate) struct HostPool {
+    authority: String,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl HostPool {
+    pub(crate) fn new(authority: String) -> Self {
+        HostPool {
+            authority,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take(&self) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(c) = idle.pop() {
+            if !c.is_closed() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn put(&self, c: Conn) {
+        if !c.is_closed() {
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn, ErrorClass> {
+        let stream = TcpStream::connect(&self.authority)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => ErrorClass::ConnectRefused,
+                _ => ErrorClass::ConnectError,
+            })?;
+        let _ = stream.set_nodelay(true);
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| ErrorClass::ConnectError)?;
+        tokio::spawn(async move {
+            // ends when the peer closes or every SendRequest is dropped
+            let _ = conn.await;
+        });
+        Ok(send)
+    }
+
+    /// Drops every idle connection (at the end of a run).
+    pub(crate) fn clear(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// What the exchange needs besides the target.
+pub(crate) struct ExchangeCtx<'a> {
+    pub pools: &'a [HostPool],
+    pub traceparent: &'a TraceparentBuilder,
+    pub checks: &'a [Check],
+    pub needs_body: bool,
+    pub timeout: Duration,
+}
+
+/// Sends one request of `target` that was due at `due`, and times and
+/// classifies what happened. Never fails: a failure is a sample too.
+pub(crate) async fn exchange(
+    ctx: &ExchangeCtx<'_>,
+    route: usize,
+    target: &Target,
+    due: Instant,
+    seq: u64,
+) -> Sample {
+    let started = Instant::now();
+    let pool = &ctx.pools[target.pool];
+    let traceparent = ctx.traceparent.header(seq);
+    let mut sample = Sample {
+        route,
+        bytes_sent: target.bytes_out,
+        ..Sample::default()
+    };
+    let mut sent = started;
+    let mut first_byte = started;
+    let outcome = tokio::time::timeout(ctx.timeout, async {
+        // A pooled connection the server closed meanwhile fails before any
+        // response byte; such a request is retried once on a new connection.
+        let mut reused = true;
+        loop {
+            let mut conn = match pool.take() {
+                Some(c) => c,
+                None => {
+                    reused = false;
+                    pool.connect().await?
+                }
+            };
+            if conn.ready().await.is_err() {
+                if reused {
+                    reused = false;
+                    continue;
+                }
+                return Err(ErrorClass::Reset);
+            }
+            sent = Instant::now();
+            let resp = match conn.send_request(target.request(&traceparent)).await {
+                Ok(r) => r,
+                Err(e) if reused && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) => {
+                    reused = false;
+                    continue;
+                }
+                Err(e) => return Err(classify(&e)),
+            };
+            first_byte = Instant::now();
+            let (parts, mut body) = resp.into_parts();
+            let mut received = 0u64;
+            let mut kept = ctx.needs_body.then(BytesMut::new);
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| classify(&e))?;
+                if let Ok(data) = frame.into_data() {
+                    received += data.len() as u64;
+                    if let Some(k) = kept.as_mut() {
+                        k.extend_from_slice(&data);
+                    }
+                }
+            }
+            pool.put(conn);
+            return Ok((parts, received, kept));
+        }
+    })
+    .await;
+    let done = Instant::now();
+    let outcome = match outcome {
+        Ok(r) => r,
+        Err(_elapsed) => Err(ErrorClass::Timeout),
+    };
+    sample.duration_us = micros(done.saturating_duration_since(due));
+    sample.service_us = micros(done.saturating_duration_since(sent));
+    sample.waiting_us = micros(first_byte.saturating_duration_since(sent));
+    sample.lag_us = micros(sent.saturating_duration_since(due));
+    match outcome {
+        Ok((parts, received, kept)) => {
+            let status = parts.status.as_u16();
+            sample.status = status;
+            sample.error = ErrorClass::of_status(status);
+            sample.cache = parts
+                .headers
+                .get(&X_CACHE_STATUS)
+                .map(|v| CacheStatus::parse(v.as_bytes()));
+            sample.bytes_received = received + head_bytes(&parts);
+            let body = kept.as_deref().unwrap_or(&[]);
+            for (i, c) in ctx.checks.iter().enumerate() {
+                if c.holds(Some((&parts, body))) {
+                    sample.checks_passed |= 1 << i;
+                }
+            }
+        }
+        Err(class) => {
+            sample.error = Some(class);
+        }
+    }
+    sample
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
+}
+
+/// Status line and headers as they were on the wire, estimated from lengths.
+fn head_bytes(parts: &http::response::Parts) -> u64 {
+    let headers: usize = parts
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    (17 + headers + 2) as u64
+}
+
+fn classify(e: &hyper::Error) -> ErrorClass {
+    if e.is_parse() || e.is_parse_status() {
+        return ErrorClass::InvalidResponse;
+    }
+    if e.is_timeout() {
+        return ErrorClass::Timeout;
+    }
+    ErrorClass::Reset
+}
+
+/// `data_sent` estimate for a request: request line, headers, traceparent, body.
+pub(crate) fn request_bytes(method: &Method, uri: &Uri, headers: &HeaderMap, body: usize) -> u64 {
+    let line = method.as_str().len() + uri.to_string().len() + 11;
+    let hdrs: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    (line + hdrs + 13 + 55 + 2 + body) as u64
+}

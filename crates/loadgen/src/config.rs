@@ -1,0 +1,432 @@
+//! The configuration of a load test (a scenario file in TOML, or built in
+//! code), validated once into a [`LoadTest`](crate::LoadTest).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::segment::Segment;
+use crate::threshold::ThresholdSpec;
+
+/// Parses a duration the way k6 and humans write them: `60s`, `1m30s`, `500ms`, `2h`.
+///
+/// # Errors
+/// A message naming the value, for the caller to wrap with its field.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 60s, 1m30s or 500ms"))
+}
+
+/// Serde for durations written as strings (`"60s"`).
+pub(crate) mod duration_str {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Default per-request timeout (k6's default).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default wait for in-flight requests after the last arrival (k6's `gracefulStop`).
+pub const DEFAULT_GRACEFUL_STOP: Duration = Duration::from_secs(30);
+/// Default in-flight limit of the arrival-rate executors (k6's `maxVUs`).
+pub const DEFAULT_MAX_VUS: usize = 1000;
+
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+fn default_graceful_stop() -> Duration {
+    DEFAULT_GRACEFUL_STOP
+}
+fn default_max_vus() -> usize {
+    DEFAULT_MAX_VUS
+}
+fn default_weight() -> u32 {
+    1
+}
+fn default_method() -> String {
+    "GET".to_string()
+}
+
+/// A whole load test. In a scenario file:
+///
+/// ```toml
+/// target = "http://127.0.0.1:8080"
+/// timeout = "10s"
+/// checks = ["status==200"]
+///
+/// [executor]
+/// type = "constant-arrival-rate"
+/// rate = 500
+/// duration = "60s"
+/// max_vus = 256
+///
+/// [[requests]]
+/// url = "/"
+/// weight = 9
+///
+/// [thresholds]
+/// http_req_duration = ["p(95)<200"]
+/// http_req_failed = ["rate<0.01"]
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadConfig {
+    /// Base URL that request paths are joined to (`http://host:port`).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// How arrivals or virtual users are scheduled.
+    pub executor: Executor,
+    /// The weighted request mix; empty means one `GET` of `target`.
+    #[serde(default)]
+    pub requests: Vec<RequestSpec>,
+    /// Headers sent with every request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Per-request timeout, connection set-up included (default 60 s).
+    #[serde(default = "default_timeout", with = "duration_str")]
+    pub timeout: Duration,
+    /// How long to wait for in-flight requests after the schedule ends (default 30 s).
+    #[serde(default = "default_graceful_stop", with = "duration_str")]
+    pub graceful_stop: Duration,
+    /// Thresholds per metric, k6's shape: `metric = ["p(95)<200", ...]`.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, Vec<ThresholdSpec>>,
+    /// Checks on every response (see [`Check`](crate::Check)).
+    #[serde(default)]
+    pub checks: Vec<String>,
+    /// The part of the test this process runs (default `0:1`).
+    #[serde(default)]
+    pub segment: Segment,
+    /// Seed for Poisson gaps and the request mix (default: fixed, so runs repeat).
+    #[serde(default)]
+    pub seed: u64,
+    /// The W3C trace id of the run (default: random). Split runs share one.
+    #[serde(default)]
+    pub trace_id: Option<String>,
+}
+
+/// A stage of a ramping executor: reach `target` linearly over `duration`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// How long the stage lasts.
+    #[serde(with = "duration_str")]
+    pub duration: Duration,
+    /// Rate (arrivals/s) or VU count at the end of the stage.
+    pub target: f64,
+}
+
+/// The executors, with k6's names and meanings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Executor {
+    /// Open model: `rate` arrivals per second for `duration`.
+    ConstantArrivalRate {
+        /// Arrivals per second.
+        rate: f64,
+        /// How long.
+        #[serde(with = "duration_str")]
+        duration: Duration,
+        /// Most requests in flight; an arrival beyond it is dropped and counted.
+        #[serde(default = "default_max_vus", alias = "maxVUs")]
+        max_vus: usize,
+        /// Exponential gaps (a Poisson process) instead of even spacing.
+        #[serde(default)]
+        poisson: bool,
+    },
+    /// Open model: the rate moves linearly through `stages`, from `start_rate`.
+    RampingArrivalRate {
+        /// Arrivals per second at the start.
+        #[serde(default, alias = "startRate")]
+        start_rate: f64,
+        /// The stages.
+        stages: Vec<Stage>,
+        /// Most requests in flight.
+        #[serde(default = "default_max_vus", alias = "maxVUs")]
+        max_vus: usize,
+        /// Exponential gaps.
+        #[serde(default)]
+        poisson: bool,
+    },
+    /// Closed model: `vus` users each send a request as soon as the previous one ends.
+    ConstantVus {
+        /// How many virtual users.
+        vus: usize,
+        /// How long.
+        #[serde(with = "duration_str")]
+        duration: Duration,
+    },
+    /// Closed model: the number of users moves linearly through `stages`.
+    RampingVus {
+        /// Users at the start.
+        #[serde(default, alias = "startVUs")]
+        start_vus: usize,
+        /// The stages.
+        stages: Vec<Stage>,
+    },
+}
+
+impl Executor {
+    /// k6's name of the executor.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Executor::ConstantArrivalRate { .. } => "constant-arrival-rate",
+            Executor::RampingArrivalRate { .. } => "ramping-arrival-rate",
+            Executor::ConstantVus { .. } => "constant-vus",
+            Executor::RampingVus { .. } => "ramping-vus",
+        }
+    }
+
+    /// The scheduled length of the test.
+    pub fn duration(&self) -> Duration {
+        match self {
+            Executor::ConstantArrivalRate { duration, .. } | Executor::ConstantVus { duration, .. } => {
+                *duration
+            }
+            Executor::RampingArrivalRate { stages, .. } | Executor::RampingVus { stages, .. } => {
+                stages.iter().map(|s| s.duration).sum()
+            }
+        }
+    }
+
+    /// True for the arrival-rate executors.
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self,
+            Executor::ConstantArrivalRate { .. } | Executor::RampingArrivalRate { .. }
+        )
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let positive = |field: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::config(field, format!("{v} must be a positive number")))
+            }
+        };
+        let some_time = |field: &str, d: Duration| {
+            if d.is_zero() {
+                Err(Error::config(field, "must be longer than 0s"))
+            } else {
+                Ok(())
+            }
+        };
+        let stages_ok = |stages: &[Stage]| -> Result<()> {
+            if stages.is_empty() {
+                return Err(Error::config("executor.stages", "needs at least one stage"));
+            }
+            for (i, s) in stages.iter().enumerate() {
+                if !(s.target.is_finite() && s.target >= 0.0) {
+                    return Err(Error::config(
+                        format!("executor.stages[{i}].target"),
+                        format!("{} must be zero or positive", s.target),
+                    ));
+                }
+            }
+            some_time("executor.stages", stages.iter().map(|s| s.duration).sum())
+        };
+        match self {
+            Executor::ConstantArrivalRate { rate, duration, max_vus, .. } => {
+                positive("executor.rate", *rate)?;
+                some_time("executor.duration", *duration)?;
+                if *max_vus == 0 {
+                    return Err(Error::config("executor.max_vus", "must be at least 1"));
+                }
+            }
+            Executor::RampingArrivalRate { start_rate, stages, max_vus, .. } => {
+                if !(start_rate.is_finite() && *start_rate >= 0.0) {
+                    return Err(Error::config(
+                        "executor.start_rate",
+                        format!("{start_rate} must be zero or positive"),
+                    ));
+                }
+                stages_ok(stages)?;
+                if *max_vus == 0 {
+                    return Err(Error::config("executor.max_vus", "must be at least 1"));
+                }
+            }
+            Executor::ConstantVus { vus, duration } => {
+                if *vus == 0 {
+                    return Err(Error::config("executor.vus", "must be at least 1"));
+                }
+                some_time("executor.duration", *duration)?;
+            }
+            Executor::RampingVus { stages, .. } => stages_ok(stages)?,
+        }
+        Ok(())
+    }
+}
+
+/// One request of the mix.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    /// HTTP method (default `GET`).
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// An absolute `http://` URL, or a path (`/keys?x=1`) joined to the target.
+    pub url: String,
+    /// Extra headers for this request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Request body.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// The `name` tag (default: the path), for per-route metrics and thresholds.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Relative weight in the mix (default 1).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+impl RequestSpec {
+    /// `GET path` with a weight.
+    pub fn get(path: impl Into<String>, weight: u32) -> Self {
+        RequestSpec {
+            method: default_method(),
+            url: path.into(),
+            headers: BTreeMap::new(),
+            body: None,
+            name: None,
+            weight,
+        }
+    }
+
+    /// The gate's default mix: 90 % dynamic routes (`/`, `/keys`,
+    /// `/playground`, `/metrics`, equal shares) and 10 % static
+    /// (`/static/app.js`, `/static/app.css`).
+    pub fn gate_mix() -> Vec<RequestSpec> {
+        let mut mix: Vec<RequestSpec> = ["/", "/keys", "/playground", "/metrics"]
+            .into_iter()
+            .map(|p| RequestSpec::get(p, 9))
+            .collect();
+        mix.extend(
+            ["/static/app.js", "/static/app.css"]
+                .into_iter()
+                .map(|p| RequestSpec::get(p, 2)),
+        );
+        mix
+    }
+}
+
+impl LoadConfig {
+    /// A config with an executor and defaults for everything else.
+    pub fn new(executor: Executor) -> Self {
+        LoadConfig {
+            target: None,
+            executor,
+            requests: Vec::new(),
+            headers: BTreeMap::new(),
+            timeout: DEFAULT_TIMEOUT,
+            graceful_stop: DEFAULT_GRACEFUL_STOP,
+            thresholds: BTreeMap::new(),
+            checks: Vec::new(),
+            segment: Segment::FULL,
+            seed: 0,
+            trace_id: None,
+        }
+    }
+
+    /// Reads a scenario file (TOML).
+    ///
+    /// # Errors
+    /// [`Error::Scenario`] naming the file and the line of the problem.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Scenario {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            Error::Scenario { message, .. } => Error::Scenario {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses a scenario from TOML text.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::Scenario {
+            path: "<text>".into(),
+            message: e.to_string().trim_end().to_string(),
+        })
+    }
+
+    /// Adds a threshold on a metric (`"http_req_duration"`, `"p(95)<200"`).
+    pub fn threshold(mut self, metric: &str, expr: &str) -> Self {
+        self.thresholds
+            .entry(metric.to_string())
+            .or_default()
+            .push(ThresholdSpec::Expr(expr.to_string()));
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_file_parses_with_k6_aliases() {
+        let c = LoadConfig::from_toml(
+            r#"
+            target = "http://127.0.0.1:8080"
+            checks = ["status==200"]
+            [executor]
+            type = "ramping-arrival-rate"
+            startRate = 10
+            maxVUs = 50
+            stages = [{ duration = "10s", target = 100 }, { duration = "1m30s", target = 100 }]
+            [[requests]]
+            url = "/keys"
+            weight = 3
+            [thresholds]
+            http_req_duration = ["p(95)<200", { threshold = "p(99)<500", abortOnFail = true }]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.executor.duration(), Duration::from_secs(100));
+        match &c.executor {
+            Executor::RampingArrivalRate { start_rate, max_vus, .. } => {
+                assert_eq!((*start_rate, *max_vus), (10.0, 50));
+            }
+            other => panic!("wrong executor {other:?}"),
+        }
+        assert_eq!(c.requests[0].weight, 3);
+        assert_eq!(c.thresholds["http_req_duration"].len(), 2);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_durations_are_named() {
+        let e = LoadConfig::from_toml("[executor]\ntype = \"constant-vus\"\nvus = 2\nduration = \"5 parsecs\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("5 parsecs"), "{e}");
+        let e = LoadConfig::from_toml("[executor]\ntype = \"constant-vus\"\nvus = 2\nduration = \"5s\"\nspeed = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("speed"), "{e}");
+        let e = LoadConfig::from_toml("[executor]\ntype = \"constant-rate\"\n").unwrap_err().to_string();
+        assert!(e.contains("constant-rate"), "{e}");
+    }
+
+    #[test]
+    fn gate_mix_is_ninety_ten() {
+        let mix = RequestSpec::gate_mix();
+        let total: u32 = mix.iter().map(|r| r.weight).sum();
+        let dynamic: u32 = mix.iter().filter(|r| !r.url.starts_with("/static")).map(|r| r.weight).sum();
+        assert_eq!(dynamic * 10, total * 9);
+    }
+}

@@ -1,0 +1,539 @@
+//! What a run measures: counters, trends, cache statuses, error classes, per
+//! route, and a per-second time series. Every type here merges, so results of
+//! split runs add up to the whole.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::histogram::Trend;
+
+/// A closed set of labels counted by [`Counts`].
+pub trait Label: Copy + Eq + fmt::Debug + 'static {
+    /// Every label, in reporting order.
+    const ALL: &'static [Self];
+    /// The label's string, the same in summaries, NDJSON and reports.
+    fn as_str(self) -> &'static str;
+    /// Position in [`Label::ALL`].
+    fn index(self) -> usize;
+}
+
+/// `X-Cache-Status` values as nginx's `$upstream_cache_status` spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CacheStatus {
+    /// Served from cache, fresh.
+    Hit,
+    /// Not in cache; fetched.
+    Miss,
+    /// In cache but expired; fetched.
+    Expired,
+    /// Expired copy served (upstream failing or refresh pending).
+    Stale,
+    /// Expired copy served while a refresh runs.
+    Updating,
+    /// Revalidated with the upstream (304) and served.
+    Revalidated,
+    /// The cache was bypassed for this request.
+    Bypass,
+    /// Any other value.
+    Other,
+}
+
+impl CacheStatus {
+    /// Parses a header value; unknown values are [`CacheStatus::Other`].
+    pub fn parse(value: &[u8]) -> CacheStatus {
+        let v = value.trim_ascii();
+        let eq = |s: &str| v.eq_ignore_ascii_case(s.as_bytes());
+        if eq("HIT") {
+            CacheStatus::Hit
+        } else if eq("MISS") {
+            CacheStatus::Miss
+        } else if eq("EXPIRED") {
+            CacheStatus::Expired
+        } else if eq("STALE") {
+            CacheStatus::Stale
+        } else if eq("UPDATING") {
+            CacheStatus::Updating
+        } else if eq("REVALIDATED") {
+            CacheStatus::Revalidated
+        } else if eq("BYPASS") {
+            CacheStatus::Bypass
+        } else {
+            CacheStatus::Other
+        }
+    }
+}
+
+impl Label for CacheStatus {
+    const ALL: &'static [Self] = &[
+        CacheStatus::Hit,
+        CacheStatus::Miss,
+        CacheStatus::Expired,
+        CacheStatus::Stale,
+        CacheStatus::Updating,
+        CacheStatus::Revalidated,
+        CacheStatus::Bypass,
+        CacheStatus::Other,
+    ];
+    fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Expired => "EXPIRED",
+            CacheStatus::Stale => "STALE",
+            CacheStatus::Updating => "UPDATING",
+            CacheStatus::Revalidated => "REVALIDATED",
+            CacheStatus::Bypass => "BYPASS",
+            CacheStatus::Other => "OTHER",
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The connection was refused (nothing listens).
+    ConnectRefused,
+    /// Connecting failed otherwise (unreachable, name not resolved).
+    ConnectError,
+    /// The request did not complete within its timeout.
+    Timeout,
+    /// The connection was reset or closed mid-exchange.
+    Reset,
+    /// The response could not be parsed as HTTP.
+    InvalidResponse,
+    /// A 4xx status.
+    Http4xx,
+    /// A 5xx status.
+    Http5xx,
+    /// A status outside 200–399 that is neither 4xx nor 5xx.
+    UnexpectedStatus,
+}
+
+impl Label for ErrorClass {
+    const ALL: &'static [Self] = &[
+        ErrorClass::ConnectRefused,
+        ErrorClass::ConnectError,
+        ErrorClass::Timeout,
+        ErrorClass::Reset,
+        ErrorClass::InvalidResponse,
+        ErrorClass::Http4xx,
+        ErrorClass::Http5xx,
+        ErrorClass::UnexpectedStatus,
+    ];
+    fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::ConnectRefused => "connect_refused",
+            ErrorClass::ConnectError => "connect_error",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Reset => "reset",
+            ErrorClass::InvalidResponse => "invalid_response",
+            ErrorClass::Http4xx => "http_4xx",
+            ErrorClass::Http5xx => "http_5xx",
+            ErrorClass::UnexpectedStatus => "unexpected_status",
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl ErrorClass {
+    /// The class of a response status, or `None` for an expected one (200–399, as k6).
+    pub fn of_status(status: u16) -> Option<ErrorClass> {
+        match status {
+            200..=399 => None,
+            400..=499 => Some(ErrorClass::Http4xx),
+            500..=599 => Some(ErrorClass::Http5xx),
+            _ => Some(ErrorClass::UnexpectedStatus),
+        }
+    }
+}
+
+/// Counts per label, serialized as a map from the label's string.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Counts<L: Label> {
+    counts: [u64; 16],
+    _label: std::marker::PhantomData<L>,
+}
+
+impl<L: Label> Counts<L> {
+    /// All zero.
+    pub fn new() -> Self {
+        Counts {
+            counts: [0; 16],
+            _label: std::marker::PhantomData,
+        }
+    }
+    /// Adds one.
+    #[inline]
+    pub fn incr(&mut self, label: L) {
+        self.counts[label.index()] += 1;
+    }
+    /// The count of one label.
+    pub fn get(&self, label: L) -> u64 {
+        self.counts[label.index()]
+    }
+    /// The sum over every label.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &Self) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+    }
+    /// `(label, count)` for every label with a non-zero count.
+    pub fn iter(&self) -> impl Iterator<Item = (L, u64)> + '_ {
+        L::ALL
+            .iter()
+            .map(|&l| (l, self.get(l)))
+            .filter(|&(_, n)| n > 0)
+    }
+}
+
+impl<L: Label> Default for Counts<L> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<L: Label> fmt::Debug for Counts<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(l, n)| (l.as_str(), n)))
+            .finish()
+    }
+}
+
+impl<L: Label> Serialize for Counts<L> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter().map(|(l, n)| (l.as_str(), n)))
+    }
+}
+
+impl<'de, L: Label> Deserialize<'de> for Counts<L> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<String, u64>::deserialize(d)?;
+        let mut counts = Counts::new();
+        for (k, n) in map {
+            let label = L::ALL
+                .iter()
+                .find(|l| l.as_str() == k)
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown label {k:?}")))?;
+            counts.counts[label.index()] = n;
+        }
+        Ok(counts)
+    }
+}
+
+/// Counts per HTTP status code.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StatusCounts(BTreeMap<u16, u64>);
+
+impl StatusCounts {
+    /// Adds one response with `status`.
+    #[inline]
+    pub fn incr(&mut self, status: u16) {
+        *self.0.entry(status).or_insert(0) += 1;
+    }
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &Self) {
+        for (s, n) in &other.0 {
+            *self.0.entry(*s).or_insert(0) += n;
+        }
+    }
+    /// `(status, count)` in status order.
+    pub fn iter(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.0.iter().map(|(s, n)| (*s, *n))
+    }
+    /// The count of one status.
+    pub fn get(&self, status: u16) -> u64 {
+        self.0.get(&status).copied().unwrap_or(0)
+    }
+}
+
+/// Passes and fails of one check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckCount {
+    /// Responses for which the check held.
+    pub passes: u64,
+    /// Responses for which it did not.
+    pub fails: u64,
+}
+
+/// What one route (one request of the mix, by its `name` tag) measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteMetrics {
+    /// The route's `name` tag.
+    pub name: String,
+    /// Completed requests (responses and transport errors).
+    pub requests: u64,
+    /// Failed requests (transport errors and unexpected statuses).
+    pub failed: u64,
+    /// `http_req_duration` of this route, from the scheduled time.
+    pub duration: Trend,
+    /// Responses per status code.
+    pub statuses: StatusCounts,
+    /// Responses per `X-Cache-Status` value.
+    pub cache: Counts<CacheStatus>,
+}
+
+/// Everything a run (or a merge of runs) counted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Completed requests: responses and transport errors (`http_reqs`).
+    pub requests: u64,
+    /// Failed requests (`http_req_failed`).
+    pub failed: u64,
+    /// Arrivals not sent because `max_vus` requests were in flight (`dropped_iterations`).
+    pub dropped: u64,
+    /// Bytes sent, request line and headers estimated from their lengths (`data_sent`).
+    pub data_sent: u64,
+    /// Bytes received, status line and headers estimated from their lengths (`data_received`).
+    pub data_received: u64,
+    /// Failed requests by cause.
+    pub errors: Counts<ErrorClass>,
+    /// Responses by status code.
+    pub statuses: StatusCounts,
+    /// Responses by `X-Cache-Status`; responses without the header are not counted.
+    pub cache: Counts<CacheStatus>,
+    /// Passes and fails per check, in the order the checks were given.
+    pub checks: Vec<CheckCount>,
+    /// Most requests in flight at once (`vus` max).
+    pub max_in_flight: u64,
+    /// `http_req_duration`: from the scheduled send time to the last byte.
+    pub duration: Trend,
+    /// `http_req_duration{expected_response:true}`.
+    pub duration_ok: Trend,
+    /// `http_req_service_time`: from the actual send to the last byte.
+    pub service_time: Trend,
+    /// `http_req_waiting`: from the actual send to the first response byte.
+    pub waiting: Trend,
+    /// `schedule_lag`: from the scheduled time to the actual send (connection set-up included).
+    pub schedule_lag: Trend,
+    /// Per route, in the order of the request mix.
+    pub routes: Vec<RouteMetrics>,
+}
+
+impl Metrics {
+    /// Empty metrics for a mix of routes and a number of checks.
+    pub fn new(route_names: &[String], checks: usize) -> Self {
+        Metrics {
+            checks: vec![CheckCount::default(); checks],
+            routes: route_names
+                .iter()
+                .map(|n| RouteMetrics {
+                    name: n.clone(),
+                    ..RouteMetrics::default()
+                })
+                .collect(),
+            ..Metrics::default()
+        }
+    }
+
+    /// Records one completed request.
+    pub(crate) fn record(&mut self, s: &Sample) {
+        self.requests += 1;
+        self.data_sent += s.bytes_sent;
+        self.data_received += s.bytes_received;
+        self.duration.record(s.duration_us);
+        self.service_time.record(s.service_us);
+        self.waiting.record(s.waiting_us);
+        self.schedule_lag.record(s.lag_us);
+        if s.status != 0 {
+            self.statuses.incr(s.status);
+        }
+        if let Some(c) = s.cache {
+            self.cache.incr(c);
+        }
+        match s.error {
+            Some(e) => {
+                self.failed += 1;
+                self.errors.incr(e);
+            }
+            None => self.duration_ok.record(s.duration_us),
+        }
+        for (i, c) in self.checks.iter_mut().enumerate() {
+            if s.checks_passed & (1 << i) != 0 {
+                c.passes += 1;
+            } else {
+                c.fails += 1;
+            }
+        }
+        let r = &mut self.routes[s.route];
+        r.requests += 1;
+        r.duration.record(s.duration_us);
+        if s.status != 0 {
+            r.statuses.incr(s.status);
+        }
+        if let Some(c) = s.cache {
+            r.cache.incr(c);
+        }
+        if s.error.is_some() {
+            r.failed += 1;
+        }
+    }
+
+    /// Adds every count and distribution of `other` (same routes and checks).
+    pub fn merge(&mut self, other: &Metrics) {
+        self.requests += other.requests;
+        self.failed += other.failed;
+        self.dropped += other.dropped;
+        self.data_sent += other.data_sent;
+        self.data_received += other.data_received;
+        self.errors.merge(&other.errors);
+        self.statuses.merge(&other.statuses);
+        self.cache.merge(&other.cache);
+        for (a, b) in self.checks.iter_mut().zip(&other.checks) {
+            a.passes += b.passes;
+            a.fails += b.fails;
+        }
+        self.max_in_flight = self.max_in_flight.max(other.max_in_flight);
+        self.duration.merge(&other.duration);
+        self.duration_ok.merge(&other.duration_ok);
+        self.service_time.merge(&other.service_time);
+        self.waiting.merge(&other.waiting);
+        self.schedule_lag.merge(&other.schedule_lag);
+        for (a, b) in self.routes.iter_mut().zip(&other.routes) {
+            a.requests += b.requests;
+            a.failed += b.failed;
+            a.duration.merge(&b.duration);
+            a.statuses.merge(&b.statuses);
+            a.cache.merge(&b.cache);
+        }
+    }
+
+    /// HIT / responses that carry `X-Cache-Status`; `None` when none did.
+    pub fn cache_hit_ratio(&self) -> Option<f64> {
+        ratio(self.cache.get(CacheStatus::Hit), self.cache.total())
+    }
+
+    /// Failed / completed; `None` without requests.
+    pub fn failure_ratio(&self) -> Option<f64> {
+        ratio(self.failed, self.requests)
+    }
+}
+
+pub(crate) fn ratio(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+/// One row of the per-second time series (by completion time).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SecondRow {
+    /// Seconds since the start; the row covers `[second, second + 1)`.
+    pub second: u32,
+    /// Requests completed in the second.
+    pub requests: u64,
+    /// Of which failed.
+    pub failed: u64,
+    /// Arrivals dropped in the second.
+    pub dropped: u64,
+    /// `http_req_duration` median of the second, ms.
+    pub p50_ms: f64,
+    /// 95th percentile, ms.
+    pub p95_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Responses with `X-Cache-Status: HIT`.
+    pub cache_hits: u64,
+    /// Responses with any `X-Cache-Status`.
+    pub cache_responses: u64,
+    /// Requests in flight at the end of the second.
+    pub in_flight: u64,
+}
+
+impl SecondRow {
+    /// Adds `other`'s counts (for merging segments). Percentiles of a merged
+    /// row are the request-weighted mean of the parts' percentiles: an
+    /// approximation for plots. Thresholds always use the exact merged trends.
+    pub fn merge(&mut self, other: &SecondRow) {
+        let (a, b) = (self.requests as f64, other.requests as f64);
+        let w = |x: f64, y: f64| if a + b > 0.0 { (x * a + y * b) / (a + b) } else { 0.0 };
+        self.p50_ms = w(self.p50_ms, other.p50_ms);
+        self.p95_ms = w(self.p95_ms, other.p95_ms);
+        self.p99_ms = w(self.p99_ms, other.p99_ms);
+        self.requests += other.requests;
+        self.failed += other.failed;
+        self.dropped += other.dropped;
+        self.cache_hits += other.cache_hits;
+        self.cache_responses += other.cache_responses;
+        self.in_flight += other.in_flight;
+    }
+}
+
+/// One completed request, as the sender hands it to the recorder.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Sample {
+    pub route: usize,
+    /// 0 when no response arrived.
+    pub status: u16,
+    pub error: Option<ErrorClass>,
+    pub cache: Option<CacheStatus>,
+    pub duration_us: u64,
+    pub service_us: u64,
+    pub waiting_us: u64,
+    pub lag_us: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Bit `i` set when check `i` passed.
+    pub checks_passed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(route: usize, status: u16, cache: Option<CacheStatus>, us: u64) -> Sample {
+        Sample {
+            route,
+            status,
+            error: ErrorClass::of_status(status),
+            cache,
+            duration_us: us,
+            service_us: us,
+            waiting_us: us,
+            checks_passed: u64::from(status == 200),
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn records_and_merges() {
+        let names = vec!["/".to_string(), "/keys".to_string()];
+        let mut a = Metrics::new(&names, 1);
+        a.record(&sample(0, 200, Some(CacheStatus::Hit), 1000));
+        a.record(&sample(1, 503, Some(CacheStatus::Miss), 2000));
+        let mut b = Metrics::new(&names, 1);
+        b.record(&sample(1, 200, None, 3000));
+        a.merge(&b);
+        assert_eq!(a.requests, 3);
+        assert_eq!(a.failed, 1);
+        assert_eq!(a.errors.get(ErrorClass::Http5xx), 1);
+        assert_eq!(a.statuses.get(200), 2);
+        assert_eq!(a.cache_hit_ratio(), Some(0.5), "HIT over responses with the header");
+        assert_eq!(a.checks[0], CheckCount { passes: 2, fails: 1 });
+        assert_eq!(a.routes[1].requests, 2);
+        assert_eq!(a.duration_ok.count(), 2);
+        let json = serde_json::to_string(&a).unwrap();
+        let back: Metrics = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, a);
+    }
+
+    #[test]
+    fn cache_status_parsing() {
+        assert_eq!(CacheStatus::parse(b"HIT"), CacheStatus::Hit);
+        assert_eq!(CacheStatus::parse(b" updating "), CacheStatus::Updating);
+        assert_eq!(CacheStatus::parse(b"hit; ttl=3"), CacheStatus::Other);
+        for &c in CacheStatus::ALL {
+            assert_eq!(CacheStatus::parse(c.as_str().as_bytes()), c);
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The result of a run: a self-contained, mergeable artifact.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::histogram::Trend;
+use crate::metrics::{ratio, CacheStatus, Metrics, SecondRow};
+use crate::segment::Segment;
+use crate::threshold::{Aggregation, MetricRef, Threshold, ThresholdOutcome, ThresholdSpec};
+
+/// Version of the results file format.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Everything one run (or a merge of segment runs) measured, with what is
+/// needed to evaluate thresholds again: serialized HDR histograms, counters,
+/// the time series and the threshold specs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// [`FORMAT_VERSION`].
+    pub format: u32,
+    /// The run's W3C trace id (also in every request's `traceparent`).
+    pub trace_id: String,
+    /// k6's executor name.
+    pub executor: String,
+    /// Target arrival rate of this result's segments (arrivals/s); 0 for closed executors.
+    pub target_rate: f64,
+    /// Peak in-flight limit (open) or peak VUs (closed), summed over merged segments.
+    pub max_vus: u64,
+    /// The segments this result covers, disjoint and sorted.
+    pub segments: Vec<Segment>,
+    /// Wall-clock start, RFC 3339.
+    pub started_at: String,
+    /// How long arrivals were scheduled (or VUs ran), seconds: the window that
+    /// `rate` statistics divide by. Shorter than planned when a threshold aborted the run.
+    pub active_secs: f64,
+    /// From start to the last response, seconds (k6's `testRunDurationMs` / 1000).
+    pub elapsed_secs: f64,
+    /// Arrivals scheduled in this result's segments (open model).
+    pub scheduled: u64,
+    /// True when an `abortOnFail` threshold stopped the run early.
+    pub aborted: bool,
+    /// Check names, in order (matching `metrics.checks`).
+    pub checks: Vec<String>,
+    /// Thresholds to evaluate, per metric.
+    pub thresholds: Vec<(String, Vec<ThresholdSpec>)>,
+    /// What was measured.
+    pub metrics: Metrics,
+    /// One row per second.
+    pub series: Vec<SecondRow>,
+}
+
+impl RunResult {
+    /// Achieved request rate: completed requests per active second.
+    pub fn achieved_rate(&self) -> f64 {
+        if self.active_secs > 0.0 {
+            self.metrics.requests as f64 / self.active_secs
+        } else {
+            0.0
+        }
+    }
+
+    /// The value of a metric statistic, or `None` when the metric has no samples.
+    pub fn metric_value(&self, metric: &MetricRef, agg: Aggregation) -> Option<f64> {
+        let m = &self.metrics;
+        let route = match &metric.tag {
+            Some((k, v)) if k == "name" => match m.routes.iter().find(|r| &r.name == v) {
+                Some(r) => Some(r),
+                None => return None,
+            },
+            _ => None,
+        };
+        let per_sec = |n: u64| (self.active_secs > 0.0).then(|| n as f64 / self.active_secs);
+        let counter = |n: u64| match agg {
+            Aggregation::Count => Some(n as f64),
+            Aggregation::Rate => per_sec(n),
+            _ => None,
+        };
+        let trend = |t: &Trend| match agg {
+            Aggregation::Trend(stat) if t.count() > 0 => Some(t.stat_ms(stat)),
+            _ => None,
+        };
+        match metric.name.as_str() {
+            "http_reqs" => counter(route.map_or(m.requests, |r| r.requests)),
+            "iterations" => counter(m.requests),
+            "dropped_iterations" => counter(m.dropped),
+            "data_sent" => counter(m.data_sent),
+            "data_received" => counter(m.data_received),
+            "http_req_failed" => match route {
+                Some(r) => ratio(r.failed, r.requests),
+                None => m.failure_ratio(),
+            },
+            "checks" => {
+                let passes: u64 = m.checks.iter().map(|c| c.passes).sum();
+                let fails: u64 = m.checks.iter().map(|c| c.fails).sum();
+                ratio(passes, passes + fails)
+            }
+            "cache_hit" => match route {
+                Some(r) => ratio(r.cache.get(CacheStatus::Hit), r.cache.total()),
+                None => m.cache_hit_ratio(),
+            },
+            "http_req_duration" => match (&metric.tag, route) {
+                (_, Some(r)) => trend(&r.duration),
+                (Some((_, v)), None) if v == "true" => trend(&m.duration_ok),
+                (Some(_), None) => {
+                    // expected_response:false — the failed requests' durations are
+                    // not kept apart; k6 users rarely gate on them.
+                    None
+                }
+                (None, None) => trend(&m.duration),
+            },
+            "http_req_service_time" => trend(&m.service_time),
+            "http_req_waiting" => trend(&m.waiting),
+            "schedule_lag" => trend(&m.schedule_lag),
+            "vus" => Some(m.max_in_flight as f64),
+            "vus_max" => Some(self.max_vus as f64),
+            _ => None,
+        }
+    }
+
+    /// The thresholds this result carries, parsed.
+    pub fn parsed_thresholds(&self) -> Result<Vec<Threshold>> {
+        let mut out = Vec::new();
+        for (metric, specs) in &self.thresholds {
+            for s in specs {
+                out.push(Threshold::from_spec(metric, s)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Evaluates `thresholds` (or, when `None`, the ones the result carries).
+    pub fn evaluate(&self, thresholds: Option<&[Threshold]>) -> Result<Vec<ThresholdOutcome>> {
+        let own;
+        let ts = match thresholds {
+            Some(t) => t,
+            None => {
+                own = self.parsed_thresholds()?;
+                &own
+            }
+        };
+        Ok(ts.iter().map(|t| t.evaluate(self)).collect())
+    }
+
+    /// Merges the results of segments of one test into the result of the whole.
+    ///
+    /// # Errors
+    /// [`Error::Merge`] when the inputs are of different tests (executor, routes,
+    /// checks), overlap, or are empty.
+    pub fn merge(parts: &[RunResult]) -> Result<RunResult> {
+        let (first, rest) = parts
+            .split_first()
+            .ok_or_else(|| Error::Merge("no results given".into()))?;
+        let mut out = first.clone();
+        for (i, p) in rest.iter().enumerate() {
+            let which = i + 2;
+            if p.format != out.format {
+                return Err(Error::Merge(format!("result {which} has format {}, not {}", p.format, out.format)));
+            }
+            if p.executor != out.executor {
+                return Err(Error::Merge(format!(
+                    "result {which} ran {}, result 1 ran {}",
+                    p.executor, out.executor
+                )));
+            }
+            let names = |r: &RunResult| r.metrics.routes.iter().map(|x| x.name.clone()).collect::<Vec<_>>();
+            if names(p) != names(&out) {
+                return Err(Error::Merge(format!("result {which} has another request mix")));
+            }
+            if p.checks != out.checks {
+                return Err(Error::Merge(format!("result {which} has other checks")));
+            }
+            for s in &p.segments {
+                if let Some(o) = out.segments.iter().find(|o| o.overlaps(s)) {
+                    return Err(Error::Merge(format!(
+                        "result {which} covers segment {s}, which overlaps {o} already merged"
+                    )));
+                }
+            }
+            out.segments.extend(p.segments.iter().copied());
+            out.target_rate += p.target_rate;
+            out.max_vus += p.max_vus;
+            out.active_secs = out.active_secs.max(p.active_secs);
+            out.elapsed_secs = out.elapsed_secs.max(p.elapsed_secs);
+            out.started_at = out.started_at.clone().min(p.started_at.clone());
+            out.scheduled += p.scheduled;
+            out.aborted |= p.aborted;
+            out.metrics.merge(&p.metrics);
+            for row in &p.series {
+                match out.series.iter_mut().find(|r| r.second == row.second) {
+                    Some(r) => r.merge(row),
+                    None => out.series.push(*row),
+                }
+            }
+        }
+        out.segments
+            .sort_by(|a, b| a.from().partial_cmp(&b.from()).unwrap_or(std::cmp::Ordering::Equal));
+        out.series.sort_by_key(|r| r.second);
+        Ok(out)
+    }
+
+    /// Writes the result as JSON, atomically (temp file, then rename).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec(self)?;
+        write_atomic(path, &json)
+    }
+
+    /// Reads a result written by [`RunResult::write`].
+    pub fn read(path: &Path) -> Result<RunResult> {
+        let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
+        let r: RunResult = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Merge(format!("{}: not an Atlas results file: {e}", path.display())))?;
+        if r.format != FORMAT_VERSION {
+            return Err(Error::Merge(format!(
+                "{}: results format {} (this Atlas reads {FORMAT_VERSION})",
+                path.display(),
+                r.format
+            )));
+        }
+        Ok(r)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and
+/// a rename, so a reader never sees a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::file(path, std::io::Error::other("not a file path")))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let res = (|| {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::file(path, e));
+    }
+    Ok(())
+}

@@ -1,0 +1,799 @@
+//! [`LoadTest`]: a validated configuration, and the executors that run it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, HOST};
+use http::{Method, Uri};
+use tokio::time::Instant;
+
+use crate::check::Check;
+use crate::client::{exchange, request_bytes, ExchangeCtx, HostPool, Target};
+use crate::config::{Executor, LoadConfig, RequestSpec};
+use crate::error::{Error, Result};
+use crate::histogram::{Trend, TrendStat};
+use crate::metrics::{CacheStatus, Metrics, Sample, SecondRow};
+use crate::output::PointWriter;
+use crate::result::{RunResult, FORMAT_VERSION};
+use crate::schedule::{Arrivals, RateCurve, RatePiece, Schedule};
+use crate::segment::Segment;
+use crate::threshold::{Threshold, ThresholdSpec};
+use crate::trace::{splitmix64, TraceId, TraceparentBuilder};
+
+/// Live figures handed to an [`Observer`] once per second.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Time since the start.
+    pub elapsed: Duration,
+    /// Planned length of the schedule.
+    pub planned: Duration,
+    /// The second that just ended.
+    pub row: SecondRow,
+    /// Target arrival rate now (open model), arrivals/s.
+    pub target_rate: f64,
+    /// Requests completed so far.
+    pub requests: u64,
+    /// Of which failed.
+    pub failed: u64,
+    /// Arrivals dropped so far.
+    pub dropped: u64,
+    /// Requests in flight now.
+    pub in_flight: u64,
+}
+
+/// Hooks called while a test runs. Every method has a default that does nothing.
+pub trait Observer: Send + Sync {
+    /// Called once per second with the second that just ended. Runs on the
+    /// runtime: keep it short (print a line, update a progress bar).
+    fn on_second(&self, progress: &Progress) {
+        let _ = progress;
+    }
+}
+
+/// An observer that ignores everything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// Options for one run of a [`LoadTest`].
+#[derive(Default)]
+pub struct RunOptions {
+    /// Called once per second.
+    pub observer: Option<Arc<dyn Observer>>,
+    /// Write k6-shaped NDJSON points (`--out json=FILE`) here.
+    pub out_json: Option<PathBuf>,
+}
+
+/// A validated load test, ready to run (as many times as wanted).
+///
+/// Built from a [`LoadConfig`] by [`LoadTest::build`]; every problem in the
+/// configuration is reported there, naming the field, so `run` only fails
+/// for reasons outside the configuration.
+#[derive(Debug)]
+pub struct LoadTest {
+    executor: Executor,
+    targets: Arc<[Target]>,
+    authorities: Vec<String>,
+    cumulative_weights: Vec<u64>,
+    checks: Arc<[Check]>,
+    thresholds: Vec<Threshold>,
+    threshold_specs: Vec<(String, Vec<ThresholdSpec>)>,
+    trace: TraceId,
+    segment: Segment,
+    seed: u64,
+    timeout: Duration,
+    graceful_stop: Duration,
+}
+
+impl LoadConfig {
+    /// Validates the configuration into a runnable [`LoadTest`].
+    ///
+    /// # Errors
+    /// [`Error::Config`], [`Error::Threshold`] or [`Error::Check`] naming the
+    /// field or expression and the bad value.
+    pub fn build(&self) -> Result<LoadTest> {
+        LoadTest::build(self)
+    }
+}
+
+struct BaseUrl {
+    authority: String,
+    host: String,
+    path: String,
+}
+
+fn parse_http_url(field: &str, s: &str) -> Result<BaseUrl> {
+    let bad = |m: &str| Error::config(field, format!("{s:?}: {m}"));
+    let uri: Uri = s.parse().map_err(|e| bad(&format!("not a URL ({e})")))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err(bad("https is not supported yet; use http:// (loopback and private targets)")),
+        Some(other) => return Err(bad(&format!("unsupported scheme {other:?}; use http://"))),
+        None => return Err(bad("expected an absolute URL such as http://127.0.0.1:8080/")),
+    }
+    let auth = uri.authority().ok_or_else(|| bad("the URL has no host"))?;
+    if auth.as_str().contains('@') {
+        return Err(bad("user:password@ in URLs is not supported; send an Authorization header"));
+    }
+    let host = auth.host().trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad("the URL has no host"));
+    }
+    let port = auth.port_u16().unwrap_or(80);
+    let connect_host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+    Ok(BaseUrl {
+        authority: format!("{connect_host}:{port}"),
+        host: auth.as_str().to_string(),
+        path: uri.path_and_query().map_or("/".to_string(), |p| p.as_str().to_string()),
+    })
+}
+
+fn header_map(field: &str, headers: &std::collections::BTreeMap<String, String>) -> Result<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| Error::config(field, format!("{k:?} is not a header name")))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|_| Error::config(field, format!("{k}: {v:?} is not a valid header value")))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+impl LoadTest {
+    /// See [`LoadConfig::build`].
+    pub fn build(cfg: &LoadConfig) -> Result<LoadTest> {
+        cfg.executor.validate()?;
+        if cfg.timeout.is_zero() {
+            return Err(Error::config("timeout", "must be longer than 0s"));
+        }
+        let base = cfg
+            .target
+            .as_deref()
+            .map(|t| parse_http_url("target", t))
+            .transpose()?;
+        let common = header_map("headers", &cfg.headers)?;
+        let specs: Vec<RequestSpec> = if cfg.requests.is_empty() {
+            let base = base.as_ref().ok_or_else(|| {
+                Error::config("target", "no target URL and no requests: nothing to send")
+            })?;
+            vec![RequestSpec::get(base.path.clone(), 1)]
+        } else {
+            cfg.requests.clone()
+        };
+        let mut authorities: Vec<String> = Vec::new();
+        let mut targets = Vec::with_capacity(specs.len());
+        let mut cumulative_weights = Vec::with_capacity(specs.len());
+        let mut total = 0u64;
+        for (i, spec) in specs.iter().enumerate() {
+            let field = |f: &str| format!("requests[{i}].{f}");
+            let (url, path) = if spec.url.starts_with('/') {
+                let base = base.as_ref().ok_or_else(|| {
+                    Error::config(field("url"), format!("{:?} is a path, but no target URL is set", spec.url))
+                })?;
+                (
+                    BaseUrl {
+                        authority: base.authority.clone(),
+                        host: base.host.clone(),
+                        path: String::new(),
+                    },
+                    spec.url.clone(),
+                )
+            } else {
+                let u = parse_http_url(&field("url"), &spec.url)?;
+                let p = u.path.clone();
+                (u, p)
+            };
+            let uri: Uri = path
+                .parse()
+                .map_err(|e| Error::config(field("url"), format!("{path:?}: {e}")))?;
+            let method = Method::from_bytes(spec.method.as_bytes())
+                .map_err(|_| Error::config(field("method"), format!("{:?} is not an HTTP method", spec.method)))?;
+            if spec.weight == 0 {
+                return Err(Error::config(field("weight"), "must be at least 1"));
+            }
+            let mut headers = common.clone();
+            for (k, v) in header_map(&field("headers"), &spec.headers)? {
+                if let Some(k) = k {
+                    headers.insert(k, v);
+                }
+            }
+            if !headers.contains_key(HOST) {
+                headers.insert(
+                    HOST,
+                    HeaderValue::from_str(&url.host)
+                        .map_err(|_| Error::config(field("url"), "bad host"))?,
+                );
+            }
+            let body = Bytes::from(spec.body.clone().unwrap_or_default());
+            let pool = match authorities.iter().position(|a| *a == url.authority) {
+                Some(p) => p,
+                None => {
+                    authorities.push(url.authority.clone());
+                    authorities.len() - 1
+                }
+            };
+            total += u64::from(spec.weight);
+            cumulative_weights.push(total);
+            let name = spec.name.clone().unwrap_or_else(|| path.clone());
+            if targets.iter().any(|t: &Target| t.name == name) {
+                return Err(Error::config(
+                    field("name"),
+                    format!("{name:?} names two requests; give each a distinct name"),
+                ));
+            }
+            targets.push(Target {
+                bytes_out: request_bytes(&method, &uri, &headers, body.len()),
+                name,
+                method,
+                uri,
+                headers,
+                body,
+                pool,
+            });
+        }
+        let checks = cfg
+            .checks
+            .iter()
+            .map(|c| Check::parse(c))
+            .collect::<Result<Vec<_>>>()?;
+        if checks.len() > 64 {
+            return Err(Error::config("checks", format!("{} checks; at most 64", checks.len())));
+        }
+        let mut thresholds = Vec::new();
+        let mut threshold_specs = Vec::new();
+        for (metric, specs) in &cfg.thresholds {
+            for s in specs {
+                let t = Threshold::from_spec(metric, s)?;
+                if let Some((k, v)) = &t.metric.tag {
+                    if k == "name" && !targets.iter().any(|x| &x.name == v) {
+                        return Err(Error::Threshold {
+                            expr: format!("{}: {}", t.metric, t.expr),
+                            message: format!("no request is named {v:?}"),
+                        });
+                    }
+                }
+                thresholds.push(t);
+            }
+            threshold_specs.push((metric.clone(), specs.clone()));
+        }
+        let trace = match &cfg.trace_id {
+            Some(s) => s.parse()?,
+            None => TraceId::random(),
+        };
+        Ok(LoadTest {
+            executor: cfg.executor.clone(),
+            targets: targets.into(),
+            authorities,
+            cumulative_weights,
+            checks: checks.into(),
+            thresholds,
+            threshold_specs,
+            trace,
+            segment: cfg.segment,
+            seed: cfg.seed,
+            timeout: cfg.timeout,
+            graceful_stop: cfg.graceful_stop,
+        })
+    }
+
+    /// The run's trace id.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace
+    }
+
+    /// The thresholds, parsed.
+    pub fn thresholds(&self) -> &[Threshold] {
+        &self.thresholds
+    }
+
+    /// The executor.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    /// Runs the test on the current Tokio runtime and returns what it measured.
+    ///
+    /// # Errors
+    /// Only for failures outside the test itself (the NDJSON file cannot be
+    /// created); failed requests are results, not errors.
+    pub async fn run(&self) -> Result<RunResult> {
+        self.run_with(RunOptions::default()).await
+    }
+
+    /// [`LoadTest::run`] with an observer and outputs.
+    pub async fn run_with(&self, opts: RunOptions) -> Result<RunResult> {
+        let names: Vec<String> = self.targets.iter().map(|t| t.name.clone()).collect();
+        let points = opts
+            .out_json
+            .as_deref()
+            .map(|p| PointWriter::create(p, &self.thresholds))
+            .transpose()?;
+        let shards = std::thread::available_parallelism().map_or(2, |n| n.get()).max(1);
+        let shared = Arc::new(Shared {
+            targets: self.targets.clone(),
+            pools: self.authorities.iter().cloned().map(HostPool::new).collect(),
+            traceparent: TraceparentBuilder::new(self.trace),
+            checks: self.checks.clone(),
+            needs_body: self.checks.iter().any(|c| c.needs_body()),
+            timeout: self.timeout,
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        total: Metrics::new(&names, self.checks.len()),
+                        second: SecondAcc::new(),
+                    })
+                })
+                .collect(),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            second_dropped: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            points,
+            series: Mutex::new(Vec::new()),
+        });
+        let started_at = SystemTime::now();
+        let start = Instant::now();
+        let planned = self.executor.duration();
+        let curve = self.rate_curve();
+        let ticker = tokio::spawn(tick(
+            shared.clone(),
+            start,
+            planned,
+            curve.clone(),
+            opts.observer.clone(),
+            self.abort_checker(&names),
+        ));
+        let (scheduled, active, max_vus) = match &self.executor {
+            Executor::ConstantArrivalRate { max_vus, poisson, .. }
+            | Executor::RampingArrivalRate { max_vus, poisson, .. } => {
+                let arrivals = if *poisson {
+                    Arrivals::Poisson { seed: self.seed }
+                } else {
+                    Arrivals::Uniform
+                };
+                let schedule = Schedule::new(curve.clone().unwrap_or_else(|| RateCurve::new(vec![])), arrivals, self.segment);
+                let (scheduled, active) = self.run_open(&shared, schedule, start, *max_vus).await;
+                (scheduled, active, *max_vus as u64)
+            }
+            Executor::ConstantVus { .. } | Executor::RampingVus { .. } => {
+                let (active, peak) = self.run_closed(&shared, start).await;
+                (0, active, peak)
+            }
+        };
+        // let every request of the schedule finish, within the graceful stop
+        let drain_until = Instant::now() + self.graceful_stop;
+        while shared.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < drain_until {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let elapsed = start.elapsed();
+        shared.stop.store(true, Ordering::Release);
+        let aborted = ticker.await.unwrap_or_default();
+        let series = std::mem::take(&mut *shared.series.lock().unwrap_or_else(|p| p.into_inner()));
+        for p in shared.pools.iter() {
+            p.clear();
+        }
+        let mut metrics = Metrics::new(&names, self.checks.len());
+        for s in shared.shards.iter() {
+            metrics.merge(&s.lock().unwrap_or_else(|p| p.into_inner()).total);
+        }
+        metrics.dropped = shared.dropped.load(Ordering::Acquire);
+        metrics.max_in_flight = shared.max_in_flight.load(Ordering::Acquire);
+        if let Some(points) = &shared.points {
+            points.finish()?;
+        }
+        let target_rate = curve.map_or(0.0, |c| {
+            let d = c.duration().as_secs_f64();
+            if d > 0.0 { c.total_arrivals() / d * self.segment.share() } else { 0.0 }
+        });
+        Ok(RunResult {
+            format: FORMAT_VERSION,
+            trace_id: self.trace.to_string(),
+            executor: self.executor.name().to_string(),
+            target_rate,
+            max_vus,
+            segments: vec![self.segment],
+            started_at: humantime::format_rfc3339_millis(started_at).to_string(),
+            active_secs: active.as_secs_f64(),
+            elapsed_secs: elapsed.as_secs_f64(),
+            scheduled,
+            aborted,
+            checks: self.checks.iter().map(|c| c.name().to_string()).collect(),
+            thresholds: self.threshold_specs.clone(),
+            metrics,
+            series,
+        })
+    }
+
+    fn rate_curve(&self) -> Option<RateCurve> {
+        match &self.executor {
+            Executor::ConstantArrivalRate { rate, duration, .. } => Some(RateCurve::constant(*rate, *duration)),
+            Executor::RampingArrivalRate { start_rate, stages, .. } => {
+                let mut from = *start_rate;
+                Some(RateCurve::new(
+                    stages
+                        .iter()
+                        .map(|s| {
+                            let p = RatePiece { duration: s.duration, from_rate: from, to_rate: s.target };
+                            from = s.target;
+                            p
+                        })
+                        .collect(),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// VUs wanted `t` into a closed-model test.
+    fn vus_at(&self, t: Duration) -> usize {
+        match &self.executor {
+            Executor::ConstantVus { vus, .. } => *vus,
+            Executor::RampingVus { start_vus, stages } => {
+                let mut from = *start_vus as f64;
+                let mut at = Duration::ZERO;
+                for s in stages {
+                    if t < at + s.duration {
+                        let f = (t - at).as_secs_f64() / s.duration.as_secs_f64();
+                        return (from + (s.target - from) * f).round() as usize;
+                    }
+                    at += s.duration;
+                    from = s.target;
+                }
+                from as usize
+            }
+            _ => 0,
+        }
+    }
+
+    fn peak_vus(&self) -> usize {
+        match &self.executor {
+            Executor::ConstantVus { vus, .. } => *vus,
+            Executor::RampingVus { start_vus, stages } => stages
+                .iter()
+                .map(|s| s.target.round() as usize)
+                .fold(*start_vus, usize::max),
+            _ => 0,
+        }
+    }
+
+    /// Open model: send each arrival at its due time, whatever earlier
+    /// responses do; drop (and count) it when `max_vus` requests are in flight.
+    /// Returns (arrivals scheduled, active window).
+    async fn run_open(
+        &self,
+        shared: &Arc<Shared>,
+        schedule: Schedule,
+        start: Instant,
+        max_vus: usize,
+    ) -> (u64, Duration) {
+        let handle = tokio::runtime::Handle::current();
+        let start_std = start.into_std();
+        let end = start_std + self.executor.duration();
+        let shared2 = shared.clone();
+        // The scheduler runs on its own thread: `thread::sleep` wakes within
+        // tens of microseconds, where the runtime's timer rounds to 1 ms.
+        let picks: Arc<[u64]> = self.cumulative_weights.clone().into();
+        let seed = self.seed;
+        let scheduler = tokio::task::spawn_blocking(move || {
+            let shared = shared2;
+            let mut scheduled = 0u64;
+            for arrival in schedule {
+                let due = start_std + arrival.offset;
+                loop {
+                    if shared.stop.load(Ordering::Relaxed) {
+                        return (scheduled, std::time::Instant::now().min(end) - start_std);
+                    }
+                    let now = std::time::Instant::now();
+                    if due <= now {
+                        break;
+                    }
+                    std::thread::sleep((due - now).min(Duration::from_millis(50)));
+                }
+                scheduled += 1;
+                let in_flight = shared.in_flight.load(Ordering::Acquire);
+                if in_flight >= max_vus {
+                    shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    shared.second_dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                shared.in_flight.fetch_add(1, Ordering::AcqRel);
+                shared.max_in_flight.fetch_max(in_flight as u64 + 1, Ordering::Relaxed);
+                let route = pick_route(&picks, seed, arrival.index);
+                let task_shared = shared.clone();
+                handle.spawn(async move {
+                    let s = task_shared.exchange(route, Instant::from_std(due), arrival.index).await;
+                    task_shared.record(&s);
+                    task_shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+            (scheduled, end - start_std)
+        });
+        scheduler.await.unwrap_or((0, Duration::ZERO))
+    }
+
+    /// Closed model: each VU sends its next request when the previous ends.
+    /// Returns (active window, peak VUs of this segment).
+    async fn run_closed(&self, shared: &Arc<Shared>, start: Instant) -> (Duration, u64) {
+        let duration = self.executor.duration();
+        let end = start + duration;
+        let peak = self.peak_vus();
+        let wanted = Arc::new(AtomicUsize::new(self.vus_at(Duration::ZERO)));
+        let mut vus = tokio::task::JoinSet::new();
+        let mut mine = 0u64;
+        let picks: Arc<[u64]> = self.cumulative_weights.clone().into();
+        for k in 0..peak {
+            if !self.segment.contains(k as u64) {
+                continue;
+            }
+            mine += 1;
+            let shared = shared.clone();
+            let wanted = wanted.clone();
+            let picks = picks.clone();
+            let seed = self.seed;
+            vus.spawn(async move {
+                let mut iteration = 0u64;
+                loop {
+                    if shared.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let now = Instant::now();
+                    if now >= end {
+                        break;
+                    }
+                    if k >= wanted.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                    let key = (k as u64) << 40 | iteration;
+                    iteration += 1;
+                    let route = pick_route(&picks, seed, key);
+                    let in_flight = shared.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+                    shared.max_in_flight.fetch_max(in_flight as u64, Ordering::Relaxed);
+                    let s = shared.exchange(route, now, key).await;
+                    shared.record(&s);
+                    shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                }
+            });
+        }
+        if matches!(self.executor, Executor::RampingVus { .. }) {
+            while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
+                wanted.store(self.vus_at(start.elapsed()), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let _ = tokio::time::timeout_at(end + self.graceful_stop, async {
+            while vus.join_next().await.is_some() {}
+        })
+        .await;
+        vus.abort_all();
+        let active = start.elapsed().min(duration);
+        (active, mine)
+    }
+
+    fn abort_checker(&self, names: &[String]) -> Option<AbortChecker> {
+        let thresholds: Vec<Threshold> = self.thresholds.iter().filter(|t| t.abort_on_fail).cloned().collect();
+        (!thresholds.is_empty()).then(|| AbortChecker {
+            thresholds,
+            names: names.to_vec(),
+            checks: self.checks.iter().map(|c| c.name().to_string()).collect(),
+            executor: self.executor.name().to_string(),
+            max_vus: 0,
+        })
+    }
+}
+
+fn pick_route(cumulative: &[u64], seed: u64, key: u64) -> usize {
+    if cumulative.len() == 1 {
+        return 0;
+    }
+    let total = cumulative[cumulative.len() - 1];
+    let mut s = key ^ seed.rotate_left(17);
+    let r = splitmix64(&mut s) % total;
+    cumulative.partition_point(|&c| c <= r)
+}
+
+/// State shared by every request of one run.
+struct Shared {
+    targets: Arc<[Target]>,
+    pools: Box<[HostPool]>,
+    traceparent: TraceparentBuilder,
+    checks: Arc<[Check]>,
+    needs_body: bool,
+    timeout: Duration,
+    shards: Box<[Mutex<Shard>]>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicU64,
+    dropped: AtomicU64,
+    second_dropped: AtomicU64,
+    stop: AtomicBool,
+    points: Option<PointWriter>,
+    series: Mutex<Vec<SecondRow>>,
+}
+
+struct Shard {
+    total: Metrics,
+    second: SecondAcc,
+}
+
+/// What one shard saw during the current second.
+struct SecondAcc {
+    requests: u64,
+    failed: u64,
+    cache_hits: u64,
+    cache_responses: u64,
+    duration: Trend,
+}
+
+impl SecondAcc {
+    fn new() -> Self {
+        SecondAcc {
+            requests: 0,
+            failed: 0,
+            cache_hits: 0,
+            cache_responses: 0,
+            duration: Trend::with_sigfig(2),
+        }
+    }
+}
+
+thread_local! {
+    static SHARD_HINT: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    };
+}
+
+impl Shared {
+    async fn exchange(&self, route: usize, due: Instant, seq: u64) -> Sample {
+        let ctx = ExchangeCtx {
+            pools: &self.pools,
+            traceparent: &self.traceparent,
+            checks: &self.checks,
+            needs_body: self.needs_body,
+            timeout: self.timeout,
+        };
+        exchange(&ctx, route, &self.targets[route], due, seq).await
+    }
+
+    fn record(&self, s: &Sample) {
+        let i = SHARD_HINT.with(|h| *h) % self.shards.len();
+        {
+            let mut shard = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
+            shard.total.record(s);
+            let sec = &mut shard.second;
+            sec.requests += 1;
+            sec.failed += u64::from(s.error.is_some());
+            if let Some(c) = s.cache {
+                sec.cache_responses += 1;
+                sec.cache_hits += u64::from(c == CacheStatus::Hit);
+            }
+            sec.duration.record(s.duration_us);
+        }
+        if let Some(points) = &self.points {
+            points.send(s, &self.targets[s.route]);
+        }
+    }
+}
+
+/// Evaluates `abortOnFail` thresholds on the figures so far.
+struct AbortChecker {
+    thresholds: Vec<Threshold>,
+    names: Vec<String>,
+    checks: Vec<String>,
+    executor: String,
+    max_vus: u64,
+}
+
+/// Once per second: closes the second's row, tells the observer, checks the
+/// abort thresholds. Stores the series in `shared`; returns whether it aborted the run.
+async fn tick(
+    shared: Arc<Shared>,
+    start: Instant,
+    planned: Duration,
+    curve: Option<RateCurve>,
+    observer: Option<Arc<dyn Observer>>,
+    abort: Option<AbortChecker>,
+) -> bool {
+    let mut series: Vec<SecondRow> = Vec::new();
+    let mut second = 0u32;
+    let mut aborted = false;
+    let mut merged = Trend::with_sigfig(2);
+    let (mut requests, mut failed) = (0u64, 0u64);
+    loop {
+        let at = start + Duration::from_secs(u64::from(second) + 1);
+        // wake at the second's end, or earlier when the run stops
+        while Instant::now() < at && !shared.stop.load(Ordering::Acquire) {
+            tokio::time::sleep_until(at.min(Instant::now() + Duration::from_millis(50))).await;
+        }
+        let stopping = shared.stop.load(Ordering::Acquire);
+        let mut row = SecondRow {
+            second,
+            ..SecondRow::default()
+        };
+        merged.reset();
+        for s in shared.shards.iter() {
+            let mut shard = s.lock().unwrap_or_else(|p| p.into_inner());
+            let acc = &mut shard.second;
+            row.requests += acc.requests;
+            row.failed += acc.failed;
+            row.cache_hits += acc.cache_hits;
+            row.cache_responses += acc.cache_responses;
+            merged.merge(&acc.duration);
+            acc.requests = 0;
+            acc.failed = 0;
+            acc.cache_hits = 0;
+            acc.cache_responses = 0;
+            acc.duration.reset();
+        }
+        row.dropped = shared.second_dropped.swap(0, Ordering::AcqRel);
+        row.p50_ms = merged.stat_ms(TrendStat::Med);
+        row.p95_ms = merged.stat_ms(TrendStat::Percentile(95.0));
+        row.p99_ms = merged.stat_ms(TrendStat::Percentile(99.0));
+        row.in_flight = shared.in_flight.load(Ordering::Acquire) as u64;
+        requests += row.requests;
+        failed += row.failed;
+        if !(stopping && row.requests == 0 && row.dropped == 0) {
+            series.push(row);
+        }
+        let elapsed = start.elapsed();
+        if let Some(obs) = &observer {
+            obs.on_second(&Progress {
+                elapsed,
+                planned,
+                row,
+                target_rate: curve.as_ref().map_or(0.0, |c| c.rate_at(elapsed.as_secs_f64())),
+                requests,
+                failed,
+                dropped: shared.dropped.load(Ordering::Relaxed),
+                in_flight: row.in_flight,
+            });
+        }
+        if let Some(a) = &abort {
+            if !stopping && check_abort(&shared, a, elapsed) {
+                aborted = true;
+                shared.stop.store(true, Ordering::Release);
+            }
+        }
+        if stopping {
+            break;
+        }
+        second += 1;
+    }
+    *shared.series.lock().unwrap_or_else(|p| p.into_inner()) = series;
+    aborted
+}
+
+fn check_abort(shared: &Shared, a: &AbortChecker, elapsed: Duration) -> bool {
+    let due: Vec<&Threshold> = a.thresholds.iter().filter(|t| elapsed >= t.delay_abort_eval).collect();
+    if due.is_empty() {
+        return false;
+    }
+    let mut metrics = Metrics::new(&a.names, a.checks.len());
+    for s in shared.shards.iter() {
+        metrics.merge(&s.lock().unwrap_or_else(|p| p.into_inner()).total);
+    }
+    metrics.dropped = shared.dropped.load(Ordering::Relaxed);
+    let snapshot = RunResult {
+        format: FORMAT_VERSION,
+        trace_id: String::new(),
+        executor: a.executor.clone(),
+        target_rate: 0.0,
+        max_vus: a.max_vus,
+        segments: vec![],
+        started_at: String::new(),
+        active_secs: elapsed.as_secs_f64(),
+        elapsed_secs: elapsed.as_secs_f64(),
+        scheduled: 0,
+        aborted: false,
+        checks: a.checks.clone(),
+        thresholds: vec![],
+        metrics,
+        series: vec![],
+    };
+    due.iter().any(|t| !t.evaluate(&snapshot).ok)
+}

@@ -1,0 +1,7 @@
+//! Atlas: prove that a web service behind a micro-cache holds its performance
+//! gate. This facade re-exports the Atlas crates so the workspace's top-level
+//! `examples/` and `benches/` can use them all; a project of yours would
+//! depend on the crate it needs (`atlas-loadgen`, ...) directly.
+#![deny(missing_docs)]
+
+pub use atlas_loadgen as loadgen;
