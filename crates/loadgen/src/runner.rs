@@ -511,7 +511,15 @@ impl LoadTest {
                     task_shared.in_flight.fetch_sub(1, Ordering::AcqRel);
                 });
             }
-            (scheduled, end - start_std)
+            // the schedule's window lasts its full duration, as k6's does
+            loop {
+                let now = std::time::Instant::now();
+                if now >= end || shared.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep((end - now).min(Duration::from_millis(50)));
+            }
+            (scheduled, std::time::Instant::now().min(end) - start_std)
         });
         scheduler.await.unwrap_or((0, Duration::ZERO))
     }
