@@ -154,13 +154,17 @@ fn stage_arg(s: &str) -> Result<Stage, String> {
 fn route_arg(s: &str) -> Result<RequestSpec, String> {
     let (path, weight) = match s.rsplit_once('=') {
         Some((p, w)) if w.chars().all(|c| c.is_ascii_digit()) && !w.is_empty() => {
-            let w: u32 = w.parse().map_err(|_| format!("{s:?}: weight {w:?} is too large"))?;
+            let w: u32 = w
+                .parse()
+                .map_err(|_| format!("{s:?}: weight {w:?} is too large"))?;
             (p, w)
         }
         _ => (s, 1),
     };
     if !(path.starts_with('/') || path.starts_with("http://") || path.starts_with("https://")) {
-        return Err(format!("{s:?}: a route is a path starting with '/' or a full URL"));
+        return Err(format!(
+            "{s:?}: a route is a path starting with '/' or a full URL"
+        ));
     }
     if weight == 0 {
         return Err(format!("{s:?}: the weight must be at least 1"));
@@ -264,7 +268,12 @@ fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
     } else if let Some(s) = &scenario {
         let mut e = s.executor.clone();
         match &mut e {
-            Executor::ConstantArrivalRate { duration, max_vus: m, poisson, .. } => {
+            Executor::ConstantArrivalRate {
+                duration,
+                max_vus: m,
+                poisson,
+                ..
+            } => {
                 if let Some(d) = args.duration {
                     *duration = d;
                 }
@@ -273,7 +282,11 @@ fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
                 }
                 *poisson |= args.poisson;
             }
-            Executor::RampingArrivalRate { max_vus: m, poisson, .. } => {
+            Executor::RampingArrivalRate {
+                max_vus: m,
+                poisson,
+                ..
+            } => {
                 if let Some(v) = args.max_vus {
                     *m = v;
                 }
@@ -302,8 +315,13 @@ fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
     if let Some(u) = &args.url {
         cfg.target = Some(u.clone());
     }
-    if cfg.target.is_none() && cfg.requests.is_empty() && args.routes.iter().all(|r| r.url.starts_with('/')) {
-        return Err(usage(anyhow!("no target: give a URL, e.g. atlas load http://127.0.0.1:8080/ --rate 100")));
+    if cfg.target.is_none()
+        && cfg.requests.is_empty()
+        && args.routes.iter().all(|r| r.url.starts_with('/'))
+    {
+        return Err(usage(anyhow!(
+            "no target: give a URL, e.g. atlas load http://127.0.0.1:8080/ --rate 100"
+        )));
     }
     if !args.routes.is_empty() {
         cfg.requests = args.routes.clone();
@@ -317,7 +335,10 @@ fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
     }
     for line in &args.thresholds {
         let t = Threshold::parse_line(line).map_err(lib_err)?;
-        cfg.thresholds.entry(t.metric.to_string()).or_default().push(t.to_spec());
+        cfg.thresholds
+            .entry(t.metric.to_string())
+            .or_default()
+            .push(t.to_spec());
     }
     if let Some(s) = &args.segment {
         cfg.segment = s.parse::<Segment>().map_err(lib_err)?;
@@ -346,7 +367,12 @@ fn run(args: LoadArgs) -> anyhow::Result<u8> {
     reporter.finish();
     let result = result.map_err(lib_err)?;
     let outcomes = result.evaluate(Some(test.thresholds())).map_err(lib_err)?;
-    finish(&result, &outcomes, args.summary_export.as_deref(), args.results.as_deref())
+    finish(
+        &result,
+        &outcomes,
+        args.summary_export.as_deref(),
+        args.results.as_deref(),
+    )
 }
 
 fn merge(args: MergeArgs) -> anyhow::Result<u8> {
@@ -370,7 +396,12 @@ fn merge(args: MergeArgs) -> anyhow::Result<u8> {
         merged.thresholds = specs;
     }
     let outcomes = merged.evaluate(None).map_err(lib_err)?;
-    finish(&merged, &outcomes, args.summary_export.as_deref(), args.results.as_deref())
+    finish(
+        &merged,
+        &outcomes,
+        args.summary_export.as_deref(),
+        args.results.as_deref(),
+    )
 }
 
 fn finish(

@@ -46,7 +46,10 @@ fn line(p: &Progress) -> String {
         format!("{:>7.1} req/s", p.row.requests as f64)
     };
     let hit = if p.row.cache_responses > 0 {
-        format!("  hit {:.1}%", 100.0 * p.row.cache_hits as f64 / p.row.cache_responses as f64)
+        format!(
+            "  hit {:.1}%",
+            100.0 * p.row.cache_hits as f64 / p.row.cache_responses as f64
+        )
     } else {
         String::new()
     };

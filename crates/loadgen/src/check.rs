@@ -109,7 +109,10 @@ impl Check {
 
     /// Whether evaluating the check needs the response body.
     pub fn needs_body(&self) -> bool {
-        matches!(self.kind, CheckKind::BodyContains(_) | CheckKind::BodyLacks(_))
+        matches!(
+            self.kind,
+            CheckKind::BodyContains(_) | CheckKind::BodyLacks(_)
+        )
     }
 
     /// Evaluates the check on a response; `None` when no response arrived.
@@ -177,13 +180,23 @@ mod tests {
         assert!(!holds("header:Set-Cookie"));
         assert!(holds("body~Welcome"));
         assert!(!holds("body!~Welcome"));
-        assert!(!Check::parse("status==200").unwrap().holds(None), "no response fails");
+        assert!(
+            !Check::parse("status==200").unwrap().holds(None),
+            "no response fails"
+        );
         assert!(Check::parse("body~x").unwrap().needs_body());
     }
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["status=200", "status==abc", "status==42", "header:bad name", "body~", "latency<3"] {
+        for bad in [
+            "status=200",
+            "status==abc",
+            "status==42",
+            "header:bad name",
+            "body~",
+            "latency<3",
+        ] {
             let e = Check::parse(bad).expect_err(bad).to_string();
             assert!(e.contains(bad.trim()), "{e} should name {bad:?}");
         }

@@ -37,7 +37,7 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    fn request(&self, traceparent: &[u8; 55]) -> Request<Full<Bytes>> {
+    pub(crate) fn request(&self, traceparent: &[u8; 55]) -> Request<Full<Bytes>> {
         let mut req = Request::new(Full::new(self.body.clone()));
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
@@ -158,7 +158,10 @@ pub(crate) async fn exchange(
             sent = Instant::now();
             let resp = match conn.send_request(target.request(&traceparent)).await {
                 Ok(r) => r,
-                Err(e) if reused && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) => {
+                Err(e)
+                    if reused
+                        && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) =>
+                {
                     reused = false;
                     continue;
                 }

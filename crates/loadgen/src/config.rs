@@ -23,11 +23,16 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 pub(crate) mod duration_str {
     use super::*;
 
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &Duration,
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         parse_duration(&s).map_err(serde::de::Error::custom)
     }
@@ -189,9 +194,8 @@ impl Executor {
     /// The scheduled length of the test.
     pub fn duration(&self) -> Duration {
         match self {
-            Executor::ConstantArrivalRate { duration, .. } | Executor::ConstantVus { duration, .. } => {
-                *duration
-            }
+            Executor::ConstantArrivalRate { duration, .. }
+            | Executor::ConstantVus { duration, .. } => *duration,
             Executor::RampingArrivalRate { stages, .. } | Executor::RampingVus { stages, .. } => {
                 stages.iter().map(|s| s.duration).sum()
             }
@@ -211,7 +215,10 @@ impl Executor {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(Error::config(field, format!("{v} must be a positive number")))
+                Err(Error::config(
+                    field,
+                    format!("{v} must be a positive number"),
+                ))
             }
         };
         let some_time = |field: &str, d: Duration| {
@@ -236,14 +243,24 @@ impl Executor {
             some_time("executor.stages", stages.iter().map(|s| s.duration).sum())
         };
         match self {
-            Executor::ConstantArrivalRate { rate, duration, max_vus, .. } => {
+            Executor::ConstantArrivalRate {
+                rate,
+                duration,
+                max_vus,
+                ..
+            } => {
                 positive("executor.rate", *rate)?;
                 some_time("executor.duration", *duration)?;
                 if *max_vus == 0 {
                     return Err(Error::config("executor.max_vus", "must be at least 1"));
                 }
             }
-            Executor::RampingArrivalRate { start_rate, stages, max_vus, .. } => {
+            Executor::RampingArrivalRate {
+                start_rate,
+                stages,
+                max_vus,
+                ..
+            } => {
                 if !(start_rate.is_finite() && *start_rate >= 0.0) {
                     return Err(Error::config(
                         "executor.start_rate",
@@ -399,7 +416,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.executor.duration(), Duration::from_secs(100));
         match &c.executor {
-            Executor::RampingArrivalRate { start_rate, max_vus, .. } => {
+            Executor::RampingArrivalRate {
+                start_rate,
+                max_vus,
+                ..
+            } => {
                 assert_eq!((*start_rate, *max_vus), (10.0, 50));
             }
             other => panic!("wrong executor {other:?}"),
@@ -410,15 +431,21 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_bad_durations_are_named() {
-        let e = LoadConfig::from_toml("[executor]\ntype = \"constant-vus\"\nvus = 2\nduration = \"5 parsecs\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = LoadConfig::from_toml(
+            "[executor]\ntype = \"constant-vus\"\nvus = 2\nduration = \"5 parsecs\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("5 parsecs"), "{e}");
-        let e = LoadConfig::from_toml("[executor]\ntype = \"constant-vus\"\nvus = 2\nduration = \"5s\"\nspeed = 3\n")
+        let e = LoadConfig::from_toml(
+            "[executor]\ntype = \"constant-vus\"\nvus = 2\nduration = \"5s\"\nspeed = 3\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("speed"), "{e}");
+        let e = LoadConfig::from_toml("[executor]\ntype = \"constant-rate\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("speed"), "{e}");
-        let e = LoadConfig::from_toml("[executor]\ntype = \"constant-rate\"\n").unwrap_err().to_string();
         assert!(e.contains("constant-rate"), "{e}");
     }
 
@@ -426,7 +453,11 @@ mod tests {
     fn gate_mix_is_ninety_ten() {
         let mix = RequestSpec::gate_mix();
         let total: u32 = mix.iter().map(|r| r.weight).sum();
-        let dynamic: u32 = mix.iter().filter(|r| !r.url.starts_with("/static")).map(|r| r.weight).sum();
+        let dynamic: u32 = mix
+            .iter()
+            .filter(|r| !r.url.starts_with("/static"))
+            .map(|r| r.weight)
+            .sum();
         assert_eq!(dynamic * 10, total * 9);
     }
 }

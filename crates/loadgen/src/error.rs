@@ -43,13 +43,12 @@ pub enum Error {
     #[error("cannot merge results: {0}")]
     Merge(String),
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     File {
         /// The file.
         path: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (shown in the message, so not chained as a source).
+        error: std::io::Error,
     },
     /// Any other I/O failure (starting the runtime, the scheduler thread).
     #[error(transparent)]
@@ -69,10 +68,10 @@ impl Error {
     }
 
     /// Shorthand for [`Error::File`].
-    pub(crate) fn file(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+    pub(crate) fn file(path: impl AsRef<std::path::Path>, error: std::io::Error) -> Self {
         Error::File {
             path: path.as_ref().display().to_string(),
-            source,
+            error,
         }
     }
 

@@ -97,7 +97,12 @@ impl Trend {
         self.hist
             .iter_log(10, 1.25)
             .filter(|v| v.count_since_last_iteration() > 0)
-            .map(|v| (v.value_iterated_to() as f64 / 1000.0, v.count_since_last_iteration()))
+            .map(|v| {
+                (
+                    v.value_iterated_to() as f64 / 1000.0,
+                    v.count_since_last_iteration(),
+                )
+            })
             .collect()
     }
 }

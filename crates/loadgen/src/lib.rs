@@ -62,13 +62,14 @@ mod trace;
 
 pub use check::Check;
 pub use config::{
-    parse_duration, Executor, LoadConfig, RequestSpec, Stage, DEFAULT_GRACEFUL_STOP, DEFAULT_MAX_VUS,
-    DEFAULT_TIMEOUT,
+    parse_duration, Executor, LoadConfig, RequestSpec, Stage, DEFAULT_GRACEFUL_STOP,
+    DEFAULT_MAX_VUS, DEFAULT_TIMEOUT,
 };
 pub use error::{Error, Result};
 pub use histogram::{Trend, TrendStat, MAX_MICROS};
 pub use metrics::{
-    CacheStatus, CheckCount, Counts, ErrorClass, Label, Metrics, RouteMetrics, SecondRow, StatusCounts,
+    CacheStatus, CheckCount, Counts, ErrorClass, Label, Metrics, RouteMetrics, SecondRow,
+    StatusCounts,
 };
 pub use result::{write_atomic, RunResult, FORMAT_VERSION};
 pub use runner::{LoadTest, NoObserver, Observer, Progress, RunOptions};

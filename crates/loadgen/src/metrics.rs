@@ -456,7 +456,13 @@ impl SecondRow {
     /// approximation for plots. Thresholds always use the exact merged trends.
     pub fn merge(&mut self, other: &SecondRow) {
         let (a, b) = (self.requests as f64, other.requests as f64);
-        let w = |x: f64, y: f64| if a + b > 0.0 { (x * a + y * b) / (a + b) } else { 0.0 };
+        let w = |x: f64, y: f64| {
+            if a + b > 0.0 {
+                (x * a + y * b) / (a + b)
+            } else {
+                0.0
+            }
+        };
         self.p50_ms = w(self.p50_ms, other.p50_ms);
         self.p95_ms = w(self.p95_ms, other.p95_ms);
         self.p99_ms = w(self.p99_ms, other.p99_ms);
@@ -518,8 +524,18 @@ mod tests {
         assert_eq!(a.failed, 1);
         assert_eq!(a.errors.get(ErrorClass::Http5xx), 1);
         assert_eq!(a.statuses.get(200), 2);
-        assert_eq!(a.cache_hit_ratio(), Some(0.5), "HIT over responses with the header");
-        assert_eq!(a.checks[0], CheckCount { passes: 2, fails: 1 });
+        assert_eq!(
+            a.cache_hit_ratio(),
+            Some(0.5),
+            "HIT over responses with the header"
+        );
+        assert_eq!(
+            a.checks[0],
+            CheckCount {
+                passes: 2,
+                fails: 1
+            }
+        );
         assert_eq!(a.routes[1].requests, 2);
         assert_eq!(a.duration_ok.count(), 2);
         let json = serde_json::to_string(&a).unwrap();

@@ -35,7 +35,9 @@ pub(crate) struct PointWriter {
 
 impl std::fmt::Debug for PointWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PointWriter").field("path", &self.path).finish()
+        f.debug_struct("PointWriter")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -69,7 +71,11 @@ impl PointWriter {
                 for p in rx {
                     let time = humantime::format_rfc3339_nanos(p.time).to_string();
                     let s = &p.sample;
-                    let status = if s.status == 0 { String::new() } else { s.status.to_string() };
+                    let status = if s.status == 0 {
+                        String::new()
+                    } else {
+                        s.status.to_string()
+                    };
                     let tags = json!({
                         "name": p.name, "method": p.method, "status": status,
                         "expected_response": if s.error.is_none() { "true" } else { "false" },
@@ -121,7 +127,12 @@ impl PointWriter {
                     let _ = std::fs::remove_file(partial_path(&self.path));
                     Error::file(&self.path, e)
                 })?,
-                Err(_) => return Err(Error::file(&self.path, std::io::Error::other("writer thread panicked"))),
+                Err(_) => {
+                    return Err(Error::file(
+                        &self.path,
+                        std::io::Error::other("writer thread panicked"),
+                    ))
+                }
             }
         }
         let dropped = self.dropped.load(Ordering::Relaxed);
@@ -129,10 +140,13 @@ impl PointWriter {
             let _ = std::fs::remove_file(partial_path(&self.path));
             return Err(Error::file(
                 &self.path,
-                std::io::Error::other(format!("{dropped} points dropped: the disk could not keep up")),
+                std::io::Error::other(format!(
+                    "{dropped} points dropped: the disk could not keep up"
+                )),
             ));
         }
-        std::fs::rename(partial_path(&self.path), &self.path).map_err(|e| Error::file(&self.path, e))
+        std::fs::rename(partial_path(&self.path), &self.path)
+            .map_err(|e| Error::file(&self.path, e))
     }
 }
 

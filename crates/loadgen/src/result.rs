@@ -156,7 +156,10 @@ impl RunResult {
         for (i, p) in rest.iter().enumerate() {
             let which = i + 2;
             if p.format != out.format {
-                return Err(Error::Merge(format!("result {which} has format {}, not {}", p.format, out.format)));
+                return Err(Error::Merge(format!(
+                    "result {which} has format {}, not {}",
+                    p.format, out.format
+                )));
             }
             if p.executor != out.executor {
                 return Err(Error::Merge(format!(
@@ -164,9 +167,17 @@ impl RunResult {
                     p.executor, out.executor
                 )));
             }
-            let names = |r: &RunResult| r.metrics.routes.iter().map(|x| x.name.clone()).collect::<Vec<_>>();
+            let names = |r: &RunResult| {
+                r.metrics
+                    .routes
+                    .iter()
+                    .map(|x| x.name.clone())
+                    .collect::<Vec<_>>()
+            };
             if names(p) != names(&out) {
-                return Err(Error::Merge(format!("result {which} has another request mix")));
+                return Err(Error::Merge(format!(
+                    "result {which} has another request mix"
+                )));
             }
             if p.checks != out.checks {
                 return Err(Error::Merge(format!("result {which} has other checks")));
@@ -194,8 +205,11 @@ impl RunResult {
                 }
             }
         }
-        out.segments
-            .sort_by(|a, b| a.from().partial_cmp(&b.from()).unwrap_or(std::cmp::Ordering::Equal));
+        out.segments.sort_by(|a, b| {
+            a.from()
+                .partial_cmp(&b.from())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
         out.series.sort_by_key(|r| r.second);
         Ok(out)
     }
@@ -208,9 +222,15 @@ impl RunResult {
 
     /// Reads a result written by [`RunResult::write`].
     pub fn read(path: &Path) -> Result<RunResult> {
-        let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
-        let r: RunResult = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Merge(format!("{}: not an Atlas results file: {e}", path.display())))?;
+        // an input that cannot be read is bad input (a usage error), not a runtime failure
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::Merge(format!("{}: {e}", path.display())))?;
+        let r: RunResult = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Merge(format!(
+                "{}: not an Atlas results file: {e}",
+                path.display()
+            ))
+        })?;
         if r.format != FORMAT_VERSION {
             return Err(Error::Merge(format!(
                 "{}: results format {} (this Atlas reads {FORMAT_VERSION})",
@@ -225,11 +245,18 @@ impl RunResult {
 /// Writes `bytes` to `path` through a temporary file in the same directory and
 /// a rename, so a reader never sees a half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .ok_or_else(|| Error::file(path, std::io::Error::other("not a file path")))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let res = (|| {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;

@@ -110,28 +110,47 @@ fn parse_http_url(field: &str, s: &str) -> Result<BaseUrl> {
     let uri: Uri = s.parse().map_err(|e| bad(&format!("not a URL ({e})")))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some("https") => return Err(bad("https is not supported yet; use http:// (loopback and private targets)")),
+        Some("https") => {
+            return Err(bad(
+                "https is not supported yet; use http:// (loopback and private targets)",
+            ))
+        }
         Some(other) => return Err(bad(&format!("unsupported scheme {other:?}; use http://"))),
-        None => return Err(bad("expected an absolute URL such as http://127.0.0.1:8080/")),
+        None => {
+            return Err(bad(
+                "expected an absolute URL such as http://127.0.0.1:8080/",
+            ))
+        }
     }
     let auth = uri.authority().ok_or_else(|| bad("the URL has no host"))?;
     if auth.as_str().contains('@') {
-        return Err(bad("user:password@ in URLs is not supported; send an Authorization header"));
+        return Err(bad(
+            "user:password@ in URLs is not supported; send an Authorization header",
+        ));
     }
     let host = auth.host().trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err(bad("the URL has no host"));
     }
     let port = auth.port_u16().unwrap_or(80);
-    let connect_host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+    let connect_host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
     Ok(BaseUrl {
         authority: format!("{connect_host}:{port}"),
         host: auth.as_str().to_string(),
-        path: uri.path_and_query().map_or("/".to_string(), |p| p.as_str().to_string()),
+        path: uri
+            .path_and_query()
+            .map_or("/".to_string(), |p| p.as_str().to_string()),
     })
 }
 
-fn header_map(field: &str, headers: &std::collections::BTreeMap<String, String>) -> Result<HeaderMap> {
+fn header_map(
+    field: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<HeaderMap> {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
         let name = HeaderName::from_bytes(k.as_bytes())
@@ -172,7 +191,10 @@ impl LoadTest {
             let field = |f: &str| format!("requests[{i}].{f}");
             let (url, path) = if spec.url.starts_with('/') {
                 let base = base.as_ref().ok_or_else(|| {
-                    Error::config(field("url"), format!("{:?} is a path, but no target URL is set", spec.url))
+                    Error::config(
+                        field("url"),
+                        format!("{:?} is a path, but no target URL is set", spec.url),
+                    )
                 })?;
                 (
                     BaseUrl {
@@ -190,8 +212,12 @@ impl LoadTest {
             let uri: Uri = path
                 .parse()
                 .map_err(|e| Error::config(field("url"), format!("{path:?}: {e}")))?;
-            let method = Method::from_bytes(spec.method.as_bytes())
-                .map_err(|_| Error::config(field("method"), format!("{:?} is not an HTTP method", spec.method)))?;
+            let method = Method::from_bytes(spec.method.as_bytes()).map_err(|_| {
+                Error::config(
+                    field("method"),
+                    format!("{:?} is not an HTTP method", spec.method),
+                )
+            })?;
             if spec.weight == 0 {
                 return Err(Error::config(field("weight"), "must be at least 1"));
             }
@@ -241,7 +267,10 @@ impl LoadTest {
             .map(|c| Check::parse(c))
             .collect::<Result<Vec<_>>>()?;
         if checks.len() > 64 {
-            return Err(Error::config("checks", format!("{} checks; at most 64", checks.len())));
+            return Err(Error::config(
+                "checks",
+                format!("{} checks; at most 64", checks.len()),
+            ));
         }
         let mut thresholds = Vec::new();
         let mut threshold_specs = Vec::new();
@@ -295,6 +324,22 @@ impl LoadTest {
         &self.executor
     }
 
+    /// The names of the requests of the mix, in order (their `name` tags).
+    pub fn route_names(&self) -> impl Iterator<Item = &str> {
+        self.targets.iter().map(|t| t.name.as_str())
+    }
+
+    /// The request that route `route` sends for arrival `seq`, exactly as the
+    /// send path builds it (headers, `traceparent`, body): for inspection and
+    /// benchmarks.
+    ///
+    /// # Panics
+    /// When `route` is not an index of the mix.
+    pub fn request(&self, route: usize, seq: u64) -> http::Request<http_body_util::Full<Bytes>> {
+        let traceparent = TraceparentBuilder::new(self.trace).header(seq);
+        self.targets[route].request(&traceparent)
+    }
+
     /// Runs the test on the current Tokio runtime and returns what it measured.
     ///
     /// # Errors
@@ -312,10 +357,17 @@ impl LoadTest {
             .as_deref()
             .map(|p| PointWriter::create(p, &self.thresholds))
             .transpose()?;
-        let shards = std::thread::available_parallelism().map_or(2, |n| n.get()).max(1);
+        let shards = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(1);
         let shared = Arc::new(Shared {
             targets: self.targets.clone(),
-            pools: self.authorities.iter().cloned().map(HostPool::new).collect(),
+            pools: self
+                .authorities
+                .iter()
+                .cloned()
+                .map(HostPool::new)
+                .collect(),
             traceparent: TraceparentBuilder::new(self.trace),
             checks: self.checks.clone(),
             needs_body: self.checks.iter().any(|c| c.needs_body()),
@@ -349,14 +401,22 @@ impl LoadTest {
             self.abort_checker(&names),
         ));
         let (scheduled, active, max_vus) = match &self.executor {
-            Executor::ConstantArrivalRate { max_vus, poisson, .. }
-            | Executor::RampingArrivalRate { max_vus, poisson, .. } => {
+            Executor::ConstantArrivalRate {
+                max_vus, poisson, ..
+            }
+            | Executor::RampingArrivalRate {
+                max_vus, poisson, ..
+            } => {
                 let arrivals = if *poisson {
                     Arrivals::Poisson { seed: self.seed }
                 } else {
                     Arrivals::Uniform
                 };
-                let schedule = Schedule::new(curve.clone().unwrap_or_else(|| RateCurve::new(vec![])), arrivals, self.segment);
+                let schedule = Schedule::new(
+                    curve.clone().unwrap_or_else(|| RateCurve::new(vec![])),
+                    arrivals,
+                    self.segment,
+                );
                 let (scheduled, active) = self.run_open(&shared, schedule, start, *max_vus).await;
                 (scheduled, active, *max_vus as u64)
             }
@@ -388,7 +448,11 @@ impl LoadTest {
         }
         let target_rate = curve.map_or(0.0, |c| {
             let d = c.duration().as_secs_f64();
-            if d > 0.0 { c.total_arrivals() / d * self.segment.share() } else { 0.0 }
+            if d > 0.0 {
+                c.total_arrivals() / d * self.segment.share()
+            } else {
+                0.0
+            }
         });
         Ok(RunResult {
             format: FORMAT_VERSION,
@@ -411,14 +475,22 @@ impl LoadTest {
 
     fn rate_curve(&self) -> Option<RateCurve> {
         match &self.executor {
-            Executor::ConstantArrivalRate { rate, duration, .. } => Some(RateCurve::constant(*rate, *duration)),
-            Executor::RampingArrivalRate { start_rate, stages, .. } => {
+            Executor::ConstantArrivalRate { rate, duration, .. } => {
+                Some(RateCurve::constant(*rate, *duration))
+            }
+            Executor::RampingArrivalRate {
+                start_rate, stages, ..
+            } => {
                 let mut from = *start_rate;
                 Some(RateCurve::new(
                     stages
                         .iter()
                         .map(|s| {
-                            let p = RatePiece { duration: s.duration, from_rate: from, to_rate: s.target };
+                            let p = RatePiece {
+                                duration: s.duration,
+                                from_rate: from,
+                                to_rate: s.target,
+                            };
                             from = s.target;
                             p
                         })
@@ -502,11 +574,15 @@ impl LoadTest {
                     continue;
                 }
                 shared.in_flight.fetch_add(1, Ordering::AcqRel);
-                shared.max_in_flight.fetch_max(in_flight as u64 + 1, Ordering::Relaxed);
+                shared
+                    .max_in_flight
+                    .fetch_max(in_flight as u64 + 1, Ordering::Relaxed);
                 let route = pick_route(&picks, seed, arrival.index);
                 let task_shared = shared.clone();
                 handle.spawn(async move {
-                    let s = task_shared.exchange(route, Instant::from_std(due), arrival.index).await;
+                    let s = task_shared
+                        .exchange(route, Instant::from_std(due), arrival.index)
+                        .await;
                     task_shared.record(&s);
                     task_shared.in_flight.fetch_sub(1, Ordering::AcqRel);
                 });
@@ -561,7 +637,9 @@ impl LoadTest {
                     iteration += 1;
                     let route = pick_route(&picks, seed, key);
                     let in_flight = shared.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-                    shared.max_in_flight.fetch_max(in_flight as u64, Ordering::Relaxed);
+                    shared
+                        .max_in_flight
+                        .fetch_max(in_flight as u64, Ordering::Relaxed);
                     let s = shared.exchange(route, now, key).await;
                     shared.record(&s);
                     shared.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -584,7 +662,12 @@ impl LoadTest {
     }
 
     fn abort_checker(&self, names: &[String]) -> Option<AbortChecker> {
-        let thresholds: Vec<Threshold> = self.thresholds.iter().filter(|t| t.abort_on_fail).cloned().collect();
+        let thresholds: Vec<Threshold> = self
+            .thresholds
+            .iter()
+            .filter(|t| t.abort_on_fail)
+            .cloned()
+            .collect();
         (!thresholds.is_empty()).then(|| AbortChecker {
             thresholds,
             names: names.to_vec(),
@@ -754,7 +837,9 @@ async fn tick(
                 elapsed,
                 planned,
                 row,
-                target_rate: curve.as_ref().map_or(0.0, |c| c.rate_at(elapsed.as_secs_f64())),
+                target_rate: curve
+                    .as_ref()
+                    .map_or(0.0, |c| c.rate_at(elapsed.as_secs_f64())),
                 requests,
                 failed,
                 dropped: shared.dropped.load(Ordering::Relaxed),
@@ -777,7 +862,11 @@ async fn tick(
 }
 
 fn check_abort(shared: &Shared, a: &AbortChecker, elapsed: Duration) -> bool {
-    let due: Vec<&Threshold> = a.thresholds.iter().filter(|t| elapsed >= t.delay_abort_eval).collect();
+    let due: Vec<&Threshold> = a
+        .thresholds
+        .iter()
+        .filter(|t| elapsed >= t.delay_abort_eval)
+        .collect();
     if due.is_empty() {
         return false;
     }

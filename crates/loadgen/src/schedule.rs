@@ -239,22 +239,43 @@ mod tests {
         let all: Vec<_> = Schedule::new(curve, Arrivals::Uniform, Segment::FULL).collect();
         assert_eq!(all.len(), 500);
         // half of the arrivals come in the last 2.93 s (sqrt(250/5) = 7.07)
-        let late = all.iter().filter(|a| a.offset.as_secs_f64() >= 7.0711).count();
+        let late = all
+            .iter()
+            .filter(|a| a.offset.as_secs_f64() >= 7.0711)
+            .count();
         assert!((249..=251).contains(&late), "{late}");
     }
 
     #[test]
     fn ramp_down_and_zero_rate_pieces() {
         let curve = RateCurve::new(vec![
-            RatePiece { duration: secs(2.0), from_rate: 100.0, to_rate: 100.0 },
-            RatePiece { duration: secs(2.0), from_rate: 0.0, to_rate: 0.0 },
-            RatePiece { duration: secs(2.0), from_rate: 100.0, to_rate: 0.0 },
+            RatePiece {
+                duration: secs(2.0),
+                from_rate: 100.0,
+                to_rate: 100.0,
+            },
+            RatePiece {
+                duration: secs(2.0),
+                from_rate: 0.0,
+                to_rate: 0.0,
+            },
+            RatePiece {
+                duration: secs(2.0),
+                from_rate: 100.0,
+                to_rate: 0.0,
+            },
         ]);
         let all: Vec<_> = Schedule::new(curve, Arrivals::Uniform, Segment::FULL).collect();
         assert_eq!(all.len(), 300);
-        assert!(all.iter().all(|a| !(2.0..4.0).contains(&a.offset.as_secs_f64())),
-            "no arrival may fall in the zero-rate piece");
-        assert!(all.windows(2).all(|w| w[0].offset <= w[1].offset), "not in time order");
+        assert!(
+            all.iter()
+                .all(|a| !(2.0..4.0).contains(&a.offset.as_secs_f64())),
+            "no arrival may fall in the zero-rate piece"
+        );
+        assert!(
+            all.windows(2).all(|w| w[0].offset <= w[1].offset),
+            "not in time order"
+        );
     }
 
     #[test]
@@ -277,10 +298,17 @@ mod tests {
     #[test]
     fn segments_together_are_the_whole_schedule() {
         let curve = RateCurve::constant(300.0, secs(3.0));
-        let whole: Vec<_> = Schedule::new(curve.clone(), Arrivals::Poisson { seed: 1 }, Segment::FULL).collect();
+        let whole: Vec<_> =
+            Schedule::new(curve.clone(), Arrivals::Poisson { seed: 1 }, Segment::FULL).collect();
         let mut parts: Vec<_> = ["0:1/2", "1/2:1"]
             .iter()
-            .flat_map(|s| Schedule::new(curve.clone(), Arrivals::Poisson { seed: 1 }, s.parse().unwrap()))
+            .flat_map(|s| {
+                Schedule::new(
+                    curve.clone(),
+                    Arrivals::Poisson { seed: 1 },
+                    s.parse().unwrap(),
+                )
+            })
             .collect();
         parts.sort_by_key(|a| a.index);
         assert_eq!(whole, parts);

@@ -110,12 +110,8 @@ impl FromStr for Segment {
         let (a, b) = s.split_once(':').ok_or_else(bad)?;
         let from = parse_fraction(a).ok_or_else(bad)?;
         let to = parse_fraction(b).ok_or_else(bad)?;
-        Segment::new(from, to).map_err(|_| {
-            Error::config(
-                "segment",
-                format!("{s:?}: expected 0 <= FROM < TO <= 1"),
-            )
-        })
+        Segment::new(from, to)
+            .map_err(|_| Error::config("segment", format!("{s:?}: expected 0 <= FROM < TO <= 1")))
     }
 }
 
@@ -157,7 +153,10 @@ mod tests {
         let s: Segment = "25%:0.75".parse().unwrap();
         assert_eq!((s.from(), s.to()), (0.25, 0.75));
         for bad in ["", "1/2", "1:0", "0:2", "a:b", "0:1/0", "-1:1"] {
-            assert!(bad.parse::<Segment>().is_err(), "{bad:?} should be rejected");
+            assert!(
+                bad.parse::<Segment>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 
@@ -183,7 +182,9 @@ mod tests {
         let half: Segment = "0:1/2".parse().unwrap();
         // every window of 100 consecutive arrivals holds about half of them
         for w in 0..100u64 {
-            let n = (w * 100..w * 100 + 100).filter(|&i| half.contains(i)).count();
+            let n = (w * 100..w * 100 + 100)
+                .filter(|&i| half.contains(i))
+                .count();
             assert!((40..=60).contains(&n), "window {w}: {n} of 100");
         }
     }

@@ -31,7 +31,11 @@ fn trend_values(t: &Trend) -> Value {
 }
 
 fn rate_values(passes: u64, total: u64) -> Value {
-    let rate = if total > 0 { passes as f64 / total as f64 } else { 0.0 };
+    let rate = if total > 0 {
+        passes as f64 / total as f64
+    } else {
+        0.0
+    };
     json!({"rate": rate, "passes": passes, "fails": total - passes})
 }
 
@@ -45,44 +49,148 @@ fn rate_values(passes: u64, total: u64) -> Value {
 pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
     let m = &r.metrics;
     let mut metrics = Map::new();
-    let per_sec = |n: u64| if r.active_secs > 0.0 { n as f64 / r.active_secs } else { 0.0 };
-    let mut put = |name: String, ty: &str, contains: &str, values: Value| {
-        metrics.insert(name, json!({"type": ty, "contains": contains, "values": values}));
+    let per_sec = |n: u64| {
+        if r.active_secs > 0.0 {
+            n as f64 / r.active_secs
+        } else {
+            0.0
+        }
     };
-    put("http_reqs".into(), "counter", "default", json!({"count": m.requests, "rate": per_sec(m.requests)}));
-    put("iterations".into(), "counter", "default", json!({"count": m.requests, "rate": per_sec(m.requests)}));
-    put("dropped_iterations".into(), "counter", "default", json!({"count": m.dropped, "rate": per_sec(m.dropped)}));
-    put("data_sent".into(), "counter", "data", json!({"count": m.data_sent, "rate": per_sec(m.data_sent)}));
-    put("data_received".into(), "counter", "data", json!({"count": m.data_received, "rate": per_sec(m.data_received)}));
+    let mut put = |name: String, ty: &str, contains: &str, values: Value| {
+        metrics.insert(
+            name,
+            json!({"type": ty, "contains": contains, "values": values}),
+        );
+    };
+    put(
+        "http_reqs".into(),
+        "counter",
+        "default",
+        json!({"count": m.requests, "rate": per_sec(m.requests)}),
+    );
+    put(
+        "iterations".into(),
+        "counter",
+        "default",
+        json!({"count": m.requests, "rate": per_sec(m.requests)}),
+    );
+    put(
+        "dropped_iterations".into(),
+        "counter",
+        "default",
+        json!({"count": m.dropped, "rate": per_sec(m.dropped)}),
+    );
+    put(
+        "data_sent".into(),
+        "counter",
+        "data",
+        json!({"count": m.data_sent, "rate": per_sec(m.data_sent)}),
+    );
+    put(
+        "data_received".into(),
+        "counter",
+        "data",
+        json!({"count": m.data_received, "rate": per_sec(m.data_received)}),
+    );
     // k6's quirk kept: for http_req_failed, `passes` counts failed requests
-    put("http_req_failed".into(), "rate", "default", rate_values(m.failed, m.requests));
-    put("http_req_duration".into(), "trend", "time", trend_values(&m.duration));
-    put("http_req_duration{expected_response:true}".into(), "trend", "time", trend_values(&m.duration_ok));
-    put("http_req_service_time".into(), "trend", "time", trend_values(&m.service_time));
-    put("http_req_waiting".into(), "trend", "time", trend_values(&m.waiting));
-    put("schedule_lag".into(), "trend", "time", trend_values(&m.schedule_lag));
-    put("vus".into(), "gauge", "default", json!({"value": m.max_in_flight, "min": 0, "max": m.max_in_flight}));
-    put("vus_max".into(), "gauge", "default", json!({"value": r.max_vus, "min": r.max_vus, "max": r.max_vus}));
+    put(
+        "http_req_failed".into(),
+        "rate",
+        "default",
+        rate_values(m.failed, m.requests),
+    );
+    put(
+        "http_req_duration".into(),
+        "trend",
+        "time",
+        trend_values(&m.duration),
+    );
+    put(
+        "http_req_duration{expected_response:true}".into(),
+        "trend",
+        "time",
+        trend_values(&m.duration_ok),
+    );
+    put(
+        "http_req_service_time".into(),
+        "trend",
+        "time",
+        trend_values(&m.service_time),
+    );
+    put(
+        "http_req_waiting".into(),
+        "trend",
+        "time",
+        trend_values(&m.waiting),
+    );
+    put(
+        "schedule_lag".into(),
+        "trend",
+        "time",
+        trend_values(&m.schedule_lag),
+    );
+    put(
+        "vus".into(),
+        "gauge",
+        "default",
+        json!({"value": m.max_in_flight, "min": 0, "max": m.max_in_flight}),
+    );
+    put(
+        "vus_max".into(),
+        "gauge",
+        "default",
+        json!({"value": r.max_vus, "min": r.max_vus, "max": r.max_vus}),
+    );
     if !m.checks.is_empty() {
         let passes: u64 = m.checks.iter().map(|c| c.passes).sum();
         let fails: u64 = m.checks.iter().map(|c| c.fails).sum();
-        put("checks".into(), "rate", "default", rate_values(passes, passes + fails));
+        put(
+            "checks".into(),
+            "rate",
+            "default",
+            rate_values(passes, passes + fails),
+        );
     }
     if m.cache.total() > 0 {
-        put("cache_hit".into(), "rate", "default", rate_values(m.cache.get(CacheStatus::Hit), m.cache.total()));
+        put(
+            "cache_hit".into(),
+            "rate",
+            "default",
+            rate_values(m.cache.get(CacheStatus::Hit), m.cache.total()),
+        );
     }
     for route in &m.routes {
-        put(format!("http_req_duration{{name:{}}}", route.name), "trend", "time", trend_values(&route.duration));
-        put(format!("http_reqs{{name:{}}}", route.name), "counter", "default",
-            json!({"count": route.requests, "rate": per_sec(route.requests)}));
-        put(format!("http_req_failed{{name:{}}}", route.name), "rate", "default", rate_values(route.failed, route.requests));
+        put(
+            format!("http_req_duration{{name:{}}}", route.name),
+            "trend",
+            "time",
+            trend_values(&route.duration),
+        );
+        put(
+            format!("http_reqs{{name:{}}}", route.name),
+            "counter",
+            "default",
+            json!({"count": route.requests, "rate": per_sec(route.requests)}),
+        );
+        put(
+            format!("http_req_failed{{name:{}}}", route.name),
+            "rate",
+            "default",
+            rate_values(route.failed, route.requests),
+        );
         if route.cache.total() > 0 {
-            put(format!("cache_hit{{name:{}}}", route.name), "rate", "default",
-                rate_values(route.cache.get(CacheStatus::Hit), route.cache.total()));
+            put(
+                format!("cache_hit{{name:{}}}", route.name),
+                "rate",
+                "default",
+                rate_values(route.cache.get(CacheStatus::Hit), route.cache.total()),
+            );
         }
     }
     for o in outcomes {
-        let entry = metrics.entry(o.metric.clone()).or_insert_with(|| json!({"values": {}}));
+        let entry = metrics
+            .entry(o.metric.clone())
+            .or_insert_with(|| json!({"values": {}}));
         let obj = entry.as_object_mut().expect("metric entries are objects");
         let ths = obj.entry("thresholds").or_insert_with(|| json!({}));
         ths[&o.expr] = json!({"ok": o.ok});
@@ -93,8 +201,16 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
         .zip(&m.checks)
         .map(|(name, c)| json!({"name": name, "path": format!("::{name}"), "passes": c.passes, "fails": c.fails}))
         .collect();
-    let errors: Map<String, Value> = m.errors.iter().map(|(l, n)| (l.as_str().to_string(), json!(n))).collect();
-    let cache: Map<String, Value> = m.cache.iter().map(|(l, n)| (l.as_str().to_string(), json!(n))).collect();
+    let errors: Map<String, Value> = m
+        .errors
+        .iter()
+        .map(|(l, n)| (l.as_str().to_string(), json!(n)))
+        .collect();
+    let cache: Map<String, Value> = m
+        .cache
+        .iter()
+        .map(|(l, n)| (l.as_str().to_string(), json!(n)))
+        .collect();
     let routes: Vec<Value> = m
         .routes
         .iter()
@@ -146,12 +262,22 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
             "  execution: {}, target {:.2} req/s, achieved {:.2} req/s over {:.1}s (segment {}, max {} VUs)",
             r.executor, r.target_rate, r.achieved_rate(), r.active_secs, segs.join(","), r.max_vus
         );
-        let _ = writeln!(out, "  scheduled: {} arrivals, {} sent, {} dropped", r.scheduled, r.scheduled - m.dropped, m.dropped);
+        let _ = writeln!(
+            out,
+            "  scheduled: {} arrivals, {} sent, {} dropped",
+            r.scheduled,
+            r.scheduled - m.dropped,
+            m.dropped
+        );
     } else {
         let _ = writeln!(
             out,
             "  execution: {}, up to {} VUs, {:.2} req/s over {:.1}s (segment {})",
-            r.executor, r.max_vus, r.achieved_rate(), r.active_secs, segs.join(",")
+            r.executor,
+            r.max_vus,
+            r.achieved_rate(),
+            r.active_secs,
+            segs.join(",")
         );
     }
     let _ = writeln!(out, "  trace id:  {}", r.trace_id);
@@ -188,9 +314,22 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
     };
     let line = |out: &mut String, metric: &str, label: &str, value: String| {
         let dots = 32usize.saturating_sub(label.chars().count());
-        let _ = writeln!(out, "   {}{}{}: {}", mark(metric), label, ".".repeat(dots), value);
+        let _ = writeln!(
+            out,
+            "   {}{}{}: {}",
+            mark(metric),
+            label,
+            ".".repeat(dots),
+            value
+        );
     };
-    let per_sec = |n: u64| if r.active_secs > 0.0 { n as f64 / r.active_secs } else { 0.0 };
+    let per_sec = |n: u64| {
+        if r.active_secs > 0.0 {
+            n as f64 / r.active_secs
+        } else {
+            0.0
+        }
+    };
     let trend = |t: &Trend| {
         TREND_STATS
             .iter()
@@ -199,10 +338,24 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let rate = |p: u64, total: u64| format!("{:.2}% {p} out of {total}", 100.0 * p as f64 / total.max(1) as f64);
+    let rate = |p: u64, total: u64| {
+        format!(
+            "{:.2}% {p} out of {total}",
+            100.0 * p as f64 / total.max(1) as f64
+        )
+    };
     if m.cache.total() > 0 {
-        line(&mut out, "cache_hit", "cache_hit", rate(m.cache.get(CacheStatus::Hit), m.cache.total()));
-        let statuses: Vec<String> = m.cache.iter().map(|(l, n)| format!("{}={n}", l.as_str())).collect();
+        line(
+            &mut out,
+            "cache_hit",
+            "cache_hit",
+            rate(m.cache.get(CacheStatus::Hit), m.cache.total()),
+        );
+        let statuses: Vec<String> = m
+            .cache
+            .iter()
+            .map(|(l, n)| format!("{}={n}", l.as_str()))
+            .collect();
         line(&mut out, "", "cache_status", statuses.join(" "));
     }
     if !m.checks.is_empty() {
@@ -210,28 +363,95 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
         let fails: u64 = m.checks.iter().map(|c| c.fails).sum();
         line(&mut out, "checks", "checks", rate(passes, passes + fails));
     }
-    line(&mut out, "data_received", "data_received", format!("{} {}/s", fmt_bytes(m.data_received as f64), fmt_bytes(per_sec(m.data_received))));
-    line(&mut out, "data_sent", "data_sent", format!("{} {}/s", fmt_bytes(m.data_sent as f64), fmt_bytes(per_sec(m.data_sent))));
+    line(
+        &mut out,
+        "data_received",
+        "data_received",
+        format!(
+            "{} {}/s",
+            fmt_bytes(m.data_received as f64),
+            fmt_bytes(per_sec(m.data_received))
+        ),
+    );
+    line(
+        &mut out,
+        "data_sent",
+        "data_sent",
+        format!(
+            "{} {}/s",
+            fmt_bytes(m.data_sent as f64),
+            fmt_bytes(per_sec(m.data_sent))
+        ),
+    );
     if r.target_rate > 0.0 {
-        line(&mut out, "dropped_iterations", "dropped_iterations", format!("{} {:.2}/s", m.dropped, per_sec(m.dropped)));
+        line(
+            &mut out,
+            "dropped_iterations",
+            "dropped_iterations",
+            format!("{} {:.2}/s", m.dropped, per_sec(m.dropped)),
+        );
     }
-    line(&mut out, "http_req_duration", "http_req_duration", trend(&m.duration));
-    line(&mut out, "http_req_duration{expected_response:true}", "  { expected_response:true }", trend(&m.duration_ok));
+    line(
+        &mut out,
+        "http_req_duration",
+        "http_req_duration",
+        trend(&m.duration),
+    );
+    line(
+        &mut out,
+        "http_req_duration{expected_response:true}",
+        "  { expected_response:true }",
+        trend(&m.duration_ok),
+    );
     for rt in &m.routes {
         let key = format!("http_req_duration{{name:{}}}", rt.name);
         if m.routes.len() > 1 || outcomes.iter().any(|o| o.metric == key) {
-            line(&mut out, &key, &format!("  {{ name:{} }}", rt.name), trend(&rt.duration));
+            line(
+                &mut out,
+                &key,
+                &format!("  {{ name:{} }}", rt.name),
+                trend(&rt.duration),
+            );
         }
     }
-    line(&mut out, "http_req_failed", "http_req_failed", rate(m.failed, m.requests));
+    line(
+        &mut out,
+        "http_req_failed",
+        "http_req_failed",
+        rate(m.failed, m.requests),
+    );
     if m.failed > 0 {
-        let errors: Vec<String> = m.errors.iter().map(|(l, n)| format!("{}={n}", l.as_str())).collect();
+        let errors: Vec<String> = m
+            .errors
+            .iter()
+            .map(|(l, n)| format!("{}={n}", l.as_str()))
+            .collect();
         line(&mut out, "", "  errors", errors.join(" "));
     }
-    line(&mut out, "http_req_service_time", "http_req_service_time", trend(&m.service_time));
-    line(&mut out, "http_req_waiting", "http_req_waiting", trend(&m.waiting));
-    line(&mut out, "http_reqs", "http_reqs", format!("{} {:.2}/s", m.requests, per_sec(m.requests)));
-    line(&mut out, "schedule_lag", "schedule_lag", trend(&m.schedule_lag));
+    line(
+        &mut out,
+        "http_req_service_time",
+        "http_req_service_time",
+        trend(&m.service_time),
+    );
+    line(
+        &mut out,
+        "http_req_waiting",
+        "http_req_waiting",
+        trend(&m.waiting),
+    );
+    line(
+        &mut out,
+        "http_reqs",
+        "http_reqs",
+        format!("{} {:.2}/s", m.requests, per_sec(m.requests)),
+    );
+    line(
+        &mut out,
+        "schedule_lag",
+        "schedule_lag",
+        trend(&m.schedule_lag),
+    );
     line(&mut out, "vus", "vus", format!("max={}", m.max_in_flight));
     line(&mut out, "vus_max", "vus_max", format!("{}", r.max_vus));
     // tagged thresholds that are not printed above
@@ -240,14 +460,18 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
             || o.metric.starts_with("http_req_duration{")
             || o.metric == "http_req_duration{expected_response:true}";
         if !shown {
-            let value = o.actual.map_or("no samples".to_string(), |v| format!("{v:.4}"));
+            let value = o
+                .actual
+                .map_or("no samples".to_string(), |v| format!("{v:.4}"));
             line(&mut out, &o.metric, &o.metric, value);
         }
     }
     if !outcomes.is_empty() {
         let _ = writeln!(out);
         for o in outcomes {
-            let value = o.actual.map_or("no samples".to_string(), |v| format!("{v:.4}"));
+            let value = o
+                .actual
+                .map_or("no samples".to_string(), |v| format!("{v:.4}"));
             let _ = writeln!(
                 out,
                 "   {} {}: {}  (measured {value})",

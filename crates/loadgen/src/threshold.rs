@@ -41,7 +41,12 @@ impl MetricType {
 pub const METRICS: &[(&str, MetricType, &str, &[&str])] = &[
     ("http_reqs", MetricType::Counter, "default", &["name"]),
     ("http_req_failed", MetricType::Rate, "default", &["name"]),
-    ("http_req_duration", MetricType::Trend, "time", &["name", "expected_response"]),
+    (
+        "http_req_duration",
+        MetricType::Trend,
+        "time",
+        &["name", "expected_response"],
+    ),
     ("http_req_service_time", MetricType::Trend, "time", &[]),
     ("http_req_waiting", MetricType::Trend, "time", &[]),
     ("schedule_lag", MetricType::Trend, "time", &[]),
@@ -77,7 +82,10 @@ impl MetricRef {
                 let (k, v) = inner
                     .split_once(':')
                     .ok_or_else(|| format!("{s:?}: a tag filter is {{key:value}}"))?;
-                (name.trim(), Some((k.trim().to_string(), v.trim().to_string())))
+                (
+                    name.trim(),
+                    Some((k.trim().to_string(), v.trim().to_string())),
+                )
             }
         };
         let (_, _, _, tags) = METRICS.iter().find(|m| m.0 == name).ok_or_else(|| {
@@ -89,7 +97,10 @@ impl MetricRef {
                 return Err(if tags.is_empty() {
                     format!("metric {name} has no tags to filter by")
                 } else {
-                    format!("metric {name} has no tag {k:?} (it has: {})", tags.join(", "))
+                    format!(
+                        "metric {name} has no tag {k:?} (it has: {})",
+                        tags.join(", ")
+                    )
                 });
             }
             if k == "expected_response" && v != "true" && v != "false" {
@@ -179,7 +190,11 @@ pub enum ThresholdSpec {
         #[serde(rename = "abortOnFail", default)]
         abort_on_fail: bool,
         /// Do not abort before this much of the test has run.
-        #[serde(rename = "delayAbortEval", default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            rename = "delayAbortEval",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
         delay_abort_eval: Option<String>,
     },
 }
@@ -314,12 +329,11 @@ impl Threshold {
                 let mut t = Threshold::parse(metric, threshold)?;
                 t.abort_on_fail = *abort_on_fail;
                 if let Some(d) = delay_abort_eval {
-                    t.delay_abort_eval = crate::config::parse_duration(d).map_err(|m| {
-                        Error::Threshold {
+                    t.delay_abort_eval =
+                        crate::config::parse_duration(d).map_err(|m| Error::Threshold {
                             expr: format!("{metric}: {threshold}"),
                             message: format!("delayAbortEval: {m}"),
-                        }
-                    })?;
+                        })?;
                 }
                 Ok(t)
             }
@@ -375,7 +389,12 @@ fn parse_stat(s: &str) -> Option<Aggregation> {
         "max" => Aggregation::Trend(TrendStat::Max),
         "med" => Aggregation::Trend(TrendStat::Med),
         _ => {
-            let p: f64 = s.strip_prefix("p(")?.strip_suffix(')')?.trim().parse().ok()?;
+            let p: f64 = s
+                .strip_prefix("p(")?
+                .strip_suffix(')')?
+                .trim()
+                .parse()
+                .ok()?;
             if !(0.0..=100.0).contains(&p) {
                 return None;
             }
@@ -419,7 +438,10 @@ mod tests {
         }
         let t = Threshold::parse_line("http_req_duration{name:/keys}: p(99)<300").unwrap();
         assert_eq!(t.metric.tag, Some(("name".into(), "/keys".into())));
-        assert_eq!(t.aggregation, Aggregation::Trend(TrendStat::Percentile(99.0)));
+        assert_eq!(
+            t.aggregation,
+            Aggregation::Trend(TrendStat::Percentile(99.0))
+        );
         assert_eq!(t.op, Op::Lt);
         assert_eq!(t.value, 300.0);
         assert_eq!(t.expr, "p(99)<300");
@@ -444,7 +466,10 @@ mod tests {
         ];
         for (line, want) in cases {
             let e = Threshold::parse_line(line).expect_err(line).to_string();
-            assert!(e.contains(want), "{line}: error {e:?} should mention {want:?}");
+            assert!(
+                e.contains(want),
+                "{line}: error {e:?} should mention {want:?}"
+            );
             assert!(e.contains("invalid threshold"), "{e}");
         }
     }

@@ -56,8 +56,10 @@ impl FromStr for TraceId {
         }
         let mut bytes = [0u8; 16];
         for (i, pair) in s.as_bytes().chunks(2).enumerate() {
-            let hi = lower_hex(pair[0]).ok_or_else(|| bad("a trace id is 32 lowercase hex digits"))?;
-            let lo = lower_hex(pair[1]).ok_or_else(|| bad("a trace id is 32 lowercase hex digits"))?;
+            let hi =
+                lower_hex(pair[0]).ok_or_else(|| bad("a trace id is 32 lowercase hex digits"))?;
+            let lo =
+                lower_hex(pair[1]).ok_or_else(|| bad("a trace id is 32 lowercase hex digits"))?;
             bytes[i] = hi << 4 | lo;
         }
         if bytes == [0; 16] {
@@ -147,11 +149,21 @@ mod tests {
 
     #[test]
     fn rejects_uppercase_zero_and_wrong_length() {
-        assert!("0af7651916cd43dd8448eb211c80319c".parse::<TraceId>().is_ok());
-        assert!("0AF7651916CD43DD8448EB211C80319C".parse::<TraceId>().is_err());
-        assert!("00000000000000000000000000000000".parse::<TraceId>().is_err());
-        assert!("0af7651916cd43dd8448eb211c80319".parse::<TraceId>().is_err());
-        assert!("0af7651916cd43dd8448eb211c80319g".parse::<TraceId>().is_err());
+        assert!("0af7651916cd43dd8448eb211c80319c"
+            .parse::<TraceId>()
+            .is_ok());
+        assert!("0AF7651916CD43DD8448EB211C80319C"
+            .parse::<TraceId>()
+            .is_err());
+        assert!("00000000000000000000000000000000"
+            .parse::<TraceId>()
+            .is_err());
+        assert!("0af7651916cd43dd8448eb211c80319"
+            .parse::<TraceId>()
+            .is_err());
+        assert!("0af7651916cd43dd8448eb211c80319g"
+            .parse::<TraceId>()
+            .is_err());
     }
 
     #[test]
@@ -160,7 +172,10 @@ mod tests {
         let b = TraceparentBuilder::new(trace);
         let h1 = String::from_utf8(b.header(1).to_vec()).unwrap();
         let h2 = String::from_utf8(b.header(2).to_vec()).unwrap();
-        assert!(h1.starts_with("00-0af7651916cd43dd8448eb211c80319c-"), "{h1}");
+        assert!(
+            h1.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+            "{h1}"
+        );
         assert!(h1.ends_with("-01"), "{h1}");
         assert_ne!(h1[36..52], h2[36..52], "parent ids must differ per request");
         assert_ne!(&h1[36..52], "0000000000000000");

@@ -10,10 +10,13 @@ use atlas_loadgen::{k6_summary, Executor, LoadConfig, RequestSpec, RunResult, Tr
 use support::{fast_origin, spawn_origin, Reply};
 
 async fn run(cfg: LoadConfig) -> RunResult {
-    tokio::time::timeout(Duration::from_secs(60), cfg.build().expect("valid config").run())
-        .await
-        .expect("the run ends by itself")
-        .expect("the run completes")
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        cfg.build().expect("valid config").run(),
+    )
+    .await
+    .expect("the run ends by itself")
+    .expect("the run completes")
 }
 
 fn mixed(origin: &support::Origin, rate: f64, secs: u64) -> LoadConfig {
@@ -26,14 +29,20 @@ fn mixed(origin: &support::Origin, rate: f64, secs: u64) -> LoadConfig {
     cfg.target = Some(origin.url(""));
     cfg.requests = RequestSpec::gate_mix();
     cfg.seed = 42;
-    cfg.thresholds.insert("http_req_duration".into(), vec![atlas_loadgen::ThresholdSpec::Expr("p(95)<200".into())]);
+    cfg.thresholds.insert(
+        "http_req_duration".into(),
+        vec![atlas_loadgen::ThresholdSpec::Expr("p(95)<200".into())],
+    );
     cfg
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_segments_merge_into_the_whole() {
     // every request takes 20 ms, so the percentiles of separate runs agree
-    let origin = spawn_origin(Arc::new(|_r, _t| Reply::ok("x").delayed(Duration::from_millis(20)))).await;
+    let origin = spawn_origin(Arc::new(|_r, _t| {
+        Reply::ok("x").delayed(Duration::from_millis(20))
+    }))
+    .await;
     let whole = run(mixed(&origin, 400.0, 3)).await;
     let mut parts = Vec::new();
     for seg in ["0:1/2", "1/2:1"] {
@@ -54,57 +63,96 @@ async fn two_segments_merge_into_the_whole() {
     let merged = RunResult::merge(&read).unwrap();
 
     assert_eq!(merged.scheduled, whole.scheduled, "same arrivals in all");
-    assert_eq!(merged.metrics.requests, whole.metrics.requests, "same count");
+    assert_eq!(
+        merged.metrics.requests, whole.metrics.requests,
+        "same count"
+    );
     for (m, w) in merged.metrics.routes.iter().zip(&whole.metrics.routes) {
-        assert_eq!(m.requests, w.requests, "route {}: the mix is decided per arrival", m.name);
+        assert_eq!(
+            m.requests, w.requests,
+            "route {}: the mix is decided per arrival",
+            m.name
+        );
     }
-    assert!((merged.target_rate - 400.0).abs() < 1e-9, "segment shares add up: {}", merged.target_rate);
+    assert!(
+        (merged.target_rate - 400.0).abs() < 1e-9,
+        "segment shares add up: {}",
+        merged.target_rate
+    );
     for stat in [TrendStat::Med, TrendStat::Percentile(95.0)] {
-        let (a, b) = (merged.metrics.duration.stat_ms(stat), whole.metrics.duration.stat_ms(stat));
-        assert!((a - b).abs() <= b * 0.1, "{stat:?}: merged {a} ms, whole {b} ms");
+        let (a, b) = (
+            merged.metrics.duration.stat_ms(stat),
+            whole.metrics.duration.stat_ms(stat),
+        );
+        assert!(
+            (a - b).abs() <= b * 0.1,
+            "{stat:?}: merged {a} ms, whole {b} ms"
+        );
     }
     let verdicts = merged.evaluate(None).unwrap();
     assert_eq!(verdicts.len(), 1);
     assert!(verdicts[0].ok, "p(95)<200 on the merge: {:?}", verdicts[0]);
 
     // a part merged with itself overlaps
-    let err = RunResult::merge(&[read[0].clone(), read[0].clone()]).unwrap_err().to_string();
+    let err = RunResult::merge(&[read[0].clone(), read[0].clone()])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("overlaps"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn constant_vus_is_closed_and_ramping_vus_ramps() {
-    let origin = spawn_origin(Arc::new(|_r, _t| Reply::ok("x").delayed(Duration::from_millis(10)))).await;
-    let mut cfg = LoadConfig::new(Executor::ConstantVus { vus: 4, duration: Duration::from_secs(2) });
+    let origin = spawn_origin(Arc::new(|_r, _t| {
+        Reply::ok("x").delayed(Duration::from_millis(10))
+    }))
+    .await;
+    let mut cfg = LoadConfig::new(Executor::ConstantVus {
+        vus: 4,
+        duration: Duration::from_secs(2),
+    });
     cfg.target = Some(origin.url("/"));
     let r = run(cfg).await;
     // 4 users × ~10 ms per request ≈ 400 req/s, never more than 4 in flight
     assert!(r.metrics.max_in_flight <= 4, "{}", r.metrics.max_in_flight);
-    assert!((500..=900).contains(&r.metrics.requests), "{} requests", r.metrics.requests);
+    assert!(
+        (500..=900).contains(&r.metrics.requests),
+        "{} requests",
+        r.metrics.requests
+    );
     assert_eq!(r.metrics.dropped, 0);
 
     let mut cfg = LoadConfig::new(Executor::RampingVus {
         start_vus: 0,
-        stages: vec![atlas_loadgen::Stage { duration: Duration::from_secs(2), target: 8.0 }],
+        stages: vec![atlas_loadgen::Stage {
+            duration: Duration::from_secs(2),
+            target: 8.0,
+        }],
     });
     cfg.target = Some(origin.url("/"));
     let r = run(cfg).await;
     let first = r.series[0].requests;
     let last = r.series[1].requests;
-    assert!(last > first, "more users, more requests: {first} then {last}");
+    assert!(
+        last > first,
+        "more users, more requests: {first} then {last}"
+    );
     assert!(r.metrics.max_in_flight <= 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_thresholds_cache_status_and_k6_summary() {
     // `/` is a cache HIT, `/keys` a MISS that fails (503) every time
-    let origin = spawn_origin(Arc::new(|req: &hyper::Request<hyper::body::Incoming>, _t| {
-        if req.uri().path() == "/keys" {
-            Reply::ok("down").status(503).header("X-Cache-Status", "MISS")
-        } else {
-            Reply::ok("<h1>Welcome</h1>").header("X-Cache-Status", "HIT")
-        }
-    }))
+    let origin = spawn_origin(Arc::new(
+        |req: &hyper::Request<hyper::body::Incoming>, _t| {
+            if req.uri().path() == "/keys" {
+                Reply::ok("down")
+                    .status(503)
+                    .header("X-Cache-Status", "MISS")
+            } else {
+                Reply::ok("<h1>Welcome</h1>").header("X-Cache-Status", "HIT")
+            }
+        },
+    ))
     .await;
     let mut cfg = LoadConfig::new(Executor::ConstantArrivalRate {
         rate: 200.0,
@@ -122,14 +170,31 @@ async fn checks_thresholds_cache_status_and_k6_summary() {
     let r = run(cfg).await;
     assert_eq!(r.metrics.requests, 400);
     let keys = &r.metrics.routes[1];
-    assert_eq!(keys.requests, r.metrics.failed, "exactly the /keys requests fail");
-    assert_eq!(r.metrics.errors.get(atlas_loadgen::ErrorClass::Http5xx), keys.requests);
+    assert_eq!(
+        keys.requests, r.metrics.failed,
+        "exactly the /keys requests fail"
+    );
+    assert_eq!(
+        r.metrics.errors.get(atlas_loadgen::ErrorClass::Http5xx),
+        keys.requests
+    );
     assert_eq!(r.metrics.checks[0].fails, keys.requests);
-    assert_eq!(r.metrics.checks[1].passes, r.metrics.routes[0].requests, "body check reads bodies");
+    assert_eq!(
+        r.metrics.checks[1].passes, r.metrics.routes[0].requests,
+        "body check reads bodies"
+    );
 
     let verdicts = r.evaluate(None).unwrap();
-    let get = |m: &str| verdicts.iter().find(|v| v.metric == m).unwrap_or_else(|| panic!("no verdict for {m}"));
-    assert!(!get("http_req_failed").ok, "a quarter failed: rate<0.01 must fail");
+    let get = |m: &str| {
+        verdicts
+            .iter()
+            .find(|v| v.metric == m)
+            .unwrap_or_else(|| panic!("no verdict for {m}"))
+    };
+    assert!(
+        !get("http_req_failed").ok,
+        "a quarter failed: rate<0.01 must fail"
+    );
     assert!(get("cache_hit").ok, "{:?}", get("cache_hit"));
     assert!(get("http_req_duration{name:/}").ok);
     assert!(get("http_reqs").ok);
@@ -137,15 +202,29 @@ async fn checks_thresholds_cache_status_and_k6_summary() {
     let json = k6_summary(&r, &verdicts);
     assert_eq!(json["metrics"]["http_reqs"]["type"], "counter");
     assert_eq!(json["metrics"]["http_reqs"]["values"]["count"], 400);
-    assert_eq!(json["metrics"]["http_req_failed"]["thresholds"]["rate<0.01"]["ok"], false);
+    assert_eq!(
+        json["metrics"]["http_req_failed"]["thresholds"]["rate<0.01"]["ok"],
+        false
+    );
     // k6's quirk: for http_req_failed, passes are the failed requests
-    assert_eq!(json["metrics"]["http_req_failed"]["values"]["passes"], keys.requests);
-    for stat in ["avg", "min", "med", "max", "p(90)", "p(95)", "p(99)", "p(99.9)"] {
-        assert!(json["metrics"]["http_req_duration"]["values"][stat].is_number(), "missing {stat}");
+    assert_eq!(
+        json["metrics"]["http_req_failed"]["values"]["passes"],
+        keys.requests
+    );
+    for stat in [
+        "avg", "min", "med", "max", "p(90)", "p(95)", "p(99)", "p(99.9)",
+    ] {
+        assert!(
+            json["metrics"]["http_req_duration"]["values"][stat].is_number(),
+            "missing {stat}"
+        );
     }
     assert!(json["state"]["testRunDurationMs"].as_f64().unwrap() >= 2000.0);
     assert_eq!(json["root_group"]["checks"][0]["name"], "status==200");
-    assert_eq!(json["metrics"]["cache_hit"]["values"]["passes"], r.metrics.routes[0].requests);
+    assert_eq!(
+        json["metrics"]["cache_hit"]["values"]["passes"],
+        r.metrics.routes[0].requests
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,13 +244,21 @@ async fn refused_connections_are_classified_not_hidden() {
     cfg.target = Some(format!("http://127.0.0.1:{port}/"));
     let r = run(cfg).await;
     assert_eq!(r.metrics.requests, 50);
-    assert_eq!(r.metrics.errors.get(atlas_loadgen::ErrorClass::ConnectRefused), 50);
+    assert_eq!(
+        r.metrics
+            .errors
+            .get(atlas_loadgen::ErrorClass::ConnectRefused),
+        50
+    );
     assert!(!r.evaluate(None).unwrap()[0].ok);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_are_counted_as_timeouts() {
-    let origin = spawn_origin(Arc::new(|_r, _t| Reply::ok("x").delayed(Duration::from_secs(2)))).await;
+    let origin = spawn_origin(Arc::new(|_r, _t| {
+        Reply::ok("x").delayed(Duration::from_secs(2))
+    }))
+    .await;
     let mut cfg = LoadConfig::new(Executor::ConstantArrivalRate {
         rate: 20.0,
         duration: Duration::from_secs(1),
@@ -183,7 +270,10 @@ async fn timeouts_are_counted_as_timeouts() {
     let r = run(cfg).await;
     assert_eq!(r.metrics.errors.get(atlas_loadgen::ErrorClass::Timeout), 20);
     let max = r.metrics.duration.stat_ms(TrendStat::Max);
-    assert!((200.0..1000.0).contains(&max), "a timed-out request lasts its timeout: {max} ms");
+    assert!(
+        (200.0..1000.0).contains(&max),
+        "a timed-out request lasts its timeout: {max} ms"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,6 +296,10 @@ async fn abort_on_fail_stops_the_run_early() {
     );
     let r = run(cfg).await;
     assert!(r.aborted, "the run must say it was aborted");
-    assert!(r.active_secs < 5.0, "aborted after {} s of a 20 s run", r.active_secs);
+    assert!(
+        r.active_secs < 5.0,
+        "aborted after {} s of a 20 s run",
+        r.active_secs
+    );
     let _ = fast_origin; // the shared helper is used by other test files
 }

@@ -45,7 +45,10 @@ async fn rate_accuracy_at_500_and_5000_per_second() {
         cfg.target = Some(origin.url("/"));
         let r = run(cfg).await;
         assert_count_within(&r, rate * 5.0, 0.005);
-        assert_eq!(r.metrics.failed, 0, "no request may fail against a fast origin");
+        assert_eq!(
+            r.metrics.failed, 0,
+            "no request may fail against a fast origin"
+        );
         assert_eq!(r.metrics.dropped, 0, "a fast origin never fills 256 slots");
         assert!(
             (r.achieved_rate() - rate).abs() <= rate * 0.005,
@@ -55,12 +58,19 @@ async fn rate_accuracy_at_500_and_5000_per_second() {
         assert_eq!(r.target_rate, rate);
         // one row per second of the run, and the rows add up
         let rows: u64 = r.series.iter().map(|s| s.requests).sum();
-        assert_eq!(rows, r.metrics.requests, "time series must account for every request");
-        assert!((5..=7).contains(&r.series.len()), "{} rows for a 5 s run", r.series.len());
+        assert_eq!(
+            rows, r.metrics.requests,
+            "time series must account for every request"
+        );
+        assert!(
+            (5..=7).contains(&r.series.len()),
+            "{} rows for a 5 s run",
+            r.series.len()
+        );
     }
 }
 
-fn slow_origin_reply() -> Arc<dyn Fn(&hyper::Request<hyper::body::Incoming>, Duration) -> Reply + Send + Sync> {
+fn slow_origin_reply() -> support::Handler {
     Arc::new(|_req, _t| Reply::ok("slow").delayed(Duration::from_millis(50)))
 }
 
@@ -71,15 +81,25 @@ async fn slow_origin_with_room_holds_the_rate() {
     cfg.target = Some(origin.url("/"));
     let r = run(cfg).await;
     // 2 000/s × 50 ms needs ~100 requests in flight: 256 is room enough
-    assert_eq!(r.metrics.dropped, 0, "nothing may be dropped with room for 256");
+    assert_eq!(
+        r.metrics.dropped, 0,
+        "nothing may be dropped with room for 256"
+    );
     assert!(
         (r.achieved_rate() - 2000.0).abs() <= 20.0,
         "achieved {:.1} req/s, want 2000 ± 1 %",
         r.achieved_rate()
     );
     let med = r.metrics.duration.stat_ms(TrendStat::Med);
-    assert!((49.0..=60.0).contains(&med), "median {med} ms, want ≈ 50 ms");
-    assert!(r.metrics.max_in_flight >= 90, "in flight peaked at {}", r.metrics.max_in_flight);
+    assert!(
+        (49.0..=60.0).contains(&med),
+        "median {med} ms, want ≈ 50 ms"
+    );
+    assert!(
+        r.metrics.max_in_flight >= 90,
+        "in flight peaked at {}",
+        r.metrics.max_in_flight
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,8 +109,15 @@ async fn slow_origin_without_room_drops_and_says_so() {
     cfg.target = Some(origin.url("/"));
     let r = run(cfg).await;
     // 32 slots / 50 ms = 640 req/s at most
-    assert!(r.metrics.dropped > 5_000, "dropped only {}", r.metrics.dropped);
-    assert_eq!(r.scheduled, 10_000, "every arrival is scheduled, sent or dropped");
+    assert!(
+        r.metrics.dropped > 5_000,
+        "dropped only {}",
+        r.metrics.dropped
+    );
+    assert_eq!(
+        r.scheduled, 10_000,
+        "every arrival is scheduled, sent or dropped"
+    );
     assert_eq!(r.metrics.requests + r.metrics.dropped, r.scheduled);
     assert!(
         r.achieved_rate() < 700.0,
@@ -117,9 +144,15 @@ async fn a_stall_shows_in_the_tail_no_coordinated_omission() {
     cfg.target = Some(origin.url("/"));
     let r = run(cfg).await;
     let p99 = r.metrics.duration.stat_ms(TrendStat::Percentile(99.0));
-    assert!(p99 >= 900.0, "p99 {p99} ms: a 1 s stall must show (wrk/oha without correction report ~1 ms)");
+    assert!(
+        p99 >= 900.0,
+        "p99 {p99} ms: a 1 s stall must show (wrk/oha without correction report ~1 ms)"
+    );
     let med = r.metrics.duration.stat_ms(TrendStat::Med);
-    assert!(med < 50.0, "median {med} ms: the stall only hits a fifth of the run");
+    assert!(
+        med < 50.0,
+        "median {med} ms: the stall only hits a fifth of the run"
+    );
     assert_eq!(r.metrics.dropped, 0);
 }
 
@@ -131,8 +164,16 @@ async fn every_request_carries_the_runs_traceparent() {
     cfg.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
     let r = run(cfg).await;
     assert_eq!(r.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-    let tp = origin.last_traceparent.lock().unwrap().clone().expect("origin saw a traceparent");
-    assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{tp}");
+    let tp = origin
+        .last_traceparent
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("origin saw a traceparent");
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{tp}"
+    );
     assert_eq!(tp.len(), 55, "{tp}");
 }
 
@@ -142,8 +183,14 @@ async fn ramping_arrival_rate_follows_the_stages() {
     let mut cfg = LoadConfig::new(Executor::RampingArrivalRate {
         start_rate: 0.0,
         stages: vec![
-            atlas_loadgen::Stage { duration: Duration::from_secs(2), target: 400.0 },
-            atlas_loadgen::Stage { duration: Duration::from_secs(1), target: 400.0 },
+            atlas_loadgen::Stage {
+                duration: Duration::from_secs(2),
+                target: 400.0,
+            },
+            atlas_loadgen::Stage {
+                duration: Duration::from_secs(1),
+                target: 400.0,
+            },
         ],
         max_vus: 100,
         poisson: false,
@@ -155,5 +202,8 @@ async fn ramping_arrival_rate_follows_the_stages() {
     assert_count_within(&r, 800.0, 0.0);
     let first = r.series.first().unwrap().requests;
     let third = r.series.get(2).unwrap().requests;
-    assert!(first < third, "the ramp must start low: {first} then {third}");
+    assert!(
+        first < third,
+        "the ramp must start low: {first} then {third}"
+    );
 }

@@ -29,7 +29,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(body: &'static str) -> Self {
-        Reply { status: 200, headers: vec![], body: Bytes::from_static(body.as_bytes()), delay: Duration::ZERO }
+        Reply {
+            status: 200,
+            headers: vec![],
+            body: Bytes::from_static(body.as_bytes()),
+            delay: Duration::ZERO,
+        }
     }
     pub fn delayed(mut self, d: Duration) -> Self {
         self.delay = d;
@@ -62,7 +67,9 @@ impl Origin {
 
 /// Starts an origin on loopback with `handler`; the handler gets the time since the origin started.
 pub async fn spawn_origin(handler: Handler) -> Origin {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicU64::new(0));
     let last_tp = Arc::new(std::sync::Mutex::new(None));
@@ -91,7 +98,8 @@ pub async fn spawn_origin(handler: Handler) -> Origin {
                         async move {
                             requests.fetch_add(1, Ordering::Relaxed);
                             if let Some(tp) = req.headers().get("traceparent") {
-                                *last_tp.lock().unwrap() = Some(tp.to_str().unwrap_or("").to_string());
+                                *last_tp.lock().unwrap() =
+                                    Some(tp.to_str().unwrap_or("").to_string());
                             }
                             let reply = handler(&req, started.elapsed());
                             if !reply.delay.is_zero() {
@@ -114,7 +122,12 @@ pub async fn spawn_origin(handler: Handler) -> Origin {
             }
         });
     }
-    Origin { addr, requests, last_traceparent: last_tp, _stop: stop_tx }
+    Origin {
+        addr,
+        requests,
+        last_traceparent: last_tp,
+        _stop: stop_tx,
+    }
 }
 
 /// An origin answering 200 with a small body at once.

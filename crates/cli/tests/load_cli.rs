@@ -1,0 +1,368 @@
+//! `atlas load` as a real process against a real origin on loopback.
+
+#[path = "../../loadgen/tests/support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::{fast_origin, spawn_origin, Reply};
+
+fn atlas() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_atlas"));
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs the CLI off the runtime's threads, bounded in time.
+async fn run(args: Vec<String>) -> Output {
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || atlas().args(args).output().expect("atlas runs")),
+    )
+    .await
+    .expect("atlas ends by itself")
+    .unwrap()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("atlas-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_problem() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "load",
+                "http://127.0.0.1:9/",
+                "--rate",
+                "10",
+                "--threshold",
+                "http_req_duration p(95)<200",
+            ],
+            "METRIC: EXPR",
+        ),
+        (
+            &[
+                "load",
+                "http://127.0.0.1:9/",
+                "--rate",
+                "10",
+                "--threshold",
+                "http_req_durtion: p(95)<200",
+            ],
+            "unknown metric",
+        ),
+        (
+            &["load", "ftp://127.0.0.1:9/", "--rate", "10"],
+            "unsupported scheme",
+        ),
+        (&["load", "not a url", "--rate", "10"], "target"),
+        (
+            &[
+                "load",
+                "http://127.0.0.1:9/",
+                "--rate",
+                "10",
+                "--duration",
+                "5 parsecs",
+            ],
+            "5 parsecs",
+        ),
+        (
+            &["load", "http://127.0.0.1:9/", "--rate=-3"],
+            "executor.rate",
+        ),
+        (
+            &["load", "http://127.0.0.1:9/", "--rate", "0"],
+            "executor.rate",
+        ),
+        (&["load", "http://127.0.0.1:9/"], "--rate N"),
+        (
+            &[
+                "load",
+                "http://127.0.0.1:9/",
+                "--rate",
+                "10",
+                "--segment",
+                "1:0",
+            ],
+            "segment",
+        ),
+        (
+            &[
+                "load",
+                "http://127.0.0.1:9/",
+                "--rate",
+                "10",
+                "--check",
+                "latency<3",
+            ],
+            "invalid check",
+        ),
+        (
+            &[
+                "load",
+                "http://127.0.0.1:9/",
+                "--rate",
+                "10",
+                "--route",
+                "keys",
+            ],
+            "route",
+        ),
+        (
+            &[
+                "load",
+                "http://127.0.0.1:9/",
+                "--rate",
+                "10",
+                "--trace-id",
+                "00000000000000000000000000000000",
+            ],
+            "trace",
+        ),
+        (
+            &[
+                "load",
+                "http://127.0.0.1:9/",
+                "--rate",
+                "10",
+                "--out",
+                "csv=x",
+            ],
+            "json=FILE",
+        ),
+        (
+            &["load", "--scenario", "/nonexistent/atlas.toml"],
+            "/nonexistent/atlas.toml",
+        ),
+        (
+            &["load", "merge", "/nonexistent/a.json"],
+            "/nonexistent/a.json",
+        ),
+    ];
+    let dir = tmp("bad");
+    for (argv, want) in cases {
+        let summary = dir.join("summary.json");
+        let mut full: Vec<String> = args(argv);
+        if argv[1] != "merge" {
+            full.extend(args(&["--summary-export", summary.to_str().unwrap(), "-q"]));
+        }
+        let out = atlas().args(&full).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{argv:?}: exit {:?}, stderr {err}",
+            out.status.code()
+        );
+        assert!(
+            err.contains(want),
+            "{argv:?}: stderr {err:?} should mention {want:?}"
+        );
+        assert!(
+            !summary.exists(),
+            "{argv:?}: a failed start must not write files"
+        );
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passing_and_failing_thresholds_exit_0_and_99() {
+    let origin = fast_origin().await;
+    let dir = tmp("thresholds");
+    let summary = dir.join("summary.json");
+    let ndjson = dir.join("points.ndjson");
+    let out = run(args(&[
+        "load",
+        &origin.url("/"),
+        "--rate",
+        "200",
+        "--duration",
+        "2s",
+        "-q",
+        "--threshold",
+        "http_req_duration: p(95)<500",
+        "--threshold",
+        "http_reqs: count>=396",
+        "--check",
+        "status==200",
+        "--summary-export",
+        summary.to_str().unwrap(),
+        "--out",
+        &format!("json={}", ndjson.display()),
+    ]))
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout {stdout} stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("http_req_duration"), "{stdout}");
+    assert!(stdout.contains("✓ status==200"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(json["metrics"]["http_reqs"]["values"]["count"], 400);
+    assert_eq!(
+        json["metrics"]["http_req_duration"]["thresholds"]["p(95)<500"]["ok"],
+        true
+    );
+    let lines = std::fs::read_to_string(&ndjson).unwrap();
+    let points = lines
+        .lines()
+        .filter(|l| l.contains("\"Point\"") && l.contains("\"http_reqs\""))
+        .count();
+    assert_eq!(points, 400, "one http_reqs point per request");
+
+    let out = run(args(&[
+        "load",
+        &origin.url("/"),
+        "--rate",
+        "100",
+        "--duration",
+        "1s",
+        "-q",
+        "--threshold",
+        "http_req_duration: p(95)<0.001",
+    ]))
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(99),
+        "a failed threshold exits 99 as k6"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("thresholds failed: http_req_duration: p(95)<0.001"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_run_as_processes_merge_with_thresholds() {
+    let origin = spawn_origin(Arc::new(|_r, _t| {
+        Reply::ok("x").delayed(Duration::from_millis(5))
+    }))
+    .await;
+    let dir = tmp("merge");
+    let scenario = dir.join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "target = \"{}\"\ntrace_id = \"4bf92f3577b34da6a3ce929d0e0e4736\"\n[executor]\ntype = \"constant-arrival-rate\"\nrate = 300\nduration = \"2s\"\nmax_vus = 100\n[[requests]]\nurl = \"/\"\nweight = 3\n[[requests]]\nurl = \"/keys\"\n[thresholds]\nhttp_reqs = [\"count>=600\"]\n",
+            origin.url("")
+        ),
+    )
+    .unwrap();
+    let mut handles = Vec::new();
+    for (i, seg) in ["0:1/2", "1/2:1"].iter().enumerate() {
+        let results = dir.join(format!("{i}.json"));
+        let a = args(&[
+            "load",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--segment",
+            seg,
+            "-q",
+            "--results",
+            results.to_str().unwrap(),
+        ]);
+        handles.push(tokio::spawn(run(a)));
+    }
+    for h in handles {
+        let out = h.await.unwrap();
+        // each half alone has ~300 requests: its own count>=600 fails
+        assert_eq!(
+            out.status.code(),
+            Some(99),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let summary = dir.join("merged.json");
+    let out = run(args(&[
+        "load",
+        "merge",
+        dir.join("0.json").to_str().unwrap(),
+        dir.join("1.json").to_str().unwrap(),
+        "--summary-export",
+        summary.to_str().unwrap(),
+    ]))
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the merge holds count>=600: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(json["metrics"]["http_reqs"]["values"]["count"], 600);
+    assert_eq!(
+        json["atlas"]["trace_id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Peak RSS (VmHWM, kB) of a child process, read until it exits.
+fn peak_rss_kb(mut child: std::process::Child) -> (u64, std::process::ExitStatus) {
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&status_path) {
+            if let Some(kb) = s
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                peak = peak.max(kb);
+            }
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            return (peak, st);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_does_not_grow_with_the_length_of_the_run() {
+    let origin = fast_origin().await;
+    let url = origin.url("/");
+    let mut peaks = Vec::new();
+    for secs in ["4s", "16s"] {
+        let url = url.clone();
+        let (peak, status) = tokio::task::spawn_blocking(move || {
+            let child = atlas()
+                .args(["load", &url, "--rate", "3000", "--duration", secs, "-q"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            peak_rss_kb(child)
+        })
+        .await
+        .unwrap();
+        assert!(status.success(), "run of {secs} failed");
+        peaks.push(peak);
+    }
+    let (short, long) = (peaks[0] as f64, peaks[1] as f64);
+    assert!(short > 0.0, "could not read VmHWM");
+    assert!(
+        long <= short * 1.10,
+        "peak RSS grew from {short} kB (4 s) to {long} kB (16 s): memory must not grow with the run"
+    );
+}
