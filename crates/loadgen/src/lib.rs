@@ -62,7 +62,7 @@ mod trace;
 
 pub use check::Check;
 pub use config::{
-    parse_duration, Executor, LoadConfig, RequestSpec, Stage, DEFAULT_GRACEFUL_STOP,
+    parse_duration, Executor, LoadConfig, RequestSpec, Stage, Timing, DEFAULT_GRACEFUL_STOP,
     DEFAULT_MAX_VUS, DEFAULT_TIMEOUT,
 };
 pub use error::{Error, Result};

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::check::Check;
 use crate::client::{exchange, request_bytes, ExchangeCtx, HostPool, Target};
-use crate::config::{Executor, LoadConfig, RequestSpec};
+use crate::config::{Executor, LoadConfig, RequestSpec, Timing};
 use crate::error::{Error, Result};
 use crate::histogram::{Trend, TrendStat};
 use crate::metrics::{CacheStatus, Metrics, Sample, SecondRow};
@@ -86,6 +86,7 @@ pub struct LoadTest {
     seed: u64,
     timeout: Duration,
     graceful_stop: Duration,
+    timing: Timing,
 }
 
 impl LoadConfig {
@@ -306,6 +307,7 @@ impl LoadTest {
             seed: cfg.seed,
             timeout: cfg.timeout,
             graceful_stop: cfg.graceful_stop,
+            timing: cfg.timing,
         })
     }
 
@@ -543,61 +545,81 @@ impl LoadTest {
         start: Instant,
         max_vus: usize,
     ) -> (u64, Duration) {
-        let handle = tokio::runtime::Handle::current();
-        let start_std = start.into_std();
-        let end = start_std + self.executor.duration();
-        let shared2 = shared.clone();
-        // The scheduler runs on its own thread: `thread::sleep` wakes within
-        // tens of microseconds, where the runtime's timer rounds to 1 ms.
-        let picks: Arc<[u64]> = self.cumulative_weights.clone().into();
-        let seed = self.seed;
-        let scheduler = tokio::task::spawn_blocking(move || {
-            let shared = shared2;
-            let mut scheduled = 0u64;
-            for arrival in schedule {
-                let due = start_std + arrival.offset;
-                loop {
+        let end = start + self.executor.duration();
+        let dispatch = Dispatch {
+            shared: shared.clone(),
+            picks: self.cumulative_weights.clone().into(),
+            seed: self.seed,
+            max_vus,
+            handle: tokio::runtime::Handle::current(),
+        };
+        match self.timing {
+            Timing::Runtime => {
+                // Due arrivals are sent from a task on the runtime, woken by its
+                // timer (1 ms granularity): an arrival leaves at most ~1 ms late,
+                // arrivals due in the same millisecond leave together, and the
+                // process wakes once per batch instead of once per arrival.
+                let mut scheduled = 0u64;
+                for arrival in schedule {
+                    let due = start + arrival.offset;
+                    while Instant::now() < due {
+                        if shared.stop.load(Ordering::Relaxed) {
+                            return (scheduled, start.elapsed().min(end - start));
+                        }
+                        tokio::time::sleep_until(due.min(Instant::now() + STOP_POLL)).await;
+                    }
                     if shared.stop.load(Ordering::Relaxed) {
-                        return (scheduled, std::time::Instant::now().min(end) - start_std);
+                        return (scheduled, start.elapsed().min(end - start));
                     }
-                    let now = std::time::Instant::now();
-                    if due <= now {
-                        break;
+                    scheduled += 1;
+                    dispatch.send(arrival.index, due);
+                }
+                while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep_until(end.min(Instant::now() + STOP_POLL)).await;
+                }
+                (scheduled, start.elapsed().min(end - start))
+            }
+            Timing::Precise => {
+                // A thread of its own: `thread::sleep` wakes within tens of
+                // microseconds of each due time, at the price of one wake-up
+                // per arrival.
+                let start_std = start.into_std();
+                let end_std = end.into_std();
+                let stop_at = move |scheduled: u64| {
+                    (
+                        scheduled,
+                        std::time::Instant::now().min(end_std) - start_std,
+                    )
+                };
+                let scheduler = tokio::task::spawn_blocking(move || {
+                    let mut scheduled = 0u64;
+                    for arrival in schedule {
+                        let due = start_std + arrival.offset;
+                        loop {
+                            if dispatch.shared.stop.load(Ordering::Relaxed) {
+                                return stop_at(scheduled);
+                            }
+                            let now = std::time::Instant::now();
+                            if due <= now {
+                                break;
+                            }
+                            std::thread::sleep((due - now).min(STOP_POLL));
+                        }
+                        scheduled += 1;
+                        dispatch.send(arrival.index, Instant::from_std(due));
                     }
-                    std::thread::sleep((due - now).min(Duration::from_millis(50)));
-                }
-                scheduled += 1;
-                let in_flight = shared.in_flight.load(Ordering::Acquire);
-                if in_flight >= max_vus {
-                    shared.dropped.fetch_add(1, Ordering::Relaxed);
-                    shared.second_dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                shared.in_flight.fetch_add(1, Ordering::AcqRel);
-                shared
-                    .max_in_flight
-                    .fetch_max(in_flight as u64 + 1, Ordering::Relaxed);
-                let route = pick_route(&picks, seed, arrival.index);
-                let task_shared = shared.clone();
-                handle.spawn(async move {
-                    let s = task_shared
-                        .exchange(route, Instant::from_std(due), arrival.index)
-                        .await;
-                    task_shared.record(&s);
-                    task_shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                    loop {
+                        let now = std::time::Instant::now();
+                        if now >= end_std || dispatch.shared.stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        std::thread::sleep((end_std - now).min(STOP_POLL));
+                    }
+                    stop_at(scheduled)
                 });
+                scheduler.await.unwrap_or((0, Duration::ZERO))
             }
-            // the schedule's window lasts its full duration, as k6's does
-            loop {
-                let now = std::time::Instant::now();
-                if now >= end || shared.stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                std::thread::sleep((end - now).min(Duration::from_millis(50)));
-            }
-            (scheduled, std::time::Instant::now().min(end) - start_std)
-        });
-        scheduler.await.unwrap_or((0, Duration::ZERO))
+        }
     }
 
     /// Closed model: each VU sends its next request when the previous ends.
@@ -675,6 +697,42 @@ impl LoadTest {
             executor: self.executor.name().to_string(),
             max_vus: 0,
         })
+    }
+}
+
+/// How often a waiting scheduler looks whether the run was stopped.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// Sends open-model arrivals: one task per arrival, or a dropped arrival when
+/// `max_vus` requests are in flight.
+struct Dispatch {
+    shared: Arc<Shared>,
+    picks: Arc<[u64]>,
+    seed: u64,
+    max_vus: usize,
+    handle: tokio::runtime::Handle,
+}
+
+impl Dispatch {
+    fn send(&self, index: u64, due: Instant) {
+        let shared = &self.shared;
+        let in_flight = shared.in_flight.load(Ordering::Acquire);
+        if in_flight >= self.max_vus {
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            shared.second_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        shared
+            .max_in_flight
+            .fetch_max(in_flight as u64 + 1, Ordering::Relaxed);
+        let route = pick_route(&self.picks, self.seed, index);
+        let shared = shared.clone();
+        self.handle.spawn(async move {
+            let s = shared.exchange(route, due, index).await;
+            shared.record(&s);
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 }
 

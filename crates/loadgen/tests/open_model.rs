@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atlas_loadgen::{Executor, LoadConfig, RunResult, TrendStat};
+use atlas_loadgen::{Executor, LoadConfig, RunResult, Timing, TrendStat};
 use support::{fast_origin, spawn_origin, Reply};
 
 fn open(rate: f64, secs: u64, max_vus: usize) -> LoadConfig {
@@ -40,9 +40,14 @@ fn assert_count_within(r: &RunResult, expected: f64, tolerance: f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_accuracy_at_500_and_5000_per_second() {
     let origin = fast_origin().await;
-    for rate in [500.0, 5000.0] {
+    for (rate, timing) in [
+        (500.0, Timing::Runtime),
+        (5000.0, Timing::Runtime),
+        (5000.0, Timing::Precise),
+    ] {
         let mut cfg = open(rate, 5, 256);
         cfg.target = Some(origin.url("/"));
+        cfg.timing = timing;
         let r = run(cfg).await;
         assert_count_within(&r, rate * 5.0, 0.005);
         assert_eq!(
