@@ -4,4 +4,5 @@
 //! depend on the crate it needs (`atlas-loadgen`, ...) directly.
 #![deny(missing_docs)]
 
+pub use atlas_evidence as evidence;
 pub use atlas_loadgen as loadgen;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod evidence;
 mod load;
 mod progress;
 
@@ -23,7 +24,8 @@ pub const EXIT_THRESHOLDS: u8 = 99;
     name = "atlas",
     version,
     about = "Prove that a web service behind a micro-cache holds its performance gate",
-    after_help = "Exit codes:\n  0   success: every threshold held\n  1   runtime failure (I/O, the runtime could not start)\n  2   bad usage or bad configuration (the message names the flag, field or expression)\n  99  one or more thresholds failed (as k6)"
+    after_help = "Exit codes:\n  0   success: every threshold held\n  1   runtime failure (I/O, the runtime could not start)\n  2   bad usage, bad configuration, or a bundle that fails `atlas evidence verify`
+      (the message names the flag, field, expression or file)\n  99  one or more thresholds failed (as k6)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,13 +35,16 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Drive HTTP load at a target (open model by arrival rate, or closed by VUs)
-    Load(load::LoadArgs),
+    Load(Box<load::LoadArgs>),
+    /// Build and verify evidence bundles (manifest.csv, bundle.json, SHA256SUMS)
+    Evidence(evidence::EvidenceArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Load(args) => load::main(args),
+        Command::Load(args) => load::main(*args),
+        Command::Evidence(args) => evidence::main(args),
     };
     ExitCode::from(code)
 }

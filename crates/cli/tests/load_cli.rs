@@ -3,18 +3,14 @@
 #[path = "../../loadgen/tests/support/mod.rs"]
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{args, atlas, peak_rss_kb, Scratch};
 use support::{fast_origin, spawn_origin, Reply};
-
-fn atlas() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_atlas"));
-    c.stdin(Stdio::null());
-    c
-}
 
 /// Runs the CLI off the runtime's threads, bounded in time.
 async fn run(args: Vec<String>) -> Output {
@@ -25,16 +21,6 @@ async fn run(args: Vec<String>) -> Output {
     .await
     .expect("atlas ends by itself")
     .unwrap()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("atlas-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
 }
 
 #[test]
@@ -151,7 +137,8 @@ fn bad_input_exits_2_naming_the_problem() {
             "/nonexistent/a.json",
         ),
     ];
-    let dir = tmp("bad");
+    let scratch = Scratch::new("bad");
+    let dir = &scratch.0;
     for (argv, want) in cases {
         let summary = dir.join("summary.json");
         let mut full: Vec<String> = args(argv);
@@ -175,13 +162,13 @@ fn bad_input_exits_2_naming_the_problem() {
             "{argv:?}: a failed start must not write files"
         );
     }
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passing_and_failing_thresholds_exit_0_and_99() {
     let origin = fast_origin().await;
-    let dir = tmp("thresholds");
+    let scratch = Scratch::new("thresholds");
+    let dir = &scratch.0;
     let summary = dir.join("summary.json");
     let ndjson = dir.join("points.ndjson");
     let out = run(args(&[
@@ -246,7 +233,6 @@ async fn passing_and_failing_thresholds_exit_0_and_99() {
     );
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("thresholds failed: http_req_duration: p(95)<0.001"));
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,7 +241,8 @@ async fn segments_run_as_processes_merge_with_thresholds() {
         Reply::ok("x").delayed(Duration::from_millis(5))
     }))
     .await;
-    let dir = tmp("merge");
+    let scratch = Scratch::new("merge");
+    let dir = &scratch.0;
     let scenario = dir.join("scenario.toml");
     std::fs::write(
         &scenario,
@@ -313,29 +300,6 @@ async fn segments_run_as_processes_merge_with_thresholds() {
         json["atlas"]["trace_id"],
         "4bf92f3577b34da6a3ce929d0e0e4736"
     );
-    std::fs::remove_dir_all(dir).ok();
-}
-
-/// Peak RSS (VmHWM, kB) of a child process, read until it exits.
-fn peak_rss_kb(mut child: std::process::Child) -> (u64, std::process::ExitStatus) {
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(&status_path) {
-            if let Some(kb) = s
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                peak = peak.max(kb);
-            }
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            return (peak, st);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

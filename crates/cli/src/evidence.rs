@@ -1,0 +1,149 @@
+//! `atlas evidence build` and `atlas evidence verify`.
+
+use std::path::PathBuf;
+
+use atlas_evidence::{verify, BundleBuilder};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::{report, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+
+#[derive(Args, Debug)]
+pub(crate) struct EvidenceArgs {
+    #[command(subcommand)]
+    command: EvidenceCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum EvidenceCommand {
+    /// Bundle a folder of run artifacts with manifest.csv, bundle.json and SHA256SUMS
+    Build(BuildArgs),
+    /// Check a bundle: every file, manifest row, digest and claim (exit 2 on any problem)
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+struct BuildArgs {
+    /// Folder of run artifacts (its files keep their relative paths)
+    #[arg(long, value_name = "DIR")]
+    from: PathBuf,
+    /// Also bring in files matching a glob, under external/ (repeat), e.g. 'reports/lighthouse-*.json'
+    #[arg(long = "include", value_name = "GLOB")]
+    includes: Vec<String>,
+    /// Where the bundle goes; must not exist or be an empty folder
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// k6-shaped summary that gives the verdict [default: DIR/summary.json when present]
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
+    /// The run's W3C trace id [default: the summary's]
+    #[arg(long, value_name = "HEX")]
+    trace_id: Option<String>,
+    /// Leave out machine.json and cpu-proof.txt
+    #[arg(long)]
+    no_machine_proof: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// The bundle folder
+    dir: PathBuf,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn main(args: EvidenceArgs) -> u8 {
+    match args.command {
+        EvidenceCommand::Build(b) => build(b),
+        EvidenceCommand::Verify(v) => verify_cmd(v),
+    }
+}
+
+fn lib_error(e: atlas_evidence::Error) -> u8 {
+    let code = if e.is_usage() {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILURE
+    };
+    report(&anyhow::Error::new(e), code)
+}
+
+fn build(a: BuildArgs) -> u8 {
+    let mut b = BundleBuilder::new();
+    let summary = a
+        .summary
+        .clone()
+        .or_else(|| Some(a.from.join("summary.json")).filter(|p| p.is_file()));
+    let mut steps = || -> atlas_evidence::Result<()> {
+        b.add_dir(&a.from)?;
+        for g in &a.includes {
+            b.include_glob(g)?;
+        }
+        if let Some(s) = &summary {
+            b.verdict_from_k6_summary(s)?;
+        }
+        if let Some(t) = &a.trace_id {
+            b.trace_id(t)?;
+        }
+        b.machine_proof(!a.no_machine_proof);
+        Ok(())
+    };
+    if let Err(e) = steps() {
+        return lib_error(e);
+    }
+    match b.write(&a.out) {
+        Ok(bundle) => {
+            let verdict = bundle.statement.predicate.verdict;
+            if a.json {
+                println!(
+                    "{}",
+                    json!({"dir": bundle.dir, "digest": format!("sha256:{}", bundle.digest),
+                           "files": bundle.rows.len(), "verdict": verdict.as_str()})
+                );
+            } else {
+                println!("bundle:  {}", bundle.dir.display());
+                println!("digest:  sha256:{}", bundle.digest);
+                println!("files:   {}", bundle.rows.len());
+                println!("verdict: {verdict}");
+            }
+            EXIT_OK
+        }
+        Err(e) => lib_error(e),
+    }
+}
+
+fn verify_cmd(a: VerifyArgs) -> u8 {
+    let r = match verify(&a.dir) {
+        Ok(r) => r,
+        Err(e) => return lib_error(e),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&r).expect("report serializes"));
+    } else if r.ok() {
+        println!(
+            "OK {}: {} files, verdict {}, digest sha256:{}",
+            a.dir.display(),
+            r.files,
+            r.verdict.map_or("UNKNOWN", |v| v.as_str()),
+            r.digest.as_deref().unwrap_or("-")
+        );
+    } else {
+        for p in &r.problems {
+            println!("{p}");
+        }
+    }
+    if r.ok() {
+        EXIT_OK
+    } else {
+        eprintln!(
+            "atlas: {} failed verification: {} problem(s)",
+            a.dir.display(),
+            r.problems.len()
+        );
+        EXIT_USAGE
+    }
+}

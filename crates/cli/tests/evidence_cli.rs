@@ -1,0 +1,204 @@
+//! `atlas evidence build|verify` as a real process, on the output of a real
+//! `atlas load` run and on a 1 GiB artifact.
+
+#[path = "../../loadgen/tests/support/mod.rs"]
+mod support;
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{atlas, peak_rss_kb, Scratch};
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+fn out(argv: &[&str]) -> (Option<i32>, String, String) {
+    let o = atlas().args(argv).output().unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_run_bundles_verifies_and_tampering_fails_closed() {
+    let origin = support::fast_origin().await;
+    let s = Scratch::new("bundle");
+    let run = s.path("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let (url, summary, results) = (
+        origin.url("/"),
+        run.join("summary.json"),
+        run.join("results.json"),
+    );
+    let load = tokio::task::spawn_blocking(move || {
+        atlas()
+            .args([
+                "load",
+                &url,
+                "--rate",
+                "100",
+                "--duration",
+                "1s",
+                "-q",
+                "--trace-id",
+                TRACE,
+                "--threshold",
+                "http_req_failed: rate<0.01",
+            ])
+            .arg("--summary-export")
+            .arg(&summary)
+            .arg("--results")
+            .arg(&results)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+    });
+    let status = tokio::time::timeout(Duration::from_secs(60), load)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(s.path("lighthouse-home.json"), b"{\"score\":0.98}").unwrap();
+
+    let bundle = s.path("bundle");
+    let glob = format!("{}/lighthouse-*.json", s.0.display());
+    let (code, stdout, stderr) = out(&[
+        "evidence",
+        "build",
+        "--from",
+        run.to_str().unwrap(),
+        "--include",
+        &glob,
+        "--out",
+        bundle.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let built: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        built["verdict"], "GREEN",
+        "every threshold held on 100 requests"
+    );
+    let digest = built["digest"].as_str().unwrap().to_string();
+    assert!(bundle.join("external/lighthouse-home.json").is_file());
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("trace-id.txt"))
+            .unwrap()
+            .trim(),
+        TRACE,
+        "trace id taken from the run"
+    );
+    let manifest = std::fs::read_to_string(bundle.join("manifest.csv")).unwrap();
+    assert!(
+        manifest.contains("external/lighthouse-home.json,") && manifest.contains(",external\n"),
+        "{manifest}"
+    );
+    assert!(
+        manifest.contains("summary.json,") && manifest.contains(",load-summary\n"),
+        "{manifest}"
+    );
+
+    let (code, stdout, _) = out(&["evidence", "verify", bundle.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains(&digest),
+        "verify quotes the bundle digest: {stdout}"
+    );
+
+    let sums = std::process::Command::new("sha256sum")
+        .args(["-c", "--strict", "SHA256SUMS"])
+        .current_dir(&bundle)
+        .output()
+        .unwrap();
+    assert!(sums.status.success());
+
+    let mut bytes = std::fs::read(bundle.join("results.json")).unwrap();
+    bytes[10] ^= 0x20;
+    std::fs::write(bundle.join("results.json"), bytes).unwrap();
+    std::fs::write(bundle.join("notes.txt"), b"added later").unwrap();
+    let (code, stdout, stderr) = out(&["evidence", "verify", bundle.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "a tampered bundle fails closed");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("results.json: content changed")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("notes.txt: extra file")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("failed verification: 2 problem(s)"),
+        "{stderr}"
+    );
+
+    // bad input: nothing written, exit 2
+    let (code, _, stderr) = out(&[
+        "evidence",
+        "build",
+        "--from",
+        s.path("nope").to_str().unwrap(),
+        "--out",
+        s.path("b2").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("nope"), "{stderr}");
+    assert!(!s.path("b2").exists());
+    let (code, _, stderr) = out(&[
+        "evidence",
+        "build",
+        "--from",
+        run.to_str().unwrap(),
+        "--out",
+        s.path("b3").to_str().unwrap(),
+        "--trace-id",
+        "XYZ",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("W3C"), "{stderr}");
+    assert!(!s.path("b3").exists());
+}
+
+#[test]
+fn bundling_a_1_gib_artifact_stays_under_64_mib() {
+    let s = Scratch::new("gib");
+    let run = s.path("run");
+    std::fs::create_dir_all(&run).unwrap();
+    {
+        use std::io::Write;
+        let mut f =
+            std::io::BufWriter::new(std::fs::File::create(run.join("capture.bin")).unwrap());
+        let block: Vec<u8> = (0..(1 << 20))
+            .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for _ in 0..1024 {
+            f.write_all(&block).unwrap();
+        }
+    }
+    let child = atlas()
+        .args([
+            "evidence",
+            "build",
+            "--from",
+            run.to_str().unwrap(),
+            "--out",
+            s.path("bundle").to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (peak_kb, status) = peak_rss_kb(child);
+    assert!(status.success());
+    assert!(
+        peak_kb > 0 && peak_kb < 64 * 1024,
+        "peak RSS {peak_kb} kB while bundling 1 GiB: hashing must stream"
+    );
+    let manifest = std::fs::read_to_string(s.path("bundle").join("manifest.csv")).unwrap();
+    assert!(manifest.contains("capture.bin,1073741824,"), "{manifest}");
+}
