@@ -20,12 +20,16 @@ fn scratch(name: &str) -> PathBuf {
 fn hashing(c: &mut Criterion) {
     let dir = scratch("hash");
     let file = dir.join("64mib.bin");
-    let data: Vec<u8> = (0..64u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let data: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
     std::fs::write(&file, &data).unwrap();
     let mut g = c.benchmark_group("manifest_hashing");
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.sample_size(20);
-    g.bench_function("sha256_file/64MiB", |b| b.iter(|| sha256_file(&file).unwrap()));
+    g.bench_function("sha256_file/64MiB", |b| {
+        b.iter(|| sha256_file(&file).unwrap())
+    });
     g.finish();
 
     let run = dir.join("run");

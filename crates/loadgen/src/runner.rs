@@ -414,13 +414,15 @@ impl LoadTest {
                 } else {
                     Arrivals::Uniform
                 };
+                // like k6, a segment gets its share of the in-flight limit
+                let max_vus = ((*max_vus as f64) * self.segment.share()).ceil().max(1.0) as usize;
                 let schedule = Schedule::new(
                     curve.clone().unwrap_or_else(|| RateCurve::new(vec![])),
                     arrivals,
                     self.segment,
                 );
-                let (scheduled, active) = self.run_open(&shared, schedule, start, *max_vus).await;
-                (scheduled, active, *max_vus as u64)
+                let (scheduled, active) = self.run_open(&shared, schedule, start, max_vus).await;
+                (scheduled, active, max_vus as u64)
             }
             Executor::ConstantVus { .. } | Executor::RampingVus { .. } => {
                 let (active, peak) = self.run_closed(&shared, start).await;
@@ -573,6 +575,11 @@ impl LoadTest {
                     }
                     scheduled += 1;
                     dispatch.send(arrival.index, due);
+                    if scheduled % 64 == 0 {
+                        // when far behind, let the requests just spawned run
+                        // on this worker too instead of only queueing more
+                        tokio::task::yield_now().await;
+                    }
                 }
                 while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
                     tokio::time::sleep_until(end.min(Instant::now() + STOP_POLL)).await;
