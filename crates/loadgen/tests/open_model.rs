@@ -114,6 +114,12 @@ async fn slow_origin_without_room_drops_and_says_so() {
     cfg.target = Some(origin.url("/"));
     let r = run(cfg).await;
     // 32 slots / 50 ms = 640 req/s at most
+    eprintln!(
+        "slow origin, max_vus 32: achieved {:.1} req/s of 2000, dropped {} of {}",
+        r.achieved_rate(),
+        r.metrics.dropped,
+        r.scheduled
+    );
     assert!(
         r.metrics.dropped > 5_000,
         "dropped only {}",
@@ -149,6 +155,11 @@ async fn a_stall_shows_in_the_tail_no_coordinated_omission() {
     cfg.target = Some(origin.url("/"));
     let r = run(cfg).await;
     let p99 = r.metrics.duration.stat_ms(TrendStat::Percentile(99.0));
+    eprintln!(
+        "stall: p99 {p99:.1} ms, median {:.2} ms, service-time p99 {:.1} ms",
+        r.metrics.duration.stat_ms(TrendStat::Med),
+        r.metrics.service_time.stat_ms(TrendStat::Percentile(99.0))
+    );
     assert!(
         p99 >= 900.0,
         "p99 {p99} ms: a 1 s stall must show (wrk/oha without correction report ~1 ms)"
