@@ -1,0 +1,576 @@
+//! The proxy's configuration: a TOML file, `ATLAS_*` environment overrides,
+//! then flags; validated once, and swappable at run time through the admin API.
+//!
+//! Knob names are the same everywhere: in the file (`[cache] ttl = "60s"`),
+//! in `PUT /config` (`{"cache.ttl": "60s"}`), in metrics and in the healer.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+mod duration_str {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(
+        d: &Duration,
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a duration ({e}); write e.g. 60s, 500ms, 1m30s"
+            ))
+        })
+    }
+}
+
+mod opt_duration_str {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(
+        d: &Option<Duration>,
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Option<Duration>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| {
+            humantime::parse_duration(s.trim())
+                .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration ({e})")))
+        })
+        .transpose()
+    }
+}
+
+/// A size in bytes, written `268435456`, `"256MiB"`, `"64m"`, `"8 KB"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses a size with an optional unit (B, K/KB/KiB, M/MB/MiB, G/GB/GiB; all binary).
+    pub fn parse(s: &str) -> std::result::Result<ByteSize, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size; write e.g. 256MiB or 8KiB"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
+            other => return Err(format!("{s:?}: unknown unit {other:?} (B, KiB, MiB, GiB)")),
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?} is too large"))
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+fn d(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// The whole proxy configuration. Every field has a documented default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Where clients connect (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// The admin listener (default `127.0.0.1:9080`, loopback only).
+    pub admin: SocketAddr,
+    /// The upstream origin, `http://host:port` (required).
+    pub upstream: String,
+    /// Idle keep-alive connections kept to the upstream (default 64).
+    pub upstream_pool: usize,
+    /// Upstream connect timeout (default 2 s).
+    #[serde(with = "duration_str")]
+    pub connect_timeout: Duration,
+    /// Upstream response-head timeout (default 30 s); beyond it: 504 or stale.
+    #[serde(with = "duration_str")]
+    pub upstream_timeout: Duration,
+    /// Requests in flight beyond which the proxy answers 503 + `Retry-After` (default 4096).
+    pub max_in_flight: usize,
+    /// Largest request head accepted; larger gets 431 (default 16 KiB, between nginx's 8 and Varnish's 32).
+    pub max_header_bytes: ByteSize,
+    /// How long shutdown waits for in-flight requests (default 10 s).
+    #[serde(with = "duration_str")]
+    pub shutdown_grace: Duration,
+    /// The micro-cache.
+    pub cache: CacheConfig,
+    /// Per-route overrides, longest prefix first wins.
+    pub routes: Vec<RouteRule>,
+    /// Fault injection (off by default).
+    pub fault: FaultConfig,
+}
+
+/// The micro-cache's knobs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Freshness of a stored response (default 60 s); 0 disables caching.
+    #[serde(with = "duration_str")]
+    pub ttl: Duration,
+    /// After expiry, how long the stale copy is served at once (`UPDATING`) while one background refresh runs (default 30 s).
+    #[serde(with = "duration_str")]
+    pub stale_while_revalidate: Duration,
+    /// After expiry, how long a stale copy may answer when the upstream fails (`STALE`) (default 60 s).
+    #[serde(with = "duration_str")]
+    pub stale_if_error: Duration,
+    /// One upstream fetch per cold or expired key; the others wait (default on).
+    pub lock: bool,
+    /// How long a request waits on the lock before going upstream itself (default 5 s).
+    #[serde(with = "duration_str")]
+    pub lock_timeout: Duration,
+    /// Store responses that carry `Set-Cookie`, without the cookie (default off).
+    pub ignore_set_cookie: bool,
+    /// Memory for cached bodies and headers, least recently used evicted first (default 256 MiB).
+    pub max_bytes: ByteSize,
+    /// Largest response stored (default 8 MiB); larger ones stream through.
+    pub max_body_bytes: ByteSize,
+    /// Statuses stored (default 200, 301, 302).
+    pub statuses: Vec<u16>,
+    /// TTL for 404 responses; none (the default) means 404 is not stored.
+    #[serde(with = "opt_duration_str", skip_serializing_if = "Option::is_none")]
+    pub ttl_404: Option<Duration>,
+    /// Sort query parameters in the key (default on).
+    pub sort_query: bool,
+    /// Let the origin's `Cache-Control` (`s-maxage`, `max-age`, `no-store`, `private`) rule (default off).
+    pub honor_origin_cache_control: bool,
+    /// How long a key found uncacheable is fetched without waiting on the lock (Varnish's hit-for-miss; default 10 s).
+    #[serde(with = "duration_str")]
+    pub hit_for_miss: Duration,
+    /// Variants stored per key for `Vary` on headers other than `Accept-Encoding` (default 8).
+    pub max_variants: usize,
+}
+
+/// A per-route override.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRule {
+    /// Path prefix (`/static/`).
+    pub prefix: String,
+    /// TTL for this route.
+    #[serde(
+        default,
+        with = "opt_duration_str",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ttl: Option<Duration>,
+    /// Never cache this route (`BYPASS`).
+    #[serde(default)]
+    pub bypass: bool,
+}
+
+/// Fault injection for resilience experiments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultConfig {
+    /// Added before each upstream request (default 0).
+    #[serde(with = "duration_str")]
+    pub delay: Duration,
+    /// Percentage of upstream requests answered with `error_status` instead (default 0).
+    pub error_percent: f64,
+    /// The status of injected errors (default 503).
+    pub error_status: u16,
+    /// Percentage of upstream requests dropped as if the connection failed (default 0).
+    pub drop_percent: f64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: "127.0.0.1:8080".parse().expect("static address"),
+            admin: "127.0.0.1:9080".parse().expect("static address"),
+            upstream: String::new(),
+            upstream_pool: 64,
+            connect_timeout: d(2),
+            upstream_timeout: d(30),
+            max_in_flight: 4096,
+            max_header_bytes: ByteSize(16 << 10),
+            shutdown_grace: d(10),
+            cache: CacheConfig::default(),
+            routes: Vec::new(),
+            fault: FaultConfig::default(),
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ttl: d(60),
+            stale_while_revalidate: d(30),
+            stale_if_error: d(60),
+            lock: true,
+            lock_timeout: d(5),
+            ignore_set_cookie: false,
+            max_bytes: ByteSize(256 << 20),
+            max_body_bytes: ByteSize(8 << 20),
+            statuses: vec![200, 301, 302],
+            ttl_404: None,
+            sort_query: true,
+            honor_origin_cache_control: false,
+            hit_for_miss: d(10),
+            max_variants: 8,
+        }
+    }
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        FaultConfig {
+            delay: Duration::ZERO,
+            error_percent: 0.0,
+            error_status: 503,
+            drop_percent: 0.0,
+        }
+    }
+}
+
+/// The upstream, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// `host:port`.
+    pub authority: http::uri::Authority,
+}
+
+impl ProxyConfig {
+    /// Reads a TOML file.
+    ///
+    /// # Errors
+    /// [`Error::ConfigFile`] naming the file and what is wrong.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| Error::ConfigFile {
+            path: path.display().to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })
+    }
+
+    /// Applies `ATLAS_*` environment overrides: `ATLAS_UPSTREAM`,
+    /// `ATLAS_CACHE_TTL`, `ATLAS_CACHE_LOCK`, ... (the knob name upper-cased,
+    /// dots as underscores).
+    pub fn apply_env(self, vars: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
+        let knobs = knob_names();
+        let mut changes = serde_json::Map::new();
+        for (k, v) in vars {
+            let Some(rest) = k.strip_prefix("ATLAS_") else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            if let Some(knob) = knobs.iter().find(|n| n.replace('.', "_") == rest) {
+                changes.insert(knob.clone(), Value::String(v));
+            }
+        }
+        if changes.is_empty() {
+            return Ok(self);
+        }
+        self.with_changes(&Value::Object(changes))
+    }
+
+    /// A copy with knobs changed: `{"cache.ttl": "30s", "upstream": "http://..."}`,
+    /// nested objects (`{"cache": {"ttl": "30s"}}`) or a whole config.
+    /// String values are converted to the knob's type (`"true"`, `"64"`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the unknown knob or the bad value.
+    pub fn with_changes(&self, changes: &Value) -> Result<Self> {
+        let mut doc = serde_json::to_value(self).expect("config serializes");
+        let obj = changes
+            .as_object()
+            .ok_or_else(|| Error::config("config", "expected a JSON object of knob: value"))?;
+        let mut flat = Vec::new();
+        flatten("", obj, &mut flat);
+        for (knob, value) in flat {
+            let slot = knob
+                .split('.')
+                .try_fold(&mut doc, |v, part| v.get_mut(part))
+                .ok_or_else(|| {
+                    Error::config(
+                        &knob,
+                        format!("unknown knob (known: {})", knob_names().join(", ")),
+                    )
+                })?;
+            *slot = coerce(slot, value);
+        }
+        let cfg: ProxyConfig =
+            serde_json::from_value(doc).map_err(|e| Error::config("config", e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every field; the error names the knob and the value.
+    pub fn validate(&self) -> Result<Upstream> {
+        let up = parse_upstream(&self.upstream)?;
+        let pct = |field: &str, v: f64| {
+            if (0.0..=100.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::config(
+                    field,
+                    format!("{v} is not a percentage (0 to 100)"),
+                ))
+            }
+        };
+        pct("fault.error_percent", self.fault.error_percent)?;
+        pct("fault.drop_percent", self.fault.drop_percent)?;
+        if !(100..=599).contains(&self.fault.error_status) {
+            return Err(Error::config(
+                "fault.error_status",
+                format!("{} is not an HTTP status", self.fault.error_status),
+            ));
+        }
+        for s in &self.cache.statuses {
+            if !(200..=599).contains(s) || *s >= 500 || *s == 400 {
+                return Err(Error::config(
+                    "cache.statuses",
+                    format!("{s} cannot be cached (5xx and 400 never are)"),
+                ));
+            }
+        }
+        if self.cache.lock_timeout.is_zero() {
+            return Err(Error::config(
+                "cache.lock_timeout",
+                "must be longer than 0s",
+            ));
+        }
+        if self.cache.max_body_bytes > self.cache.max_bytes {
+            return Err(Error::config(
+                "cache.max_body_bytes",
+                format!(
+                    "{} exceeds cache.max_bytes {}",
+                    self.cache.max_body_bytes.0, self.cache.max_bytes.0
+                ),
+            ));
+        }
+        if self.max_header_bytes.0 < 8192 {
+            return Err(Error::config(
+                "max_header_bytes",
+                format!("{} is below the 8 KiB minimum", self.max_header_bytes.0),
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(Error::config("max_in_flight", "must be at least 1"));
+        }
+        if self.upstream_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::config(
+                "upstream_timeout",
+                "timeouts must be longer than 0s",
+            ));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if !r.prefix.starts_with('/') {
+                return Err(Error::config(
+                    format!("routes[{i}].prefix"),
+                    format!("{:?} must start with '/'", r.prefix),
+                ));
+            }
+        }
+        if self.listen == self.admin && self.listen.port() != 0 {
+            return Err(Error::config(
+                "admin",
+                format!("{} is also the proxy's listen address", self.admin),
+            ));
+        }
+        Ok(up)
+    }
+}
+
+/// Parses and checks an upstream URL.
+pub fn parse_upstream(s: &str) -> Result<Upstream> {
+    if s.is_empty() {
+        return Err(Error::config(
+            "upstream",
+            "not set; give the origin, e.g. http://127.0.0.1:3000",
+        ));
+    }
+    let uri: http::Uri = s
+        .parse()
+        .map_err(|e| Error::config("upstream", format!("{s:?} is not a URL ({e})")))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(Error::config(
+            "upstream",
+            format!("{s:?}: only http:// upstreams are supported"),
+        ));
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| Error::config("upstream", format!("{s:?} has no host")))?;
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(Error::config(
+            "upstream",
+            format!("{s:?}: a path prefix is not supported; give http://host:port"),
+        ));
+    }
+    Ok(Upstream { authority })
+}
+
+fn flatten(prefix: &str, obj: &serde_json::Map<String, Value>, out: &mut Vec<(String, Value)>) {
+    for (k, v) in obj {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            // `routes` is a list, `cache`/`fault` are tables: recurse only into tables
+            Value::Object(inner) if key != "routes" => flatten(&key, inner, out),
+            _ => out.push((key, v.clone())),
+        }
+    }
+}
+
+/// Converts a string value to the type the knob holds now (`"true"` for a bool).
+fn coerce(current: &Value, v: Value) -> Value {
+    let Value::String(s) = &v else { return v };
+    match current {
+        Value::Bool(_) => match s.as_str() {
+            "true" | "on" | "1" | "yes" => Value::Bool(true),
+            "false" | "off" | "0" | "no" => Value::Bool(false),
+            _ => v,
+        },
+        Value::Number(_) => s
+            .parse::<u64>()
+            .map(Value::from)
+            .or_else(|_| s.parse::<f64>().map(Value::from))
+            .unwrap_or(v),
+        _ => v,
+    }
+}
+
+/// Every knob name, dotted (`cache.ttl`).
+pub fn knob_names() -> Vec<String> {
+    let doc = serde_json::to_value(ProxyConfig::default()).expect("config serializes");
+    let mut out = Vec::new();
+    if let Value::Object(m) = doc {
+        let mut flat = Vec::new();
+        flatten("", &m, &mut flat);
+        out = flat.into_iter().map(|(k, _)| k).collect();
+    }
+    out.push("cache.ttl_404".into());
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> ProxyConfig {
+        ProxyConfig {
+            upstream: "http://127.0.0.1:3000".into(),
+            ..ProxyConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_validate_and_knobs_change_by_dotted_name() {
+        base().validate().unwrap();
+        let c = base().with_changes(&serde_json::json!({"cache.ttl": "2s", "cache.lock": "off", "cache.max_bytes": "64MiB"})).unwrap();
+        assert_eq!(c.cache.ttl, Duration::from_secs(2));
+        assert!(!c.cache.lock);
+        assert_eq!(c.cache.max_bytes, ByteSize(64 << 20));
+        let c = base()
+            .with_changes(&serde_json::json!({"cache": {"ignore_set_cookie": true}}))
+            .unwrap();
+        assert!(c.cache.ignore_set_cookie);
+    }
+
+    #[test]
+    fn bad_values_name_the_knob() {
+        let cases = [
+            (serde_json::json!({"cache.ttl": "soon"}), "soon"),
+            (serde_json::json!({"cache.tll": "2s"}), "cache.tll"),
+            (serde_json::json!({"upstream": "ftp://x"}), "upstream"),
+            (
+                serde_json::json!({"upstream": "http://x:1/app"}),
+                "path prefix",
+            ),
+            (
+                serde_json::json!({"fault.error_percent": 150}),
+                "fault.error_percent",
+            ),
+            (
+                serde_json::json!({"cache.statuses": [200, 503]}),
+                "cache.statuses",
+            ),
+            (
+                serde_json::json!({"cache.max_body_bytes": "1GiB"}),
+                "cache.max_body_bytes",
+            ),
+            (
+                serde_json::json!({"max_header_bytes": 100}),
+                "max_header_bytes",
+            ),
+        ];
+        for (change, want) in cases {
+            let e = base().with_changes(&change).unwrap_err().to_string();
+            assert!(e.contains(want), "{change}: {e}");
+        }
+    }
+
+    #[test]
+    fn env_overrides_use_knob_names() {
+        let c = base()
+            .apply_env([
+                ("ATLAS_CACHE_TTL".to_string(), "5s".to_string()),
+                ("ATLAS_CACHE_LOCK".into(), "false".into()),
+                ("HOME".into(), "/root".into()),
+            ])
+            .unwrap();
+        assert_eq!(c.cache.ttl, Duration::from_secs(5));
+        assert!(!c.cache.lock);
+    }
+
+    #[test]
+    fn toml_file_shape() {
+        let c: ProxyConfig = toml::from_str(
+            "upstream = \"http://127.0.0.1:3000\"\n[cache]\nttl = \"2s\"\nmax_bytes = \"16MiB\"\n[[routes]]\nprefix = \"/static/\"\nttl = \"1h\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.routes[0].ttl, Some(Duration::from_secs(3600)));
+        assert_eq!(ByteSize::parse("8 KiB").unwrap(), ByteSize(8192));
+        assert!(ByteSize::parse("8 parsecs").is_err());
+    }
+}

@@ -1,0 +1,64 @@
+//! # atlas-cacheproxy
+//!
+//! A micro-cache reverse proxy on hyper, to put in front of an app instead of
+//! nginx's `proxy_cache` or Varnish, tunable while it runs.
+//!
+//! - **Freshness**: `cache.ttl` (60 s) for 200/301/302; after expiry the stale
+//!   copy is served at once (`UPDATING`) for `cache.stale_while_revalidate`
+//!   (30 s) while exactly one background refresh runs; when the upstream fails,
+//!   a copy within `cache.stale_if_error` (60 s) answers (`STALE`); beyond,
+//!   the request waits for the upstream (`EXPIRED`).
+//! - **Cache lock** (`cache.lock`, on): one upstream fetch per cold or expired
+//!   key; the others are woken when it is stored, or take over if it is
+//!   cancelled; an uncacheable answer releases them all and the key is
+//!   remembered as hit-for-miss.
+//! - **Key**: method, path, sorted query, the *set* of accepted codings, and
+//!   `Vary` variants; cookies are not part of it.
+//! - **Safe to cache**: GET and HEAD only; `Authorization` bypasses; responses
+//!   with `Set-Cookie` are not stored unless `cache.ignore_set_cookie`, and then
+//!   stored *without* the cookie; `Vary: *`, 5xx and 400 never.
+//! - **Headers**: `X-Cache-Status` (nginx's values), RFC 9211 `Cache-Status`, `Age`.
+//! - **Admin API** on its own listener: `/health`, `/ready`, `/metrics`
+//!   (Prometheus), `GET|PUT /config` (validated, swapped atomically, the
+//!   previous config returned), `POST /purge`.
+//!
+//! ```no_run
+//! use atlas_cacheproxy::{Proxy, ProxyConfig};
+//!
+//! # async fn demo() -> atlas_cacheproxy::Result<()> {
+//! let cfg = ProxyConfig {
+//!     listen: "127.0.0.1:0".parse().unwrap(),
+//!     admin: "127.0.0.1:0".parse().unwrap(),
+//!     upstream: "http://127.0.0.1:3000".into(),
+//!     ..ProxyConfig::default()
+//! };
+//! let proxy = Proxy::bind(cfg).await?;
+//! println!("proxy on {}, admin on {}", proxy.local_addr(), proxy.admin_addr());
+//! proxy.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+mod admin;
+mod body;
+mod cache_key;
+mod config;
+mod error;
+mod headers;
+mod lock;
+mod metrics;
+mod proxy;
+mod server;
+mod status;
+mod store;
+
+pub use body::ProxyBody;
+pub use cache_key::{accepted_codings, CacheKey, KeyBuilder, KeyParts};
+pub use config::{
+    knob_names, parse_upstream, ByteSize, CacheConfig, FaultConfig, ProxyConfig, RouteRule,
+    Upstream,
+};
+pub use error::{Error, Result};
+pub use server::{Proxy, ProxyHandle};
+pub use status::CacheStatus;
+pub use store::{Entry, Slot, Store};

@@ -1,0 +1,141 @@
+//! Listeners, connections and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::config::ProxyConfig;
+use crate::error::{Error, Result};
+use crate::proxy::{self, State};
+
+/// A bound proxy: both listeners are open; [`Proxy::run`] serves them.
+pub struct Proxy {
+    state: Arc<State>,
+    listener: TcpListener,
+    admin: TcpListener,
+}
+
+/// A handle on a running proxy's state (config swaps, metrics, the cache).
+#[derive(Clone)]
+pub struct ProxyHandle {
+    state: Arc<State>,
+}
+
+impl ProxyHandle {
+    /// The config in force.
+    pub fn config(&self) -> ProxyConfig {
+        self.state.live.load().cfg.clone()
+    }
+
+    /// Swaps in `cfg` (validated); returns the previous config.
+    pub fn swap_config(&self, cfg: ProxyConfig) -> Result<ProxyConfig> {
+        self.state.swap_config(cfg)
+    }
+
+    /// Bytes and entries in the cache.
+    pub fn cache_usage(&self) -> (u64, u64) {
+        (self.state.store.bytes(), self.state.store.entries())
+    }
+}
+
+impl Proxy {
+    /// Validates `cfg` and binds the proxy and admin listeners (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad config; [`Error::Bind`] when an address is taken.
+    pub async fn bind(cfg: ProxyConfig) -> Result<Proxy> {
+        cfg.validate()?;
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|error| Error::Bind {
+                addr: addr.to_string(),
+                error,
+            })
+        };
+        let listener = bind(cfg.listen).await?;
+        let admin = bind(cfg.admin).await?;
+        let mut cfg = cfg;
+        cfg.listen = listener.local_addr()?;
+        cfg.admin = admin.local_addr()?;
+        Ok(Proxy {
+            state: Arc::new(State::new(cfg)?),
+            listener,
+            admin,
+        })
+    }
+
+    /// Where clients connect.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.state.live.load().cfg.listen
+    }
+
+    /// Where the admin API listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.state.live.load().cfg.admin
+    }
+
+    /// A handle for config swaps and inspection.
+    pub fn handle(&self) -> ProxyHandle {
+        ProxyHandle {
+            state: self.state.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, lets in-flight
+    /// requests finish within `shutdown_grace`, and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let Proxy {
+            state,
+            listener,
+            admin,
+        } = self;
+        let graceful = GracefulShutdown::new();
+        let max_buf = (state.live.load().cfg.max_header_bytes.0 as usize).max(8192);
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.max_buf_size(max_buf)
+            .keep_alive(true)
+            .timer(hyper_util::rt::TokioTimer::new());
+        let mut admin_http = hyper::server::conn::http1::Builder::new();
+        admin_http.keep_alive(true);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => {
+                    let Ok((stream, peer)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let state = state.clone();
+                    let svc = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(proxy::handle(state, req, peer).await) }
+                    });
+                    let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+                accepted = admin.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let state = state.clone();
+                    let svc = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(crate::admin::handle(state, req).await) }
+                    });
+                    let conn = graceful.watch(admin_http.serve_connection(TokioIo::new(stream), svc));
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+            }
+        }
+        drop(listener);
+        drop(admin);
+        let grace = state.live.load().cfg.shutdown_grace;
+        let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,257 @@
+//! The in-memory store: sharded, bounded by bytes, least recently used
+//! evicted first. A lookup locks one shard for a map access and clones an
+//! `Arc`; bodies are `Bytes`, shared, never copied.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use lru::LruCache;
+use tokio::time::Instant;
+
+use crate::cache_key::CacheKey;
+
+const SHARDS: usize = 16;
+
+/// A stored response.
+#[derive(Debug)]
+pub struct Entry {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers to replay (hop-by-hop and `Set-Cookie` removed).
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+    /// When it was stored (or last revalidated).
+    pub stored_at: Instant,
+    /// Freshness.
+    pub ttl: Duration,
+    /// Stale-while-revalidate window after `ttl`.
+    pub swr: Duration,
+    /// Stale-if-error window after `ttl`.
+    pub sie: Duration,
+    /// `must-revalidate` / `proxy-revalidate`: never served stale.
+    pub must_revalidate: bool,
+    /// For conditional revalidation.
+    pub etag: Option<HeaderValue>,
+    /// For conditional revalidation.
+    pub last_modified: Option<HeaderValue>,
+    /// Request path, for purges.
+    pub path: String,
+}
+
+impl Entry {
+    /// Bytes the entry takes, approximately (body, headers, bookkeeping).
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum();
+        self.body.len() + headers + self.path.len() + 256
+    }
+
+    /// Time since stored.
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.stored_at)
+    }
+}
+
+/// What a key holds.
+#[derive(Clone, Debug)]
+pub enum Slot {
+    /// A response.
+    Response(Arc<Entry>),
+    /// The response of this key varies on these headers; look up the variant.
+    Vary(Arc<Vec<HeaderName>>, Instant),
+    /// Found uncacheable: go upstream without waiting on the lock until then.
+    HitForMiss(Instant),
+}
+
+impl Slot {
+    fn size(&self) -> usize {
+        match self {
+            Slot::Response(e) => e.size(),
+            Slot::Vary(v, _) => 128 + v.len() * 32,
+            Slot::HitForMiss(_) => 64,
+        }
+    }
+}
+
+struct Shard {
+    map: LruCache<CacheKey, (Slot, usize)>,
+    bytes: usize,
+}
+
+/// The sharded store.
+pub struct Store {
+    shards: Box<[Mutex<Shard>]>,
+    max_bytes: AtomicUsize,
+    evictions: AtomicU64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("bytes", &self.bytes())
+            .field("entries", &self.entries())
+            .finish()
+    }
+}
+
+impl Store {
+    /// A store holding at most `max_bytes`.
+    pub fn new(max_bytes: u64) -> Self {
+        Store {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        map: LruCache::unbounded(),
+                        bytes: 0,
+                    })
+                })
+                .collect(),
+            max_bytes: AtomicUsize::new(max_bytes as usize),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, key: CacheKey) -> &Mutex<Shard> {
+        &self.shards[(key.0 as usize) % SHARDS]
+    }
+
+    /// Changes the bound (a config swap); evicts down to it on the next inserts.
+    pub fn set_max_bytes(&self, max: u64) {
+        self.max_bytes.store(max as usize, Ordering::Relaxed);
+    }
+
+    /// Looks a key up, marking it recently used.
+    pub fn get(&self, key: CacheKey) -> Option<Slot> {
+        let mut s = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        s.map.get(&key).map(|(slot, _)| slot.clone())
+    }
+
+    /// Stores a slot, evicting least recently used entries of its shard to stay in bounds.
+    pub fn insert(&self, key: CacheKey, slot: Slot) {
+        let size = slot.size();
+        let cap = self.max_bytes.load(Ordering::Relaxed) / SHARDS;
+        if size > cap {
+            return;
+        }
+        let mut s = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, old)) = s.map.put(key, (slot, size)) {
+            s.bytes -= old;
+        }
+        s.bytes += size;
+        while s.bytes > cap {
+            match s.map.pop_lru() {
+                Some((_, (_, sz))) => {
+                    s.bytes -= sz;
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Removes a key if it still holds `expected` (compared by identity).
+    pub fn remove(&self, key: CacheKey) {
+        let mut s = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, sz)) = s.map.pop(&key) {
+            s.bytes -= sz;
+        }
+    }
+
+    /// Removes every response whose path matches; returns how many.
+    pub fn purge(&self, matches: impl Fn(&str) -> bool) -> usize {
+        let mut n = 0;
+        for shard in self.shards.iter() {
+            let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let doomed: Vec<CacheKey> = s
+                .map
+                .iter()
+                .filter(|(_, (slot, _))| match slot {
+                    Slot::Response(e) => matches(&e.path),
+                    _ => true,
+                })
+                .map(|(k, _)| *k)
+                .collect();
+            for k in doomed {
+                if let Some((slot, sz)) = s.map.pop(&k) {
+                    s.bytes -= sz;
+                    n += usize::from(matches!(slot, Slot::Response(_)));
+                }
+            }
+        }
+        n
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).bytes as u64)
+            .sum()
+    }
+
+    /// Keys held.
+    pub fn entries(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).map.len() as u64)
+            .sum()
+    }
+
+    /// Entries evicted to stay within `max_bytes`.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, body: usize) -> Slot {
+        Slot::Response(Arc::new(Entry {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from(vec![b'x'; body]),
+            stored_at: Instant::now(),
+            ttl: Duration::from_secs(60),
+            swr: Duration::ZERO,
+            sie: Duration::ZERO,
+            must_revalidate: false,
+            etag: None,
+            last_modified: None,
+            path: path.into(),
+        }))
+    }
+
+    #[tokio::test]
+    async fn bounded_by_bytes_with_lru_eviction() {
+        let store = Store::new(16 * 64 * 1024); // 64 KiB per shard
+        for i in 0..2000u128 {
+            store.insert(CacheKey(i * SHARDS as u128), entry("/x", 4096)); // all in shard 0
+        }
+        assert!(store.bytes() <= 64 * 1024, "{} bytes held", store.bytes());
+        assert!(store.evictions() > 1900);
+        assert!(
+            store.get(CacheKey(1999 * SHARDS as u128)).is_some(),
+            "the newest stays"
+        );
+        assert!(store.get(CacheKey(0)).is_none(), "the oldest went");
+    }
+
+    #[tokio::test]
+    async fn purge_by_path() {
+        let store = Store::new(1 << 20);
+        store.insert(CacheKey(1), entry("/keys", 10));
+        store.insert(CacheKey(2), entry("/static/app.js", 10));
+        assert_eq!(store.purge(|p| p.starts_with("/static/")), 1);
+        assert!(store.get(CacheKey(1)).is_some());
+        assert!(store.get(CacheKey(2)).is_none());
+    }
+}

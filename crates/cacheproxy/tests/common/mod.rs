@@ -1,0 +1,118 @@
+//! A running proxy and a plain HTTP client for the proxy's tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use atlas_cacheproxy::{Proxy, ProxyConfig, ProxyHandle};
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+/// A proxy running on loopback; stopped when dropped.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub handle: ProxyHandle,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Starts a proxy in front of `upstream` with `tune` applied to the default config.
+pub async fn start(upstream: &str, tune: impl FnOnce(&mut ProxyConfig)) -> Running {
+    let mut cfg = ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin: "127.0.0.1:0".parse().unwrap(),
+        upstream: upstream.to_string(),
+        ..ProxyConfig::default()
+    };
+    tune(&mut cfg);
+    let proxy = Proxy::bind(cfg).await.expect("proxy binds");
+    let (addr, admin, handle) = (proxy.local_addr(), proxy.admin_addr(), proxy.handle());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(proxy.run(async move {
+        let _ = rx.await;
+    }));
+    Running {
+        addr,
+        admin,
+        handle,
+        stop: Some(tx),
+    }
+}
+
+/// A response as the tests look at it.
+#[derive(Debug)]
+pub struct Got {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn cache(&self) -> &str {
+        self.headers
+            .get("x-cache-status")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One request on a fresh connection, bounded by 10 s.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Got {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", addr.to_string());
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+        let resp = send.send_request(req).await.expect("response");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        Got {
+            status,
+            headers,
+            body,
+        }
+    })
+    .await
+    .expect("request finished within 10 s")
+}
+
+/// `GET path` with headers.
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Got {
+    request(addr, "GET", path, headers, "").await
+}
+
+#[allow(unused)]
+fn _empty() -> Empty<Bytes> {
+    Empty::new()
+}

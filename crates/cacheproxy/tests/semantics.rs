@@ -1,0 +1,368 @@
+//! Cache semantics over real sockets: the proxy in front of a real origin on loopback.
+
+#[path = "../../loadgen/tests/support/mod.rs"]
+mod support;
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{get, request, start};
+use support::{spawn_origin, Reply};
+
+/// An origin whose body says how many requests it has served, with a per-request delay.
+async fn counting_origin(delay_ms: u64) -> (support::Origin, Arc<AtomicU64>) {
+    let n = Arc::new(AtomicU64::new(0));
+    let c = n.clone();
+    let origin = spawn_origin(Arc::new(move |_req, _t| {
+        let v = c.fetch_add(1, Ordering::SeqCst) + 1;
+        let body: &'static str = Box::leak(format!("version {v}").into_boxed_str());
+        Reply::ok(body).delayed(Duration::from_millis(delay_ms))
+    }))
+    .await;
+    (origin, n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miss_then_hit_then_expired() {
+    let (origin, n) = counting_origin(0).await;
+    let p = start(&origin.url(""), |c| {
+        c.cache.ttl = Duration::from_millis(800);
+        c.cache.stale_while_revalidate = Duration::ZERO;
+        c.cache.stale_if_error = Duration::ZERO;
+    })
+    .await;
+    let a = get(p.addr, "/", &[]).await;
+    assert_eq!(
+        (a.status, a.cache(), a.text().as_str()),
+        (200, "MISS", "version 1")
+    );
+    let b = get(p.addr, "/", &[]).await;
+    assert_eq!((b.cache(), b.text().as_str()), ("HIT", "version 1"));
+    assert!(b.headers.contains_key("age"), "a hit carries Age");
+    assert_eq!(b.headers["cache-status"], "atlas; hit");
+    assert!(b.headers["via"].to_str().unwrap().contains("atlas"));
+    assert_eq!(
+        n.load(Ordering::SeqCst),
+        1,
+        "one upstream request for a MISS and a HIT"
+    );
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let c = get(p.addr, "/", &[]).await;
+    assert_eq!((c.cache(), c.text().as_str()), ("EXPIRED", "version 2"));
+    assert_eq!(get(p.addr, "/", &[]).await.cache(), "HIT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updating_is_served_at_once_with_exactly_one_background_refresh() {
+    let n = Arc::new(AtomicU64::new(0));
+    let c = n.clone();
+    // the first fetch is fast; refreshes take 500 ms
+    let origin = spawn_origin(Arc::new(move |_req, _t| {
+        let v = c.fetch_add(1, Ordering::SeqCst) + 1;
+        let body: &'static str = Box::leak(format!("version {v}").into_boxed_str());
+        let delay = if v == 1 { 0 } else { 500 };
+        Reply::ok(body).delayed(Duration::from_millis(delay))
+    }))
+    .await;
+    let p = start(&origin.url(""), |c| {
+        c.cache.ttl = Duration::from_millis(500);
+        c.cache.stale_while_revalidate = Duration::from_secs(30);
+    })
+    .await;
+    assert_eq!(get(p.addr, "/", &[]).await.cache(), "MISS");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let answers = futures_join(20, p.addr, "/").await;
+    for a in &answers {
+        assert_eq!(
+            (a.cache(), a.text().as_str()),
+            ("UPDATING", "version 1"),
+            "stale copy served at once"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        n.load(Ordering::SeqCst),
+        2,
+        "exactly one background refresh for 20 requests"
+    );
+    let after = get(p.addr, "/", &[]).await;
+    assert_eq!((after.cache(), after.text().as_str()), ("HIT", "version 2"));
+}
+
+async fn futures_join(
+    k: usize,
+    addr: std::net::SocketAddr,
+    path: &'static str,
+) -> Vec<common::Got> {
+    let tasks: Vec<_> = (0..k)
+        .map(|_| tokio::spawn(async move { get(addr, path, &[]).await }))
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_while_the_upstream_is_down_then_502_beyond_the_window() {
+    let (origin, _n) = counting_origin(0).await;
+    let p = start(&origin.url(""), |c| {
+        c.cache.ttl = Duration::from_millis(300);
+        c.cache.stale_while_revalidate = Duration::ZERO;
+        c.cache.stale_if_error = Duration::from_millis(1200);
+    })
+    .await;
+    assert_eq!(get(p.addr, "/", &[]).await.cache(), "MISS");
+    drop(origin); // the upstream goes down
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let s = get(p.addr, "/", &[]).await;
+    assert_eq!(
+        (s.status, s.cache(), s.text().as_str()),
+        (200, "STALE", "version 1")
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let e = get(p.addr, "/", &[]).await;
+    assert_eq!(
+        (e.status, e.cache()),
+        (502, "EXPIRED"),
+        "beyond stale-if-error: the upstream's failure shows"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_timeout_is_504_and_unreachable_is_502() {
+    let (slow, _) = counting_origin(2000).await;
+    let p = start(&slow.url(""), |c| {
+        c.upstream_timeout = Duration::from_millis(300)
+    })
+    .await;
+    assert_eq!(get(p.addr, "/", &[]).await.status, 504);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let q = start(&format!("http://127.0.0.1:{port}"), |_| {}).await;
+    let r = get(q.addr, "/", &[]).await;
+    assert_eq!(r.status, 502);
+    assert!(r.headers.contains_key("x-request-id"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_cold_requests_make_one_upstream_request() {
+    let (origin, n) = counting_origin(300).await;
+    let p = start(&origin.url(""), |_| {}).await;
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| tokio::spawn(get(p.addr, "/cold", &[])))
+        .collect();
+    let mut statuses = std::collections::BTreeMap::new();
+    for t in tasks {
+        let g = t.await.unwrap();
+        assert_eq!((g.status, g.text().as_str()), (200, "version 1"));
+        *statuses.entry(g.cache().to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        n.load(Ordering::SeqCst),
+        1,
+        "the lock lets one request through: {statuses:?}"
+    );
+    assert_eq!(statuses.get("MISS"), Some(&1), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_takes_over_when_the_writer_is_cancelled() {
+    let (origin, n) = counting_origin(600).await;
+    let p = start(&origin.url(""), |_| {}).await;
+    let addr = p.addr;
+    let writer = tokio::spawn(async move { get(addr, "/k", &[]).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiter = tokio::spawn(async move { get(addr, "/k", &[]).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    writer.abort(); // the writer's client goes away mid-fetch
+    let w = waiter.await.unwrap();
+    assert_eq!(w.status, 200);
+    assert_eq!(w.cache(), "MISS", "the waiter fetched itself");
+    assert_eq!(n.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        get(addr, "/k", &[]).await.cache(),
+        "HIT",
+        "the take-over stored it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_cookie_is_never_replayed() {
+    let n = Arc::new(AtomicU64::new(0));
+    let c = n.clone();
+    let origin = spawn_origin(Arc::new(move |_req, _t| {
+        let v = c.fetch_add(1, Ordering::SeqCst) + 1;
+        Reply::ok("page").header("Set-Cookie", format!("session=user{v}"))
+    }))
+    .await;
+    // default: responses with Set-Cookie are not stored
+    let p = start(&origin.url(""), |_| {}).await;
+    for _ in 0..3 {
+        let g = get(p.addr, "/playground", &[]).await;
+        assert_eq!(g.cache(), "MISS");
+        assert!(g.headers.contains_key("set-cookie"));
+    }
+    assert_eq!(n.load(Ordering::SeqCst), 3);
+    // ignore_set_cookie: stored without the cookie; the client that caused the fetch gets its own
+    let q = start(&origin.url(""), |c| c.cache.ignore_set_cookie = true).await;
+    let first = get(q.addr, "/playground", &[]).await;
+    assert_eq!(first.cache(), "MISS");
+    assert_eq!(first.headers["set-cookie"], "session=user4");
+    for _ in 0..3 {
+        let g = get(q.addr, "/playground", &[]).await;
+        assert_eq!(g.cache(), "HIT");
+        assert!(
+            !g.headers.contains_key("set-cookie"),
+            "one visitor's cookie must never reach another"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_bypasses_and_methods_other_than_get_pass() {
+    let (origin, n) = counting_origin(0).await;
+    let p = start(&origin.url(""), |_| {}).await;
+    assert_eq!(get(p.addr, "/", &[]).await.cache(), "MISS");
+    let a = get(p.addr, "/", &[("authorization", "Bearer x")]).await;
+    assert_eq!(a.cache(), "BYPASS");
+    let b = request(p.addr, "POST", "/", &[], "payload").await;
+    assert_eq!(b.cache(), "BYPASS");
+    assert_eq!(n.load(Ordering::SeqCst), 3);
+    let h = request(p.addr, "HEAD", "/", &[], "").await;
+    assert_eq!(h.cache(), "HIT", "HEAD is served from GET's entry");
+    assert!(h.body.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_encoding_sets_and_query_order_share_one_entry() {
+    let (origin, n) = counting_origin(0).await;
+    let p = start(&origin.url(""), |_| {}).await;
+    assert_eq!(
+        get(p.addr, "/", &[("accept-encoding", "gzip, deflate, br")])
+            .await
+            .cache(),
+        "MISS"
+    );
+    assert_eq!(
+        get(p.addr, "/", &[("accept-encoding", "br, gzip, deflate")])
+            .await
+            .cache(),
+        "HIT"
+    );
+    assert_eq!(
+        get(p.addr, "/", &[]).await.cache(),
+        "MISS",
+        "no Accept-Encoding is another variant"
+    );
+    assert_eq!(get(p.addr, "/q?b=2&a=1", &[]).await.cache(), "MISS");
+    assert_eq!(get(p.addr, "/q?a=1&b=2", &[]).await.cache(), "HIT");
+    assert_eq!(
+        get(p.addr, "/", &[("cookie", "a=1")]).await.cache(),
+        "HIT",
+        "cookies are not part of the key"
+    );
+    assert_eq!(n.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vary_makes_variants_and_vary_star_is_not_stored() {
+    let origin = spawn_origin(Arc::new(
+        |req: &hyper::Request<hyper::body::Incoming>, _t| {
+            if req.uri().path() == "/star" {
+                return Reply::ok("x").header("Vary", "*");
+            }
+            let lang = req
+                .headers()
+                .get("accept-language")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none");
+            let body: &'static str = Box::leak(format!("lang {lang}").into_boxed_str());
+            Reply::ok(body).header("Vary", "Accept-Language, Accept-Encoding")
+        },
+    ))
+    .await;
+    let p = start(&origin.url(""), |_| {}).await;
+    let en = [("accept-language", "en")];
+    let fr = [("accept-language", "fr")];
+    assert_eq!(get(p.addr, "/", &en).await.cache(), "MISS");
+    assert_eq!(get(p.addr, "/", &fr).await.cache(), "MISS");
+    let e = get(p.addr, "/", &en).await;
+    let f = get(p.addr, "/", &fr).await;
+    assert_eq!((e.cache(), e.text().as_str()), ("HIT", "lang en"));
+    assert_eq!((f.cache(), f.text().as_str()), ("HIT", "lang fr"));
+    assert_eq!(get(p.addr, "/star", &[]).await.cache(), "MISS");
+    assert_eq!(
+        get(p.addr, "/star", &[]).await.cache(),
+        "MISS",
+        "Vary: * is never stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_is_bounded_with_eviction() {
+    let origin = spawn_origin(Arc::new(|_r, _t| {
+        Reply::ok(Box::leak("x".repeat(16 * 1024).into_boxed_str()))
+    }))
+    .await;
+    let p = start(&origin.url(""), |c| {
+        c.cache.max_bytes = atlas_cacheproxy::ByteSize(1 << 20);
+        c.cache.max_body_bytes = atlas_cacheproxy::ByteSize(64 << 10);
+    })
+    .await;
+    for i in 0..200 {
+        assert_eq!(get(p.addr, &format!("/item/{i}"), &[]).await.status, 200);
+    }
+    let (bytes, entries) = p.handle.cache_usage();
+    assert!(bytes <= 1 << 20, "{bytes} bytes held with max_bytes 1 MiB");
+    assert!(entries < 200 && entries > 0, "{entries} entries");
+    let metrics = get(p.admin, "/metrics", &[]).await.text();
+    let evictions: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("atlas_proxy_cache_evictions"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .expect("an evictions gauge");
+    assert!(evictions > 0.0, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_answer_properly() {
+    let (origin, _) = counting_origin(400).await;
+    let p = start(&origin.url(""), |c| c.max_in_flight = 2).await;
+    let big = "x".repeat(40 * 1024);
+    let g = get(p.addr, "/", &[("x-big", big.as_str())]).await;
+    assert_eq!(g.status, 431, "oversized headers");
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            tokio::spawn(get(
+                p.addr,
+                Box::leak(format!("/slow{i}").into_boxed_str()),
+                &[],
+            ))
+        })
+        .collect();
+    let mut shed = 0;
+    for t in tasks {
+        let g = t.await.unwrap();
+        if g.status == 503 {
+            assert_eq!(g.headers["retry-after"], "1");
+            shed += 1;
+        } else {
+            assert_eq!(g.status, 200);
+        }
+    }
+    assert!(shed >= 3, "{shed} of 6 shed with max_in_flight 2");
+    assert_eq!(
+        get(p.addr, "/slow0", &[]).await.status,
+        200,
+        "the proxy keeps serving"
+    );
+}
