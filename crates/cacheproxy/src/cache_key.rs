@@ -1,6 +1,6 @@
-//! The cache key: method class, path, query (sorted by default), the set of
-//! codings in `Accept-Encoding`, and the `Vary` variant — hashed to 128 bits
-//! without allocating, with per-process random keys.
+//! The cache key: method class, path, query (sorted by default), the coding
+//! the client's `Accept-Encoding` settles on, and the `Vary` variant — hashed
+//! to 128 bits without allocating, with per-process random keys.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -91,20 +91,11 @@ impl KeyBuilder {
             Some(q) => feed(q.as_bytes()),
         }
         feed(b"\x00ae");
-        let mut codings: [&str; 16] = [""; 16];
-        let n = accepted_codings(p.headers, &mut codings);
-        for c in &codings[..n] {
-            let mut lower = [0u8; 32];
-            let bytes = c.as_bytes();
-            if bytes.len() <= lower.len() {
-                for (d, s) in lower.iter_mut().zip(bytes) {
-                    *d = s.to_ascii_lowercase();
-                }
-                feed(&lower[..bytes.len()]);
-            } else {
-                feed(bytes);
-            }
-        }
+        feed(
+            preferred_encoding(p.headers)
+                .unwrap_or("identity")
+                .as_bytes(),
+        );
         CacheKey(u128::from(h1.finish()) << 64 | u128::from(h2.finish()))
     }
 
@@ -133,6 +124,24 @@ impl KeyBuilder {
         }
         CacheKey(u128::from(h1.finish()) << 64 | u128::from(h2.finish()))
     }
+}
+
+/// Codings the cache keys on, in order of preference.
+pub const ENCODINGS: [&str; 3] = ["br", "gzip", "deflate"];
+
+/// The coding a request's `Accept-Encoding` settles on: the first of
+/// [`ENCODINGS`] the client accepts (q > 0), or `None` for identity. So
+/// `gzip, deflate, br` and `br, gzip` share one entry (both `br`), as nginx's
+/// and Varnish's normalizations make `gzip` out of both. The proxy sends the
+/// same value upstream, so the stored body is always one the key's clients
+/// can decode.
+pub fn preferred_encoding(headers: &HeaderMap) -> Option<&'static str> {
+    let mut codings: [&str; 16] = [""; 16];
+    let n = accepted_codings(headers, &mut codings);
+    let set = &codings[..n];
+    ENCODINGS
+        .into_iter()
+        .find(|e| set.iter().any(|c| c.eq_ignore_ascii_case(e)))
 }
 
 /// The distinct codings a client accepts (q > 0), lower-cased, sorted, into

@@ -157,8 +157,12 @@ pub struct CacheConfig {
     /// How long a request waits on the lock before going upstream itself (default 5 s).
     #[serde(with = "duration_str")]
     pub lock_timeout: Duration,
-    /// Store responses that carry `Set-Cookie`, without the cookie (default off).
+    /// Store responses that carry `Set-Cookie`, without the cookie; the client
+    /// whose request caused the fetch still gets its cookie (default off).
     pub ignore_set_cookie: bool,
+    /// Remove `Set-Cookie` from every response to a cacheable request, the
+    /// fetcher's included: nginx's `proxy_hide_header Set-Cookie` (default off).
+    pub hide_set_cookie: bool,
     /// Memory for cached bodies and headers, least recently used evicted first (default 256 MiB).
     pub max_bytes: ByteSize,
     /// Largest response stored (default 8 MiB); larger ones stream through.
@@ -240,6 +244,7 @@ impl Default for CacheConfig {
             lock: true,
             lock_timeout: d(5),
             ignore_set_cookie: false,
+            hide_set_cookie: false,
             max_bytes: ByteSize(256 << 20),
             max_body_bytes: ByteSize(8 << 20),
             statuses: vec![200, 301, 302],

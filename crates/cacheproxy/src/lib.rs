@@ -12,8 +12,9 @@
 //!   key; the others are woken when it is stored, or take over if it is
 //!   cancelled; an uncacheable answer releases them all and the key is
 //!   remembered as hit-for-miss.
-//! - **Key**: method, path, sorted query, the *set* of accepted codings, and
-//!   `Vary` variants; cookies are not part of it.
+//! - **Key**: method, path, sorted query, the coding `Accept-Encoding` settles
+//!   on (br, gzip, deflate or identity; sent upstream too), and `Vary`
+//!   variants; cookies are not part of it.
 //! - **Safe to cache**: GET and HEAD only; `Authorization` bypasses; responses
 //!   with `Set-Cookie` are not stored unless `cache.ignore_set_cookie`, and then
 //!   stored *without* the cookie; `Vary: *`, 5xx and 400 never.
@@ -53,7 +54,9 @@ mod status;
 mod store;
 
 pub use body::ProxyBody;
-pub use cache_key::{accepted_codings, CacheKey, KeyBuilder, KeyParts};
+pub use cache_key::{
+    accepted_codings, preferred_encoding, CacheKey, KeyBuilder, KeyParts, ENCODINGS,
+};
 pub use config::{
     knob_names, parse_upstream, ByteSize, CacheConfig, FaultConfig, ProxyConfig, RouteRule,
     Upstream,

@@ -234,6 +234,9 @@ pub async fn handle(
     };
 
     let h = resp.headers_mut();
+    if status != CacheStatus::Bypass && live.cfg.cache.hide_set_cookie {
+        h.remove(header::SET_COOKIE);
+    }
     h.insert(&X_CACHE_STATUS, HeaderValue::from_static(status.as_str()));
     h.insert(
         &CACHE_STATUS,
@@ -541,13 +544,18 @@ async fn forward(
     let mut headers = ctx.headers.clone();
     strip_hop_by_hop(&mut headers);
     if for_cache {
-        // the cache needs the whole response, whatever the client holds
-        for h in [
-            header::IF_NONE_MATCH,
-            header::IF_MODIFIED_SINCE,
-            header::RANGE,
-            header::IF_RANGE,
-        ] {
+        // the stored body must suit every client of the key: send upstream
+        // the coding the key settled on, and ask for the whole response
+        // (the caller sets its own conditional headers for revalidation)
+        match crate::cache_key::preferred_encoding(&ctx.headers) {
+            Some(e) => {
+                headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(e));
+            }
+            None => {
+                headers.remove(header::ACCEPT_ENCODING);
+            }
+        }
+        for h in [header::RANGE, header::IF_RANGE] {
             headers.remove(h);
         }
     }
@@ -723,7 +731,7 @@ async fn fetch(
         request_id: ctx.request_id.clone(),
         traceparent: ctx.traceparent.clone(),
     };
-    let resp = forward(state, live, &fctx, ProxyBody::empty(), false)
+    let resp = forward(state, live, &fctx, ProxyBody::empty(), true)
         .await
         .map_err(FetchError::Upstream)?;
     let status = resp.status();

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod evidence;
 mod load;
 mod progress;
+mod proxy;
 
 /// Exit code when every threshold held.
 pub const EXIT_OK: u8 = 0;
@@ -36,6 +37,8 @@ struct Cli {
 enum Command {
     /// Drive HTTP load at a target (open model by arrival rate, or closed by VUs)
     Load(Box<load::LoadArgs>),
+    /// Run the micro-cache reverse proxy in front of an upstream
+    Proxy(Box<proxy::ProxyArgs>),
     /// Build and verify evidence bundles (manifest.csv, bundle.json, SHA256SUMS)
     Evidence(evidence::EvidenceArgs),
 }
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Load(args) => load::main(*args),
         Command::Evidence(args) => evidence::main(args),
+        Command::Proxy(args) => proxy::main(*args),
     };
     ExitCode::from(code)
 }

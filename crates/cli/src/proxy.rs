@@ -1,0 +1,193 @@
+//! `atlas proxy`: the micro-cache in front of an upstream, until SIGTERM/SIGINT;
+//! SIGHUP re-reads the config file.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use atlas_cacheproxy::{ByteSize, Proxy, ProxyConfig};
+use clap::Args;
+
+use crate::{report, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Config: the file (--config), then ATLAS_* environment variables named after the knobs\n(ATLAS_UPSTREAM, ATLAS_CACHE_TTL, ATLAS_CACHE_LOCK, ...), then these flags.\nAdmin API on --admin: GET /health, GET /ready, GET /metrics, GET|PUT /config, POST /purge.\nOne JSON access-log line per request on stderr (human-readable when stderr is a terminal)."
+)]
+pub(crate) struct ProxyArgs {
+    /// Where clients connect [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// The origin, http://host:port (knob `upstream`)
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// The admin listener [default: 127.0.0.1:9080]
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// A TOML config file (re-read on SIGHUP)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// cache.ttl [default: 60s]
+    #[arg(long, value_name = "D", value_parser = duration_arg)]
+    ttl: Option<Duration>,
+    /// cache.stale_while_revalidate [default: 30s]
+    #[arg(long, value_name = "D", value_parser = duration_arg)]
+    swr: Option<Duration>,
+    /// cache.stale_if_error [default: 60s]
+    #[arg(long, value_name = "D", value_parser = duration_arg)]
+    stale_if_error: Option<Duration>,
+    /// cache.lock off: every cold request goes upstream
+    #[arg(long)]
+    no_lock: bool,
+    /// cache.ignore_set_cookie on: store responses with Set-Cookie, without the cookie
+    #[arg(long)]
+    ignore_set_cookie: bool,
+    /// cache.hide_set_cookie on: remove Set-Cookie from every cacheable response (nginx proxy_hide_header)
+    #[arg(long)]
+    hide_set_cookie: bool,
+    /// cache.max_bytes, e.g. 256MiB [default: 256MiB]
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    max_bytes: Option<ByteSize>,
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    atlas_loadgen::parse_duration(s)
+}
+
+fn size_arg(s: &str) -> Result<ByteSize, String> {
+    ByteSize::parse(s)
+}
+
+impl ProxyArgs {
+    /// File, then environment, then flags.
+    fn config(&self) -> atlas_cacheproxy::Result<ProxyConfig> {
+        let mut cfg = match &self.config {
+            Some(p) => ProxyConfig::from_toml_file(p)?,
+            None => ProxyConfig::default(),
+        };
+        cfg = cfg.apply_env(std::env::vars())?;
+        if let Some(a) = self.listen {
+            cfg.listen = a;
+        }
+        if let Some(a) = self.admin {
+            cfg.admin = a;
+        }
+        if let Some(u) = &self.upstream {
+            cfg.upstream = u.clone();
+        }
+        if let Some(d) = self.ttl {
+            cfg.cache.ttl = d;
+        }
+        if let Some(d) = self.swr {
+            cfg.cache.stale_while_revalidate = d;
+        }
+        if let Some(d) = self.stale_if_error {
+            cfg.cache.stale_if_error = d;
+        }
+        if self.no_lock {
+            cfg.cache.lock = false;
+        }
+        if self.ignore_set_cookie {
+            cfg.cache.ignore_set_cookie = true;
+        }
+        if self.hide_set_cookie {
+            cfg.cache.hide_set_cookie = true;
+        }
+        if let Some(b) = self.max_bytes {
+            cfg.cache.max_bytes = b;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+fn init_logging() {
+    let stderr_tty = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = if stderr_tty {
+        builder.compact().try_init()
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_ansi(false)
+            .try_init()
+    };
+}
+
+pub(crate) fn main(args: ProxyArgs) -> u8 {
+    let cfg = match args.config() {
+        Ok(c) => c,
+        Err(e) => return report(&anyhow::Error::new(e), EXIT_USAGE),
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return report(
+                &anyhow::Error::new(e).context("starting the runtime"),
+                EXIT_FAILURE,
+            )
+        }
+    };
+    match runtime.block_on(serve(args, cfg)) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            let usage = e
+                .downcast_ref::<atlas_cacheproxy::Error>()
+                .is_some_and(|e| e.is_usage());
+            report(&e, if usage { EXIT_USAGE } else { EXIT_FAILURE })
+        }
+    }
+}
+
+async fn serve(args: ProxyArgs, cfg: ProxyConfig) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let proxy = Proxy::bind(cfg.clone()).await?;
+    eprintln!(
+        "atlas proxy: listening on http://{} -> {}; admin on http://{}",
+        proxy.local_addr(),
+        cfg.upstream,
+        proxy.admin_addr()
+    );
+    let handle = proxy.handle();
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(proxy.run(async move {
+        let _ = stop_rx.await;
+    }));
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                // re-read the file, keep the listeners, swap the rest
+                match args.config() {
+                    Ok(mut next) => {
+                        let now = handle.config();
+                        next.listen = now.listen;
+                        next.admin = now.admin;
+                        match handle.swap_config(next) {
+                            Ok(_) => eprintln!("atlas proxy: config reloaded (SIGHUP)"),
+                            Err(e) => eprintln!("atlas proxy: SIGHUP: config kept: {e}"),
+                        }
+                    }
+                    Err(e) => eprintln!("atlas proxy: SIGHUP: config kept: {e}"),
+                }
+            }
+        }
+    }
+    eprintln!("atlas proxy: shutting down, finishing in-flight requests");
+    let _ = stop_tx.send(());
+    server.await.context("the server task")??;
+    Ok(())
+}
