@@ -47,6 +47,9 @@ pub(crate) struct ProxyArgs {
     /// cache.hide_set_cookie on: remove Set-Cookie from every cacheable response (nginx proxy_hide_header)
     #[arg(long)]
     hide_set_cookie: bool,
+    /// No access log (as the nginx and Varnish anchors run, for benchmarks)
+    #[arg(long)]
+    no_access_log: bool,
     /// cache.max_bytes, e.g. 256MiB [default: 256MiB]
     #[arg(long, value_name = "SIZE", value_parser = size_arg)]
     max_bytes: Option<ByteSize>,
@@ -124,7 +127,9 @@ pub(crate) fn main(args: ProxyArgs) -> u8 {
         Ok(c) => c,
         Err(e) => return report(&anyhow::Error::new(e), EXIT_USAGE),
     };
-    init_logging();
+    if !args.no_access_log {
+        init_logging();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
