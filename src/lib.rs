@@ -4,5 +4,6 @@
 //! depend on the crate it needs (`atlas-loadgen`, ...) directly.
 #![deny(missing_docs)]
 
+pub use atlas_cacheproxy as cacheproxy;
 pub use atlas_evidence as evidence;
 pub use atlas_loadgen as loadgen;

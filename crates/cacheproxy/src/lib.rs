@@ -64,4 +64,4 @@ pub use config::{
 pub use error::{Error, Result};
 pub use server::{Proxy, ProxyHandle};
 pub use status::CacheStatus;
-pub use store::{Entry, Slot, Store};
+pub use store::{Entry, Slot, Store, VarySpec};

@@ -28,7 +28,7 @@ use crate::headers::{
 use crate::lock::{wait, Flights, Join, Outcome};
 use crate::metrics::{ErrorLabels, Metrics};
 use crate::status::CacheStatus;
-use crate::store::{Entry, Slot, Store};
+use crate::store::{Entry, Slot, Store, VarySpec};
 
 /// The upstream client.
 pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
@@ -354,9 +354,9 @@ async fn serve(
     let now = Instant::now();
     let mut key = primary;
     let mut slot = state.store.get(key);
-    if let Some(Slot::Vary(names, until)) = &slot {
-        if *until > now {
-            key = state.keys.variant(primary, names, &ctx.headers);
+    if let Some(Slot::Vary(spec)) = &slot {
+        if spec.until > now {
+            key = state.keys.variant(primary, &spec.names, &ctx.headers);
             slot = state.store.get(key);
         } else {
             slot = None;
@@ -487,16 +487,7 @@ fn upstream_error(state: &State, e: UpstreamError) -> Response<ProxyBody> {
 }
 
 fn from_entry(e: &Entry, now: Instant, head: bool) -> Response<ProxyBody> {
-    let mut r = Response::new(if head {
-        ProxyBody::empty()
-    } else {
-        ProxyBody::Full(Some(e.body.clone()))
-    });
-    *r.status_mut() = e.status;
-    *r.headers_mut() = e.headers.clone();
-    r.headers_mut()
-        .insert(header::AGE, HeaderValue::from(e.age(now).as_secs()));
-    r
+    e.to_response(now, head)
 }
 
 fn stream_response(resp: Response<Incoming>, head: bool) -> Response<ProxyBody> {
@@ -523,9 +514,6 @@ async fn forward(
 ) -> Result<Response<Incoming>, UpstreamError> {
     let cfg = &live.cfg;
     // fault injection, decided per upstream request
-    if !cfg.fault.delay.is_zero() {
-        tokio::time::sleep(cfg.fault.delay).await;
-    }
     if cfg.fault.drop_percent > 0.0 && dice(state) < cfg.fault.drop_percent {
         state
             .metrics
@@ -588,7 +576,15 @@ async fn forward(
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     let started = Instant::now();
-    let resp = match tokio::time::timeout(cfg.upstream_timeout, live.client.request(req)).await {
+    let resp = match tokio::time::timeout(cfg.upstream_timeout, async {
+        // an injected delay acts as a slow upstream: it counts against the timeout
+        if !cfg.fault.delay.is_zero() {
+            tokio::time::sleep(cfg.fault.delay).await;
+        }
+        live.client.request(req).await
+    })
+    .await
+    {
         Err(_) => return Err(UpstreamError::Timeout),
         Ok(Err(e)) if e.is_connect() => return Err(UpstreamError::Connect),
         Ok(Err(_)) => return Err(UpstreamError::Broken),
@@ -849,17 +845,42 @@ async fn fetch(
         path: ctx.uri.path().to_string(),
     });
     let key = if vary.is_empty() {
-        key
+        Some(key)
     } else {
-        let vkey = state.keys.variant(primary, &vary, &ctx.headers);
-        state.store.insert(
-            primary,
-            Slot::Vary(
-                Arc::new(vary),
-                Instant::now() + ttl + cfg.cache.stale_while_revalidate,
-            ),
+        let now = Instant::now();
+        let spec = match state.store.get(primary) {
+            Some(Slot::Vary(spec)) if spec.until > now && spec.names == vary => spec,
+            _ => {
+                let spec = Arc::new(VarySpec {
+                    names: vary,
+                    until: now + ttl + cfg.cache.stale_while_revalidate,
+                    stored: AtomicUsize::new(0),
+                });
+                state.store.insert(primary, Slot::Vary(spec.clone()));
+                spec
+            }
+        };
+        // at most cache.max_variants variants per key; more are served, not stored
+        (spec.stored.fetch_add(1, Ordering::Relaxed) < cfg.cache.max_variants)
+            .then(|| state.keys.variant(primary, &spec.names, &ctx.headers))
+    };
+    let Some(key) = key else {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let response = Response::from_parts(
+            parts,
+            if head {
+                ProxyBody::empty()
+            } else {
+                ProxyBody::full(body)
+            },
         );
-        vkey
+        return Ok(Fetched {
+            response,
+            status: CacheStatus::Miss,
+            outcome: Outcome::Uncacheable,
+        });
     };
     state.store.insert(key, Slot::Response(entry.clone()));
     // the client that caused the fetch gets its own Set-Cookie; the stored copy has none

@@ -53,10 +53,39 @@ impl Entry {
         self.body.len() + headers + self.path.len() + 256
     }
 
+    /// The response a hit sends: status, stored headers, `Age`, and the body
+    /// (a shared `Bytes`, not a copy) unless the request was `HEAD`.
+    pub fn to_response(&self, now: Instant, head: bool) -> http::Response<crate::body::ProxyBody> {
+        let body = if head {
+            crate::body::ProxyBody::empty()
+        } else {
+            crate::body::ProxyBody::Full(Some(self.body.clone()))
+        };
+        let mut r = http::Response::new(body);
+        *r.status_mut() = self.status;
+        *r.headers_mut() = self.headers.clone();
+        r.headers_mut().insert(
+            http::header::AGE,
+            HeaderValue::from(self.age(now).as_secs()),
+        );
+        r
+    }
+
     /// Time since stored.
     pub fn age(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.stored_at)
     }
+}
+
+/// How a key's response varies.
+#[derive(Debug)]
+pub struct VarySpec {
+    /// The headers it varies on (besides `Accept-Encoding`), sorted.
+    pub names: Vec<HeaderName>,
+    /// Until when the spec holds (the variants' freshness and stale window).
+    pub until: Instant,
+    /// Variants stored under it so far (capped by `cache.max_variants`).
+    pub stored: std::sync::atomic::AtomicUsize,
 }
 
 /// What a key holds.
@@ -64,8 +93,8 @@ impl Entry {
 pub enum Slot {
     /// A response.
     Response(Arc<Entry>),
-    /// The response of this key varies on these headers; look up the variant.
-    Vary(Arc<Vec<HeaderName>>, Instant),
+    /// The response of this key varies on some headers; look up the variant.
+    Vary(Arc<VarySpec>),
     /// Found uncacheable: go upstream without waiting on the lock until then.
     HitForMiss(Instant),
 }
@@ -74,7 +103,7 @@ impl Slot {
     fn size(&self) -> usize {
         match self {
             Slot::Response(e) => e.size(),
-            Slot::Vary(v, _) => 128 + v.len() * 32,
+            Slot::Vary(v) => 128 + v.names.len() * 32,
             Slot::HitForMiss(_) => 64,
         }
     }

@@ -366,3 +366,97 @@ async fn limits_answer_properly() {
         "the proxy keeps serving"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variants_per_key_are_capped() {
+    let origin = spawn_origin(Arc::new(
+        |req: &hyper::Request<hyper::body::Incoming>, _t| {
+            let lang = req
+                .headers()
+                .get("accept-language")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none");
+            Reply::ok(Box::leak(format!("lang {lang}").into_boxed_str()))
+                .header("Vary", "Accept-Language")
+        },
+    ))
+    .await;
+    let p = start(&origin.url(""), |c| c.cache.max_variants = 2).await;
+    for lang in ["a", "b", "c"] {
+        assert_eq!(
+            get(p.addr, "/", &[("accept-language", lang)]).await.cache(),
+            "MISS"
+        );
+    }
+    assert_eq!(
+        get(p.addr, "/", &[("accept-language", "a")]).await.cache(),
+        "HIT"
+    );
+    assert_eq!(
+        get(p.addr, "/", &[("accept-language", "b")]).await.cache(),
+        "HIT"
+    );
+    let c = get(p.addr, "/", &[("accept-language", "c")]).await;
+    assert_eq!(
+        (c.cache(), c.text().as_str()),
+        ("MISS", "lang c"),
+        "the third variant is served, not stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_change_at_run_time() {
+    let (origin, n) = counting_origin(0).await;
+    let p = start(&origin.url(""), |c| c.cache.stale_if_error = Duration::ZERO).await;
+    let set = |body: &'static str| request(p.admin, "PUT", "/config", &[], body);
+    assert_eq!(
+        set(r#"{"fault.error_percent": 100, "fault.error_status": 503}"#)
+            .await
+            .status,
+        200
+    );
+    let g = get(p.addr, "/a", &[]).await;
+    assert_eq!(
+        g.status, 503,
+        "every upstream answer replaced by the injected status"
+    );
+    assert_eq!(
+        set(r#"{"fault.error_percent": 0, "fault.drop_percent": 100}"#)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(p.addr, "/b", &[]).await.status,
+        502,
+        "a dropped upstream request is a 502"
+    );
+    assert_eq!(
+        set(r#"{"fault.drop_percent": 0, "fault.delay": "300ms", "upstream_timeout": "100ms"}"#)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(p.addr, "/c", &[]).await.status,
+        504,
+        "the added delay counts against the timeout"
+    );
+    assert_eq!(
+        set(r#"{"fault.delay": "0s", "upstream_timeout": "30s"}"#)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(get(p.addr, "/d", &[]).await.status, 200);
+    let m = get(p.admin, "/metrics", &[]).await.text();
+    assert!(
+        m.contains("atlas_proxy_upstream_errors_total{kind=\"injected\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("atlas_proxy_upstream_errors_total{kind=\"dropped\"} 1"),
+        "{m}"
+    );
+    assert!(n.load(Ordering::SeqCst) >= 2);
+}
