@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod evidence;
 mod load;
 mod progress;
@@ -39,6 +40,8 @@ enum Command {
     Load(Box<load::LoadArgs>),
     /// Run the micro-cache reverse proxy in front of an upstream
     Proxy(Box<proxy::ProxyArgs>),
+    /// Run the demo app (the upstream `atlas gate` uses when no target is given)
+    DemoApp(demo::DemoArgs),
     /// Build and verify evidence bundles (manifest.csv, bundle.json, SHA256SUMS)
     Evidence(evidence::EvidenceArgs),
 }
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Load(args) => load::main(*args),
         Command::Evidence(args) => evidence::main(args),
         Command::Proxy(args) => proxy::main(*args),
+        Command::DemoApp(args) => demo::main(args),
     };
     ExitCode::from(code)
 }
