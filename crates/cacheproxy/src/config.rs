@@ -174,6 +174,8 @@ pub struct CacheConfig {
     pub ttl_404: Option<Duration>,
     /// Sort query parameters in the key (default on).
     pub sort_query: bool,
+    /// Make the `Host` header part of the key, for several virtual hosts behind one proxy (default off).
+    pub key_includes_host: bool,
     /// Let the origin's `Cache-Control` (`s-maxage`, `max-age`, `no-store`, `private`) rule (default off).
     pub honor_origin_cache_control: bool,
     /// How long a key found uncacheable is fetched without waiting on the lock (Varnish's hit-for-miss; default 10 s).
@@ -250,6 +252,7 @@ impl Default for CacheConfig {
             statuses: vec![200, 301, 302],
             ttl_404: None,
             sort_query: true,
+            key_includes_host: false,
             honor_origin_cache_control: false,
             hit_for_miss: d(10),
             max_variants: 8,
@@ -309,7 +312,8 @@ impl ProxyConfig {
         if changes.is_empty() {
             return Ok(self);
         }
-        self.with_changes(&Value::Object(changes))
+        // not validated here: flags still come after the environment
+        self.apply_changes(&Value::Object(changes))
     }
 
     /// A copy with knobs changed: `{"cache.ttl": "30s", "upstream": "http://..."}`,
@@ -319,6 +323,14 @@ impl ProxyConfig {
     /// # Errors
     /// [`Error::Config`] naming the unknown knob or the bad value.
     pub fn with_changes(&self, changes: &Value) -> Result<Self> {
+        let cfg = self.apply_changes(changes)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// [`ProxyConfig::with_changes`] without the final validation (types and
+    /// knob names are still checked).
+    fn apply_changes(&self, changes: &Value) -> Result<Self> {
         let mut doc = serde_json::to_value(self).expect("config serializes");
         let obj = changes
             .as_object()
@@ -337,10 +349,7 @@ impl ProxyConfig {
                 })?;
             *slot = coerce(slot, value);
         }
-        let cfg: ProxyConfig =
-            serde_json::from_value(doc).map_err(|e| Error::config("config", e.to_string()))?;
-        cfg.validate()?;
-        Ok(cfg)
+        serde_json::from_value(doc).map_err(|e| Error::config("config", e.to_string()))
     }
 
     /// Checks every field; the error names the knob and the value.
@@ -556,6 +565,11 @@ mod tests {
 
     #[test]
     fn env_overrides_use_knob_names() {
+        // the environment may come before the flag that sets the upstream
+        let c = ProxyConfig::default()
+            .apply_env([("ATLAS_CACHE_LOCK".to_string(), "off".to_string())])
+            .unwrap();
+        assert!(!c.cache.lock);
         let c = base()
             .apply_env([
                 ("ATLAS_CACHE_TTL".to_string(), "5s".to_string()),

@@ -342,7 +342,12 @@ async fn serve(
         request_id,
         traceparent,
     };
-    let host = None;
+    // with several virtual hosts behind one proxy, the host tells pages apart
+    let host = if cfg.cache.key_includes_host {
+        ctx.headers.get(header::HOST).and_then(|h| h.to_str().ok())
+    } else {
+        None
+    };
     let primary = state.keys.key(&KeyParts {
         method: &ctx.method,
         host,

@@ -460,3 +460,104 @@ async fn injected_faults_change_at_run_time() {
     );
     assert!(n.load(Ordering::SeqCst) >= 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_entry_is_revalidated_with_its_etag() {
+    let n = Arc::new(AtomicU64::new(0));
+    let c = n.clone();
+    let origin = spawn_origin(Arc::new(
+        move |req: &hyper::Request<hyper::body::Incoming>, _t| {
+            c.fetch_add(1, Ordering::SeqCst);
+            if req
+                .headers()
+                .get("if-none-match")
+                .is_some_and(|v| v == "\"v1\"")
+            {
+                return Reply::ok("").status(304).header("ETag", "\"v1\"");
+            }
+            Reply::ok("full body").header("ETag", "\"v1\"")
+        },
+    ))
+    .await;
+    let p = start(&origin.url(""), |c| {
+        c.cache.ttl = Duration::from_millis(300);
+        c.cache.stale_while_revalidate = Duration::ZERO;
+        c.cache.stale_if_error = Duration::from_secs(60);
+    })
+    .await;
+    assert_eq!(get(p.addr, "/", &[]).await.cache(), "MISS");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let r = get(p.addr, "/", &[]).await;
+    assert_eq!(
+        (r.status, r.cache(), r.text().as_str()),
+        (200, "REVALIDATED", "full body")
+    );
+    assert_eq!(
+        get(p.addr, "/", &[]).await.cache(),
+        "HIT",
+        "the 304 refreshed the entry"
+    );
+    assert_eq!(n.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_overrides_hosts_and_malformed_requests() {
+    let (origin, _n) = counting_origin(0).await;
+    let p = start(&origin.url(""), |c| {
+        c.cache.ttl = Duration::from_millis(300);
+        c.cache.key_includes_host = true;
+        c.routes = vec![
+            atlas_cacheproxy::RouteRule {
+                prefix: "/static/".into(),
+                ttl: Some(Duration::from_secs(3600)),
+                bypass: false,
+            },
+            atlas_cacheproxy::RouteRule {
+                prefix: "/admin".into(),
+                ttl: None,
+                bypass: true,
+            },
+        ];
+    })
+    .await;
+    assert_eq!(get(p.addr, "/static/a.js", &[]).await.cache(), "MISS");
+    assert_eq!(get(p.addr, "/admin/x", &[]).await.cache(), "BYPASS");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        get(p.addr, "/static/a.js", &[]).await.cache(),
+        "HIT",
+        "the route's own TTL"
+    );
+    assert_eq!(
+        get(p.addr, "/x", &[("host", "a.example")]).await.cache(),
+        "MISS"
+    );
+    assert_eq!(
+        get(p.addr, "/x", &[("host", "b.example")]).await.cache(),
+        "MISS",
+        "another host, another entry"
+    );
+    assert_eq!(
+        get(p.addr, "/x", &[("host", "a.example")]).await.cache(),
+        "HIT"
+    );
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"THIS IS NOT HTTP\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert_eq!(
+        get(p.addr, "/static/a.js", &[]).await.status,
+        200,
+        "still serving"
+    );
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use atlas_cacheproxy::{Proxy, ProxyConfig, ProxyHandle};
 use bytes::Bytes;
 use http::HeaderMap;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -85,10 +85,10 @@ pub async fn request(
             .await
             .expect("handshake");
         tokio::spawn(conn);
-        let mut b = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", addr.to_string());
+        let mut b = http::Request::builder().method(method).uri(path);
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            b = b.header("host", addr.to_string());
+        }
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
@@ -110,9 +110,4 @@ pub async fn request(
 /// `GET path` with headers.
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Got {
     request(addr, "GET", path, headers, "").await
-}
-
-#[allow(unused)]
-fn _empty() -> Empty<Bytes> {
-    Empty::new()
 }
