@@ -238,10 +238,7 @@ pub async fn handle(
         h.remove(header::SET_COOKIE);
     }
     h.insert(&X_CACHE_STATUS, HeaderValue::from_static(status.as_str()));
-    h.insert(
-        &CACHE_STATUS,
-        HeaderValue::from_static(cache_status_value(status)),
-    );
+    h.insert(&CACHE_STATUS, HeaderValue::from_static(status.rfc9211()));
     h.insert(&X_REQUEST_ID, request_id.clone());
     h.append(header::VIA, HeaderValue::from_static("1.1 atlas"));
     state.metrics.request(status, state.route_label(&path));
@@ -257,18 +254,6 @@ pub async fn handle(
         trace_id = headers::trace_id(&traceparent).unwrap_or(""),
     );
     resp
-}
-
-fn cache_status_value(s: CacheStatus) -> &'static str {
-    match s {
-        CacheStatus::Hit => "atlas; hit",
-        CacheStatus::Updating => "atlas; hit; fwd=stale",
-        CacheStatus::Stale => "atlas; hit; fwd=stale; detail=stale-if-error",
-        CacheStatus::Miss => "atlas; fwd=miss",
-        CacheStatus::Expired => "atlas; fwd=stale",
-        CacheStatus::Revalidated => "atlas; fwd=stale; fwd-status=304",
-        CacheStatus::Bypass => "atlas; fwd=bypass",
-    }
 }
 
 fn error_response(status: StatusCode, msg: &'static str) -> Response<ProxyBody> {
@@ -400,7 +385,14 @@ async fn serve(
                     state.metrics.lock_waits.inc();
                     match tokio::time::timeout(cfg.cache.lock_timeout, wait(rx)).await {
                         Ok(Outcome::Stored(e)) => {
-                            return (from_entry(&e, Instant::now(), head), CacheStatus::Hit, None)
+                            // fresh from the fetch, or a stale copy the fetcher fell back on
+                            let now = Instant::now();
+                            let status = if e.age(now) < e.ttl {
+                                CacheStatus::Hit
+                            } else {
+                                CacheStatus::Stale
+                            };
+                            return (from_entry(&e, now, head), status, None);
                         }
                         Ok(Outcome::Abandoned) => continue, // take over
                         Ok(Outcome::Uncacheable) | Ok(Outcome::Pending) => None,
@@ -444,37 +436,29 @@ async fn serve(
                 };
                 (response, status, took)
             }
-            Err(FetchError::Upstream(e)) => match stale {
-                Some(old) => {
+            Err(err) => {
+                // the upstream failed: a copy within stale-if-error answers instead
+                if let Some(old) = stale {
                     if let Some(g) = guard {
                         g.finish(Outcome::Stored(old.clone()));
                     }
-                    (
+                    return (
                         from_entry(&old, Instant::now(), head),
                         CacheStatus::Stale,
                         took,
-                    )
+                    );
                 }
-                None => (upstream_error(state, e), fetched_status, took),
-            },
-            Err(FetchError::Status5xx(resp)) => match stale {
-                Some(old) => {
-                    if let Some(g) = guard {
-                        g.finish(Outcome::Stored(old.clone()));
+                match err {
+                    // the guard drops: a waiter takes over and tries again
+                    FetchError::Upstream(e) => (upstream_error(state, e), fetched_status, took),
+                    FetchError::Status5xx(resp) => {
+                        if let Some(g) = guard {
+                            g.finish(Outcome::Uncacheable);
+                        }
+                        (*resp, fetched_status, took)
                     }
-                    (
-                        from_entry(&old, Instant::now(), head),
-                        CacheStatus::Stale,
-                        took,
-                    )
                 }
-                None => {
-                    if let Some(g) = guard {
-                        g.finish(Outcome::Uncacheable);
-                    }
-                    (*resp, fetched_status, took)
-                }
-            },
+            }
         };
     }
 }

@@ -47,16 +47,16 @@ impl CacheStatus {
         }
     }
 
-    /// The RFC 9211 `Cache-Status` parameters for this outcome.
+    /// The RFC 9211 `Cache-Status` header value for this outcome.
     pub fn rfc9211(self) -> &'static str {
         match self {
-            CacheStatus::Hit => "hit",
-            CacheStatus::Updating => "hit; fwd=stale",
-            CacheStatus::Stale => "hit; fwd=stale; detail=stale-if-error",
-            CacheStatus::Miss => "fwd=miss",
-            CacheStatus::Expired => "fwd=stale",
-            CacheStatus::Revalidated => "fwd=stale; fwd-status=304",
-            CacheStatus::Bypass => "fwd=bypass",
+            CacheStatus::Hit => "atlas; hit",
+            CacheStatus::Updating => "atlas; hit; fwd=stale",
+            CacheStatus::Stale => "atlas; hit; fwd=stale; detail=stale-if-error",
+            CacheStatus::Miss => "atlas; fwd=miss",
+            CacheStatus::Expired => "atlas; fwd=stale",
+            CacheStatus::Revalidated => "atlas; fwd=stale; fwd-status=304",
+            CacheStatus::Bypass => "atlas; fwd=bypass",
         }
     }
 }
