@@ -853,41 +853,27 @@ async fn fetch(
         (spec.stored.fetch_add(1, Ordering::Relaxed) < cfg.cache.max_variants)
             .then(|| state.keys.variant(primary, &spec.names, &ctx.headers))
     };
-    let Some(key) = key else {
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        let response = Response::from_parts(
-            parts,
-            if head {
-                ProxyBody::empty()
-            } else {
-                ProxyBody::full(body)
-            },
-        );
-        return Ok(Fetched {
-            response,
-            status: CacheStatus::Miss,
-            outcome: Outcome::Uncacheable,
-        });
+    // over the variant cap the response is served but not stored
+    let outcome = match key {
+        Some(key) => {
+            state.store.insert(key, Slot::Response(entry.clone()));
+            Outcome::Stored(entry)
+        }
+        None => Outcome::Uncacheable,
     };
-    state.store.insert(key, Slot::Response(entry.clone()));
     // the client that caused the fetch gets its own Set-Cookie; the stored copy has none
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    let response = Response::from_parts(
-        parts,
-        if head {
-            ProxyBody::empty()
-        } else {
-            ProxyBody::full(body)
-        },
-    );
+    let body = if head {
+        ProxyBody::empty()
+    } else {
+        ProxyBody::full(body)
+    };
     Ok(Fetched {
-        response,
+        response: Response::from_parts(parts, body),
         status: CacheStatus::Miss,
-        outcome: Outcome::Stored(entry),
+        outcome,
     })
 }
 
