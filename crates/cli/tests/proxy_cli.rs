@@ -19,8 +19,26 @@ use hyper_util::rt::TokioIo;
 use common::{atlas, Scratch};
 use support::{spawn_origin, Reply};
 
+/// A child process that is killed if a test fails before it ends it.
+struct Proc(Option<Child>);
+
+impl Proc {
+    fn id(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Starts `atlas proxy` with `args`; returns the child and (proxy, admin) addresses from its first line.
-fn spawn_proxy(args: &[&str]) -> (Child, SocketAddr, SocketAddr) {
+fn spawn_proxy(args: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
     let mut child = atlas()
         .args(["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .args(args)
@@ -30,6 +48,7 @@ fn spawn_proxy(args: &[&str]) -> (Child, SocketAddr, SocketAddr) {
         .unwrap();
     let mut first = String::new();
     let mut err = BufReader::new(child.stderr.take().unwrap());
+    let proc = Proc(Some(child));
     err.read_line(&mut first).unwrap();
     // keep draining the access log so the proxy never blocks on a full pipe
     std::thread::spawn(move || for _ in err.lines() {});
@@ -42,7 +61,7 @@ fn spawn_proxy(args: &[&str]) -> (Child, SocketAddr, SocketAddr) {
         .collect();
     // "listening on http://PROXY -> UPSTREAM; admin on http://ADMIN"
     assert_eq!(addrs.len(), 3, "first line: {first:?}");
-    (child, addrs[0], addrs[2])
+    (proc, addrs[0], addrs[2])
 }
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -61,7 +80,7 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-fn signal(child: &Child, sig: &str) {
+fn signal(child: &Proc, sig: &str) {
     let ok = std::process::Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()
@@ -69,7 +88,8 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok.success());
 }
 
-fn wait_exit(mut child: Child, within: Duration) -> std::process::ExitStatus {
+fn wait_exit(mut proc: Proc, within: Duration) -> std::process::ExitStatus {
+    let mut child = proc.0.take().expect("running");
     let until = std::time::Instant::now() + within;
     loop {
         if let Some(s) = child.try_wait().unwrap() {
