@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -96,7 +96,7 @@ pub struct State {
     pub in_flight: AtomicUsize,
     /// Ids for requests and traces, and the fault-injection dice.
     pub ids: Ids,
-    routes: Mutex<HashMap<String, Arc<str>>>,
+    routes: RwLock<HashMap<String, Arc<str>>>,
     other_route: Arc<str>,
 }
 
@@ -115,7 +115,7 @@ impl State {
             metrics: Metrics::new(),
             in_flight: AtomicUsize::new(0),
             ids: Ids::default(),
-            routes: Mutex::new(HashMap::new()),
+            routes: RwLock::new(HashMap::new()),
             other_route: Arc::from("other"),
         })
     }
@@ -130,7 +130,16 @@ impl State {
     }
 
     fn route_label(&self, path: &str) -> Arc<str> {
-        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        // read-locked lookup on every request; the write lock only for the first sight of a path
+        if let Some(r) = self
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+        {
+            return r.clone();
+        }
+        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = routes.get(path) {
             return r.clone();
         }
@@ -209,7 +218,9 @@ pub async fn handle(
         .filter(|v| headers::trace_id(v).is_some())
         .cloned()
         .unwrap_or_else(|| state.ids.traceparent());
-    let path = req.uri().path().to_string();
+    // a Uri clone shares the request's bytes: no allocation on the hit path
+    let uri = req.uri().clone();
+    let path = uri.path();
     let method = req.method().clone();
 
     let (mut resp, status, upstream) = if n > live.cfg.max_in_flight {
@@ -241,7 +252,7 @@ pub async fn handle(
     h.insert(&CACHE_STATUS, HeaderValue::from_static(status.rfc9211()));
     h.insert(&X_REQUEST_ID, request_id.clone());
     h.append(header::VIA, HeaderValue::from_static("1.1 atlas"));
-    state.metrics.request(status, state.route_label(&path));
+    state.metrics.request(status, state.route_label(path));
     tracing::info!(
         target: "atlas_access",
         method = %method,
@@ -287,38 +298,7 @@ async fn serve(
         && !req.headers().contains_key(header::AUTHORIZATION)
         && !route.is_some_and(|r| r.bypass)
         && !ttl.is_zero();
-    if !cacheable {
-        let (parts, body) = req.into_parts();
-        let ctx = Ctx {
-            method: parts.method,
-            uri: parts.uri,
-            headers: parts.headers,
-            peer,
-            request_id,
-            traceparent,
-        };
-        let started = Instant::now();
-        return match forward(
-            state,
-            live,
-            &ctx,
-            ProxyBody::Stream {
-                prefix: None,
-                rest: body,
-            },
-            false,
-        )
-        .await
-        {
-            Ok(resp) => (
-                stream_response(resp, ctx.method == Method::HEAD),
-                CacheStatus::Bypass,
-                Some(started.elapsed()),
-            ),
-            Err(e) => (upstream_error(state, e), CacheStatus::Bypass, None),
-        };
-    }
-    let (parts, _body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let ctx = Ctx {
         method: parts.method,
         uri: parts.uri,
@@ -327,6 +307,21 @@ async fn serve(
         request_id,
         traceparent,
     };
+    if !cacheable {
+        let started = Instant::now();
+        let body = ProxyBody::Stream {
+            prefix: None,
+            rest: body,
+        };
+        return match forward(state, live, &ctx, body, false).await {
+            Ok(resp) => (
+                stream_response(resp, ctx.method == Method::HEAD),
+                CacheStatus::Bypass,
+                Some(started.elapsed()),
+            ),
+            Err(e) => (upstream_error(state, e), CacheStatus::Bypass, None),
+        };
+    }
     // with several virtual hosts behind one proxy, the host tells pages apart
     let host = if cfg.cache.key_includes_host {
         ctx.headers.get(header::HOST).and_then(|h| h.to_str().ok())
