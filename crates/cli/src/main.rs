@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod evidence;
+mod heal;
 mod load;
 mod progress;
 mod proxy;
@@ -20,6 +21,8 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code when a threshold failed (as k6).
 pub const EXIT_THRESHOLDS: u8 = 99;
+/// Exit code for a BLOCKER packet (`atlas heal`, and `atlas gate` when no threshold is the cause).
+pub const EXIT_BLOCKER: u8 = 3;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,7 +30,7 @@ pub const EXIT_THRESHOLDS: u8 = 99;
     version,
     about = "Prove that a web service behind a micro-cache holds its performance gate",
     after_help = "Exit codes:\n  0   success: every threshold held\n  1   runtime failure (I/O, the runtime could not start)\n  2   bad usage, bad configuration, or a bundle that fails `atlas evidence verify`
-      (the message names the flag, field, expression or file)\n  99  one or more thresholds failed (as k6)"
+      (the message names the flag, field, expression or file)\n  3   BLOCKER: the healer names what stops the gate (atlas heal, atlas gate)\n  99  one or more thresholds failed (as k6)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -42,6 +45,8 @@ enum Command {
     Proxy(Box<proxy::ProxyArgs>),
     /// Run the demo app (the upstream `atlas gate` uses when no target is given)
     DemoApp(demo::DemoArgs),
+    /// Heal a proxy setup through its admin API: observe, diagnose, act, verify; PROGRESS or one BLOCKER
+    Heal(Box<heal::HealArgs>),
     /// Build and verify evidence bundles (manifest.csv, bundle.json, SHA256SUMS)
     Evidence(evidence::EvidenceArgs),
 }
@@ -53,6 +58,7 @@ fn main() -> ExitCode {
         Command::Evidence(args) => evidence::main(args),
         Command::Proxy(args) => proxy::main(*args),
         Command::DemoApp(args) => demo::main(args),
+        Command::Heal(args) => heal::main(*args),
     };
     ExitCode::from(code)
 }

@@ -6,9 +6,7 @@ mod support;
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,53 +14,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
-use common::{atlas, Scratch};
+use common::{atlas, spawn_proxy, Proc, Scratch};
 use support::{spawn_origin, Reply};
-
-/// A child process that is killed if a test fails before it ends it.
-struct Proc(Option<Child>);
-
-impl Proc {
-    fn id(&self) -> u32 {
-        self.0.as_ref().expect("running").id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Starts `atlas proxy` with `args`; returns the child and (proxy, admin) addresses from its first line.
-fn spawn_proxy(args: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
-    let mut child = atlas()
-        .args(["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let proc = Proc(Some(child));
-    err.read_line(&mut first).unwrap();
-    // keep draining the access log so the proxy never blocks on a full pipe
-    std::thread::spawn(move || for _ in err.lines() {});
-    let addrs: Vec<SocketAddr> = first
-        .split_whitespace()
-        .filter_map(|w| {
-            w.strip_prefix("http://")
-                .and_then(|a| a.trim_end_matches(';').parse().ok())
-        })
-        .collect();
-    // "listening on http://PROXY -> UPSTREAM; admin on http://ADMIN"
-    assert_eq!(addrs.len(), 3, "first line: {first:?}");
-    (proc, addrs[0], addrs[2])
-}
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -1,8 +1,10 @@
 //! Helpers for running `atlas` as a real process in tests.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The `atlas` binary cargo built for these tests.
@@ -58,4 +60,70 @@ pub fn peak_rss_kb(mut child: std::process::Child) -> (u64, std::process::ExitSt
 
 pub fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A child process that is killed if a test fails before it ends it.
+pub struct Proc(pub Option<Child>);
+
+impl Proc {
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `atlas proxy` with `args`; returns the child and (proxy, admin) addresses from its first line.
+pub fn spawn_proxy(args: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
+    let mut child = atlas()
+        .args(["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let proc = Proc(Some(child));
+    err.read_line(&mut first).unwrap();
+    // keep draining the access log so the proxy never blocks on a full pipe
+    std::thread::spawn(move || for _ in err.lines() {});
+    let addrs: Vec<SocketAddr> = first
+        .split_whitespace()
+        .filter_map(|w| {
+            w.strip_prefix("http://")
+                .and_then(|a| a.trim_end_matches(';').parse().ok())
+        })
+        .collect();
+    // "listening on http://PROXY -> UPSTREAM; admin on http://ADMIN"
+    assert_eq!(addrs.len(), 3, "first line: {first:?}");
+    (proc, addrs[0], addrs[2])
+}
+
+/// Starts `atlas demo-app` on a free port with `args`; returns the child and its address.
+pub fn spawn_demo(args: &[&str]) -> (Proc, SocketAddr) {
+    let mut child = atlas()
+        .args(["demo-app", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let proc = Proc(Some(child));
+    err.read_line(&mut first).unwrap();
+    std::thread::spawn(move || for _ in err.lines() {});
+    let addr = first
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://").and_then(|a| a.parse().ok()))
+        .unwrap_or_else(|| panic!("first line: {first:?}"));
+    (proc, addr)
 }

@@ -1,0 +1,268 @@
+//! `atlas heal`: observe, diagnose, plan, act, verify, reflect over the
+//! proxy's knobs, then print one packet (PROGRESS or BLOCKER).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use atlas_healer::{CommandLauncher, Healer, HealerConfig, Hooks, Packet, Policy};
+use clap::Args;
+use serde_json::Value;
+
+use crate::{report, EXIT_BLOCKER, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+The healer changes infrastructure knobs only (the proxy's config through its admin API,
+the load sample's settings, starting the proxy it manages), never the application.
+Diagnoses: SC-NET, PORT-OCCUPIED, SC-NAME, UPSTREAM-DOWN, UPSTREAM-SLOW,
+CACHE-MISS (set-cookie | private | stampede | short-ttl | unknown), LOAD-SHORTFALL,
+THRESHOLD, POLICY.
+Writes to --out: journal.jsonl (appended, synced before each change), knobs-notes.txt
+(WHAT / WHY / VERIFY / ROLLBACK per knob), packet.json.
+Policy file (TOML): allow = [\"cache.*\", \"upstream\"]  deny = [\"cache.ttl\"]
+Exit: 0 PROGRESS, 3 BLOCKER, 2 bad usage, 1 runtime failure.")]
+pub(crate) struct HealArgs {
+    /// The proxy's URL [default: its `listen` from --proxy-config]
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
+    /// The proxy's admin API; without it the healer only observes [default: its `admin` from --proxy-config]
+    #[arg(long, value_name = "URL")]
+    admin: Option<String>,
+    /// Where the application listens: the fix for SC-NAME points `upstream` there
+    #[arg(long, value_name = "URL")]
+    app: Option<String>,
+    /// Manage the proxy: start `atlas proxy --config FILE` when nothing listens (SC-NET)
+    #[arg(long, value_name = "FILE")]
+    proxy_config: Option<PathBuf>,
+    /// The knobs the healer may change (TOML: allow / deny) [default: all]
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Observe, diagnose and plan; print the change it would make, make none
+    #[arg(long)]
+    dry_run: bool,
+    /// Most diagnose → act rounds
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    max_iterations: u32,
+    /// Most changes of one knob, rollbacks included
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    max_attempts: u32,
+    /// Consecutive passing samples that make PROGRESS
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    passes: u32,
+    /// Load sample rate, requests/s
+    #[arg(long, value_name = "N", default_value_t = 200.0)]
+    sample_rate: f64,
+    /// Load sample length
+    #[arg(long, value_name = "D", default_value = "3s", value_parser = atlas_loadgen::parse_duration)]
+    sample_duration: Duration,
+    /// Gate: largest p(95) latency
+    #[arg(long, value_name = "D", default_value = "200ms", value_parser = atlas_loadgen::parse_duration)]
+    p95: Duration,
+    /// Gate: largest share of failed requests
+    #[arg(long, value_name = "RATIO", default_value_t = 0.01)]
+    max_failures: f64,
+    /// Gate: smallest share of cache hits
+    #[arg(long, value_name = "RATIO", default_value_t = 0.98)]
+    min_hit: f64,
+    /// Where the journal, knobs notes and packet go
+    #[arg(long, value_name = "DIR", default_value = "atlas-heal")]
+    out: PathBuf,
+    /// No progress lines, only the packet
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Prints the journal as it is written, one line per step, on stderr.
+pub(crate) struct JournalPrinter;
+
+impl Hooks for JournalPrinter {
+    fn on_entry(&self, e: &Value) {
+        if let Some(line) = journal_line(e) {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// One human line for a journal entry, or `None` for entries not worth a line.
+pub(crate) fn journal_line(e: &Value) -> Option<String> {
+    let it = e["iteration"].as_u64().unwrap_or(0);
+    let tag = |p: &str| format!("heal [{it}] {p:<9}");
+    let figures = |s: &Value| -> String {
+        if s.is_null() {
+            return "no load sample (no route answered)".into();
+        }
+        format!(
+            "p95 {:.1} ms · errors {:.2} % · hit {} · {:.1}/s",
+            s["p95_ms"].as_f64().unwrap_or(0.0),
+            s["failure_ratio"].as_f64().unwrap_or(0.0) * 100.0,
+            s["hit_ratio"]
+                .as_f64()
+                .map(|h| format!("{:.1} %", h * 100.0))
+                .unwrap_or_else(|| "n/a".into()),
+            s["achieved_rate"].as_f64().unwrap_or(0.0)
+        )
+    };
+    match e["phase"].as_str()? {
+        "observe" | "verify" => {
+            let phase = e["phase"].as_str()?;
+            if let Some(o) = e.get("observation") {
+                if !o["target"]["failure"].is_null() {
+                    return Some(format!(
+                        "{} {} refuses connections",
+                        tag(phase),
+                        o["target"]["addr"].as_str().unwrap_or("?")
+                    ));
+                }
+                Some(format!("{} {}", tag(phase), figures(&o["sample"])))
+            } else {
+                Some(format!("{} {}", tag(phase), figures(&e["sample"])))
+            }
+        }
+        "diagnose" => {
+            let d = e["diagnoses"].as_array()?;
+            Some(match d.first() {
+                None => format!("{} green", tag("diagnose")),
+                Some(d) => {
+                    let code = d["code"].as_str().unwrap_or("?");
+                    let label = match d["cause"].as_str() {
+                        Some(c) => format!("{code} ({c})"),
+                        None => code.to_string(),
+                    };
+                    format!(
+                        "{} {label}: {}",
+                        tag("diagnose"),
+                        d["summary"].as_str().unwrap_or("")
+                    )
+                }
+            })
+        }
+        "act" => {
+            let a = &e["action"];
+            Some(format!(
+                "{} {}{} {} → {}",
+                tag("act"),
+                if e["dry_run"] == true {
+                    "(dry run, not made) "
+                } else {
+                    ""
+                },
+                a["knob"].as_str().unwrap_or("?"),
+                a["from"],
+                a["to"]
+            ))
+        }
+        "rollback" => Some(format!(
+            "{} {} restored to {} ({})",
+            tag("rollback"),
+            e["knob"].as_str().unwrap_or("?"),
+            e["restored"],
+            e["why"].as_str().unwrap_or("")
+        )),
+        "reflect" => Some(format!(
+            "{} {}",
+            tag("reflect"),
+            e["summary"].as_str().unwrap_or("")
+        )),
+        _ => None,
+    }
+}
+
+impl HealArgs {
+    fn config(&self) -> anyhow::Result<(HealerConfig, Option<CommandLauncher>)> {
+        let managed = match &self.proxy_config {
+            Some(p) => Some(
+                atlas_cacheproxy::ProxyConfig::from_toml_file(p)
+                    .with_context(|| format!("--proxy-config {}", p.display()))?,
+            ),
+            None => None,
+        };
+        let target = match (&self.target, &managed) {
+            (Some(t), _) => t.clone(),
+            (None, Some(m)) => format!("http://{}", m.listen),
+            (None, None) => {
+                anyhow::bail!("--target is required (or --proxy-config to take it from)")
+            }
+        };
+        let admin = self
+            .admin
+            .clone()
+            .or_else(|| managed.as_ref().map(|m| format!("http://{}", m.admin)));
+        let mut cfg = HealerConfig::new(target);
+        cfg.admin = admin;
+        cfg.app = self.app.clone();
+        cfg.dry_run = self.dry_run;
+        cfg.max_iterations = self.max_iterations;
+        cfg.max_attempts_per_knob = self.max_attempts;
+        cfg.passes = self.passes;
+        cfg.sample_rate = self.sample_rate;
+        cfg.sample_duration = self.sample_duration;
+        cfg.gate.p95 = self.p95;
+        cfg.gate.max_failure_ratio = self.max_failures;
+        cfg.gate.min_hit_ratio = self.min_hit;
+        if let Some(p) = &self.policy {
+            cfg.policy = Policy::from_file(p)?;
+        }
+        cfg.validate()?;
+        let launcher = match &self.proxy_config {
+            Some(p) => Some(CommandLauncher {
+                program: std::env::current_exe().context("locating the atlas binary")?,
+                args: vec!["proxy".into(), "--config".into(), p.display().to_string()],
+                log: self.out.join("proxy.log"),
+                pid_file: Some(self.out.join("proxy.pid")),
+            }),
+            None => None,
+        };
+        Ok((cfg, launcher))
+    }
+}
+
+pub(crate) fn main(args: HealArgs) -> u8 {
+    let (cfg, launcher) = match args.config() {
+        Ok(c) => c,
+        Err(e) => return report(&e, EXIT_USAGE),
+    };
+    if let Err(e) = std::fs::create_dir_all(&args.out) {
+        return report(
+            &anyhow::Error::new(e).context(format!("--out {}", args.out.display())),
+            EXIT_FAILURE,
+        );
+    }
+    let mut healer = match Healer::new(cfg) {
+        Ok(h) => h.out_dir(&args.out),
+        Err(e) => return report(&anyhow::Error::new(e), EXIT_USAGE),
+    };
+    if let Some(l) = launcher {
+        healer = healer.launcher(l);
+    }
+    if !args.quiet {
+        healer = healer.hooks(Arc::new(JournalPrinter));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return report(
+                &anyhow::Error::new(e).context("starting the runtime"),
+                EXIT_FAILURE,
+            )
+        }
+    };
+    match runtime.block_on(healer.run()) {
+        Ok(r) => {
+            print!("{}", r.packet);
+            println!(
+                "  files    {}/journal.jsonl, knobs-notes.txt, packet.json",
+                args.out.display()
+            );
+            match r.packet {
+                Packet::Progress(_) => EXIT_OK,
+                Packet::Blocker(_) => EXIT_BLOCKER,
+            }
+        }
+        Err(e) => report(&anyhow::Error::new(e), EXIT_FAILURE),
+    }
+}

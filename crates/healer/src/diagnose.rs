@@ -1,0 +1,575 @@
+//! DIAGNOSE: named classes, each with the evidence that supports it.
+
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::config::{Gate, HealerConfig};
+use crate::http::Failure;
+use crate::observe::{Observation, Sample};
+
+/// Diagnosis classes. The strings from [`Code::as_str`] are the ones the
+/// journal, the knobs notes and the packet carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// The proxy's port refuses connections.
+    ScNet,
+    /// Something that is not the proxy holds its port (never killed).
+    PortOccupied,
+    /// The proxy cannot resolve its upstream's name.
+    ScName,
+    /// The upstream refuses connections or fails.
+    UpstreamDown,
+    /// The upstream answers too slowly for the gate.
+    UpstreamSlow,
+    /// Too few cache hits; see the [`MissCause`].
+    CacheMiss,
+    /// The load generator dropped arrivals or could not reach the rate.
+    LoadShortfall,
+    /// p95 or errors fail with a healthy cache and upstream.
+    Threshold,
+    /// The fix needs a knob the policy forbids.
+    Policy,
+}
+
+impl Code {
+    /// The code as written everywhere (`SC-NET`, `CACHE-MISS`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::ScNet => "SC-NET",
+            Code::PortOccupied => "PORT-OCCUPIED",
+            Code::ScName => "SC-NAME",
+            Code::UpstreamDown => "UPSTREAM-DOWN",
+            Code::UpstreamSlow => "UPSTREAM-SLOW",
+            Code::CacheMiss => "CACHE-MISS",
+            Code::LoadShortfall => "LOAD-SHORTFALL",
+            Code::Threshold => "THRESHOLD",
+            Code::Policy => "POLICY",
+        }
+    }
+}
+
+impl Serialize for Code {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Why the cache misses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MissCause {
+    /// Cacheable routes answer with `Set-Cookie`, so the proxy does not store them.
+    SetCookie,
+    /// The origin sends `Cache-Control: private` or `no-store`, and the proxy honours it.
+    Private,
+    /// `cache.lock` is off: concurrent misses of one key all go upstream.
+    Stampede,
+    /// `cache.ttl` is shorter than the traffic's reuse interval.
+    ShortTtl,
+    /// Misses the healer cannot attribute.
+    Unknown,
+}
+
+impl MissCause {
+    /// The cause as written everywhere (`set-cookie`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissCause::SetCookie => "set-cookie",
+            MissCause::Private => "private",
+            MissCause::Stampede => "stampede",
+            MissCause::ShortTtl => "short-ttl",
+            MissCause::Unknown => "unknown",
+        }
+    }
+}
+
+impl Serialize for MissCause {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// One diagnosis: the class, its cause, and the evidence for it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Diagnosis {
+    /// The class.
+    pub code: Code,
+    /// For `CACHE-MISS`, the cause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<MissCause>,
+    /// One sentence.
+    pub summary: String,
+    /// What was seen that supports it.
+    pub evidence: Vec<String>,
+}
+
+impl Diagnosis {
+    fn new(code: Code, cause: Option<MissCause>, summary: String, evidence: Vec<String>) -> Self {
+        Diagnosis {
+            code,
+            cause,
+            summary,
+            evidence,
+        }
+    }
+
+    /// `CACHE-MISS (set-cookie)`, or the bare code.
+    pub fn label(&self) -> String {
+        match self.cause {
+            Some(c) => format!("{} ({})", self.code.as_str(), c.as_str()),
+            None => self.code.as_str().to_string(),
+        }
+    }
+}
+
+/// The gate's checks that a sample fails, as `p95 250.0 ms > 200 ms`. An
+/// empty sample fails: no samples is never a pass.
+pub fn failing(s: &Sample, gate: &Gate) -> Vec<String> {
+    if s.requests == 0 {
+        return vec!["no requests completed".into()];
+    }
+    let mut out = Vec::new();
+    let p95 = gate.p95.as_secs_f64() * 1000.0;
+    if s.p95_ms > p95 {
+        out.push(format!("p95 {:.1} ms > {p95:.0} ms", s.p95_ms));
+    }
+    if s.failure_ratio > gate.max_failure_ratio {
+        out.push(format!(
+            "errors {:.2} % > {:.2} %",
+            s.failure_ratio * 100.0,
+            gate.max_failure_ratio * 100.0
+        ));
+    }
+    match s.hit_ratio {
+        Some(h) if h >= gate.min_hit_ratio => {}
+        Some(h) => out.push(format!(
+            "cache hit {:.1} % < {:.1} %",
+            h * 100.0,
+            gate.min_hit_ratio * 100.0
+        )),
+        None => out.push("cache hit unknown: no answer carried X-Cache-Status".into()),
+    }
+    if s.achieved_rate < gate.min_rate_ratio * s.rate {
+        out.push(format!(
+            "rate {:.1}/s < {:.1}/s",
+            s.achieved_rate,
+            gate.min_rate_ratio * s.rate
+        ));
+    }
+    out
+}
+
+/// A duration knob from `GET /config` (`"60s"`, `"1m 30s"`).
+pub fn duration_knob(v: Option<&Value>) -> Option<Duration> {
+    v.and_then(Value::as_str)
+        .and_then(|s| humantime::parse_duration(s).ok())
+}
+
+/// Diagnoses an observation; empty means green. The first diagnosis is the
+/// one to act on; the rest are listed in the journal.
+pub fn diagnose(obs: &Observation, cfg: &HealerConfig, managed: bool) -> Vec<Diagnosis> {
+    let addr = &obs.target.addr;
+    if let Some(f) = &obs.target.failure {
+        let mut ev = vec![format!("TCP connect to {addr}: {f}")];
+        if let Some(a) = &obs.admin {
+            ev.push(format!(
+                "admin {}/health: {}",
+                a.url,
+                a.health.as_deref().unwrap_or("200 OK")
+            ));
+        }
+        if managed {
+            ev.push("the healer manages this proxy and can start it".into());
+        }
+        return vec![Diagnosis::new(
+            Code::ScNet,
+            None,
+            format!("nothing accepts connections on {addr}"),
+            ev,
+        )];
+    }
+    if let Some(a) = obs.admin.as_ref().filter(|a| !a.healthy()) {
+        let carries_cache = obs
+            .routes
+            .iter()
+            .any(|r| r.cache.iter().any(|c| !c.is_empty()));
+        let health = a.health.as_deref().unwrap_or_default();
+        let mut ev = vec![
+            format!("TCP connect to {addr}: accepted"),
+            format!("admin {}/health: {health}", a.url),
+        ];
+        ev.extend(obs.routes.first().map(|r| {
+            format!(
+                "GET {} on {addr}: {}",
+                r.path,
+                match (&r.failure, r.status) {
+                    (Some(f), _) => f.to_string(),
+                    (None, Some(s)) => format!(
+                        "{s}, X-Cache-Status {}",
+                        r.cache
+                            .last()
+                            .filter(|c| !c.is_empty())
+                            .map(String::as_str)
+                            .unwrap_or("absent")
+                    ),
+                    (None, None) => "no answer".into(),
+                }
+            )
+        }));
+        if carries_cache {
+            return vec![Diagnosis::new(
+                Code::ScNet,
+                None,
+                format!(
+                    "the proxy answers on {addr} but its admin API {} does not",
+                    a.url
+                ),
+                ev,
+            )];
+        }
+        if let Some(owner) = &obs.target.owner {
+            ev.push(format!("{addr} is held by {owner}"));
+        }
+        return vec![Diagnosis::new(
+            Code::PortOccupied,
+            None,
+            format!("{addr} is held by a listener that is not the proxy"),
+            ev,
+        )];
+    }
+    if let Some(u) = &obs.upstream {
+        let ready = obs
+            .admin
+            .as_ref()
+            .and_then(|a| a.ready.as_ref())
+            .map(|r| format!("admin /ready: {r}"));
+        let mut ev = vec![format!(
+            "upstream = {} (admin GET /config); GET / from the healer: {}",
+            u.url,
+            match (&u.failure, u.status) {
+                (Some(f), _) => f.to_string(),
+                (None, Some(s)) => format!("{s}"),
+                (None, None) => "no answer".into(),
+            }
+        )];
+        ev.extend(ready);
+        ev.extend(route_statuses(obs));
+        match &u.failure {
+            Some(Failure::Resolve(_)) => {
+                return vec![Diagnosis::new(
+                    Code::ScName,
+                    None,
+                    format!("the proxy's upstream {} does not resolve", u.url),
+                    ev,
+                )]
+            }
+            Some(Failure::Timeout) => {
+                return vec![Diagnosis::new(
+                    Code::UpstreamSlow,
+                    None,
+                    format!("the upstream {} does not answer within 3 s", u.url),
+                    ev,
+                )]
+            }
+            Some(_) => {
+                return vec![Diagnosis::new(
+                    Code::UpstreamDown,
+                    None,
+                    format!("the upstream {} is down", u.url),
+                    ev,
+                )]
+            }
+            None if u.status.is_some_and(|s| s >= 500) => {
+                return vec![Diagnosis::new(
+                    Code::UpstreamDown,
+                    None,
+                    format!("the upstream {} answers with server errors", u.url),
+                    ev,
+                )]
+            }
+            None => {}
+        }
+    }
+    let Some(s) = &obs.sample else {
+        return vec![Diagnosis::new(
+            Code::UpstreamDown,
+            None,
+            "no route answers through the proxy without a server error".into(),
+            route_statuses(obs),
+        )];
+    };
+    let failing = failing(s, &cfg.gate);
+    if failing.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let head = format!("sample: {} ({} requests)", s.figures(), s.requests);
+    if s.hit_ratio.is_none_or(|h| h < cfg.gate.min_hit_ratio) {
+        out.extend(miss_causes(obs, s, cfg, &head));
+    }
+    let server_errors: u64 = s
+        .statuses
+        .iter()
+        .filter(|(c, _)| matches!(c, 502..=504))
+        .map(|(_, n)| n)
+        .sum();
+    if s.failure_ratio > cfg.gate.max_failure_ratio && server_errors * 2 >= s.failed {
+        out.push(Diagnosis::new(
+            Code::UpstreamDown,
+            None,
+            format!("{server_errors} of {} requests got 502/503/504", s.requests),
+            vec![head.clone(), format!("statuses: {:?}", s.statuses)],
+        ));
+    }
+    let p95_limit = cfg.gate.p95.as_secs_f64() * 1000.0;
+    if s.p95_ms > p95_limit {
+        let slow: Vec<String> = s
+            .routes
+            .iter()
+            .filter(|r| r.fetches > 0 && r.p95_ms > p95_limit)
+            .map(|r| {
+                format!(
+                    "{} p95 {:.1} ms with {} upstream fetches",
+                    r.name, r.p95_ms, r.fetches
+                )
+            })
+            .collect();
+        if !slow.is_empty() {
+            let mut ev = vec![head.clone()];
+            ev.extend(slow);
+            out.push(Diagnosis::new(
+                Code::UpstreamSlow,
+                None,
+                format!("requests that go upstream take longer than {p95_limit:.0} ms"),
+                ev,
+            ));
+        }
+    }
+    if s.dropped > 0 || s.achieved_rate < cfg.gate.min_rate_ratio * s.rate {
+        out.push(Diagnosis::new(
+            Code::LoadShortfall,
+            None,
+            format!(
+                "the load sample reached {:.1}/s of {:.0}/s, {} arrivals dropped",
+                s.achieved_rate, s.rate, s.dropped
+            ),
+            vec![
+                head.clone(),
+                format!("in-flight limit (load.max_vus) {}", s.max_vus),
+            ],
+        ));
+    }
+    if out.is_empty() {
+        out.push(Diagnosis::new(
+            Code::Threshold,
+            None,
+            format!(
+                "the gate fails with a healthy cache: {}",
+                failing.join("; ")
+            ),
+            vec![head],
+        ));
+    }
+    out
+}
+
+fn route_statuses(obs: &Observation) -> Vec<String> {
+    obs.routes
+        .iter()
+        .map(|r| match (&r.failure, r.status) {
+            (Some(f), _) => format!("GET {} through the proxy: {f}", r.path),
+            (None, Some(s)) => format!("GET {} through the proxy: {s}", r.path),
+            (None, None) => format!("GET {} through the proxy: no answer", r.path),
+        })
+        .collect()
+}
+
+fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) -> Vec<Diagnosis> {
+    let mut out = Vec::new();
+    let knob = |name: &str| obs.admin.as_ref().and_then(|a| a.knob(name)).cloned();
+    let statuses = format!("cache statuses in the sample: {:?}", s.cache);
+
+    let cookie: Vec<&str> = obs
+        .routes
+        .iter()
+        .filter(|r| r.set_cookie && !r.cached())
+        .map(|r| r.path.as_str())
+        .collect();
+    if !cookie.is_empty() && knob("cache.ignore_set_cookie") != Some(Value::Bool(true)) {
+        out.push(Diagnosis::new(
+            Code::CacheMiss,
+            Some(MissCause::SetCookie),
+            format!(
+                "{} answer with Set-Cookie and are not cached",
+                cookie.join(", ")
+            ),
+            vec![
+                head.to_string(),
+                format!(
+                    "{}: second request MISS/BYPASS with Set-Cookie",
+                    cookie.join(", ")
+                ),
+                format!(
+                    "cache.ignore_set_cookie = {}",
+                    show(knob("cache.ignore_set_cookie"))
+                ),
+                statuses.clone(),
+            ],
+        ));
+    }
+
+    let private: Vec<&str> = obs
+        .routes
+        .iter()
+        .filter(|r| r.private() && !r.cached())
+        .map(|r| r.path.as_str())
+        .collect();
+    if !private.is_empty() && knob("cache.honor_origin_cache_control") != Some(Value::Bool(false)) {
+        out.push(Diagnosis::new(
+            Code::CacheMiss,
+            Some(MissCause::Private),
+            format!(
+                "the origin marks {} private or no-store and the proxy honours it",
+                private.join(", ")
+            ),
+            vec![
+                head.to_string(),
+                format!(
+                    "cache.honor_origin_cache_control = {}",
+                    show(knob("cache.honor_origin_cache_control"))
+                ),
+                statuses.clone(),
+            ],
+        ));
+    }
+
+    let keys = s.routes.iter().filter(|r| r.requests > 0).count() as f64;
+    let ttl = duration_knob(knob("cache.ttl").as_ref());
+    if let Some(ttl) = ttl.filter(|t| !t.is_zero()) {
+        // Each key is fetched once when cold and once per expiry; more than
+        // that, by a margin, means concurrent misses of one key.
+        let windows = 1.0 + (s.secs / ttl.as_secs_f64()).floor();
+        let expected = keys * windows;
+        let fetches = s.fetches() as f64;
+        if knob("cache.lock") == Some(Value::Bool(false)) && fetches > 1.5 * expected {
+            out.push(Diagnosis::new(
+                Code::CacheMiss,
+                Some(MissCause::Stampede),
+                format!(
+                    "{fetches:.0} upstream fetches for {keys:.0} keys where {expected:.0} would do: concurrent misses of one key all go upstream"
+                ),
+                vec![
+                    head.to_string(),
+                    "cache.lock = false".into(),
+                    format!(
+                        "fetches per key: {:.1} over {windows:.0} TTL windows of {}",
+                        fetches / keys.max(1.0),
+                        humantime::format_duration(ttl)
+                    ),
+                    statuses.clone(),
+                ],
+            ));
+        }
+        // With one fetch per key per TTL, the hit ratio is about
+        // 1 - keys / (ttl × rate); too short a TTL cannot reach the gate.
+        let predicted = 1.0 - keys / (ttl.as_secs_f64() * s.rate);
+        if predicted < cfg.gate.min_hit_ratio + (1.0 - cfg.gate.min_hit_ratio) / 2.0 {
+            out.push(Diagnosis::new(
+                Code::CacheMiss,
+                Some(MissCause::ShortTtl),
+                format!(
+                    "cache.ttl {} is shorter than the traffic's reuse interval: {keys:.0} keys at {:.0}/s allow at most {:.1} % hits",
+                    humantime::format_duration(ttl),
+                    s.rate,
+                    predicted * 100.0
+                ),
+                vec![head.to_string(), statuses.clone()],
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push(Diagnosis::new(
+            Code::CacheMiss,
+            Some(MissCause::Unknown),
+            "the cache misses for a reason the healer cannot name".into(),
+            vec![head.to_string(), statuses],
+        ));
+    }
+    out
+}
+
+fn show(v: Option<Value>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn sample(requests: u64, hit: Option<f64>, p95: f64, failed: u64) -> Sample {
+        Sample {
+            rate: 100.0,
+            secs: 1.0,
+            max_vus: 10,
+            requests,
+            failed,
+            dropped: 0,
+            achieved_rate: requests as f64,
+            p50_ms: p95 / 2.0,
+            p95_ms: p95,
+            p99_ms: p95,
+            hit_ratio: hit,
+            failure_ratio: if requests == 0 {
+                1.0
+            } else {
+                failed as f64 / requests as f64
+            },
+            cache: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+            routes: Vec::new(),
+            trace_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn no_samples_is_never_a_pass() {
+        let f = failing(&sample(0, None, 0.0, 0), &Gate::default());
+        assert_eq!(f, vec!["no requests completed".to_string()]);
+    }
+
+    #[test]
+    fn each_gate_check_names_measured_and_limit() {
+        let g = Gate::default();
+        assert!(failing(&sample(100, Some(0.99), 10.0, 0), &g).is_empty());
+        let f = failing(&sample(100, Some(0.5), 250.0, 5), &g);
+        assert_eq!(
+            f,
+            vec![
+                "p95 250.0 ms > 200 ms".to_string(),
+                "errors 5.00 % > 1.00 %".to_string(),
+                "cache hit 50.0 % < 98.0 %".to_string(),
+            ]
+        );
+        let f = failing(&sample(100, None, 1.0, 0), &g);
+        assert!(f[0].contains("no answer carried X-Cache-Status"), "{f:?}");
+    }
+
+    #[test]
+    fn codes_are_spelled_once() {
+        let d = Diagnosis::new(
+            Code::CacheMiss,
+            Some(MissCause::SetCookie),
+            String::new(),
+            vec![],
+        );
+        assert_eq!(d.label(), "CACHE-MISS (set-cookie)");
+        let j = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            (j["code"].as_str(), j["cause"].as_str()),
+            (Some("CACHE-MISS"), Some("set-cookie"))
+        );
+        assert_eq!(Code::PortOccupied.as_str(), "PORT-OCCUPIED");
+    }
+}

@@ -1,0 +1,567 @@
+//! The loop: observe → diagnose → plan → act → verify → reflect, bounded.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::config::HealerConfig;
+use crate::diagnose::{diagnose, failing, Code, Diagnosis};
+use crate::error::{Error, Result};
+use crate::http;
+use crate::journal::{now, Journal, Notes, Phase};
+use crate::launch::Launcher;
+use crate::observe::{self, Observation, Sample};
+use crate::packet::{Blocker, Change, ChangeOutcome, Numbers, Packet, Progress};
+use crate::plan::{plan, Action};
+use crate::policy::knob_home;
+
+/// Hooks called while the healer runs. Every method has a default that does nothing.
+pub trait Hooks: Send + Sync {
+    /// Called with each journal entry right after it is written (for live output).
+    fn on_entry(&self, entry: &Value) {
+        let _ = entry;
+    }
+}
+
+/// What a healer run produced.
+pub struct Report {
+    /// The final packet.
+    pub packet: Packet,
+    /// The run's journal entries (also in `journal.jsonl` when an out dir was given).
+    pub journal: Vec<Value>,
+    /// The run's knobs notes (also appended to `knobs-notes.txt`).
+    pub notes: String,
+    /// The last observation.
+    pub last: Observation,
+}
+
+/// A configured healer. See the crate docs for the loop.
+pub struct Healer {
+    cfg: HealerConfig,
+    launcher: Option<Box<dyn Launcher>>,
+    hooks: Option<Arc<dyn Hooks>>,
+    out: Option<PathBuf>,
+}
+
+struct Run<'a> {
+    h: &'a Healer,
+    id: String,
+    journal: Journal,
+    notes: Notes,
+    changes: Vec<Change>,
+    attempts: HashMap<String, u32>,
+    max_vus: usize,
+    best: Option<Numbers>,
+    rollbacks: u32,
+}
+
+impl Healer {
+    /// Validates the config.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the bad field.
+    pub fn new(cfg: HealerConfig) -> Result<Healer> {
+        cfg.validate()?;
+        Ok(Healer {
+            cfg,
+            launcher: None,
+            hooks: None,
+            out: None,
+        })
+    }
+
+    /// Lets the healer start the proxy when nothing listens (managed mode).
+    pub fn launcher(mut self, l: impl Launcher + 'static) -> Self {
+        self.launcher = Some(Box::new(l));
+        self
+    }
+
+    /// Installs hooks.
+    pub fn hooks(mut self, h: Arc<dyn Hooks>) -> Self {
+        self.hooks = Some(h);
+        self
+    }
+
+    /// Appends `journal.jsonl` and `knobs-notes.txt` in `dir` and writes `packet.json` there.
+    pub fn out_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.out = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// The validated config.
+    pub fn config(&self) -> &HealerConfig {
+        &self.cfg
+    }
+
+    /// Runs the loop until the gate holds ([`Packet::Progress`]), one blocker
+    /// is certain ([`Packet::Blocker`]), or the budget is spent.
+    ///
+    /// # Errors
+    /// Only the healer's own failures: the journal or notes cannot be
+    /// written, or the load sample cannot run. A broken system is a packet.
+    pub async fn run(&self) -> Result<Report> {
+        let id = atlas_loadgen::TraceId::random().to_string()[..16].to_string();
+        let mut run = Run {
+            h: self,
+            journal: Journal::open(self.out.as_deref(), &id)?,
+            notes: Notes::new(self.out.as_deref()),
+            id,
+            changes: Vec::new(),
+            attempts: HashMap::new(),
+            max_vus: self.cfg.sample_max_vus,
+            best: None,
+            rollbacks: 0,
+        };
+        let c = &self.cfg;
+        run.log(
+            0,
+            Phase::Start,
+            json!({
+                "target": c.target, "admin": c.admin, "app": c.app, "dry_run": c.dry_run,
+                "managed": self.launcher.is_some(),
+                "policy": c.policy.source(), "allow": c.policy.allow, "deny": c.policy.deny,
+                "gate": {"p95_ms": c.gate.p95.as_millis() as u64, "max_failure_ratio": c.gate.max_failure_ratio,
+                         "min_hit_ratio": c.gate.min_hit_ratio},
+                "sample": {"rate": c.sample_rate, "secs": c.sample_duration.as_secs_f64()},
+                "max_iterations": c.max_iterations, "passes": c.passes,
+            }),
+        )?;
+        let (packet, last) = run.go().await?;
+        run.log(
+            0,
+            Phase::Packet,
+            serde_json::to_value(&packet).expect("serializes"),
+        )?;
+        if run.changes.is_empty() {
+            run.notes
+                .nothing(&run.id, &format!("final packet {}", packet.kind()));
+        }
+        run.notes.flush()?;
+        if let Some(dir) = &self.out {
+            let p = dir.join("packet.json");
+            atlas_loadgen::write_atomic(&p, packet.to_json().as_bytes())
+                .map_err(|e| Error::io(&p, std::io::Error::other(e.to_string())))?;
+        }
+        Ok(Report {
+            packet,
+            journal: run.journal.entries().to_vec(),
+            notes: run.notes.text().to_string(),
+            last,
+        })
+    }
+}
+
+impl Run<'_> {
+    fn log(&mut self, iteration: u32, phase: Phase, fields: Value) -> Result<()> {
+        let e = self.journal.write(iteration, phase, fields)?;
+        if let Some(h) = &self.h.hooks {
+            h.on_entry(e);
+        }
+        Ok(())
+    }
+
+    async fn observe(&mut self, iteration: u32, phase: Phase) -> Result<Observation> {
+        let obs = observe::observe(&self.h.cfg, self.max_vus, true).await?;
+        self.note_best(obs.sample.as_ref());
+        self.log(iteration, phase, json!({ "observation": obs }))?;
+        Ok(obs)
+    }
+
+    fn note_best(&mut self, s: Option<&Sample>) {
+        if let Some(s) = s {
+            let n = Numbers::of(s);
+            if self.best.as_ref().is_none_or(|b| n.better_than(b)) {
+                self.best = Some(n);
+            }
+        }
+    }
+
+    async fn go(&mut self) -> Result<(Packet, Observation)> {
+        let cfg = &self.h.cfg;
+        let managed = self.h.launcher.is_some();
+        let mut obs = self.observe(0, Phase::Observe).await?;
+        let mut last_diag: Option<Diagnosis> = None;
+        for it in 1..=cfg.max_iterations {
+            let diags = diagnose(&obs, cfg, managed);
+            self.log(it, Phase::Diagnose, json!({ "diagnoses": diags }))?;
+            if diags.is_empty() {
+                match self.confirm(it, &obs).await? {
+                    None => {
+                        let numbers = obs.sample.as_ref().map(Numbers::of);
+                        self.log(
+                            it,
+                            Phase::Reflect,
+                            json!({"summary": format!("green on {} consecutive samples", cfg.passes)}),
+                        )?;
+                        let p = Packet::Progress(Progress {
+                            numbers,
+                            changes: self.changes.clone(),
+                            iterations: it - 1,
+                            bundle_digest: None,
+                        });
+                        return Ok((p, obs));
+                    }
+                    Some(failed) => {
+                        obs = failed;
+                        continue;
+                    }
+                }
+            }
+            let d = diags[0].clone();
+            last_diag = Some(d.clone());
+            let app_answers = match &cfg.app {
+                Some(app) => http::get(app, "/", Duration::from_secs(3))
+                    .await
+                    .is_ok_and(|r| r.status < 500),
+                None => false,
+            };
+            let p = plan(&d, &obs, cfg, managed, app_answers, self.max_vus);
+            self.log(it, Phase::Plan, json!({ "plan": p }))?;
+            let tried_out = |a: &Action, attempts: &HashMap<String, u32>| {
+                attempts.get(&a.knob).copied().unwrap_or(0) >= cfg.max_attempts_per_knob
+            };
+            let chosen = p
+                .candidates
+                .iter()
+                .find(|a| cfg.policy.allows(&a.knob) && !tried_out(a, &self.attempts))
+                .cloned();
+            let Some(action) = chosen else {
+                let b = if let Some(forbidden) =
+                    p.candidates.iter().find(|a| !cfg.policy.allows(&a.knob))
+                {
+                    self.policy_blocker(&d, forbidden)
+                } else if let Some(spent) = p.candidates.first() {
+                    let mut b = self.blocker(&d);
+                    b.knob = Some(spent.knob.clone());
+                    b.lives = knob_home(&spent.knob).to_string();
+                    b.proof.push(format!(
+                        "{} was changed {} times (the limit) without a lasting fix; see the journal",
+                        spent.knob, cfg.max_attempts_per_knob
+                    ));
+                    b
+                } else {
+                    self.blocker(&d)
+                };
+                return Ok((Packet::Blocker(b), obs));
+            };
+            if cfg.dry_run {
+                let change = self.change(it, &action, ChangeOutcome::Planned, &obs, None);
+                self.log(it, Phase::Act, json!({"dry_run": true, "action": action}))?;
+                self.changes.push(change);
+                let mut b = self.blocker(&d);
+                b.what = format!(
+                    "{} — not changed (--dry-run): would set {} {} → {}",
+                    d.summary, action.knob, action.from, action.to
+                );
+                b.knob = Some(action.knob.clone());
+                b.lives = knob_home(&action.knob).to_string();
+                return Ok((Packet::Blocker(b), obs));
+            }
+
+            // ACT: the intent is on disk before the change.
+            self.log(it, Phase::Act, json!({ "action": action }))?;
+            *self.attempts.entry(action.knob.clone()).or_default() += 1;
+            if let Err(why) = self.apply(&action.knob, &action.to).await {
+                self.log(
+                    it,
+                    Phase::Acted,
+                    json!({"knob": action.knob, "ok": false, "error": why}),
+                )?;
+                let change = self.change(it, &action, ChangeOutcome::Refused, &obs, None);
+                self.notes.record(
+                    &self.id,
+                    &change,
+                    &action,
+                    &d.summary,
+                    &format!("not applied: {why}"),
+                );
+                self.changes.push(change);
+                continue;
+            }
+            self.log(
+                it,
+                Phase::Acted,
+                json!({"knob": action.knob, "ok": true, "value": action.to}),
+            )?;
+
+            // VERIFY
+            let after = self.observe(it, Phase::Verify).await?;
+            if let Some(why) = worse(&obs, &after, cfg) {
+                self.apply(&action.knob, &action.from)
+                    .await
+                    .map_err(|e| Error::config(&action.knob, format!("rollback failed: {e}")))?;
+                self.rollbacks += 1;
+                let change =
+                    self.change(it, &action, ChangeOutcome::RolledBack, &obs, Some(&after));
+                self.log(
+                    it,
+                    Phase::Rollback,
+                    json!({"knob": action.knob, "restored": action.from, "why": why}),
+                )?;
+                self.notes.record(
+                    &self.id,
+                    &change,
+                    &action,
+                    &d.summary,
+                    &format!("worse: {why}; restored {}", action.from),
+                );
+                self.changes.push(change);
+                self.log(
+                    it,
+                    Phase::Reflect,
+                    json!({"summary": format!("{} → {} made things worse ({why}); rolled back", action.knob, action.to)}),
+                )?;
+                let pause = cfg.backoff * 2u32.saturating_pow(self.rollbacks - 1);
+                tokio::time::sleep(pause).await;
+                obs = self.observe(it, Phase::Observe).await?;
+                continue;
+            }
+            let change = self.change(it, &action, ChangeOutcome::Kept, &obs, Some(&after));
+            let verify = match (&change.before, &change.after) {
+                (Some(b), Some(a)) => format!("before: {b}\n         after:  {a}"),
+                (None, Some(a)) => format!("after: {a}"),
+                _ => format!(
+                    "{} {}",
+                    after.target.addr,
+                    if after.target.open() {
+                        "accepts connections"
+                    } else {
+                        "still refuses"
+                    }
+                ),
+            };
+            self.notes
+                .record(&self.id, &change, &action, &d.summary, &verify);
+            self.changes.push(change);
+            let left = diagnose(&after, cfg, managed);
+            self.log(
+                it,
+                Phase::Reflect,
+                json!({"summary": format!("{} → {} for {}; now {}", action.knob, action.to, d.label(),
+                    if left.is_empty() { "green".to_string() } else { left[0].label() })}),
+            )?;
+            obs = after;
+        }
+        let d = last_diag.unwrap_or_else(|| {
+            diagnose(&obs, cfg, managed)
+                .into_iter()
+                .next()
+                .expect("not green, or the loop would have returned")
+        });
+        let mut b = self.blocker(&d);
+        b.proof.push(format!(
+            "{} iterations spent without reaching green",
+            cfg.max_iterations
+        ));
+        Ok((Packet::Blocker(b), obs))
+    }
+
+    /// Runs `passes - 1` more samples; `None` when all pass, else the failing observation.
+    async fn confirm(&mut self, it: u32, obs: &Observation) -> Result<Option<Observation>> {
+        for _ in 1..self.h.cfg.passes {
+            let s = observe::sample(&self.h.cfg, self.max_vus).await?;
+            self.note_best(Some(&s));
+            let fails = failing(&s, &self.h.cfg.gate);
+            self.log(it, Phase::Verify, json!({"sample": s, "failing": fails}))?;
+            if !fails.is_empty() {
+                let mut o = obs.clone();
+                o.sample = Some(s);
+                return Ok(Some(o));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn apply(&mut self, knob: &str, to: &Value) -> std::result::Result<(), String> {
+        let cfg = &self.h.cfg;
+        match knob {
+            "proxy.start" => {
+                if to != "running" {
+                    return Ok(()); // nothing to undo: a started proxy is left running
+                }
+                let how = self
+                    .h
+                    .launcher
+                    .as_ref()
+                    .ok_or("no launcher: the healer does not manage this proxy")?
+                    .start()?;
+                self.log(0, Phase::Acted, json!({"knob": knob, "started": how}))
+                    .map_err(|e| e.to_string())?;
+                let (host, port) = http::host_port(&cfg.target).expect("validated");
+                for _ in 0..100 {
+                    let up = http::connect(&host, port, Duration::from_millis(200))
+                        .await
+                        .is_ok();
+                    let healthy = match &cfg.admin {
+                        Some(a) => http::get(a, "/health", Duration::from_millis(500))
+                            .await
+                            .is_ok_and(|r| r.status == 200),
+                        None => true,
+                    };
+                    if up && healthy {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(format!(
+                    "started ({how}) but {host}:{port} did not answer within 10 s"
+                ))
+            }
+            "load.max_vus" => {
+                self.max_vus = to.as_u64().ok_or("load.max_vus must be a number")? as usize;
+                Ok(())
+            }
+            _ => {
+                let admin = cfg.admin.as_deref().ok_or("no admin API")?;
+                let body = json!({ knob: to });
+                let r = http::send(
+                    ::http::Method::PUT,
+                    admin,
+                    "/config",
+                    Some(&body),
+                    Duration::from_secs(5),
+                )
+                .await
+                .map_err(|f| format!("PUT {admin}/config: {f}"))?;
+                if r.status != 200 {
+                    return Err(format!(
+                        "PUT {admin}/config answered {}: {}",
+                        r.status,
+                        String::from_utf8_lossy(&r.body)
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn change(
+        &self,
+        iteration: u32,
+        a: &Action,
+        outcome: ChangeOutcome,
+        before: &Observation,
+        after: Option<&Observation>,
+    ) -> Change {
+        Change {
+            iteration,
+            at: now(),
+            knob: a.knob.clone(),
+            from: a.from.clone(),
+            to: a.to.clone(),
+            addresses: a.addresses.clone(),
+            outcome,
+            before: before.sample.as_ref().map(Numbers::of),
+            after: after.and_then(|o| o.sample.as_ref()).map(Numbers::of),
+        }
+    }
+
+    fn blocker(&self, d: &Diagnosis) -> Blocker {
+        let cfg = &self.h.cfg;
+        let (knob, lives): (Option<&str>, String) = match d.code {
+            Code::ScNet if self.h.launcher.is_none() => (
+                None,
+                format!(
+                    "the proxy at {} is not running and the healer does not manage it (start `atlas proxy`, or give the healer a proxy config to start)",
+                    cfg.target
+                ),
+            ),
+            Code::ScNet => (Some("proxy.start"), knob_home("proxy.start").into()),
+            Code::PortOccupied => (
+                Some("listen"),
+                "another process holds the proxy's port; the healer never kills what it did not start: stop it or move the proxy's `listen`".into(),
+            ),
+            Code::ScName => (
+                Some("upstream"),
+                format!(
+                    "{}; tell the healer where the app listens (--app URL) to correct it",
+                    knob_home("upstream")
+                ),
+            ),
+            Code::UpstreamDown | Code::UpstreamSlow => (
+                None,
+                "the application behind the proxy: the healer changes infrastructure knobs, never the app".into(),
+            ),
+            Code::LoadShortfall => (
+                Some("load.max_vus"),
+                "the load generator: it cannot reach the rate on this machine (run it on another host, or split it with --segment)".into(),
+            ),
+            Code::CacheMiss | Code::Threshold | Code::Policy => (
+                None,
+                match &cfg.admin {
+                    Some(a) => format!("the proxy's config ({a}/config) and the application"),
+                    None => "the proxy in front of the app (no admin API given: the healer can only observe)".into(),
+                },
+            ),
+        };
+        Blocker {
+            class: d.code,
+            cause: d.cause,
+            what: d.summary.clone(),
+            knob: knob.map(str::to_string),
+            lives,
+            proof: d.evidence.clone(),
+            best: self.best.clone(),
+            changes: self.changes.clone(),
+            bundle_digest: None,
+        }
+    }
+
+    fn policy_blocker(&self, d: &Diagnosis, a: &Action) -> Blocker {
+        let source = self.h.cfg.policy.source();
+        let mut proof = vec![format!("diagnosis {}: {}", d.label(), d.summary)];
+        proof.extend(d.evidence.iter().cloned());
+        proof.push(format!(
+            "planned {} {} → {}; {} does not allow {}",
+            a.knob, a.from, a.to, source, a.knob
+        ));
+        Blocker {
+            class: Code::Policy,
+            cause: None,
+            what: format!(
+                "the fix for {} needs {}, which the policy forbids",
+                d.label(),
+                a.knob
+            ),
+            knob: Some(a.knob.clone()),
+            lives: format!("{}; allowed by the policy {source}", knob_home(&a.knob)),
+            proof,
+            best: self.best.clone(),
+            changes: self.changes.clone(),
+            bundle_digest: None,
+        }
+    }
+}
+
+/// Why `after` is worse than `before`, if it is.
+fn worse(before: &Observation, after: &Observation, cfg: &HealerConfig) -> Option<String> {
+    let (b, a) = match (&before.sample, &after.sample) {
+        (Some(b), Some(a)) => (b, a),
+        (Some(_), None) => return Some("routes stopped answering through the proxy".into()),
+        _ => return None,
+    };
+    if a.failure_ratio > b.failure_ratio + 0.01 {
+        return Some(format!(
+            "errors {:.2} % → {:.2} %",
+            b.failure_ratio * 100.0,
+            a.failure_ratio * 100.0
+        ));
+    }
+    if let (Some(hb), Some(ha)) = (b.hit_ratio, a.hit_ratio) {
+        if ha < hb - 0.02 {
+            return Some(format!(
+                "cache hit {:.1} % → {:.1} %",
+                hb * 100.0,
+                ha * 100.0
+            ));
+        }
+    }
+    let limit = cfg.gate.p95.as_secs_f64() * 1000.0;
+    if a.p95_ms > b.p95_ms * 1.5 + 5.0 && a.p95_ms > limit {
+        return Some(format!("p95 {:.1} ms → {:.1} ms", b.p95_ms, a.p95_ms));
+    }
+    None
+}

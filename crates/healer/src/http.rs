@@ -1,0 +1,162 @@
+//! A small HTTP/1.1 client for probes: one connection per request, so every
+//! probe sees the network as it is now (refused, unresolvable, slow), never a
+//! pooled connection from before.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpStream;
+
+/// How a probe failed, by what an operator would do about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
+pub enum Failure {
+    /// The host name does not resolve.
+    Resolve(String),
+    /// Nothing listens: the connection was refused.
+    Refused,
+    /// No answer within the probe's time limit.
+    Timeout,
+    /// Connected, but no valid HTTP answer (closed early, garbage).
+    Protocol(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Resolve(e) => write!(f, "does not resolve ({e})"),
+            Failure::Refused => f.write_str("connection refused"),
+            Failure::Timeout => f.write_str("no answer in time"),
+            Failure::Protocol(e) => write!(f, "no HTTP answer ({e})"),
+        }
+    }
+}
+
+/// An answer.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// A header as text, if present and printable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body parsed as JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// `host:port` of an `http://` URL (port 80 when absent).
+pub fn host_port(url: &str) -> Option<(String, u16)> {
+    let uri: Uri = url.parse().ok()?;
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_string(), uri.port_u16().unwrap_or(80)))
+}
+
+/// Resolves `host:port` to socket addresses.
+pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {
+    match tokio::net::lookup_host((host, port)).await {
+        Ok(addrs) => {
+            let v: Vec<SocketAddr> = addrs.collect();
+            if v.is_empty() {
+                Err(Failure::Resolve("no addresses".into()))
+            } else {
+                Ok(v)
+            }
+        }
+        Err(e) => Err(Failure::Resolve(e.to_string())),
+    }
+}
+
+/// Opens a TCP connection to `host:port` within `limit`.
+pub async fn connect(host: &str, port: u16, limit: Duration) -> Result<TcpStream, Failure> {
+    let addrs = resolve(host, port).await?;
+    let mut last = Failure::Refused;
+    for a in addrs {
+        match tokio::time::timeout(limit, TcpStream::connect(a)).await {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                last = Failure::Refused
+            }
+            Ok(Err(e)) => last = Failure::Protocol(e.to_string()),
+            Err(_) => last = Failure::Timeout,
+        }
+    }
+    Err(last)
+}
+
+/// Sends one request to `base` + `path` and reads the whole answer, all within `limit`.
+pub async fn send(
+    method: Method,
+    base: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    limit: Duration,
+) -> Result<Reply, Failure> {
+    let (host, port) =
+        host_port(base).ok_or_else(|| Failure::Protocol(format!("not an http:// URL: {base}")))?;
+    let work = async {
+        let stream = connect(&host, port, limit).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| Failure::Protocol(e.to_string()))?;
+        tokio::spawn(conn);
+        let bytes = body
+            .map(|b| Bytes::from(serde_json::to_vec(b).expect("JSON serializes")))
+            .unwrap_or_default();
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, format!("{host}:{port}"))
+            .header(http::header::USER_AGENT, "atlas-healer");
+        if body.is_some() {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(bytes))
+            .map_err(|e| Failure::Protocol(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| Failure::Protocol(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| Failure::Protocol(e.to_string()))?
+            .to_bytes();
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Failure::Timeout),
+    }
+}
+
+/// `GET base+path`.
+pub async fn get(base: &str, path: &str, limit: Duration) -> Result<Reply, Failure> {
+    send(Method::GET, base, path, None, limit).await
+}

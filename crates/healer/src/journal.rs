@@ -1,0 +1,188 @@
+//! REFLECT: the append-only journal and the knobs notes.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::packet::Change;
+use crate::plan::Action;
+
+/// The phases a journal entry can record, as written in its `phase` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The run's settings.
+    Start,
+    /// What was seen.
+    Observe,
+    /// What it means.
+    Diagnose,
+    /// What could be done.
+    Plan,
+    /// About to change a knob (written and synced before the change).
+    Act,
+    /// The change's result.
+    Acted,
+    /// Re-observation after a change or for consecutive passes.
+    Verify,
+    /// A change undone.
+    Rollback,
+    /// What the iteration changed, and why.
+    Reflect,
+    /// The final packet.
+    Packet,
+}
+
+impl Phase {
+    /// The string in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Start => "start",
+            Phase::Observe => "observe",
+            Phase::Diagnose => "diagnose",
+            Phase::Plan => "plan",
+            Phase::Act => "act",
+            Phase::Acted => "acted",
+            Phase::Verify => "verify",
+            Phase::Rollback => "rollback",
+            Phase::Reflect => "reflect",
+            Phase::Packet => "packet",
+        }
+    }
+}
+
+/// `journal.jsonl`: one JSON object per line, appended and synced to disk as
+/// it is written, so a crash mid-change leaves the intent on record.
+pub struct Journal {
+    run: String,
+    file: Option<(PathBuf, File)>,
+    entries: Vec<Value>,
+}
+
+impl Journal {
+    /// A journal for run `run`, appended to `dir/journal.jsonl` when a dir is given.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be opened.
+    pub fn open(dir: Option<&Path>, run: &str) -> Result<Journal> {
+        let file = match dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+                let p = d.join("journal.jsonl");
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&p)
+                    .map_err(|e| Error::io(&p, e))?;
+                Some((p, f))
+            }
+            None => None,
+        };
+        Ok(Journal {
+            run: run.to_string(),
+            file,
+            entries: Vec::new(),
+        })
+    }
+
+    /// Appends an entry: `{"ts", "run", "iteration", "phase", ...fields}`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the write or the sync fails.
+    pub fn write(&mut self, iteration: u32, phase: Phase, fields: Value) -> Result<&Value> {
+        let mut m = Map::new();
+        m.insert("ts".into(), Value::String(now()));
+        m.insert("run".into(), Value::String(self.run.clone()));
+        m.insert("iteration".into(), iteration.into());
+        m.insert("phase".into(), phase.as_str().into());
+        if let Value::Object(f) = fields {
+            m.extend(f);
+        }
+        let v = Value::Object(m);
+        if let Some((p, f)) = &mut self.file {
+            let mut line = serde_json::to_vec(&v).expect("journal entry serializes");
+            line.push(b'\n');
+            f.write_all(&line)
+                .and_then(|_| f.sync_data())
+                .map_err(|e| Error::io(p, e))?;
+        }
+        self.entries.push(v);
+        Ok(self.entries.last().expect("just pushed"))
+    }
+
+    /// Every entry of this run, in order.
+    pub fn entries(&self) -> &[Value] {
+        &self.entries
+    }
+}
+
+/// `knobs-notes.txt`: WHAT / WHY / VERIFY / ROLLBACK for every knob touched,
+/// appended run after run.
+pub struct Notes {
+    path: Option<PathBuf>,
+    text: String,
+}
+
+impl Notes {
+    /// Notes appended to `dir/knobs-notes.txt` when a dir is given.
+    pub fn new(dir: Option<&Path>) -> Notes {
+        Notes {
+            path: dir.map(|d| d.join("knobs-notes.txt")),
+            text: String::new(),
+        }
+    }
+
+    /// Records one touched knob.
+    pub fn record(&mut self, run: &str, change: &Change, action: &Action, why: &str, verify: &str) {
+        self.text.push_str(&format!(
+            "# {} · run {run} · iteration {}\nKNOB     {}\nWHAT     {} → {} ({})\nWHY      {}: {why}\nVERIFY   {verify}\nROLLBACK {}\n\n",
+            change.at,
+            change.iteration,
+            change.knob,
+            change.from,
+            change.to,
+            change.outcome.as_str(),
+            change.addresses,
+            action.rollback
+        ));
+    }
+
+    /// Records that a run changed nothing.
+    pub fn nothing(&mut self, run: &str, why: &str) {
+        self.text.push_str(&format!(
+            "# {} · run {run}\nno knob changed: {why}\n\n",
+            now()
+        ));
+    }
+
+    /// The notes of this run.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Appends this run's notes to the file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the write fails.
+    pub fn flush(&self) -> Result<()> {
+        if let Some(p) = &self.path {
+            let mut f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| Error::io(p, e))?;
+            f.write_all(self.text.as_bytes())
+                .and_then(|_| f.sync_data())
+                .map_err(|e| Error::io(p, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Now, RFC 3339 with milliseconds.
+pub(crate) fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}

@@ -1,0 +1,424 @@
+//! OBSERVE: typed probes of the proxy, its admin API, its upstream and each
+//! route, and a short load sample.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use atlas_loadgen::{CacheStatus, Executor, Label, LoadConfig, RunResult, TrendStat};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::HealerConfig;
+use crate::error::Result;
+use crate::http::{self, Failure};
+
+/// Everything one observation saw.
+#[derive(Clone, Debug, Serialize)]
+pub struct Observation {
+    /// Wall-clock time, RFC 3339.
+    pub at: String,
+    /// TCP connect to the proxy's listening address.
+    pub target: PortProbe,
+    /// The proxy's admin API, when one is configured.
+    pub admin: Option<AdminView>,
+    /// The proxy's upstream as the healer reaches it (from `GET /config`).
+    pub upstream: Option<UpstreamProbe>,
+    /// Each route of the mix, requested twice through the proxy.
+    pub routes: Vec<RouteProbe>,
+    /// The short load sample, when the proxy answered at least one route.
+    pub sample: Option<Sample>,
+}
+
+/// Whether a port accepts connections, and who holds it when it is not ours.
+#[derive(Clone, Debug, Serialize)]
+pub struct PortProbe {
+    /// `host:port`.
+    pub addr: String,
+    /// `None` when it accepted a connection.
+    pub failure: Option<Failure>,
+    /// The process that listens there (`pid 123 (python3)`), when the
+    /// healer can tell (Linux, same user); filled only when the listener
+    /// does not look like the proxy.
+    pub owner: Option<String>,
+}
+
+impl PortProbe {
+    /// True when the port accepted a connection.
+    pub fn open(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// What the proxy's admin API said.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdminView {
+    /// The admin base URL.
+    pub url: String,
+    /// `GET /health`: `None` when it answered 200.
+    pub health: Option<String>,
+    /// `GET /ready` body (`{"ready": ..., "reason": ...}`), when it answered.
+    pub ready: Option<Value>,
+    /// `GET /config`, when it answered.
+    pub config: Option<Value>,
+}
+
+impl AdminView {
+    /// A knob's current value from `GET /config` by its dotted name.
+    pub fn knob(&self, name: &str) -> Option<&Value> {
+        let mut v = self.config.as_ref()?;
+        for part in name.split('.') {
+            v = v.get(part)?;
+        }
+        Some(v)
+    }
+
+    /// True when `/health` answered 200.
+    pub fn healthy(&self) -> bool {
+        self.health.is_none()
+    }
+}
+
+/// The upstream, as the healer reaches it.
+#[derive(Clone, Debug, Serialize)]
+pub struct UpstreamProbe {
+    /// The `upstream` knob's value.
+    pub url: String,
+    /// `GET /` on it: the failure, if any.
+    pub failure: Option<Failure>,
+    /// Its status when it answered.
+    pub status: Option<u16>,
+}
+
+/// One route requested twice through the proxy, one after the other.
+#[derive(Clone, Debug, Serialize)]
+pub struct RouteProbe {
+    /// The path.
+    pub path: String,
+    /// Status of the second request (or the first, when the second failed).
+    pub status: Option<u16>,
+    /// How the request failed, when it did.
+    pub failure: Option<Failure>,
+    /// `X-Cache-Status` of each request ("" when absent).
+    pub cache: Vec<String>,
+    /// The second answer carried `Set-Cookie`.
+    pub set_cookie: bool,
+    /// The second answer's `Cache-Control`.
+    pub cache_control: Option<String>,
+}
+
+impl RouteProbe {
+    /// The second request was served from the cache.
+    pub fn cached(&self) -> bool {
+        self.cache.last().is_some_and(|c| c == "HIT")
+    }
+
+    /// The origin marked the answer private or not storable.
+    pub fn private(&self) -> bool {
+        self.cache_control.as_deref().is_some_and(|cc| {
+            cc.split(',')
+                .map(|d| d.trim().to_ascii_lowercase())
+                .any(|d| d == "private" || d == "no-store")
+        })
+    }
+}
+
+/// What a short load sample measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sample {
+    /// Target arrivals per second.
+    pub rate: f64,
+    /// Scheduled length, seconds.
+    pub secs: f64,
+    /// The sample's in-flight limit.
+    pub max_vus: usize,
+    /// Completed requests.
+    pub requests: u64,
+    /// Failed requests.
+    pub failed: u64,
+    /// Arrivals dropped at the in-flight limit.
+    pub dropped: u64,
+    /// Completed per second.
+    pub achieved_rate: f64,
+    /// Latency from the scheduled time, ms.
+    pub p50_ms: f64,
+    /// p95, ms.
+    pub p95_ms: f64,
+    /// p99, ms.
+    pub p99_ms: f64,
+    /// HIT / answers with `X-Cache-Status`; `None` when none had it.
+    pub hit_ratio: Option<f64>,
+    /// Failed / completed.
+    pub failure_ratio: f64,
+    /// Answers per `X-Cache-Status`.
+    pub cache: BTreeMap<String, u64>,
+    /// Answers per status code.
+    pub statuses: BTreeMap<u16, u64>,
+    /// Per route.
+    pub routes: Vec<RouteSample>,
+    /// The sample's trace id.
+    pub trace_id: String,
+}
+
+/// One route's part of a [`Sample`].
+#[derive(Clone, Debug, Serialize)]
+pub struct RouteSample {
+    /// The route's name (its path).
+    pub name: String,
+    /// Completed requests.
+    pub requests: u64,
+    /// Answers fetched from the upstream (`MISS` + `EXPIRED`).
+    pub fetches: u64,
+    /// p95, ms.
+    pub p95_ms: f64,
+}
+
+impl Sample {
+    fn from_result(r: &RunResult, rate: f64, secs: f64, max_vus: usize) -> Sample {
+        let m = &r.metrics;
+        let cache = m
+            .cache
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| (s.as_str().to_string(), n))
+            .collect();
+        Sample {
+            rate,
+            secs,
+            max_vus,
+            requests: m.requests,
+            failed: m.failed,
+            dropped: m.dropped,
+            achieved_rate: r.achieved_rate(),
+            p50_ms: m.duration.stat_ms(TrendStat::Med),
+            p95_ms: m.duration.stat_ms(TrendStat::Percentile(95.0)),
+            p99_ms: m.duration.stat_ms(TrendStat::Percentile(99.0)),
+            hit_ratio: m.cache_hit_ratio(),
+            failure_ratio: m.failure_ratio().unwrap_or(1.0),
+            cache,
+            statuses: m.statuses.iter().collect(),
+            routes: m
+                .routes
+                .iter()
+                .map(|rt| RouteSample {
+                    name: rt.name.clone(),
+                    requests: rt.requests,
+                    fetches: rt.cache.get(CacheStatus::Miss) + rt.cache.get(CacheStatus::Expired),
+                    p95_ms: rt.duration.stat_ms(TrendStat::Percentile(95.0)),
+                })
+                .collect(),
+            trace_id: r.trace_id.clone(),
+        }
+    }
+
+    /// Upstream fetches (`MISS` + `EXPIRED`) over all routes.
+    pub fn fetches(&self) -> u64 {
+        self.routes.iter().map(|r| r.fetches).sum()
+    }
+
+    /// The one-line figures: `p95 3.1 ms · errors 0.00 % · hit 99.2 % · 200.0/s`.
+    pub fn figures(&self) -> String {
+        format!(
+            "p95 {:.1} ms · errors {:.2} % · hit {} · {:.1}/s of {:.0}/s",
+            self.p95_ms,
+            self.failure_ratio * 100.0,
+            self.hit_ratio
+                .map(|h| format!("{:.1} %", h * 100.0))
+                .unwrap_or_else(|| "n/a (no X-Cache-Status)".into()),
+            self.achieved_rate,
+            self.rate
+        )
+    }
+}
+
+const PROBE_LIMIT: Duration = Duration::from_secs(3);
+
+/// Takes one observation. `max_vus` is the load sample's in-flight limit
+/// (a knob the healer may raise).
+pub async fn observe(cfg: &HealerConfig, max_vus: usize, with_sample: bool) -> Result<Observation> {
+    let at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    let (host, port) = http::host_port(&cfg.target).expect("validated target");
+    let addr = format!("{host}:{port}");
+    let failure = http::connect(&host, port, PROBE_LIMIT).await.err();
+    let mut target = PortProbe {
+        addr,
+        failure,
+        owner: None,
+    };
+
+    let admin = match &cfg.admin {
+        Some(url) => Some(admin_view(url).await),
+        None => None,
+    };
+    if target.open() && admin.as_ref().is_some_and(|a| !a.healthy()) {
+        target.owner = port_owner(port);
+    }
+
+    let upstream = match admin.as_ref().and_then(|a| a.knob("upstream")) {
+        Some(Value::String(u)) => {
+            let r = http::get(u, "/", PROBE_LIMIT).await;
+            Some(UpstreamProbe {
+                url: u.clone(),
+                status: r.as_ref().ok().map(|r| r.status),
+                failure: r.err(),
+            })
+        }
+        _ => None,
+    };
+
+    let mut routes = Vec::new();
+    if target.open() {
+        for path in cfg.paths() {
+            routes.push(probe_route(&cfg.target, &path).await);
+        }
+    }
+    let answered = routes.iter().any(|r| r.status.is_some_and(|s| s < 500));
+    let sample = if with_sample && answered {
+        Some(sample(cfg, max_vus).await?)
+    } else {
+        None
+    };
+    Ok(Observation {
+        at,
+        target,
+        admin,
+        upstream,
+        routes,
+        sample,
+    })
+}
+
+async fn admin_view(url: &str) -> AdminView {
+    let health = match http::get(url, "/health", PROBE_LIMIT).await {
+        Ok(r) if r.status == 200 => None,
+        Ok(r) => Some(format!("answered {}", r.status)),
+        Err(f) => Some(f.to_string()),
+    };
+    let (ready, config) = if health.is_none() {
+        let ready = http::get(url, "/ready", PROBE_LIMIT)
+            .await
+            .ok()
+            .and_then(|r| r.json());
+        let config = http::get(url, "/config", PROBE_LIMIT)
+            .await
+            .ok()
+            .filter(|r| r.status == 200)
+            .and_then(|r| r.json());
+        (ready, config)
+    } else {
+        (None, None)
+    };
+    AdminView {
+        url: url.to_string(),
+        health,
+        ready,
+        config,
+    }
+}
+
+async fn probe_route(base: &str, path: &str) -> RouteProbe {
+    let mut cache = Vec::new();
+    let mut last = None;
+    for _ in 0..2 {
+        match http::get(base, path, PROBE_LIMIT).await {
+            Ok(r) => {
+                cache.push(r.header("x-cache-status").unwrap_or("").to_string());
+                last = Some(Ok(r));
+            }
+            Err(f) => {
+                last = Some(Err(f));
+                break;
+            }
+        }
+    }
+    match last.expect("at least one attempt") {
+        Ok(r) => RouteProbe {
+            path: path.to_string(),
+            status: Some(r.status),
+            failure: None,
+            cache,
+            set_cookie: r.headers.contains_key(::http::header::SET_COOKIE),
+            cache_control: r.header("cache-control").map(str::to_string),
+        },
+        Err(f) => RouteProbe {
+            path: path.to_string(),
+            status: None,
+            failure: Some(f),
+            cache,
+            set_cookie: false,
+            cache_control: None,
+        },
+    }
+}
+
+/// Runs the load sample: the mix at the sample rate for the sample duration.
+pub async fn sample(cfg: &HealerConfig, max_vus: usize) -> Result<Sample> {
+    let mut load = LoadConfig::new(Executor::ConstantArrivalRate {
+        rate: cfg.sample_rate,
+        duration: cfg.sample_duration,
+        max_vus,
+        poisson: false,
+    });
+    load.target = Some(cfg.target.clone());
+    load.requests = cfg.mix.clone();
+    load.timeout = Duration::from_secs(10);
+    load.graceful_stop = Duration::from_secs(10);
+    load.trace_id = cfg.trace_id.clone();
+    let result = load.build()?.run().await?;
+    Ok(Sample::from_result(
+        &result,
+        cfg.sample_rate,
+        cfg.sample_duration.as_secs_f64(),
+        max_vus,
+    ))
+}
+
+/// The process listening on a TCP port, from `/proc` (Linux; sockets of
+/// processes of the same user). `None` when it cannot tell.
+pub fn port_owner(port: u16) -> Option<String> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is HEX_IP:HEX_PORT; state 0A is LISTEN; inode is field 9.
+            let listening = f.get(3) == Some(&"0A");
+            let p = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|h| u16::from_str_radix(h, 16).ok());
+            if listening && p == Some(port) {
+                if let Some(inode) = f.get(9) {
+                    inodes.push(format!("socket:[{inode}]"));
+                }
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = proc_entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path()) {
+                if inodes.iter().any(|i| link.as_os_str() == i.as_str()) {
+                    let comm = std::fs::read_to_string(proc_entry.path().join("comm"))
+                        .map(|c| c.trim().to_string())
+                        .unwrap_or_default();
+                    return Some(format!("pid {pid} ({comm})"));
+                }
+            }
+        }
+    }
+    None
+}

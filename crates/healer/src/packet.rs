@@ -1,0 +1,288 @@
+//! The final packet: `PROGRESS` or exactly one `BLOCKER`.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::diagnose::{Code, MissCause};
+use crate::observe::Sample;
+
+/// The figures a packet quotes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Numbers {
+    /// Completed requests.
+    pub requests: u64,
+    /// Target arrivals per second.
+    pub target_rate: f64,
+    /// Achieved requests per second.
+    pub achieved_rate: f64,
+    /// Arrivals dropped.
+    pub dropped: u64,
+    /// p50 from the scheduled time, ms.
+    pub p50_ms: f64,
+    /// p95, ms.
+    pub p95_ms: f64,
+    /// p99, ms.
+    pub p99_ms: f64,
+    /// Failed / completed.
+    pub failure_ratio: f64,
+    /// HIT / answers with `X-Cache-Status`.
+    pub hit_ratio: Option<f64>,
+}
+
+impl Numbers {
+    /// The figures of a load sample.
+    pub fn of(s: &Sample) -> Numbers {
+        Numbers {
+            requests: s.requests,
+            target_rate: s.rate,
+            achieved_rate: s.achieved_rate,
+            dropped: s.dropped,
+            p50_ms: s.p50_ms,
+            p95_ms: s.p95_ms,
+            p99_ms: s.p99_ms,
+            failure_ratio: s.failure_ratio,
+            hit_ratio: s.hit_ratio,
+        }
+    }
+
+    /// A score for "best numbers achieved": the hit ratio and errors first, then p95.
+    pub(crate) fn better_than(&self, other: &Numbers) -> bool {
+        let key = |n: &Numbers| {
+            (
+                -(n.failure_ratio * 1000.0).round(),
+                (n.hit_ratio.unwrap_or(0.0) * 1000.0).round(),
+                -n.p95_ms,
+            )
+        };
+        key(self) > key(other)
+    }
+}
+
+impl fmt::Display for Numbers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "p95 {:.1} ms (p50 {:.1}, p99 {:.1}) · errors {:.2} % · cache hit {} · {:.1}/s of {:.0}/s · {} requests",
+            self.p95_ms,
+            self.p50_ms,
+            self.p99_ms,
+            self.failure_ratio * 100.0,
+            self.hit_ratio
+                .map(|h| format!("{:.1} %", h * 100.0))
+                .unwrap_or_else(|| "n/a".into()),
+            self.achieved_rate,
+            self.target_rate,
+            self.requests
+        )?;
+        if self.dropped > 0 {
+            write!(f, " · {} dropped", self.dropped)?;
+        }
+        Ok(())
+    }
+}
+
+/// What became of one knob change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeOutcome {
+    /// The change stayed.
+    Kept,
+    /// It made things worse and was undone.
+    RolledBack,
+    /// `--dry-run`: planned, not made.
+    Planned,
+    /// The proxy refused it.
+    Refused,
+}
+
+impl ChangeOutcome {
+    /// The outcome as written in the journal and notes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeOutcome::Kept => "kept",
+            ChangeOutcome::RolledBack => "rolled-back",
+            ChangeOutcome::Planned => "planned",
+            ChangeOutcome::Refused => "refused",
+        }
+    }
+}
+
+/// One knob change and its effect.
+#[derive(Clone, Debug, Serialize)]
+pub struct Change {
+    /// The iteration that made it.
+    pub iteration: u32,
+    /// When, RFC 3339.
+    pub at: String,
+    /// The knob.
+    pub knob: String,
+    /// Value before.
+    pub from: Value,
+    /// Value set.
+    pub to: Value,
+    /// The diagnosis it addressed.
+    pub addresses: String,
+    /// What became of it.
+    pub outcome: ChangeOutcome,
+    /// Figures before.
+    pub before: Option<Numbers>,
+    /// Figures after.
+    pub after: Option<Numbers>,
+}
+
+/// `PROGRESS`: the gate holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Progress {
+    /// The figures of the last passing sample (or the gate's full run).
+    pub numbers: Option<Numbers>,
+    /// Changes made on the way (empty on a healthy system).
+    pub changes: Vec<Change>,
+    /// Diagnose → act rounds used.
+    pub iterations: u32,
+    /// The evidence bundle's digest, when a bundle was made.
+    pub bundle_digest: Option<String>,
+}
+
+/// `BLOCKER`: what stops the gate, where the knob lives, the proof.
+#[derive(Clone, Debug, Serialize)]
+pub struct Blocker {
+    /// The diagnosis class.
+    pub class: Code,
+    /// For `CACHE-MISS`, the cause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<MissCause>,
+    /// One sentence.
+    pub what: String,
+    /// The knob or toggle that blocks, when there is one.
+    pub knob: Option<String>,
+    /// Where it lives (a config, a policy file, a process).
+    #[serde(rename = "where")]
+    pub lives: String,
+    /// What was seen.
+    pub proof: Vec<String>,
+    /// The best figures achieved.
+    pub best: Option<Numbers>,
+    /// Changes made on the way.
+    pub changes: Vec<Change>,
+    /// The evidence bundle's digest, when a bundle was made.
+    pub bundle_digest: Option<String>,
+}
+
+/// The final word of a healer run, or of `atlas gate`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "packet")]
+pub enum Packet {
+    /// Green.
+    #[serde(rename = "PROGRESS")]
+    Progress(Progress),
+    /// Exactly one blocker.
+    #[serde(rename = "BLOCKER")]
+    Blocker(Blocker),
+}
+
+impl Packet {
+    /// `PROGRESS` or `BLOCKER`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Packet::Progress(_) => "PROGRESS",
+            Packet::Blocker(_) => "BLOCKER",
+        }
+    }
+
+    /// The changes the run made.
+    pub fn changes(&self) -> &[Change] {
+        match self {
+            Packet::Progress(p) => &p.changes,
+            Packet::Blocker(b) => &b.changes,
+        }
+    }
+
+    /// Records the evidence bundle's digest.
+    pub fn set_bundle_digest(&mut self, digest: String) {
+        match self {
+            Packet::Progress(p) => p.bundle_digest = Some(digest),
+            Packet::Blocker(b) => b.bundle_digest = Some(digest),
+        }
+    }
+
+    /// Replaces the figures (the gate quotes its full run, not the last sample).
+    pub fn set_numbers(&mut self, n: Numbers) {
+        match self {
+            Packet::Progress(p) => p.numbers = Some(n),
+            Packet::Blocker(b) => b.best = Some(n),
+        }
+    }
+
+    /// The packet as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("packet serializes")
+    }
+}
+
+impl fmt::Display for Packet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let changes = |f: &mut fmt::Formatter<'_>, cs: &[Change]| -> fmt::Result {
+            for c in cs {
+                writeln!(
+                    f,
+                    "  change   {} {} → {} ({}, for {})",
+                    c.knob,
+                    c.from,
+                    c.to,
+                    c.outcome.as_str(),
+                    c.addresses
+                )?;
+            }
+            Ok(())
+        };
+        match self {
+            Packet::Progress(p) => {
+                let kept = p
+                    .changes
+                    .iter()
+                    .filter(|c| c.outcome == ChangeOutcome::Kept)
+                    .count();
+                writeln!(
+                    f,
+                    "PROGRESS  the gate holds{}",
+                    if kept == 0 {
+                        " (no change needed)".to_string()
+                    } else {
+                        format!(" after {kept} change{}", if kept == 1 { "" } else { "s" })
+                    }
+                )?;
+                if let Some(n) = &p.numbers {
+                    writeln!(f, "  numbers  {n}")?;
+                }
+                changes(f, &p.changes)?;
+                if let Some(d) = &p.bundle_digest {
+                    writeln!(f, "  bundle   {d}")?;
+                }
+            }
+            Packet::Blocker(b) => {
+                let class = match b.cause {
+                    Some(c) => format!("{} ({})", b.class.as_str(), c.as_str()),
+                    None => b.class.as_str().to_string(),
+                };
+                writeln!(f, "BLOCKER  {class}: {}", b.what)?;
+                match &b.knob {
+                    Some(k) => writeln!(f, "  knob     {k} — {}", b.lives)?,
+                    None => writeln!(f, "  where    {}", b.lives)?,
+                }
+                for p in &b.proof {
+                    writeln!(f, "  proof    {p}")?;
+                }
+                if let Some(n) = &b.best {
+                    writeln!(f, "  best     {n}")?;
+                }
+                changes(f, &b.changes)?;
+                if let Some(d) = &b.bundle_digest {
+                    writeln!(f, "  bundle   {d}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,178 @@
+//! PLAN: candidate actions for a diagnosis, ranked by how directly they
+//! address its cause, each with its precondition, expected effect and rollback.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::HealerConfig;
+use crate::diagnose::{duration_knob, Code, Diagnosis, MissCause};
+use crate::observe::Observation;
+
+/// One change of one knob.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Action {
+    /// The knob, named as the proxy's config names it (`cache.lock`), or a
+    /// healer knob (`proxy.start`, `load.max_vus`).
+    pub knob: String,
+    /// Its value now (`null` when unknown).
+    pub from: Value,
+    /// The value to set.
+    pub to: Value,
+    /// The diagnosis it addresses (`CACHE-MISS (set-cookie)`).
+    pub addresses: String,
+    /// What must hold for the action to make sense.
+    pub precondition: String,
+    /// What should change when it works.
+    pub expected: String,
+    /// How to undo it.
+    pub rollback: String,
+}
+
+/// The plan for one diagnosis: candidates, best first.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    /// What it addresses.
+    pub diagnosis: String,
+    /// Candidate actions, most direct first. Empty when no knob can fix it.
+    pub candidates: Vec<Action>,
+}
+
+/// Plans for `d`. `managed` says whether the healer can start the proxy;
+/// `app_answers` whether the configured app URL answered a probe; `max_vus`
+/// is the load sample's in-flight limit now.
+pub fn plan(
+    d: &Diagnosis,
+    obs: &Observation,
+    cfg: &HealerConfig,
+    managed: bool,
+    app_answers: bool,
+    max_vus: usize,
+) -> Plan {
+    let knob = |name: &str| {
+        obs.admin
+            .as_ref()
+            .and_then(|a| a.knob(name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let admin = cfg.admin.as_deref().unwrap_or("<admin>");
+    let set = |name: &str, to: Value, precondition: String, expected: String| {
+        let from = knob(name);
+        Action {
+            knob: name.to_string(),
+            rollback: format!("PUT {admin}/config {}", json!({ name: from.clone() })),
+            from,
+            to,
+            addresses: d.label(),
+            precondition,
+            expected,
+        }
+    };
+    let mut c = Vec::new();
+    let has_admin = obs.admin.as_ref().is_some_and(|a| a.config.is_some());
+    match (d.code, d.cause) {
+        (Code::ScNet, _) if managed && !obs.target.open() => c.push(Action {
+            knob: "proxy.start".into(),
+            from: json!("stopped"),
+            to: json!("running"),
+            addresses: d.label(),
+            precondition: format!("nothing listens on {}", obs.target.addr),
+            expected: format!(
+                "{} accepts connections and /health answers 200",
+                obs.target.addr
+            ),
+            rollback: "stop the started process (its pid is in the journal)".into(),
+        }),
+        (Code::ScName | Code::UpstreamDown, _) if has_admin && app_answers => {
+            let app = cfg.app.clone().expect("app_answers implies app");
+            if knob("upstream") != json!(app) {
+                c.push(set(
+                    "upstream",
+                    json!(app),
+                    format!("the application answers at {app}"),
+                    "routes answer 2xx through the proxy".into(),
+                ));
+            }
+        }
+        (Code::CacheMiss, Some(MissCause::SetCookie)) if has_admin => c.push(set(
+            "cache.ignore_set_cookie",
+            json!(true),
+            "cacheable routes answer with Set-Cookie".into(),
+            format!(
+                "those routes are stored without the cookie; hit ratio ≥ {:.0} %",
+                cfg.gate.min_hit_ratio * 100.0
+            ),
+        )),
+        (Code::CacheMiss, Some(MissCause::Private)) if has_admin => c.push(set(
+            "cache.honor_origin_cache_control",
+            json!(false),
+            "the origin marks shared pages private; the proxy's own rules decide what is safe"
+                .into(),
+            "those routes are stored; hit ratio rises".into(),
+        )),
+        (Code::CacheMiss, Some(MissCause::Stampede)) if has_admin => c.push(set(
+            "cache.lock",
+            json!(true),
+            "cache.lock is off and one key is fetched many times at once".into(),
+            "one upstream fetch per key per expiry; the others wait and get HIT".into(),
+        )),
+        (Code::CacheMiss, Some(MissCause::ShortTtl)) if has_admin => {
+            if let Some(s) = &obs.sample {
+                let keys = s.routes.iter().filter(|r| r.requests > 0).count() as f64;
+                // Aim at a quarter of the allowed misses, in whole seconds.
+                let need = keys / (s.rate * (1.0 - cfg.gate.min_hit_ratio) / 4.0);
+                let need = Duration::from_secs(need.ceil().max(1.0) as u64);
+                let now = duration_knob(Some(&knob("cache.ttl"))).unwrap_or_default();
+                if need > now {
+                    c.push(set(
+                        "cache.ttl",
+                        json!(humantime::format_duration(need).to_string()),
+                        "every key expires several times within its reuse interval".into(),
+                        "at most one fetch per key per TTL; hit ratio rises".into(),
+                    ));
+                }
+            }
+        }
+        (Code::UpstreamSlow, _) if has_admin => {
+            if duration_knob(Some(&knob("cache.stale_while_revalidate")))
+                .is_some_and(|d| d.is_zero())
+            {
+                c.push(set(
+                    "cache.stale_while_revalidate",
+                    json!("30s"),
+                    "expired entries are refreshed in the request path".into(),
+                    "expired entries are served (UPDATING) while one background fetch refreshes them".into(),
+                ));
+            }
+            let ttl = duration_knob(Some(&knob("cache.ttl"))).unwrap_or_default();
+            if ttl < Duration::from_secs(60) {
+                c.push(set(
+                    "cache.ttl",
+                    json!("60s"),
+                    "slow fetches recur every TTL".into(),
+                    "fewer slow fetches".into(),
+                ));
+            }
+        }
+        (Code::LoadShortfall, _)
+            if obs.sample.as_ref().is_some_and(|s| s.dropped > 0) && max_vus < 16_384 =>
+        {
+            c.push(Action {
+                knob: "load.max_vus".into(),
+                from: json!(max_vus),
+                to: json!(max_vus * 2),
+                addresses: d.label(),
+                precondition: "arrivals were dropped at the in-flight limit".into(),
+                expected: "no dropped arrivals; the achieved rate reaches the target".into(),
+                rollback: format!("use load.max_vus {max_vus} again"),
+            });
+        }
+        _ => {}
+    }
+    Plan {
+        diagnosis: d.label(),
+        candidates: c,
+    }
+}

@@ -1,0 +1,174 @@
+//! Which knobs the healer may change: the policy file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Every knob the healer knows how to change, with where it lives. The names
+/// are the proxy's own (`PUT /config` takes them as they are), plus two the
+/// healer owns: `proxy.start` (start the managed proxy) and `load.max_vus`
+/// (the load sample's in-flight limit).
+pub const KNOBS: &[(&str, &str)] = &[
+    ("upstream", "the proxy's config (admin PUT /config)"),
+    (
+        "cache.ignore_set_cookie",
+        "the proxy's config (admin PUT /config)",
+    ),
+    (
+        "cache.honor_origin_cache_control",
+        "the proxy's config (admin PUT /config)",
+    ),
+    ("cache.lock", "the proxy's config (admin PUT /config)"),
+    ("cache.ttl", "the proxy's config (admin PUT /config)"),
+    (
+        "cache.stale_while_revalidate",
+        "the proxy's config (admin PUT /config)",
+    ),
+    ("proxy.start", "the healer (starts the managed proxy)"),
+    ("load.max_vus", "the healer's load sample"),
+];
+
+/// The knobs the healer may change.
+///
+/// The file is TOML; with no file every knob in [`KNOBS`] is allowed.
+///
+/// ```toml
+/// # Only these knobs; `cache.*` allows every cache knob.
+/// allow = ["cache.*", "upstream"]
+/// # Never these, even when `allow` matches.
+/// deny = ["cache.honor_origin_cache_control"]
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Policy {
+    /// The file it came from (named in `POLICY` blockers).
+    pub path: Option<PathBuf>,
+    /// Patterns of allowed knobs; `None` allows all.
+    pub allow: Option<Vec<String>>,
+    /// Patterns of forbidden knobs.
+    pub deny: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    allow: Option<Vec<String>>,
+    #[serde(default)]
+    deny: Vec<String>,
+}
+
+impl Policy {
+    /// A policy that allows every knob.
+    pub fn allow_all() -> Policy {
+        Policy::default()
+    }
+
+    /// Reads a policy file.
+    ///
+    /// # Errors
+    /// [`Error::Policy`] naming the file: unreadable, not TOML, an unknown
+    /// key, or a pattern that matches no knob the healer knows (a typo would
+    /// otherwise silently forbid or allow nothing).
+    pub fn from_file(path: &Path) -> Result<Policy> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Policy {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let mut p = Policy::from_toml(&text).map_err(|e| match e {
+            Error::Policy { message, .. } => Error::Policy {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })?;
+        p.path = Some(path.to_path_buf());
+        Ok(p)
+    }
+
+    /// Parses policy TOML (see [`Policy`]).
+    ///
+    /// # Errors
+    /// As [`Policy::from_file`], with `<text>` for the path.
+    pub fn from_toml(text: &str) -> Result<Policy> {
+        let bad = |message: String| Error::Policy {
+            path: "<text>".into(),
+            message,
+        };
+        let f: PolicyFile = toml::from_str(text).map_err(|e| bad(e.to_string().trim().into()))?;
+        for pat in f.allow.iter().flatten().chain(&f.deny) {
+            if !KNOBS.iter().any(|(k, _)| matches(pat, k)) {
+                let known: Vec<&str> = KNOBS.iter().map(|(k, _)| *k).collect();
+                return Err(bad(format!(
+                    "`{pat}` matches no knob the healer changes (known: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok(Policy {
+            path: None,
+            allow: f.allow,
+            deny: f.deny,
+        })
+    }
+
+    /// True when the policy lets the healer change `knob`.
+    pub fn allows(&self, knob: &str) -> bool {
+        let allowed = match &self.allow {
+            None => true,
+            Some(pats) => pats.iter().any(|p| matches(p, knob)),
+        };
+        allowed && !self.deny.iter().any(|p| matches(p, knob))
+    }
+
+    /// How a blocker names this policy: the file, or "the built-in policy".
+    pub fn source(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "the policy given in code".into(),
+        }
+    }
+}
+
+/// `cache.*` matches every knob under `cache.`; anything else matches exactly.
+fn matches(pattern: &str, knob: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => knob.starts_with(prefix),
+        None => pattern == knob,
+    }
+}
+
+/// Where a knob lives, for blockers and notes.
+pub fn knob_home(knob: &str) -> &'static str {
+    KNOBS
+        .iter()
+        .find(|(k, _)| *k == knob)
+        .map(|(_, home)| *home)
+        .unwrap_or("the proxy's config (admin PUT /config)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_and_deny_with_wildcards() {
+        let p = Policy::from_toml(
+            "allow = [\"cache.*\", \"upstream\"]\ndeny = [\"cache.ignore_set_cookie\"]",
+        )
+        .unwrap();
+        assert!(p.allows("cache.lock"));
+        assert!(p.allows("upstream"));
+        assert!(!p.allows("cache.ignore_set_cookie"), "deny wins over allow");
+        assert!(!p.allows("proxy.start"), "not in allow");
+        assert!(Policy::allow_all().allows("proxy.start"));
+    }
+
+    #[test]
+    fn a_typo_is_an_error_naming_the_pattern() {
+        let e = Policy::from_toml("deny = [\"cache.ignore_set_cookies\"]").unwrap_err();
+        assert!(e.to_string().contains("cache.ignore_set_cookies"), "{e}");
+        let e = Policy::from_toml("alow = []").unwrap_err();
+        assert!(e.to_string().contains("alow"), "{e}");
+    }
+}

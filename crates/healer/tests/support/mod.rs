@@ -1,0 +1,155 @@
+//! Real parts for the healer's tests: the demo app and the proxy on loopback
+//! port 0, a scratch directory, and a healer config with short samples.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use atlas_cacheproxy::{Proxy, ProxyConfig, ProxyHandle};
+use atlas_demo::{DemoApp, DemoHandle, Switches};
+use atlas_healer::HealerConfig;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// Something running on loopback, stopped when dropped.
+pub struct Stop(Option<oneshot::Sender<()>>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+pub struct Demo {
+    pub url: String,
+    pub handle: DemoHandle,
+    _stop: Stop,
+}
+
+/// Starts the demo app with `tune` applied to its default switches.
+pub async fn demo(tune: impl FnOnce(&mut Switches)) -> Demo {
+    let mut s = Switches::default();
+    tune(&mut s);
+    let app = DemoApp::bind("127.0.0.1:0".parse().unwrap(), s)
+        .await
+        .expect("demo app binds");
+    let url = format!("http://{}", app.local_addr());
+    let handle = app.handle();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(app.run(async move {
+        let _ = rx.await;
+    }));
+    Demo {
+        url,
+        handle,
+        _stop: Stop(Some(tx)),
+    }
+}
+
+pub struct Running {
+    pub url: String,
+    pub admin: String,
+    pub handle: ProxyHandle,
+    _stop: Stop,
+}
+
+/// The proxy config the tests start from: port 0 for both listeners.
+pub fn proxy_config(upstream: &str) -> ProxyConfig {
+    ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin: "127.0.0.1:0".parse().unwrap(),
+        upstream: upstream.to_string(),
+        ..ProxyConfig::default()
+    }
+}
+
+/// Starts a proxy in front of `upstream` with `tune` applied.
+pub async fn proxy(upstream: &str, tune: impl FnOnce(&mut ProxyConfig)) -> Running {
+    let mut cfg = proxy_config(upstream);
+    tune(&mut cfg);
+    let p = Proxy::bind(cfg).await.expect("proxy binds");
+    let (url, admin, handle) = (
+        format!("http://{}", p.local_addr()),
+        format!("http://{}", p.admin_addr()),
+        p.handle(),
+    );
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(p.run(async move {
+        let _ = rx.await;
+    }));
+    Running {
+        url,
+        admin,
+        handle,
+        _stop: Stop(Some(tx)),
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A healer config for `target` with 2 s samples at 200 req/s.
+pub fn healer(target: &str, admin: Option<&str>) -> HealerConfig {
+    let mut c = HealerConfig::new(target);
+    c.admin = admin.map(str::to_string);
+    c.sample_duration = Duration::from_secs(2);
+    c.backoff = Duration::from_millis(100);
+    c
+}
+
+/// A directory removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!("atlas-healer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.0.join(name))
+            .unwrap_or_else(|e| panic!("{name} in {}: {e}", self.0.display()))
+    }
+    /// The journal's entries.
+    pub fn journal(&self) -> Vec<Value> {
+        self.read("journal.jsonl")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each journal line is JSON"))
+            .collect()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Entries of one phase.
+pub fn phase<'a>(journal: &'a [Value], phase: &str) -> Vec<&'a Value> {
+    journal.iter().filter(|e| e["phase"] == phase).collect()
+}
+
+/// Bounds a test's await.
+pub async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(120), f)
+        .await
+        .expect("the healer finished within 120 s")
+}
+
+pub fn sock(url: &str) -> SocketAddr {
+    url.trim_start_matches("http://").parse().unwrap()
+}
