@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod evidence;
+mod gate;
 mod heal;
 mod load;
 mod progress;
@@ -39,6 +40,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The whole gate: demo app + proxy (or --target), prime, 500 req/s for 60 s, heal, evidence, report
+    Gate(Box<gate::GateArgs>),
     /// Drive HTTP load at a target (open model by arrival rate, or closed by VUs)
     Load(Box<load::LoadArgs>),
     /// Run the micro-cache reverse proxy in front of an upstream
@@ -54,6 +57,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Gate(args) => gate::main(*args),
         Command::Load(args) => load::main(*args),
         Command::Evidence(args) => evidence::main(args),
         Command::Proxy(args) => proxy::main(*args),

@@ -10,25 +10,32 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 pub(crate) enum Reporter {
     Bar(ProgressBar),
-    Lines(Mutex<u64>),
+    Lines(Mutex<u64>, &'static str),
     Quiet,
 }
 
 impl Reporter {
     pub(crate) fn new(planned: Duration, quiet: bool) -> Self {
+        Self::labelled(planned, quiet, "")
+    }
+
+    /// A reporter whose lines and bar start with `label` (the gate's phase).
+    pub(crate) fn labelled(planned: Duration, quiet: bool, label: &'static str) -> Self {
         if quiet {
             return Reporter::Quiet;
         }
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(planned.as_secs().max(1));
             bar.set_style(
-                ProgressStyle::with_template("{spinner} [{bar:30}] {pos:>3}/{len}s {msg}")
-                    .expect("static template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(&format!(
+                    "{label}{{spinner}} [{{bar:30}}] {{pos:>3}}/{{len}}s {{msg}}"
+                ))
+                .expect("static template")
+                .progress_chars("=> "),
             );
             Reporter::Bar(bar)
         } else {
-            Reporter::Lines(Mutex::new(0))
+            Reporter::Lines(Mutex::new(0), label)
         }
     }
 
@@ -66,12 +73,12 @@ impl Observer for Reporter {
                 b.set_position(p.elapsed.as_secs().min(p.planned.as_secs()));
                 b.set_message(line(p));
             }
-            Reporter::Lines(last) => {
+            Reporter::Lines(last, label) => {
                 let s = p.elapsed.as_secs();
                 let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
                 if s >= *last + 10 {
                     *last = s - s % 10;
-                    eprintln!("[{:>4}s/{}s] {}", s, p.planned.as_secs(), line(p));
+                    eprintln!("{label}[{:>4}s/{}s] {}", s, p.planned.as_secs(), line(p));
                 }
             }
             Reporter::Quiet => {}

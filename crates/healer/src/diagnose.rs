@@ -401,8 +401,14 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
             Code::CacheMiss,
             Some(MissCause::SetCookie),
             format!(
-                "{} answer with Set-Cookie and are not cached",
-                cookie.join(", ")
+                "{} {} with Set-Cookie and {} not cached",
+                cookie.join(", "),
+                if cookie.len() == 1 {
+                    "answers"
+                } else {
+                    "answer"
+                },
+                if cookie.len() == 1 { "is" } else { "are" }
             ),
             vec![
                 head.to_string(),

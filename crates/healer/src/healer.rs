@@ -527,7 +527,10 @@ impl Run<'_> {
                 a.knob
             ),
             knob: Some(a.knob.clone()),
-            lives: format!("{}; allowed by the policy {source}", knob_home(&a.knob)),
+            lives: format!(
+                "{}; forbidden by the policy in {source}",
+                knob_home(&a.knob)
+            ),
             proof,
             best: self.best.clone(),
             changes: self.changes.clone(),

@@ -156,7 +156,7 @@ pub async fn send(
     }
 }
 
-/// `GET base+path`.
+/// `GET base+path` on a fresh connection, the whole answer within `limit`.
 pub async fn get(base: &str, path: &str, limit: Duration) -> Result<Reply, Failure> {
     send(Method::GET, base, path, None, limit).await
 }
