@@ -6,4 +6,5 @@
 
 pub use atlas_cacheproxy as cacheproxy;
 pub use atlas_evidence as evidence;
+pub use atlas_healer as healer;
 pub use atlas_loadgen as loadgen;

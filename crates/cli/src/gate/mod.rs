@@ -238,8 +238,14 @@ async fn gate(
     let mut packet = match (last, healer_packet) {
         (Some(l), hp) if l.passed() => Packet::Progress(Progress {
             numbers: Some(numbers(&l.result)),
-            changes: hp.map(|p| p.changes().to_vec()).unwrap_or_default(),
-            iterations: 0,
+            changes: hp
+                .as_ref()
+                .map(|p| p.changes().to_vec())
+                .unwrap_or_default(),
+            iterations: match hp {
+                Some(Packet::Progress(p)) => p.iterations,
+                _ => 0,
+            },
             bundle_digest: None,
         }),
         (Some(l), Some(Packet::Progress(p))) => Packet::Blocker(Blocker {

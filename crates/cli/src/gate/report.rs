@@ -162,7 +162,9 @@ fn line_chart(
             r##"<line class="limit" x1="{L}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}" stroke="#c0392b" stroke-dasharray="6 4"/><text x="{tx}" y="{ty:.1}" class="limit-label" text-anchor="end">{label}</text>"##
         );
     }
-    for m in markers {
+    for (k, m) in markers.iter().enumerate() {
+        // Labels of neighbouring markers are staggered so they stay readable.
+        let label_y = T + 10.0 + 12.0 * (k % 3) as f64;
         let _ = write!(
             s,
             r#"<g class="marker"><line x1="{0:.1}" x2="{0:.1}" y1="{T}" y2="{1}" stroke="{2}" stroke-width="2"/><text x="{3:.1}" y="{4}" class="marker-label" fill="{2}">{5}</text><title>{5}</title></g>"#,
@@ -170,7 +172,7 @@ fn line_chart(
             H - B,
             m.color,
             px(m.x) + 3.0,
-            T + 10.0,
+            label_y,
             esc(&m.label)
         );
     }
@@ -462,13 +464,17 @@ small{{color:#69727b}}
             color: "#5d6d7e",
         });
     }
+    markers.sort_by(|a, b| a.x.total_cmp(&b.x));
     let per = |f: &dyn Fn(&atlas_loadgen::SecondRow) -> Option<f64>| -> Vec<Vec<(f64, f64)>> {
         i.loads
             .iter()
             .map(|l| {
+                // Whole seconds of the schedule only: the drain after it is not a rate.
+                let whole = l.result.active_secs.floor() as u32;
                 l.result
                     .series
                     .iter()
+                    .filter(|r| r.second < whole)
                     .filter_map(|r| f(r).map(|v| (l.offset_s + r.second as f64 + 0.5, v)))
                     .collect()
             })
