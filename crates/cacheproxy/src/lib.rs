@@ -62,6 +62,7 @@ pub use config::{
     Upstream,
 };
 pub use error::{Error, Result};
+pub use lock::{wait as wait_for_flight, FlightGuard, Flights, Join, Outcome as FlightOutcome};
 pub use server::{Proxy, ProxyHandle};
 pub use status::CacheStatus;
 pub use store::{Entry, Slot, Store, VarySpec};

