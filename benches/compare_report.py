@@ -37,7 +37,7 @@ def cpu_s(r):
 def main():
     rows, env_path, json_out = load(sys.argv[1]), sys.argv[2], sys.argv[3]
     env = open(env_path).read().strip()
-    figures, ratios, aims = {}, {}, []
+    figures, ratios, aims, capped = {}, {}, [], []
     out = ["# Atlas versus the anchors, one run", "", "```", env, "```", ""]
 
     def pick(section, **kw):
@@ -151,16 +151,29 @@ def main():
     # rate accuracy
     if pick("rate"):
         out += ["## Rate accuracy of atlas load (nginx micro-cache HIT)", "",
-                "| asked req/s | requests (expected) | error | dropped | p99 ms |", "|---|---|---|---|---|"]
+                "| asked req/s | expected | requests | error | dropped | p99 ms |", "|---|---|---|---|---|---|"]
         for q in sorted({r.get("target_rps") for r in pick("rate")}):
             rs = pick("rate", target_rps=q)
             expected = q * rs[0].get("planned_s", 0)
             err = fig(f"rate {q} error_pct", stats([abs((r.get("requests") or 0) - expected) / expected * 100 for r in rs]))
             reqs = stats([r.get("requests") for r in rs])
-            out.append(f"| {q:,} | {fmt(reqs)} ({expected:,.0f}) | {fmt(err, 3, ' %')} | {fmt(stats([r.get('dropped_iterations') for r in rs]))} | "
+            out.append(f"| {q:,} | {expected:,.0f} | {fmt(reqs)} | {fmt(err, 3, ' %')} | {fmt(stats([r.get('dropped_iterations') for r in rs]))} | "
                        f"{fmt(stats([r.get('p99_ms') for r in rs]), 2)} |")
-            if err is not None:
+            if err is None:
+                continue
+            # A rate above what the target serves on this machine (wrk's
+            # maximum in the same run) measures the target, not the generator.
+            cap = figures.get("generators wrk rps")
+            if cap and q > 0.8 * cap["median"]:
+                capped.append(q)
+                aims.append((f"rate error ≤ 0.2 % at {q:,} req/s", None,
+                             f"{err['median']:.3f} % — n/a: above the {cap['median']:,.0f} req/s the target serves here (wrk)"))
+            else:
                 aims.append((f"rate error ≤ 0.2 % at {q:,} req/s", err["median"] <= 0.2, f"{err['median']:.3f} %"))
+        if capped:
+            out += ["", f"- {', '.join(f'{q:,}' for q in capped)} req/s: above the nginx micro-cache's maximum on this "
+                    f"2-core machine (wrk, same run), which shares the cores with the generator: arrivals are dropped "
+                    f"at the in-flight limit and counted, not sent late."]
         out.append("")
 
     # stampede
@@ -183,7 +196,7 @@ def main():
 
     if aims:
         out += ["## Aims", "", "| aim | met | measured |", "|---|---|---|"]
-        out += [f"| {a} | {'yes' if ok else '**no**'} | {m} |" for a, ok, m in aims]
+        out += [f"| {a} | {'–' if ok is None else 'yes' if ok else '**no**'} | {m} |" for a, ok, m in aims]
         out.append("")
     print("\n".join(out))
     json.dump({"env": env, "figures": figures, "ratios": ratios,
