@@ -45,12 +45,9 @@ pub(crate) fn main(a: DemoArgs) -> u8 {
     if let Err(e) = switches.validate() {
         return report(&anyhow::anyhow!("invalid {e}"), EXIT_USAGE);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(r) => r,
-        Err(e) => return report(&anyhow::Error::new(e), EXIT_FAILURE),
+        Err(code) => return code,
     };
     let outcome = runtime.block_on(async {
         let app = DemoApp::bind(a.listen, switches).await?;

@@ -239,17 +239,9 @@ pub(crate) fn main(args: HealArgs) -> u8 {
     if !args.quiet {
         healer = healer.hooks(Arc::new(JournalPrinter));
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            return report(
-                &anyhow::Error::new(e).context("starting the runtime"),
-                EXIT_FAILURE,
-            )
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(healer.run()) {
         Ok(r) => {

@@ -72,3 +72,17 @@ pub(crate) fn report(err: &anyhow::Error, code: u8) -> u8 {
     eprintln!("atlas: error: {err:#}");
     code
 }
+
+/// The multi-threaded runtime of the long-running subcommands; on failure the
+/// error is already reported and the exit code is returned.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            report(
+                &anyhow::Error::new(e).context("starting the runtime"),
+                EXIT_FAILURE,
+            )
+        })
+}

@@ -130,17 +130,9 @@ pub(crate) fn main(args: ProxyArgs) -> u8 {
     if !args.no_access_log {
         init_logging();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            return report(
-                &anyhow::Error::new(e).context("starting the runtime"),
-                EXIT_FAILURE,
-            )
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(serve(args, cfg)) {
         Ok(()) => EXIT_OK,

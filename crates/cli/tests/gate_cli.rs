@@ -6,19 +6,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{atlas, spawn_demo, spawn_proxy, Scratch};
+use common::{atlas, spawn_demo, spawn_proxy, text, Scratch};
 
 fn gate(args: &[&str]) -> Output {
     atlas().args(["gate", "-q"]).args(args).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn read(dir: &Path, name: &str) -> String {

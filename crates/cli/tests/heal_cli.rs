@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Output;
 
-use common::{atlas, spawn_demo, spawn_proxy, Scratch};
+use common::{atlas, spawn_demo, spawn_proxy, text, Scratch};
 
 fn heal(args: &[&str]) -> Output {
     atlas()
@@ -13,15 +13,6 @@ fn heal(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

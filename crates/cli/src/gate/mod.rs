@@ -99,17 +99,9 @@ pub(crate) fn main(args: GateArgs) -> u8 {
         );
     }
     let quiet = args.quiet;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            return report_err(
-                &anyhow::Error::new(e).context("starting the runtime"),
-                EXIT_FAILURE,
-            )
-        }
+        Err(code) => return code,
     };
     let outcome = runtime.block_on(gate(&s, &trace, &run_id, &work, &out, quiet));
     let _ = std::fs::remove_dir_all(&work);

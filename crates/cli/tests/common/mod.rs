@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// The `atlas` binary cargo built for these tests.
@@ -80,21 +80,42 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `atlas proxy` with `args`; returns the child and (proxy, admin) addresses from its first line.
-pub fn spawn_proxy(args: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
+/// Starts `atlas FIXED... ARGS...`; returns the child and the first line it
+/// writes on stderr (where it says what it listens on). The rest of stderr
+/// (the access log) is drained on a thread so the child never blocks on a
+/// full pipe.
+fn spawn_announced<const N: usize>(fixed: [&str; N], args: &[&str]) -> (Proc, String) {
     let mut child = atlas()
-        .args(["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(fixed)
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = String::new();
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let proc = Proc(Some(child));
+    let mut first = String::new();
     err.read_line(&mut first).unwrap();
-    // keep draining the access log so the proxy never blocks on a full pipe
     std::thread::spawn(move || for _ in err.lines() {});
+    (proc, first)
+}
+
+/// Everything a finished `atlas` said, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Starts `atlas proxy` with `args`; returns the child and (proxy, admin) addresses from its first line.
+pub fn spawn_proxy(args: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
+    let (proc, first) = spawn_announced(
+        ["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+        args,
+    );
     let addrs: Vec<SocketAddr> = first
         .split_whitespace()
         .filter_map(|w| {
@@ -109,18 +130,7 @@ pub fn spawn_proxy(args: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
 
 /// Starts `atlas demo-app` on a free port with `args`; returns the child and its address.
 pub fn spawn_demo(args: &[&str]) -> (Proc, SocketAddr) {
-    let mut child = atlas()
-        .args(["demo-app", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let proc = Proc(Some(child));
-    err.read_line(&mut first).unwrap();
-    std::thread::spawn(move || for _ in err.lines() {});
+    let (proc, first) = spawn_announced(["demo-app", "--listen", "127.0.0.1:0"], args);
     let addr = first
         .split_whitespace()
         .find_map(|w| w.strip_prefix("http://").and_then(|a| a.parse().ok()))
