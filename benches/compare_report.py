@@ -179,7 +179,7 @@ def main():
     # stampede
     if pick("stampede"):
         out += ["## Upstream requests for one cold key, 1 000 concurrent clients (origin 200 ms)", "",
-                "| proxy | upstream requests | answers |", "|---|---|---|"]
+                "| proxy | upstream requests | answers, all runs |", "|---|---|---|"]
         for t in ("nginx", "varnish", "atlas"):
             rs = pick("stampede", target=t)
             if not rs:
@@ -189,7 +189,8 @@ def main():
             for r in rs:
                 for c, n in r["codes"].items():
                     codes[c] = codes.get(c, 0) + n
-            out.append(f"| {t} | {fmt(s)} | {', '.join(f'{c}: {n}' for c, n in sorted(codes.items()))} |")
+            answers = ", ".join(f"{n:,} × {c}" for c, n in sorted(codes.items()))
+            out.append(f"| {t} | {fmt(s)} | {answers} of {1000 * len(rs):,} ({len(rs)} run{'s' if len(rs) > 1 else ''}) |")
             if t == "atlas" and s is not None:
                 aims.append(("one upstream request per key under a cold stampede", s["max"] == 1, f"{s['max']:.0f}"))
         out.append("")
