@@ -343,10 +343,13 @@ impl LoadTest {
     }
 
     /// Runs the test on the current Tokio runtime and returns what it measured.
+    /// A closed model (VUs) runs its VUs on as many threads of its own as the
+    /// current runtime has workers, one single-threaded runtime each.
     ///
     /// # Errors
     /// Only for failures outside the test itself (the NDJSON file cannot be
-    /// created); failed requests are results, not errors.
+    /// created, a VU thread cannot be started); failed requests are results,
+    /// not errors.
     pub async fn run(&self) -> Result<RunResult> {
         self.run_with(RunOptions::default()).await
     }
@@ -364,12 +367,7 @@ impl LoadTest {
             .max(1);
         let shared = Arc::new(Shared {
             targets: self.targets.clone(),
-            pools: self
-                .authorities
-                .iter()
-                .cloned()
-                .map(HostPool::new)
-                .collect(),
+            pools: self.pools(),
             traceparent: TraceparentBuilder::new(self.trace),
             checks: self.checks.clone(),
             needs_body: self.checks.iter().any(|c| c.needs_body()),
@@ -425,7 +423,7 @@ impl LoadTest {
                 (scheduled, active, max_vus as u64)
             }
             Executor::ConstantVus { .. } | Executor::RampingVus { .. } => {
-                let (active, peak) = self.run_closed(&shared, start).await;
+                let (active, peak) = self.run_closed(&shared, start).await?;
                 (0, active, peak)
             }
         };
@@ -631,49 +629,58 @@ impl LoadTest {
 
     /// Closed model: each VU sends its next request when the previous ends.
     /// Returns (active window, peak VUs of this segment).
-    async fn run_closed(&self, shared: &Arc<Shared>, start: Instant) -> (Duration, u64) {
+    ///
+    /// The VUs are split over one single-threaded runtime per worker of the
+    /// caller's runtime, each with its own connections, as wrk runs one event
+    /// loop per thread: a VU, its connection and the connection's I/O stay on
+    /// one thread, so no request crosses threads or waits for a parked worker
+    /// to be woken (on the shared work-stealing runtime the generator left
+    /// 5-9 % of the machine idle at full speed; see BENCHMARKS.md).
+    async fn run_closed(&self, shared: &Arc<Shared>, start: Instant) -> Result<(Duration, u64)> {
         let duration = self.executor.duration();
         let end = start + duration;
-        let peak = self.peak_vus();
         let wanted = Arc::new(AtomicUsize::new(self.vus_at(Duration::ZERO)));
-        let mut vus = tokio::task::JoinSet::new();
-        let mut mine = 0u64;
+        let mine: Vec<u64> = (0..self.peak_vus() as u64)
+            .filter(|&k| self.segment.contains(k))
+            .collect();
+        let threads = tokio::runtime::Handle::current()
+            .metrics()
+            .num_workers()
+            .clamp(1, mine.len().max(1));
         let picks: Arc<[u64]> = self.cumulative_weights.clone().into();
-        for k in 0..peak {
-            if !self.segment.contains(k as u64) {
-                continue;
-            }
-            mine += 1;
-            let shared = shared.clone();
-            let wanted = wanted.clone();
-            let picks = picks.clone();
-            let seed = self.seed;
-            vus.spawn(async move {
-                let mut iteration = 0u64;
-                loop {
-                    if shared.stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let now = Instant::now();
-                    if now >= end {
-                        break;
-                    }
-                    if k >= wanted.load(Ordering::Relaxed) {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                    let key = (k as u64) << 40 | iteration;
-                    iteration += 1;
-                    let route = pick_route(&picks, seed, key);
-                    let in_flight = shared.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-                    shared
-                        .max_in_flight
-                        .fetch_max(in_flight as u64, Ordering::Relaxed);
-                    let s = shared.exchange(route, now, key).await;
-                    shared.record(&s);
-                    shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let mut done = Vec::with_capacity(threads);
+        for t in 0..threads {
+            let vus: Vec<u64> = mine.iter().copied().skip(t).step_by(threads).collect();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let worker = ClosedWorker {
+                shared: shared.clone(),
+                pools: self.pools(),
+                wanted: wanted.clone(),
+                picks: picks.clone(),
+                seed: self.seed,
+                end,
+                graceful_stop: self.graceful_stop,
+            };
+            let spawned = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|rt| {
+                    std::thread::Builder::new()
+                        .name(format!("atlas-vus-{t}"))
+                        .spawn(move || {
+                            worker.run(&rt, vus);
+                            let _ = tx.send(());
+                        })
+                });
+            if let Err(e) = spawned {
+                // stop the threads already running, then report
+                shared.stop.store(true, Ordering::Release);
+                for rx in done {
+                    let _ = rx.await;
                 }
-            });
+                return Err(e.into());
+            }
+            done.push(rx);
         }
         if matches!(self.executor, Executor::RampingVus { .. }) {
             while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
@@ -681,13 +688,20 @@ impl LoadTest {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        let _ = tokio::time::timeout_at(end + self.graceful_stop, async {
-            while vus.join_next().await.is_some() {}
-        })
-        .await;
-        vus.abort_all();
+        for rx in done {
+            let _ = rx.await;
+        }
         let active = start.elapsed().min(duration);
-        (active, mine)
+        Ok((active, mine.len() as u64))
+    }
+
+    /// Empty connection pools, one per host of the mix.
+    fn pools(&self) -> Box<[HostPool]> {
+        self.authorities
+            .iter()
+            .cloned()
+            .map(HostPool::new)
+            .collect()
     }
 
     fn abort_checker(&self, names: &[String]) -> Option<AbortChecker> {
@@ -753,6 +767,67 @@ fn pick_route(cumulative: &[u64], seed: u64, key: u64) -> usize {
     cumulative.partition_point(|&c| c <= r)
 }
 
+/// The VUs of one closed-model thread, with that thread's connections.
+struct ClosedWorker {
+    shared: Arc<Shared>,
+    pools: Box<[HostPool]>,
+    wanted: Arc<AtomicUsize>,
+    picks: Arc<[u64]>,
+    seed: u64,
+    end: Instant,
+    graceful_stop: Duration,
+}
+
+impl ClosedWorker {
+    /// Runs VUs `vus` on `rt` (single-threaded) until the end of the run and
+    /// its graceful stop.
+    fn run(self, rt: &tokio::runtime::Runtime, vus: Vec<u64>) {
+        let me = Arc::new(self);
+        rt.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for k in vus {
+                set.spawn(me.clone().vu(k));
+            }
+            let _ = tokio::time::timeout_at(me.end + me.graceful_stop, async {
+                while set.join_next().await.is_some() {}
+            })
+            .await;
+            set.abort_all();
+        });
+        for p in me.pools.iter() {
+            p.clear();
+        }
+    }
+
+    async fn vu(self: Arc<Self>, k: u64) {
+        let shared = &self.shared;
+        let mut iteration = 0u64;
+        loop {
+            if shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let now = Instant::now();
+            if now >= self.end {
+                break;
+            }
+            if k as usize >= self.wanted.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            let key = k << 40 | iteration;
+            iteration += 1;
+            let route = pick_route(&self.picks, self.seed, key);
+            let in_flight = shared.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+            shared
+                .max_in_flight
+                .fetch_max(in_flight as u64, Ordering::Relaxed);
+            let s = shared.exchange_on(&self.pools, route, now, key).await;
+            shared.record(&s);
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// State shared by every request of one run.
 struct Shared {
     targets: Arc<[Target]>,
@@ -806,8 +881,19 @@ thread_local! {
 
 impl Shared {
     async fn exchange(&self, route: usize, due: Instant, seq: u64) -> Sample {
+        self.exchange_on(&self.pools, route, due, seq).await
+    }
+
+    /// [`Shared::exchange`] over the connections of `pools`.
+    async fn exchange_on(
+        &self,
+        pools: &[HostPool],
+        route: usize,
+        due: Instant,
+        seq: u64,
+    ) -> Sample {
         let ctx = ExchangeCtx {
-            pools: &self.pools,
+            pools,
             traceparent: &self.traceparent,
             checks: &self.checks,
             needs_body: self.needs_body,
