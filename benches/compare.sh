@@ -109,7 +109,7 @@ prime
 {
   echo "date: $(date -Is)"
   echo "host: $(uname -srm); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
-  echo "atlas: $("$ATLAS" --version) ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo ?))"
+  echo "atlas: $("$ATLAS" --version) ($(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo ?))"
   echo "nginx: $(nginx -v 2>&1 | cut -d/ -f2); varnish: $(varnishd -V 2>&1 | head -1)"
   echo "wrk: $(dpkg-query -W -f='${Version}' wrk 2>/dev/null || echo ?)"
   echo "k6: $([[ $HAVE_K6 == 1 ]] && "$K6" version 2>/dev/null | head -1 || echo 'not installed (skipped)')"
