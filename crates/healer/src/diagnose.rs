@@ -132,7 +132,11 @@ pub fn failing(s: &Sample, gate: &Gate) -> Vec<String> {
     let mut out = Vec::new();
     let p95 = gate.p95.as_secs_f64() * 1000.0;
     if s.p95_ms > p95 {
-        out.push(format!("p95 {:.1} ms > {p95:.0} ms", s.p95_ms));
+        out.push(format!(
+            "p95 {:.1} ms > {} ms",
+            s.p95_ms,
+            limit_ms(gate.p95)
+        ));
     }
     if s.failure_ratio > gate.max_failure_ratio {
         out.push(format!(
@@ -158,6 +162,12 @@ pub fn failing(s: &Sample, gate: &Gate) -> Vec<String> {
         ));
     }
     out
+}
+
+/// A limit in milliseconds as the user wrote it: `200`, `0.05`.
+fn limit_ms(d: Duration) -> String {
+    // to the microsecond, shortest form: 200.0 prints as `200`
+    format!("{}", (d.as_secs_f64() * 1e6).round() / 1e3)
 }
 
 /// A duration knob from `GET /config` (`"60s"`, `"1m 30s"`).
@@ -341,7 +351,10 @@ pub fn diagnose(obs: &Observation, cfg: &HealerConfig, managed: bool) -> Vec<Dia
             out.push(Diagnosis::new(
                 Code::UpstreamSlow,
                 None,
-                format!("requests that go upstream take longer than {p95_limit:.0} ms"),
+                format!(
+                    "requests that go upstream take longer than {} ms",
+                    limit_ms(cfg.gate.p95)
+                ),
                 ev,
             ));
         }
@@ -560,6 +573,12 @@ mod tests {
         );
         let f = failing(&sample(100, None, 1.0, 0), &g);
         assert!(f[0].contains("no answer carried X-Cache-Status"), "{f:?}");
+        let tight = Gate {
+            p95: Duration::from_micros(50),
+            ..Gate::default()
+        };
+        let f = failing(&sample(100, Some(1.0), 0.4, 0), &tight);
+        assert_eq!(f, vec!["p95 0.4 ms > 0.05 ms".to_string()]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 mod support;
 
-use atlas_healer::{ChangeOutcome, Code, Healer, Packet};
+use atlas_healer::Code;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,35 +16,22 @@ async fn private_pages_are_stored_when_the_proxys_own_rules_decide() {
     .await;
     let p = proxy(&app.url, |c| c.cache.honor_origin_cache_control = true).await;
     let dir = Scratch::new("private");
-    let r = bounded(
-        Healer::new(healer(&p.url, Some(&p.admin)))
-            .unwrap()
-            .out_dir(dir.path())
-            .run(),
-    )
-    .await
-    .unwrap();
-    let Packet::Progress(progress) = &r.packet else {
-        panic!("expected PROGRESS, got:\n{}", r.packet);
-    };
+    let r = heal(healer(&p.url, Some(&p.admin)), &dir).await;
+    let progress = progress(&r);
 
     let journal = dir.journal();
-    let diag = &phase(&journal, "diagnose")[0]["diagnoses"][0];
+    let diag = first_diagnosis(&journal);
     assert_eq!(diag["code"], "CACHE-MISS", "{diag}");
     assert_eq!(diag["cause"], "private", "{diag}");
     assert!(
         diag["summary"].as_str().unwrap().contains("/playground"),
         "{diag}"
     );
-    let act = &phase(&journal, "act")[0]["action"];
+    let act = first_action(&journal);
     assert_eq!(act["knob"], "cache.honor_origin_cache_control");
     assert_eq!((&act["from"], &act["to"]), (&true.into(), &false.into()));
 
-    let kept: Vec<_> = progress
-        .changes
-        .iter()
-        .filter(|c| c.outcome == ChangeOutcome::Kept)
-        .collect();
+    let kept = kept(progress);
     assert_eq!(kept.len(), 1, "{:?}", progress.changes);
     assert_eq!(kept[0].addresses, "CACHE-MISS (private)");
     assert!(!p.handle.config().cache.honor_origin_cache_control);
@@ -65,12 +52,8 @@ async fn an_app_that_is_down_is_an_upstream_down_blocker_and_the_app_is_left_alo
     // the healer knows where the app is, and that address is the broken one
     cfg.app = Some(app.url.clone());
     let dir = Scratch::new("upstream-down");
-    let r = bounded(Healer::new(cfg).unwrap().out_dir(dir.path()).run())
-        .await
-        .unwrap();
-    let Packet::Blocker(b) = &r.packet else {
-        panic!("expected BLOCKER, got:\n{}", r.packet);
-    };
+    let r = heal(cfg, &dir).await;
+    let b = blocker(&r);
     assert_eq!(b.class, Code::UpstreamDown, "{}", r.packet);
     assert_eq!(b.knob, None, "no knob of the proxy fixes a dead app");
     assert!(b.lives.contains("never the app"), "{}", b.lives);

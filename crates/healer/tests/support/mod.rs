@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use atlas_cacheproxy::{Proxy, ProxyConfig, ProxyHandle};
 use atlas_demo::{DemoApp, DemoHandle, Switches};
-use atlas_healer::HealerConfig;
+use atlas_healer::{
+    Blocker, Change, ChangeOutcome, Healer, HealerConfig, Packet, Progress, Report,
+};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -152,4 +154,45 @@ pub async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
 
 pub fn sock(url: &str) -> SocketAddr {
     url.trim_start_matches("http://").parse().unwrap()
+}
+
+/// Runs a healer with `cfg`, writing into `dir`, bounded in time.
+pub async fn heal(cfg: HealerConfig, dir: &Scratch) -> Report {
+    bounded(Healer::new(cfg).unwrap().out_dir(dir.path()).run())
+        .await
+        .unwrap()
+}
+
+/// The packet's PROGRESS, or a panic showing the packet.
+pub fn progress(r: &Report) -> &Progress {
+    match &r.packet {
+        Packet::Progress(p) => p,
+        other => panic!("expected PROGRESS, got:\n{other}"),
+    }
+}
+
+/// The packet's BLOCKER, or a panic showing the packet.
+pub fn blocker(r: &Report) -> &Blocker {
+    match &r.packet {
+        Packet::Blocker(b) => b,
+        other => panic!("expected BLOCKER, got:\n{other}"),
+    }
+}
+
+/// The first diagnosis of the first round.
+pub fn first_diagnosis(journal: &[Value]) -> &Value {
+    &phase(journal, "diagnose")[0]["diagnoses"][0]
+}
+
+/// The first change made.
+pub fn first_action(journal: &[Value]) -> &Value {
+    &phase(journal, "act")[0]["action"]
+}
+
+/// The changes the healer kept.
+pub fn kept(p: &Progress) -> Vec<&Change> {
+    p.changes
+        .iter()
+        .filter(|c| c.outcome == ChangeOutcome::Kept)
+        .collect()
 }
