@@ -17,8 +17,8 @@ use crate::{report, EXIT_BLOCKER, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 The healer changes infrastructure knobs only (the proxy's config through its admin API,
 the load sample's settings, starting the proxy it manages), never the application.
 Diagnoses: SC-NET, PORT-OCCUPIED, SC-NAME, UPSTREAM-DOWN, UPSTREAM-SLOW,
-CACHE-MISS (set-cookie | private | stampede | short-ttl | unknown), LOAD-SHORTFALL,
-THRESHOLD, POLICY.
+CACHE-MISS (set-cookie | private | unnormalized-keys | stampede | short-ttl | unknown),
+LOAD-SHORTFALL, THRESHOLD, POLICY.
 Writes to --out: journal.jsonl (appended, synced before each change), knobs-notes.txt
 (WHAT / WHY / VERIFY / ROLLBACK per knob), packet.json.
 Policy file (TOML): allow = [\"cache.*\", \"upstream\"]  deny = [\"cache.ttl\"]

@@ -63,6 +63,9 @@ pub enum MissCause {
     SetCookie,
     /// The origin sends `Cache-Control: private` or `no-store`, and the proxy honours it.
     Private,
+    /// `cache.sort_query` is off: one query in another parameter order is
+    /// another key.
+    UnnormalizedKeys,
     /// `cache.lock` is off: concurrent misses of one key all go upstream.
     Stampede,
     /// `cache.ttl` is shorter than the traffic's reuse interval.
@@ -77,6 +80,7 @@ impl MissCause {
         match self {
             MissCause::SetCookie => "set-cookie",
             MissCause::Private => "private",
+            MissCause::UnnormalizedKeys => "unnormalized-keys",
             MissCause::Stampede => "stampede",
             MissCause::ShortTtl => "short-ttl",
             MissCause::Unknown => "unknown",
@@ -460,6 +464,31 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
                 ),
                 statuses.clone(),
             ],
+        ));
+    }
+
+    let apart: Vec<String> = obs
+        .routes
+        .iter()
+        .filter(|r| r.cached())
+        .filter_map(|r| {
+            let (other, status) = r.reordered.as_ref()?;
+            (status != "HIT").then(|| format!("GET {other} after {}: {status}", r.path))
+        })
+        .collect();
+    if !apart.is_empty() && knob("cache.sort_query") != Some(Value::Bool(true)) {
+        let mut ev = vec![head.to_string()];
+        ev.extend(apart);
+        ev.push(format!(
+            "cache.sort_query = {}",
+            show(knob("cache.sort_query"))
+        ));
+        ev.push(statuses.clone());
+        out.push(Diagnosis::new(
+            Code::CacheMiss,
+            Some(MissCause::UnnormalizedKeys),
+            "the same query in another parameter order is another cache key".into(),
+            ev,
         ));
     }
 

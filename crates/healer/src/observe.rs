@@ -104,6 +104,10 @@ pub struct RouteProbe {
     pub set_cookie: bool,
     /// The second answer's `Cache-Control`.
     pub cache_control: Option<String>,
+    /// For a path whose query has two or more parameters: the same query in
+    /// reverse order, requested after the two, and its `X-Cache-Status`
+    /// (`/?b=2&a=1`, `MISS`). A proxy that normalizes keys answers `HIT`.
+    pub reordered: Option<(String, String)>,
 }
 
 impl RouteProbe {
@@ -330,6 +334,13 @@ async fn probe_route(base: &str, path: &str) -> RouteProbe {
             }
         }
     }
+    let mut reordered = None;
+    if let (Some(Ok(_)), Some(other)) = (&last, reordered_query(path)) {
+        if let Ok(r) = http::get(base, &other, PROBE_LIMIT).await {
+            let status = r.header("x-cache-status").unwrap_or("").to_string();
+            reordered = Some((other, status));
+        }
+    }
     match last.expect("at least one attempt") {
         Ok(r) => RouteProbe {
             path: path.to_string(),
@@ -338,6 +349,7 @@ async fn probe_route(base: &str, path: &str) -> RouteProbe {
             cache,
             set_cookie: r.headers.contains_key(::http::header::SET_COOKIE),
             cache_control: r.header("cache-control").map(str::to_string),
+            reordered,
         },
         Err(f) => RouteProbe {
             path: path.to_string(),
@@ -346,8 +358,18 @@ async fn probe_route(base: &str, path: &str) -> RouteProbe {
             cache,
             set_cookie: false,
             cache_control: None,
+            reordered,
         },
     }
+}
+
+/// `path` with its query parameters in reverse order, when that is another
+/// URL for the same query (two or more parameters, not all alike).
+fn reordered_query(path: &str) -> Option<String> {
+    let (p, q) = path.split_once('?')?;
+    let params: Vec<&str> = q.split('&').rev().collect();
+    let other = format!("{p}?{}", params.join("&"));
+    (other != path).then_some(other)
 }
 
 /// Runs the load sample: the mix at the sample rate for the sample duration.
@@ -421,4 +443,20 @@ pub fn port_owner(port: u16) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reordered_query;
+
+    #[test]
+    fn a_query_reversed_is_another_url_for_the_same_query() {
+        assert_eq!(
+            reordered_query("/s?a=1&b=2&c=3").as_deref(),
+            Some("/s?c=3&b=2&a=1")
+        );
+        assert_eq!(reordered_query("/s?a=1"), None);
+        assert_eq!(reordered_query("/s?a=1&a=1"), None);
+        assert_eq!(reordered_query("/s"), None);
+    }
 }

@@ -112,6 +112,12 @@ pub fn plan(
                 .into(),
             "those routes are stored; hit ratio rises".into(),
         )),
+        (Code::CacheMiss, Some(MissCause::UnnormalizedKeys)) if has_admin => c.push(set(
+            "cache.sort_query",
+            json!(true),
+            "one query in different parameter orders is stored under different keys".into(),
+            "one key per query whatever its order; hit ratio rises".into(),
+        )),
         (Code::CacheMiss, Some(MissCause::Stampede)) if has_admin => c.push(set(
             "cache.lock",
             json!(true),

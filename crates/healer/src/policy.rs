@@ -21,6 +21,7 @@ pub const KNOBS: &[(&str, &str)] = &[
         "the proxy's config (admin PUT /config)",
     ),
     ("cache.lock", "the proxy's config (admin PUT /config)"),
+    ("cache.sort_query", "the proxy's config (admin PUT /config)"),
     ("cache.ttl", "the proxy's config (admin PUT /config)"),
     (
         "cache.stale_while_revalidate",
