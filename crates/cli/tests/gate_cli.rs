@@ -86,8 +86,17 @@ fn the_embedded_default_holds_and_its_bundle_verifies() {
         assert!(out.join(f).is_file(), "{f} in the bundle");
     }
     assert!(read(&out, "proxy-metrics.txt").contains("atlas_proxy_requests_total"));
-    // Lighthouse is not installed here: the summary says so instead of pretending.
-    assert!(read(&out, "lighthouse.txt").contains("skipped") || out.join("lighthouse").is_dir());
+    // Without Lighthouse on PATH the summary says so instead of pretending.
+    let lh = read(&out, "lighthouse.txt");
+    if on_path("lighthouse").is_none() {
+        assert!(
+            lh.contains("skipped — `lighthouse` is not installed"),
+            "{lh}"
+        );
+        assert!(!out.join("lighthouse").exists());
+    } else {
+        assert!(lh.contains("audited /"), "{lh}");
+    }
     let html = read(&out, "report.html");
     assert!(html.contains("<svg") && html.contains("PROGRESS"));
     assert!(
@@ -272,15 +281,78 @@ fn bad_usage_exits_2_naming_what_is_wrong_and_writes_nothing() {
     }
 }
 
+/// `name` on PATH.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 fn chromium() -> PathBuf {
     let found = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
-        .find_map(|n| {
-            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-                .map(|d| d.join(n))
-                .find(|p| p.is_file())
-        });
+        .find_map(on_path);
     found.expect("the browser test needs Chromium: apt-get install chromium (.ci/run installs it)")
+}
+
+/// Lighthouse where `.ci/run` installs it (`target/lighthouse`), or on PATH.
+fn lighthouse() -> PathBuf {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/lighthouse/node_modules/.bin/lighthouse");
+    local.is_file().then_some(local).or_else(|| on_path("lighthouse")).expect(
+        "the Lighthouse test needs lighthouse: npm install --prefix target/lighthouse lighthouse@12 (.ci/run installs it)",
+    )
+}
+
+/// With Lighthouse and Chromium there, the gate audits the routes that are
+/// pages through the proxy, puts the reports in the bundle, and names the
+/// routes it did not audit and why.
+#[test]
+fn lighthouse_audits_the_pages_through_the_proxy() {
+    let lh = lighthouse();
+    chromium();
+    let dir = Scratch::new("gate-lighthouse");
+    let out = dir.path("bundle");
+    let o = gate(&[
+        "--duration",
+        "2s",
+        "--out",
+        out.to_str().unwrap(),
+        "--lighthouse",
+        lh.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let line = read(&out, "lighthouse.txt");
+    assert!(
+        line.starts_with("lighthouse: audited / performance "),
+        "{line}"
+    );
+    assert!(line.contains("/playground performance "), "{line}");
+    assert!(
+        line.contains(
+            "not pages, not audited: /keys (application/json), /metrics (application/json)"
+        ),
+        "{line}"
+    );
+    let proxy = format!(
+        "http://{}",
+        json(&out, "routes.json")["observation"]["target"]["addr"]
+            .as_str()
+            .unwrap()
+    );
+    for (file, route) in [("home", "/"), ("playground", "/playground")] {
+        let report = json(&out, &format!("lighthouse/{file}.json"));
+        assert_eq!(
+            report["requestedUrl"],
+            format!("{proxy}{route}"),
+            "audited through the proxy"
+        );
+        let score = report["categories"]["performance"]["score"].as_f64();
+        assert!(score.is_some_and(|s| (0.0..=1.0).contains(&s)), "{score:?}");
+    }
+    verified(&out);
+    let manifest = read(&out, "manifest.csv");
+    assert!(manifest.contains("lighthouse/home.json"), "{manifest}");
 }
 
 /// Headless Chromium opens the report: the inline script reports every

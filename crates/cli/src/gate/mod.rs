@@ -679,8 +679,10 @@ fn ratio(a: u64, b: u64) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
 }
 
-/// Runs Lighthouse on the four dynamic routes when it and Chromium are
-/// there; returns the one-line result for the summary either way.
+/// Runs Lighthouse on the four dynamic routes that are pages (`text/html`)
+/// when it and Chromium are there; returns the one-line result for the
+/// summary either way (each page's performance score, and the routes that
+/// are not pages: Lighthouse audits pages only).
 async fn lighthouse(s: &Settings, svc: &Service, work: &Path) -> String {
     let find = |given: &Option<PathBuf>, names: &[&str]| -> Option<PathBuf> {
         if let Some(p) = given {
@@ -692,25 +694,44 @@ async fn lighthouse(s: &Settings, svc: &Service, work: &Path) -> String {
             .find(|p| p.is_file())
     };
     let Some(lh) = find(&s.lighthouse, &["lighthouse"]) else {
-        return "lighthouse: skipped — `lighthouse` is not installed (npm install -g lighthouse, or --lighthouse PATH)".into();
+        return match &s.lighthouse {
+            Some(p) => format!("lighthouse: skipped — {} is not a file", p.display()),
+            None => "lighthouse: skipped — `lighthouse` is not installed (npm install -g lighthouse, or --lighthouse PATH)".into(),
+        };
     };
     let Some(chrome) = find(
         &s.chromium,
         &["chromium", "chromium-browser", "google-chrome"],
     ) else {
-        return "lighthouse: skipped — no Chromium found (apt-get install chromium, or --chromium PATH)".into();
+        return match &s.chromium {
+            Some(p) => format!("lighthouse: skipped — {} is not a file", p.display()),
+            None => "lighthouse: skipped — no Chromium found (apt-get install chromium, or --chromium PATH)".into(),
+        };
     };
     let dir = work.join("lighthouse");
     if std::fs::create_dir_all(&dir).is_err() {
         return "lighthouse: failed — cannot create the lighthouse folder".into();
     }
-    let mut done = Vec::new();
+    let (mut done, mut not_pages, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     for (route, name) in [
         ("/", "home"),
         ("/keys", "keys"),
         ("/playground", "playground"),
         ("/metrics", "metrics"),
     ] {
+        let kind = atlas_healer::fetch(&svc.target, route, Duration::from_secs(5))
+            .await
+            .ok()
+            .map(|r| {
+                r.header("content-type")
+                    .unwrap_or("no content-type")
+                    .to_string()
+            })
+            .unwrap_or_else(|| "no answer".into());
+        if !kind.starts_with("text/html") {
+            not_pages.push(format!("{route} ({kind})"));
+            continue;
+        }
         let outp = dir.join(format!("{name}.json"));
         let mut cmd = tokio::process::Command::new(&lh);
         cmd.arg(format!("{}{route}", svc.target))
@@ -723,14 +744,37 @@ async fn lighthouse(s: &Settings, svc: &Service, work: &Path) -> String {
             .env("CHROME_PATH", &chrome)
             .kill_on_drop(true);
         match tokio::time::timeout(Duration::from_secs(120), cmd.status()).await {
-            Ok(Ok(st)) if st.success() && outp.is_file() => done.push(route),
-            Ok(Ok(st)) => return format!("lighthouse: failed on {route} ({st})"),
-            Ok(Err(e)) => return format!("lighthouse: failed on {route} ({e})"),
-            Err(_) => return format!("lighthouse: failed on {route} (no result within 120 s)"),
+            Ok(Ok(st)) if st.success() && outp.is_file() => {
+                done.push(format!("{route} performance {}", performance(&outp)))
+            }
+            Ok(Ok(st)) => failed.push(format!("{route} ({st})")),
+            Ok(Err(e)) => failed.push(format!("{route} ({e})")),
+            Err(_) => failed.push(format!("{route} (no result within 120 s)")),
         }
     }
-    format!(
+    let mut line = format!(
         "lighthouse: audited {} (lighthouse/*.json)",
-        done.join(", ")
-    )
+        if done.is_empty() {
+            "nothing".into()
+        } else {
+            done.join(", ")
+        }
+    );
+    if !failed.is_empty() {
+        line += &format!("; failed: {}", failed.join(", "));
+    }
+    if !not_pages.is_empty() {
+        line += &format!("; not pages, not audited: {}", not_pages.join(", "));
+    }
+    line
+}
+
+/// The performance score (0–100) of a Lighthouse JSON report, or `?`.
+fn performance(report: &Path) -> String {
+    std::fs::read(report)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["categories"]["performance"]["score"].as_f64())
+        .map(|x| format!("{:.0}", x * 100.0))
+        .unwrap_or_else(|| "?".into())
 }
