@@ -19,6 +19,9 @@
 //!   with `Set-Cookie` are not stored unless `cache.ignore_set_cookie`, and then
 //!   stored *without* the cookie; `Vary: *`, 5xx and 400 never.
 //! - **Headers**: `X-Cache-Status` (nginx's values), RFC 9211 `Cache-Status`, `Age`.
+//! - **Workers**: client connections are served by one thread per core, each
+//!   on a single-threaded runtime of its own, handed out in turn by the accept
+//!   loop (nginx's worker per core); the admin API runs on the caller's runtime.
 //! - **Admin API** on its own listener: `/health`, `/ready`, `/metrics`
 //!   (Prometheus), `GET|PUT /config` (validated, swapped atomically, the
 //!   previous config returned), `POST /purge`.

@@ -4,10 +4,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 use crate::config::ProxyConfig;
 use crate::error::{Error, Result};
@@ -87,6 +89,17 @@ impl Proxy {
 
     /// Serves until `shutdown` completes; then stops accepting, lets in-flight
     /// requests finish within `shutdown_grace`, and returns.
+    ///
+    /// Client connections are served by one thread per core, each with a
+    /// single-threaded runtime of its own (nginx's worker per core, wrk's
+    /// event loop per thread): the accept loop hands each new connection to
+    /// the next worker in turn, and the connection stays there, so a request
+    /// never hops between threads. On the shared work-stealing runtime the
+    /// wake-ups between threads left part of the cores idle at full load. The
+    /// admin API is served on the caller's runtime.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a worker thread or its runtime cannot be started.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let Proxy {
             state,
@@ -99,6 +112,11 @@ impl Proxy {
         http.max_buf_size(max_buf)
             .keep_alive(true)
             .timer(hyper_util::rt::TokioTimer::new());
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = (0..cores)
+            .map(|i| Worker::start(i, state.clone(), http.clone()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut next = 0;
         let mut admin_http = hyper::server::conn::http1::Builder::new();
         admin_http.keep_alive(true);
         tokio::pin!(shutdown);
@@ -108,15 +126,13 @@ impl Proxy {
                 accepted = listener.accept() => {
                     let Ok((stream, peer)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
-                    let state = state.clone();
-                    let svc = service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(proxy::handle(state, req, peer).await) }
-                    });
-                    let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
+                    let Ok(stream) = stream.into_std() else { continue };
+                    let conn = Accepted { stream, peer, watcher: graceful.watcher() };
+                    next = (next + 1) % workers.len();
+                    if let Err(back) = workers[next].conns.send(conn) {
+                        // the worker is gone (it panicked): serve here instead
+                        serve_client(&state, &http, back.0);
+                    }
                 }
                 accepted = admin.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
@@ -136,6 +152,61 @@ impl Proxy {
         drop(admin);
         let grace = state.live.load().cfg.shutdown_grace;
         let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+        // closing the channels ends the workers; connections still open
+        // after the grace period are dropped with their runtimes
+        drop(workers);
         Ok(())
     }
+}
+
+/// A client connection on its way from the accept loop to a worker.
+struct Accepted {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    watcher: Watcher,
+}
+
+/// A thread serving client connections on a single-threaded runtime.
+struct Worker {
+    conns: mpsc::UnboundedSender<Accepted>,
+}
+
+impl Worker {
+    fn start(i: usize, state: Arc<State>, http: http1::Builder) -> std::io::Result<Worker> {
+        let (conns, mut rx) = mpsc::unbounded_channel::<Accepted>();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(format!("atlas-proxy-{i}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    while let Some(conn) = rx.recv().await {
+                        serve_client(&state, &http, conn);
+                    }
+                });
+            })?;
+        Ok(Worker { conns })
+    }
+}
+
+/// Serves one client connection on the current runtime.
+fn serve_client(state: &Arc<State>, http: &http1::Builder, conn: Accepted) {
+    let Accepted {
+        stream,
+        peer,
+        watcher,
+    } = conn;
+    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+        return;
+    };
+    let state = state.clone();
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(proxy::handle(state, req, peer).await) }
+    });
+    let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), svc));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
 }

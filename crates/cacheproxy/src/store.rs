@@ -42,6 +42,10 @@ pub struct Entry {
     pub path: String,
 }
 
+/// Headers added to a stored response when it is served: `Age`,
+/// `X-Cache-Status`, `Cache-Status`, `X-Request-Id`, `Via`.
+const RESPONSE_EXTRA_HEADERS: usize = 5;
+
 impl Entry {
     /// Bytes the entry takes, approximately (body, headers, bookkeeping).
     pub fn size(&self) -> usize {
@@ -63,8 +67,14 @@ impl Entry {
         };
         let mut r = http::Response::new(body);
         *r.status_mut() = self.status;
-        *r.headers_mut() = self.headers.clone();
-        r.headers_mut().insert(
+        // room for `Age` and the five headers every answer gets on its way
+        // out, so none of them grows the map (a clone has no spare room)
+        let h = r.headers_mut();
+        h.reserve(self.headers.len() + RESPONSE_EXTRA_HEADERS);
+        for (name, value) in &self.headers {
+            h.append(name.clone(), value.clone());
+        }
+        h.insert(
             http::header::AGE,
             HeaderValue::from(self.age(now).as_secs()),
         );
@@ -109,8 +119,31 @@ impl Slot {
     }
 }
 
+/// Hashes a [`CacheKey`] by taking its high 64 bits: the key already is a
+/// keyed hash, random per process, so hashing it again (SipHash) would only
+/// cost time. The low bits pick the shard, so they would cluster here.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // not what a CacheKey feeds it; kept correct for any input
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, x: u128) {
+        self.0 = (x >> 64) as u64;
+    }
+}
+
 struct Shard {
-    map: LruCache<CacheKey, (Slot, usize)>,
+    map: LruCache<CacheKey, (Slot, usize), std::hash::BuildHasherDefault<KeyHasher>>,
     bytes: usize,
 }
 
@@ -137,7 +170,7 @@ impl Store {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        map: LruCache::unbounded(),
+                        map: LruCache::unbounded_with_hasher(Default::default()),
                         bytes: 0,
                     })
                 })
