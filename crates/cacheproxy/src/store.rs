@@ -67,8 +67,9 @@ impl Entry {
         };
         let mut r = http::Response::new(body);
         *r.status_mut() = self.status;
-        // room for `Age` and the five headers every answer gets on its way
-        // out, so none of them grows the map (a clone has no spare room)
+        // room for the five headers every answer gets on its way out (`Age`
+        // here, four more in `handle`), so none of them grows the map: a
+        // clone of the stored map would have no spare room
         let h = r.headers_mut();
         h.reserve(self.headers.len() + RESPONSE_EXTRA_HEADERS);
         for (name, value) in &self.headers {
