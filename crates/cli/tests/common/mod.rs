@@ -36,20 +36,46 @@ impl Drop for Scratch {
     }
 }
 
+/// Resident memory (VmRSS, kB) of a child process every 100 ms until it
+/// exits, each sample with the seconds since this call.
+pub fn rss_timeline(mut child: std::process::Child) -> (Vec<(f64, u64)>, std::process::ExitStatus) {
+    let status_path = format!("/proc/{}/status", child.id());
+    let start = std::time::Instant::now();
+    let mut samples = Vec::new();
+    loop {
+        if let Some(kb) = std::fs::read_to_string(&status_path)
+            .ok()
+            .as_deref()
+            .and_then(|s| status_kb(s, "VmRSS:"))
+        {
+            samples.push((start.elapsed().as_secs_f64(), kb));
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            return (samples, st);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn status_kb(status: &str, field: &str) -> Option<u64> {
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Peak RSS (VmHWM, kB) of a child process, read from /proc until it exits.
 pub fn peak_rss_kb(mut child: std::process::Child) -> (u64, std::process::ExitStatus) {
     let status_path = format!("/proc/{}/status", child.id());
     let mut peak = 0;
     loop {
-        if let Ok(s) = std::fs::read_to_string(&status_path) {
-            if let Some(kb) = s
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                peak = peak.max(kb);
-            }
+        if let Some(kb) = std::fs::read_to_string(&status_path)
+            .ok()
+            .as_deref()
+            .and_then(|s| status_kb(s, "VmHWM:"))
+        {
+            peak = peak.max(kb);
         }
         if let Some(st) = child.try_wait().unwrap() {
             return (peak, st);
