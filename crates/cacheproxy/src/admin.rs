@@ -73,20 +73,6 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
                 Err(e) => return json_response(StatusCode::BAD_REQUEST, &json!({"error": e})),
             };
             let current = state.live.load_full();
-            for fixed in ["listen", "admin"] {
-                let asked = changes.get(fixed).and_then(Value::as_str);
-                let now = if fixed == "listen" {
-                    current.cfg.listen
-                } else {
-                    current.cfg.admin
-                };
-                if asked.is_some_and(|a| a != now.to_string()) {
-                    return json_response(
-                        StatusCode::BAD_REQUEST,
-                        &json!({"error": format!("invalid {fixed}: cannot change while the proxy runs (restart it)")}),
-                    );
-                }
-            }
             let next = match current.cfg.with_changes(&changes) {
                 Ok(c) => c,
                 Err(e) => {

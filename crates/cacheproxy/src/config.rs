@@ -106,6 +106,13 @@ fn d(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
+/// The most worker threads a config may ask for.
+const MAX_WORKERS: usize = 1024;
+
+/// The knobs a running proxy reads only at start (its listeners and its
+/// worker threads): changing them takes a restart.
+pub const FIXED_WHILE_RUNNING: [&str; 3] = ["listen", "admin", "workers"];
+
 /// The whole proxy configuration. Every field has a documented default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -118,6 +125,10 @@ pub struct ProxyConfig {
     pub upstream: String,
     /// Idle keep-alive connections kept to the upstream (default 64).
     pub upstream_pool: usize,
+    /// Threads serving client connections, each with an event loop of its
+    /// own (default 0: one per core, as nginx's `worker_processes auto`; at
+    /// most 1024). Read at start: a running proxy keeps its count.
+    pub workers: usize,
     /// Upstream connect timeout (default 2 s).
     #[serde(with = "duration_str")]
     pub connect_timeout: Duration,
@@ -225,6 +236,7 @@ impl Default for ProxyConfig {
             admin: "127.0.0.1:9080".parse().expect("static address"),
             upstream: String::new(),
             upstream_pool: 64,
+            workers: 0,
             connect_timeout: d(2),
             upstream_timeout: d(30),
             max_in_flight: 4096,
@@ -328,28 +340,77 @@ impl ProxyConfig {
         Ok(cfg)
     }
 
+    /// The worker threads this config starts: `workers`, or one per core when 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Which of [`FIXED_WHILE_RUNNING`] differ between this config and the
+    /// `running` one (`workers` compared by the threads they start).
+    pub fn fixed_changes(&self, running: &ProxyConfig) -> Vec<&'static str> {
+        let differs = [
+            self.listen != running.listen,
+            self.admin != running.admin,
+            self.worker_threads() != running.worker_threads(),
+        ];
+        FIXED_WHILE_RUNNING
+            .into_iter()
+            .zip(differs)
+            .filter_map(|(knob, d)| d.then_some(knob))
+            .collect()
+    }
+
+    /// Takes [`FIXED_WHILE_RUNNING`] from the `running` config (a file
+    /// re-read while the proxy runs); returns the knobs whose values differed.
+    pub fn keep_fixed(&mut self, running: &ProxyConfig) -> Vec<&'static str> {
+        let changed = self.fixed_changes(running);
+        self.listen = running.listen;
+        self.admin = running.admin;
+        self.workers = running.workers;
+        changed
+    }
+
     /// [`ProxyConfig::with_changes`] without the final validation (types and
     /// knob names are still checked).
     fn apply_changes(&self, changes: &Value) -> Result<Self> {
-        let mut doc = serde_json::to_value(self).expect("config serializes");
         let obj = changes
             .as_object()
             .ok_or_else(|| Error::config("config", "expected a JSON object of knob: value"))?;
         let mut flat = Vec::new();
         flatten("", obj, &mut flat);
-        for (knob, value) in flat {
+        let original = serde_json::to_value(self).expect("config serializes");
+        let set = |doc: &mut Value, knob: &str, value: &Value| -> Result<()> {
             let slot = knob
                 .split('.')
-                .try_fold(&mut doc, |v, part| v.get_mut(part))
+                .try_fold(doc, |v, part| v.get_mut(part))
                 .ok_or_else(|| {
                     Error::config(
-                        &knob,
+                        knob,
                         format!("unknown knob (known: {})", knob_names().join(", ")),
                     )
                 })?;
-            *slot = coerce(slot, value);
+            *slot = coerce(slot, value.clone());
+            Ok(())
+        };
+        let mut doc = original.clone();
+        for (knob, value) in &flat {
+            set(&mut doc, knob, value)?;
         }
-        serde_json::from_value(doc).map_err(|e| Error::config("config", e.to_string()))
+        serde_json::from_value(doc).map_err(|e| {
+            // name the knob whose value alone does not fit
+            let knob = flat
+                .iter()
+                .find(|(knob, value)| {
+                    let mut one = original.clone();
+                    set(&mut one, knob, value).is_ok()
+                        && serde_json::from_value::<ProxyConfig>(one).is_err()
+                })
+                .map_or("config", |(knob, _)| knob.as_str());
+            Error::config(knob, e.to_string())
+        })
     }
 
     /// Checks every field; the error names the knob and the value.
@@ -404,6 +465,15 @@ impl ProxyConfig {
         }
         if self.max_in_flight == 0 {
             return Err(Error::config("max_in_flight", "must be at least 1"));
+        }
+        if self.workers > MAX_WORKERS {
+            return Err(Error::config(
+                "workers",
+                format!(
+                    "{} is above {MAX_WORKERS} (0 means one per core)",
+                    self.workers
+                ),
+            ));
         }
         if self.upstream_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(Error::config(
@@ -556,6 +626,8 @@ mod tests {
                 serde_json::json!({"max_header_bytes": 100}),
                 "max_header_bytes",
             ),
+            (serde_json::json!({"workers": 5000}), "workers"),
+            (serde_json::json!({"workers": -1}), "workers"),
         ];
         for (change, want) in cases {
             let e = base().with_changes(&change).unwrap_err().to_string();
@@ -579,6 +651,37 @@ mod tests {
             .unwrap();
         assert_eq!(c.cache.ttl, Duration::from_secs(5));
         assert!(!c.cache.lock);
+        let c = base()
+            .apply_env([("ATLAS_WORKERS".to_string(), "3".to_string())])
+            .unwrap();
+        assert_eq!(c.worker_threads(), 3);
+    }
+
+    #[test]
+    fn fixed_knobs_are_kept_from_the_running_config() {
+        let running = ProxyConfig {
+            workers: base().worker_threads(),
+            ..base()
+        };
+        // 0 is "one per core": the same threads as the running count
+        assert!(base().fixed_changes(&running).is_empty());
+        let mut file = ProxyConfig {
+            listen: "127.0.0.1:1".parse().unwrap(),
+            workers: running.workers + 1,
+            ..base()
+                .with_changes(&serde_json::json!({"cache.ttl": "5s"}))
+                .unwrap()
+        };
+        assert_eq!(file.keep_fixed(&running), ["listen", "workers"]);
+        assert_eq!(
+            (file.listen, file.workers),
+            (running.listen, running.workers)
+        );
+        assert_eq!(
+            file.cache.ttl,
+            Duration::from_secs(5),
+            "the rest is the file's"
+        );
     }
 
     #[test]

@@ -19,12 +19,14 @@
 //!   with `Set-Cookie` are not stored unless `cache.ignore_set_cookie`, and then
 //!   stored *without* the cookie; `Vary: *`, 5xx and 400 never.
 //! - **Headers**: `X-Cache-Status` (nginx's values), RFC 9211 `Cache-Status`, `Age`.
-//! - **Workers**: client connections are served by one thread per core, each
-//!   on a single-threaded runtime of its own, handed out in turn by the accept
-//!   loop (nginx's worker per core); the admin API runs on the caller's runtime.
+//! - **Workers**: client connections are served by `workers` threads (one per
+//!   core by default), each on a single-threaded runtime of its own, handed
+//!   out in turn by the accept loop (nginx's worker per core); the admin API
+//!   runs on the caller's runtime.
 //! - **Admin API** on its own listener: `/health`, `/ready`, `/metrics`
 //!   (Prometheus), `GET|PUT /config` (validated, swapped atomically, the
-//!   previous config returned), `POST /purge`.
+//!   previous config returned; `listen`, `admin` and `workers` take a
+//!   restart), `POST /purge`.
 //!
 //! ```no_run
 //! use atlas_cacheproxy::{Proxy, ProxyConfig};
@@ -62,7 +64,7 @@ pub use cache_key::{
 };
 pub use config::{
     knob_names, parse_upstream, ByteSize, CacheConfig, FaultConfig, ProxyConfig, RouteRule,
-    Upstream,
+    Upstream, FIXED_WHILE_RUNNING,
 };
 pub use error::{Error, Result};
 pub use lock::{wait as wait_for_flight, FlightGuard, Flights, Join, Outcome as FlightOutcome};

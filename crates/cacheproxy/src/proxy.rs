@@ -121,8 +121,16 @@ impl State {
     }
 
     /// Swaps the config; returns the previous one.
-    pub fn swap_config(&self, cfg: ProxyConfig) -> crate::Result<ProxyConfig> {
+    pub fn swap_config(&self, mut cfg: ProxyConfig) -> crate::Result<ProxyConfig> {
         let current = self.live.load_full();
+        if let Some(knob) = cfg.fixed_changes(&current.cfg).first() {
+            return Err(crate::Error::config(
+                *knob,
+                "cannot change while the proxy runs (restart it)",
+            ));
+        }
+        // the same threads may be asked as 0 ("one per core") or their count
+        cfg.workers = current.cfg.workers;
         let next = current.with_config(cfg)?;
         self.store.set_max_bytes(next.cfg.cache.max_bytes.0);
         self.live.store(Arc::new(next));

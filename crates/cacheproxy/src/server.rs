@@ -63,6 +63,8 @@ impl Proxy {
         let mut cfg = cfg;
         cfg.listen = listener.local_addr()?;
         cfg.admin = admin.local_addr()?;
+        // as the listeners, the running config shows what was started
+        cfg.workers = cfg.worker_threads();
         Ok(Proxy {
             state: Arc::new(State::new(cfg)?),
             listener,
@@ -90,8 +92,8 @@ impl Proxy {
     /// Serves until `shutdown` completes; then stops accepting, lets in-flight
     /// requests finish within `shutdown_grace`, and returns.
     ///
-    /// Client connections are served by one thread per core, each with a
-    /// single-threaded runtime of its own (nginx's worker per core, wrk's
+    /// Client connections are served by `workers` threads (one per core by
+    /// default), each with a single-threaded runtime of its own (nginx's worker per core, wrk's
     /// event loop per thread): the accept loop hands each new connection to
     /// the next worker in turn, and the connection stays there, so a request
     /// never hops between threads. On the shared work-stealing runtime the
@@ -112,8 +114,8 @@ impl Proxy {
         http.max_buf_size(max_buf)
             .keep_alive(true)
             .timer(hyper_util::rt::TokioTimer::new());
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = (0..cores)
+        let threads = state.live.load().cfg.worker_threads();
+        let workers = (0..threads)
             .map(|i| Worker::start(i, state.clone(), http.clone()))
             .collect::<std::io::Result<Vec<_>>>()?;
         let mut next = 0;

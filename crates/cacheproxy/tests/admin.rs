@@ -90,7 +90,14 @@ async fn put_config_validates_swaps_and_returns_the_previous() {
         (r#"{"cache.ttl": "soon"}"#, "soon"),
         (r#"{"cache.tll": "2s"}"#, "cache.tll"),
         (r#"{"upstream": "http://app.invalid:3000/x"}"#, "upstream"),
-        (r#"{"listen": "127.0.0.1:1"}"#, "listen"),
+        (
+            r#"{"listen": "127.0.0.1:1"}"#,
+            "invalid listen: cannot change while the proxy runs (restart it)",
+        ),
+        (
+            r#"{"workers": 7}"#,
+            "invalid workers: cannot change while the proxy runs (restart it)",
+        ),
         ("not json", "not JSON"),
     ] {
         let r = request(p.admin, "PUT", "/config", &[], body).await;

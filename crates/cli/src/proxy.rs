@@ -50,6 +50,9 @@ pub(crate) struct ProxyArgs {
     /// No access log (as the nginx and Varnish anchors run, for benchmarks)
     #[arg(long)]
     no_access_log: bool,
+    /// Threads serving clients, each with its own event loop (knob `workers`) [default: one per core]
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
     /// cache.max_bytes, e.g. 256MiB [default: 256MiB]
     #[arg(long, value_name = "SIZE", value_parser = size_arg)]
     max_bytes: Option<ByteSize>,
@@ -79,6 +82,9 @@ impl ProxyArgs {
         }
         if let Some(u) = &self.upstream {
             cfg.upstream = u.clone();
+        }
+        if let Some(n) = self.workers {
+            cfg.workers = n;
         }
         if let Some(d) = self.ttl {
             cfg.cache.ttl = d;
@@ -170,9 +176,13 @@ async fn serve(args: ProxyArgs, cfg: ProxyConfig) -> anyhow::Result<()> {
                 // re-read the file, keep the listeners, swap the rest
                 match args.config() {
                     Ok(mut next) => {
-                        let now = handle.config();
-                        next.listen = now.listen;
-                        next.admin = now.admin;
+                        let kept = next.keep_fixed(&handle.config());
+                        if !kept.is_empty() {
+                            eprintln!(
+                                "atlas proxy: SIGHUP: {} kept as running (changed on restart)",
+                                kept.join(", ")
+                            );
+                        }
                         match handle.swap_config(next) {
                             Ok(_) => eprintln!("atlas proxy: config reloaded (SIGHUP)"),
                             Err(e) => eprintln!("atlas proxy: SIGHUP: config kept: {e}"),

@@ -100,7 +100,7 @@ async fn sighup_rereads_the_config_file() {
     std::fs::write(
         &file,
         format!(
-            "upstream = \"{}\"\n[cache]\nttl = \"60s\"\n",
+            "upstream = \"{}\"\nworkers = 1\n[cache]\nttl = \"60s\"\n",
             origin.url("")
         ),
     )
@@ -109,7 +109,10 @@ async fn sighup_rereads_the_config_file() {
     assert!(get(admin, "/config").await.1.contains("\"ttl\": \"1m\""));
     std::fs::write(
         &file,
-        format!("upstream = \"{}\"\n[cache]\nttl = \"5s\"\n", origin.url("")),
+        format!(
+            "upstream = \"{}\"\nworkers = 4\n[cache]\nttl = \"5s\"\n",
+            origin.url("")
+        ),
     )
     .unwrap();
     signal(&child, "-HUP");
@@ -122,11 +125,45 @@ async fn sighup_rereads_the_config_file() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(seen.contains("\"ttl\": \"5s\""), "after SIGHUP: {seen}");
+    // the worker threads are started once: the running count stays
+    assert!(seen.contains("\"workers\": 1"), "after SIGHUP: {seen}");
+    assert_eq!(serving_threads(child.id()), 1);
     signal(&child, "-TERM");
     let status = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(10)))
         .await
         .unwrap();
     assert!(status.success());
+}
+
+/// The names of a process's threads that serve clients (`atlas-proxy-N`).
+fn serving_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("atlas-proxy-"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_sets_the_threads_that_serve_clients() {
+    let origin = support::fast_origin().await;
+    for n in [1usize, 3] {
+        let (child, addr, admin) =
+            spawn_proxy(&["--upstream", &origin.url(""), "--workers", &n.to_string()]);
+        // the admin API answers once the workers are started
+        let (_, cfg) = get(admin, "/config").await;
+        assert!(cfg.contains(&format!("\"workers\": {n}")), "{cfg}");
+        assert_eq!(serving_threads(child.id()), n, "--workers {n}");
+        // every worker serves: n + 1 connections, handed out in turn
+        for _ in 0..=n {
+            assert_eq!(get(addr, "/").await.0, 200);
+        }
+        signal(&child, "-TERM");
+        let status = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(10)))
+            .await
+            .unwrap();
+        assert!(status.success());
+    }
 }
 
 #[test]
@@ -160,6 +197,16 @@ fn bad_configuration_exits_2_naming_the_knob() {
         (
             vec!["proxy", "--config", "/nonexistent/atlas.toml"],
             "/nonexistent/atlas.toml",
+        ),
+        (
+            vec![
+                "proxy",
+                "--upstream",
+                "http://127.0.0.1:3000",
+                "--workers",
+                "5000",
+            ],
+            "invalid workers: 5000 is above 1024",
         ),
     ] {
         let out = atlas()
