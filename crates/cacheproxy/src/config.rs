@@ -349,11 +349,15 @@ impl ProxyConfig {
     }
 
     /// Which of [`FIXED_WHILE_RUNNING`] differ between this config and the
-    /// `running` one (`workers` compared by the threads they start).
+    /// `running` one. Compared by what they start: port 0 matches the port it
+    /// was given, `workers = 0` the threads it started.
     pub fn fixed_changes(&self, running: &ProxyConfig) -> Vec<&'static str> {
+        let moved = |asked: SocketAddr, bound: SocketAddr| {
+            asked != bound && (asked.port() != 0 || asked.ip() != bound.ip())
+        };
         let differs = [
-            self.listen != running.listen,
-            self.admin != running.admin,
+            moved(self.listen, running.listen),
+            moved(self.admin, running.admin),
             self.worker_threads() != running.worker_threads(),
         ];
         FIXED_WHILE_RUNNING
@@ -665,6 +669,21 @@ mod tests {
         };
         // 0 is "one per core": the same threads as the running count
         assert!(base().fixed_changes(&running).is_empty());
+        // port 0 is the port it was given
+        let bound = ProxyConfig {
+            listen: "127.0.0.1:43210".parse().unwrap(),
+            ..running.clone()
+        };
+        let asked = ProxyConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..running.clone()
+        };
+        assert!(asked.fixed_changes(&bound).is_empty());
+        let elsewhere = ProxyConfig {
+            listen: "0.0.0.0:0".parse().unwrap(),
+            ..running.clone()
+        };
+        assert_eq!(elsewhere.fixed_changes(&bound), ["listen"]);
         let mut file = ProxyConfig {
             listen: "127.0.0.1:1".parse().unwrap(),
             workers: running.workers + 1,

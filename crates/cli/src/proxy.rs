@@ -179,7 +179,7 @@ async fn serve(args: ProxyArgs, cfg: ProxyConfig) -> anyhow::Result<()> {
                         let kept = next.keep_fixed(&handle.config());
                         if !kept.is_empty() {
                             eprintln!(
-                                "atlas proxy: SIGHUP: {} kept as running (changed on restart)",
+                                "atlas proxy: SIGHUP: {} changed in the file: kept as running until a restart",
                                 kept.join(", ")
                             );
                         }
