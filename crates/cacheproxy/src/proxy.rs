@@ -65,18 +65,15 @@ impl Live {
     pub fn with_config(&self, cfg: ProxyConfig) -> crate::Result<Self> {
         let same_pool = cfg.upstream_pool == self.cfg.upstream_pool
             && cfg.connect_timeout == self.cfg.connect_timeout;
-        let mut next = if same_pool {
-            Live {
+        if same_pool {
+            Ok(Live {
                 upstream: cfg.validate()?,
                 client: self.client.clone(),
                 cfg,
-            }
+            })
         } else {
-            Live::new(cfg)?
-        };
-        next.cfg.listen = self.cfg.listen;
-        next.cfg.admin = self.cfg.admin;
-        Ok(next)
+            Live::new(cfg)
+        }
     }
 }
 
@@ -129,8 +126,8 @@ impl State {
                 "cannot change while the proxy runs (restart it)",
             ));
         }
-        // the same threads may be asked as 0 ("one per core") or their count
-        cfg.workers = current.cfg.workers;
+        // asked as started (port 0, workers 0) or as running: keep what runs
+        cfg.keep_fixed(&current.cfg);
         let next = current.with_config(cfg)?;
         self.store.set_max_bytes(next.cfg.cache.max_bytes.0);
         self.live.store(Arc::new(next));

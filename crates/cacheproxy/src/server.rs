@@ -93,12 +93,13 @@ impl Proxy {
     /// requests finish within `shutdown_grace`, and returns.
     ///
     /// Client connections are served by `workers` threads (one per core by
-    /// default), each with a single-threaded runtime of its own (nginx's worker per core, wrk's
-    /// event loop per thread): the accept loop hands each new connection to
-    /// the next worker in turn, and the connection stays there, so a request
-    /// never hops between threads. On the shared work-stealing runtime the
-    /// wake-ups between threads left part of the cores idle at full load. The
-    /// admin API is served on the caller's runtime.
+    /// default), each with a single-threaded runtime of its own (nginx's
+    /// worker per core, wrk's event loop per thread): the accept loop hands
+    /// each new connection to the next worker in turn, and the connection
+    /// stays there, so a request never hops between threads. On the shared
+    /// work-stealing runtime the wake-ups between threads left part of the
+    /// cores idle at full load. The admin API is served on the caller's
+    /// runtime.
     ///
     /// # Errors
     /// [`Error::Io`] when a worker thread or its runtime cannot be started.

@@ -112,6 +112,22 @@ async fn put_config_validates_swaps_and_returns_the_previous() {
     let g = get(p.admin, "/config", &[]).await;
     let cfg: serde_json::Value = serde_json::from_slice(&g.body).unwrap();
     assert_eq!(cfg["upstream"], origin.url(""));
+    // asked as at start (port 0, workers 0: one per core) is no change, and
+    // the running config keeps the bound address and the started count
+    let (addr, workers) = (p.handle.config().listen, p.handle.config().workers);
+    let r = request(
+        p.admin,
+        "PUT",
+        "/config",
+        &[],
+        r#"{"listen": "127.0.0.1:0", "workers": 0, "cache.ttl": "3s"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(p.handle.config().cache.ttl, Duration::from_secs(3));
+    assert_eq!(p.handle.config().listen, addr);
+    assert_eq!(p.handle.config().workers, workers);
+    assert_eq!(get(p.addr, "/", &[]).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
