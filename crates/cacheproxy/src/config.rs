@@ -12,6 +12,23 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+/// The longest duration any knob takes: 100 years. Longer ones would
+/// overflow the clock when added to the current time.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Parses a knob's duration (`60s`, `500ms`, `1m30s`), at most [`MAX_DURATION`].
+///
+/// # Errors
+/// A message naming the value, for the caller to wrap with its knob.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 60s, 500ms, 1m30s"))?;
+    if d > MAX_DURATION {
+        return Err(format!("{s:?} is longer than the 100 years a knob may be"));
+    }
+    Ok(d)
+}
+
 mod duration_str {
     use super::*;
     pub fn serialize<S: serde::Serializer>(
@@ -24,11 +41,7 @@ mod duration_str {
         d: D,
     ) -> std::result::Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim()).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{s:?} is not a duration ({e}); write e.g. 60s, 500ms, 1m30s"
-            ))
-        })
+        parse_duration(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -47,11 +60,8 @@ mod opt_duration_str {
         d: D,
     ) -> std::result::Result<Option<Duration>, D::Error> {
         let s = Option::<String>::deserialize(d)?;
-        s.map(|s| {
-            humantime::parse_duration(s.trim())
-                .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration ({e})")))
-        })
-        .transpose()
+        s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
@@ -109,9 +119,55 @@ fn d(s: u64) -> Duration {
 /// The most worker threads a config may ask for.
 const MAX_WORKERS: usize = 1024;
 
-/// The knobs a running proxy reads only at start (its listeners and its
-/// worker threads): changing them takes a restart.
-pub const FIXED_WHILE_RUNNING: [&str; 3] = ["listen", "admin", "workers"];
+/// The most client connections a config may ask for.
+const MAX_CONNECTIONS: usize = 1 << 20;
+
+/// The knobs a running proxy reads only at start (its listeners, its worker
+/// threads and what sizes their connections, the admin token): changing
+/// them takes a restart. `PUT /config` refuses a change to any of them, and
+/// SIGHUP keeps their running values.
+pub const FIXED_WHILE_RUNNING: [&str; 6] = [
+    "listen",
+    "admin",
+    "workers",
+    "max_connections",
+    "max_header_bytes",
+    "admin_token",
+];
+
+/// The admin API's bearer token. Never serialized (`GET /config` does not
+/// show it) and never printed (`Debug` says `<redacted>`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// A token from its text.
+    pub fn new(s: impl Into<String>) -> Self {
+        AdminToken(s.into())
+    }
+
+    /// The token's text, to send as `Authorization: Bearer ...`.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares in time independent of where the first difference is.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let mine = self.0.as_bytes();
+        let mut diff = mine.len() ^ presented.len();
+        for (i, b) in presented.iter().enumerate() {
+            diff |= usize::from(mine.get(i).copied().unwrap_or(0) ^ b);
+        }
+        diff == 0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
 
 /// The whole proxy configuration. Every field has a documented default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -119,8 +175,14 @@ pub const FIXED_WHILE_RUNNING: [&str; 3] = ["listen", "admin", "workers"];
 pub struct ProxyConfig {
     /// Where clients connect (default `127.0.0.1:8080`).
     pub listen: SocketAddr,
-    /// The admin listener (default `127.0.0.1:9080`, loopback only).
+    /// The admin listener (default `127.0.0.1:9080`). An address other
+    /// than loopback needs `admin_token`.
     pub admin: SocketAddr,
+    /// Bearer token the admin API requires on every endpoint but `/health`
+    /// (default none; `ATLAS_ADMIN_TOKEN`). At least 16 characters. Read at
+    /// start; never shown by `GET /config`.
+    #[serde(skip_serializing)]
+    pub admin_token: Option<AdminToken>,
     /// The upstream origin, `http://host:port` (required).
     pub upstream: String,
     /// Idle keep-alive connections kept to the upstream (default 64).
@@ -135,9 +197,23 @@ pub struct ProxyConfig {
     /// Upstream response-head timeout (default 30 s); beyond it: 504 or stale.
     #[serde(with = "duration_str")]
     pub upstream_timeout: Duration,
-    /// Requests in flight beyond which the proxy answers 503 + `Retry-After` (default 4096).
+    /// Longest wait between two reads of an upstream body (default 30 s;
+    /// nginx's `proxy_read_timeout`, Varnish's `between_bytes_timeout`).
+    /// Beyond it nothing is stored; a client that has received nothing gets
+    /// 504 (or a stale copy within `cache.stale_if_error`), one mid-body
+    /// sees its connection closed.
+    #[serde(with = "duration_str")]
+    pub upstream_read_timeout: Duration,
+    /// Upstream requests in flight (misses, bypasses, refreshes) beyond
+    /// which a request that needs the upstream gets 503 + `Retry-After`, or
+    /// a stale copy (default 4096). Hits never count and are never shed.
     pub max_in_flight: usize,
-    /// Largest request head accepted; larger gets 431 (default 16 KiB, between nginx's 8 and Varnish's 32).
+    /// Client connections open at once; past it new connections wait in the
+    /// listen backlog (default 0: derived from the open-file limit, half of
+    /// it, as every client connection may need an upstream one). Read at start.
+    pub max_connections: usize,
+    /// Largest request head accepted; larger gets 431 (default 16 KiB,
+    /// between nginx's 8 and Varnish's 32). Read at start.
     pub max_header_bytes: ByteSize,
     /// How long shutdown waits for in-flight requests (default 10 s).
     #[serde(with = "duration_str")]
@@ -178,6 +254,11 @@ pub struct CacheConfig {
     pub max_bytes: ByteSize,
     /// Largest response stored (default 8 MiB); larger ones stream through.
     pub max_body_bytes: ByteSize,
+    /// Memory for responses still arriving from the upstream while they are
+    /// stored, all of them together (default 32 MiB, at least
+    /// `max_body_bytes`). A response that would take more streams on
+    /// without being stored.
+    pub max_pending_bytes: ByteSize,
     /// Statuses stored (default 200, 301, 302).
     pub statuses: Vec<u16>,
     /// TTL for 404 responses; none (the default) means 404 is not stored.
@@ -187,8 +268,16 @@ pub struct CacheConfig {
     pub sort_query: bool,
     /// Make the `Host` header part of the key, for several virtual hosts behind one proxy (default off).
     pub key_includes_host: bool,
-    /// Let the origin's `Cache-Control` (`s-maxage`, `max-age`, `no-store`, `private`) rule (default off).
+    /// Let the origin's `Cache-Control` `s-maxage`/`max-age` set the TTL and
+    /// `no-cache` keep a response out (default off: the micro-cache's own TTL
+    /// rules, as the usual nginx micro-cache). `private` and `no-store` are
+    /// honoured whatever this says (see `store_private`).
     pub honor_origin_cache_control: bool,
+    /// Store responses the origin marks `Cache-Control: private` or
+    /// `no-store` (default off: a shared cache must not, RFC 9111 §5.2.2.3
+    /// and §5.2.2.7). Per route with `routes[].store_private`. The healer
+    /// never changes it.
+    pub store_private: bool,
     /// How long a key found uncacheable is fetched without waiting on the lock (Varnish's hit-for-miss; default 10 s).
     #[serde(with = "duration_str")]
     pub hit_for_miss: Duration,
@@ -212,6 +301,11 @@ pub struct RouteRule {
     /// Never cache this route (`BYPASS`).
     #[serde(default)]
     pub bypass: bool,
+    /// Store this route's responses even when the origin marks them
+    /// `private` or `no-store`: for an origin that marks shared pages
+    /// private and cannot be fixed. The operator's decision, never the healer's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub store_private: bool,
 }
 
 /// Fault injection for resilience experiments.
@@ -234,12 +328,15 @@ impl Default for ProxyConfig {
         ProxyConfig {
             listen: "127.0.0.1:8080".parse().expect("static address"),
             admin: "127.0.0.1:9080".parse().expect("static address"),
+            admin_token: None,
             upstream: String::new(),
             upstream_pool: 64,
             workers: 0,
             connect_timeout: d(2),
             upstream_timeout: d(30),
+            upstream_read_timeout: d(30),
             max_in_flight: 4096,
+            max_connections: 0,
             max_header_bytes: ByteSize(16 << 10),
             shutdown_grace: d(10),
             cache: CacheConfig::default(),
@@ -261,11 +358,13 @@ impl Default for CacheConfig {
             hide_set_cookie: false,
             max_bytes: ByteSize(256 << 20),
             max_body_bytes: ByteSize(8 << 20),
+            max_pending_bytes: ByteSize(32 << 20),
             statuses: vec![200, 301, 302],
             ttl_404: None,
             sort_query: true,
             key_includes_host: false,
             honor_origin_cache_control: false,
+            store_private: false,
             hit_for_miss: d(10),
             max_variants: 8,
         }
@@ -316,8 +415,8 @@ impl ProxyConfig {
             let Some(rest) = k.strip_prefix("ATLAS_") else {
                 continue;
             };
-            let rest = rest.to_ascii_lowercase();
-            if let Some(knob) = knobs.iter().find(|n| n.replace('.', "_") == rest) {
+            let _ = rest;
+            if let Some(knob) = knobs.iter().find(|n| env_name(n) == k) {
                 changes.insert(knob.clone(), Value::String(v));
             }
         }
@@ -326,6 +425,29 @@ impl ProxyConfig {
         }
         // not validated here: flags still come after the environment
         self.apply_changes(&Value::Object(changes))
+    }
+
+    /// The `ATLAS_*` variables among `vars` that name no knob, each with the
+    /// knob variable closest to it (`ATLAS_CACHE_TLL` → `ATLAS_CACHE_TTL`)
+    /// when one is within three edits. The caller decides which of them
+    /// other programs own and warns about the rest.
+    pub fn unknown_env(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Vec<(String, Option<String>)> {
+        let known: Vec<String> = knob_names().iter().map(|k| env_name(k)).collect();
+        vars.into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with("ATLAS_") && !known.contains(k))
+            .map(|k| {
+                let best = known
+                    .iter()
+                    .map(|n| (edit_distance(&k, n), n))
+                    .min()
+                    .filter(|(d, _)| *d <= 3)
+                    .map(|(_, n)| n.clone());
+                (k, best)
+            })
+            .collect()
     }
 
     /// A copy with knobs changed: `{"cache.ttl": "30s", "upstream": "http://..."}`,
@@ -348,9 +470,24 @@ impl ProxyConfig {
         }
     }
 
+    /// The client connections this config allows: `max_connections`, or
+    /// half the process's open-file limit when 0 (each client connection may
+    /// need an upstream one), at least 64.
+    pub fn connection_limit(&self) -> usize {
+        match self.max_connections {
+            0 => {
+                let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+                let half = soft.saturating_sub(64) / 2;
+                (half.min(MAX_CONNECTIONS as u64) as usize).max(64)
+            }
+            n => n,
+        }
+    }
+
     /// Which of [`FIXED_WHILE_RUNNING`] differ between this config and the
     /// `running` one. Compared by what they start: port 0 matches the port it
-    /// was given, `workers = 0` the threads it started.
+    /// was given, `workers = 0` the threads it started, `max_connections = 0`
+    /// the limit it derived.
     pub fn fixed_changes(&self, running: &ProxyConfig) -> Vec<&'static str> {
         let moved = |asked: SocketAddr, bound: SocketAddr| {
             asked != bound && (asked.port() != 0 || asked.ip() != bound.ip())
@@ -359,6 +496,9 @@ impl ProxyConfig {
             moved(self.listen, running.listen),
             moved(self.admin, running.admin),
             self.worker_threads() != running.worker_threads(),
+            self.connection_limit() != running.connection_limit(),
+            self.max_header_bytes != running.max_header_bytes,
+            self.admin_token != running.admin_token,
         ];
         FIXED_WHILE_RUNNING
             .into_iter()
@@ -374,6 +514,9 @@ impl ProxyConfig {
         self.listen = running.listen;
         self.admin = running.admin;
         self.workers = running.workers;
+        self.max_connections = running.max_connections;
+        self.max_header_bytes = running.max_header_bytes;
+        self.admin_token = running.admin_token.clone();
         changed
     }
 
@@ -385,6 +528,21 @@ impl ProxyConfig {
             .ok_or_else(|| Error::config("config", "expected a JSON object of knob: value"))?;
         let mut flat = Vec::new();
         flatten("", obj, &mut flat);
+        // the token is never serialized: it is set beside the document
+        let mut token = self.admin_token.clone();
+        if let Some(i) = flat.iter().position(|(k, _)| k == "admin_token") {
+            let (_, v) = flat.remove(i);
+            token = match v {
+                Value::Null => None,
+                Value::String(t) => Some(AdminToken(t)),
+                other => {
+                    return Err(Error::config(
+                        "admin_token",
+                        format!("expected a string, found {other}"),
+                    ))
+                }
+            };
+        }
         let original = serde_json::to_value(self).expect("config serializes");
         let set = |doc: &mut Value, knob: &str, value: &Value| -> Result<()> {
             let slot = knob
@@ -403,18 +561,24 @@ impl ProxyConfig {
         for (knob, value) in &flat {
             set(&mut doc, knob, value)?;
         }
-        serde_json::from_value(doc).map_err(|e| {
-            // name the knob whose value alone does not fit
-            let knob = flat
-                .iter()
-                .find(|(knob, value)| {
-                    let mut one = original.clone();
-                    set(&mut one, knob, value).is_ok()
-                        && serde_json::from_value::<ProxyConfig>(one).is_err()
-                })
-                .map_or("config", |(knob, _)| knob.as_str());
-            Error::config(knob, e.to_string())
-        })
+        let parsed: std::result::Result<ProxyConfig, _> = serde_json::from_value(doc);
+        parsed
+            .map(|cfg| ProxyConfig {
+                admin_token: token,
+                ..cfg
+            })
+            .map_err(|e| {
+                // name the knob whose value alone does not fit
+                let knob = flat
+                    .iter()
+                    .find(|(knob, value)| {
+                        let mut one = original.clone();
+                        set(&mut one, knob, value).is_ok()
+                            && serde_json::from_value::<ProxyConfig>(one).is_err()
+                    })
+                    .map_or("config", |(knob, _)| knob.as_str());
+                Error::config(knob, e.to_string())
+            })
     }
 
     /// Checks every field; the error names the knob and the value.
@@ -479,11 +643,51 @@ impl ProxyConfig {
                 ),
             ));
         }
-        if self.upstream_timeout.is_zero() || self.connect_timeout.is_zero() {
+        for (knob, t) in [
+            ("connect_timeout", self.connect_timeout),
+            ("upstream_timeout", self.upstream_timeout),
+            ("upstream_read_timeout", self.upstream_read_timeout),
+        ] {
+            if t.is_zero() {
+                return Err(Error::config(knob, "must be longer than 0s"));
+            }
+        }
+        if self.cache.max_pending_bytes < self.cache.max_body_bytes {
             return Err(Error::config(
-                "upstream_timeout",
-                "timeouts must be longer than 0s",
+                "cache.max_pending_bytes",
+                format!(
+                    "{} is below cache.max_body_bytes {}",
+                    self.cache.max_pending_bytes.0, self.cache.max_body_bytes.0
+                ),
             ));
+        }
+        if self.max_connections > MAX_CONNECTIONS {
+            return Err(Error::config(
+                "max_connections",
+                format!(
+                    "{} is above {MAX_CONNECTIONS} (0 derives it from the open-file limit)",
+                    self.max_connections
+                ),
+            ));
+        }
+        match &self.admin_token {
+            Some(t) if t.0.len() < 16 || !t.0.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err(Error::config(
+                    "admin_token",
+                    "must be at least 16 printable characters without spaces",
+                ))
+            }
+            None if !self.admin.ip().is_loopback() => {
+                return Err(Error::config(
+                    "admin_token",
+                    format!(
+                    "not set, and the admin API listens on {}, beyond loopback: set admin_token \
+                         (ATLAS_ADMIN_TOKEN) or listen on 127.0.0.1",
+                    self.admin
+                ),
+                ))
+            }
+            _ => {}
         }
         for (i, r) in self.routes.iter().enumerate() {
             if !r.prefix.starts_with('/') {
@@ -566,6 +770,27 @@ fn coerce(current: &Value, v: Value) -> Value {
     }
 }
 
+/// The variable that sets a knob: `cache.ttl` → `ATLAS_CACHE_TTL`.
+pub fn env_name(knob: &str) -> String {
+    format!("ATLAS_{}", knob.replace('.', "_").to_ascii_uppercase())
+}
+
+/// Levenshtein distance, for suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// Every knob name, dotted (`cache.ttl`).
 pub fn knob_names() -> Vec<String> {
     let doc = serde_json::to_value(ProxyConfig::default()).expect("config serializes");
@@ -576,6 +801,7 @@ pub fn knob_names() -> Vec<String> {
         out = flat.into_iter().map(|(k, _)| k).collect();
     }
     out.push("cache.ttl_404".into());
+    out.push("admin_token".into());
     out.sort();
     out
 }
@@ -659,6 +885,76 @@ mod tests {
             .apply_env([("ATLAS_WORKERS".to_string(), "3".to_string())])
             .unwrap();
         assert_eq!(c.worker_threads(), 3);
+    }
+
+    #[test]
+    fn durations_are_bounded_at_every_entry() {
+        let e = base()
+            .with_changes(&serde_json::json!({"cache.hit_for_miss": "500000000000years"}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cache.hit_for_miss") && e.contains("100 years"),
+            "{e}"
+        );
+        let e = base()
+            .apply_env([("ATLAS_CACHE_TTL".to_string(), "101years".to_string())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cache.ttl"), "{e}");
+        let e = toml::from_str::<ProxyConfig>("[cache]\nstale_if_error = \"1000000years\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("100 years"), "{e}");
+        assert!(parse_duration("99years").is_ok());
+    }
+
+    #[test]
+    fn unknown_variables_get_the_closest_knob() {
+        let u = ProxyConfig::unknown_env([
+            ("ATLAS_CACHE_TLL".to_string(), "5s".to_string()),
+            ("ATLAS_CACHE_TTL".into(), "5s".into()),
+            ("ATLAS_ADMIN_TOKEN".into(), "x".into()),
+            ("ATLAS_ZZZZZZZZZZZZZZZ".into(), "1".into()),
+            ("HOME".into(), "/root".into()),
+        ]);
+        assert_eq!(
+            u,
+            vec![
+                (
+                    "ATLAS_CACHE_TLL".to_string(),
+                    Some("ATLAS_CACHE_TTL".to_string())
+                ),
+                ("ATLAS_ZZZZZZZZZZZZZZZ".to_string(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_admin_token_is_set_by_file_and_env_and_never_shown() {
+        let c = base()
+            .apply_env([(
+                "ATLAS_ADMIN_TOKEN".to_string(),
+                "0123456789abcdef".to_string(),
+            )])
+            .unwrap();
+        assert!(c.admin_token.as_ref().unwrap().matches(b"0123456789abcdef"));
+        let shown = serde_json::to_string(&c).unwrap() + &format!("{c:?}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        let kept = c
+            .with_changes(&serde_json::json!({"cache.ttl": "5s"}))
+            .unwrap();
+        assert_eq!(kept.admin_token, c.admin_token, "other changes keep it");
+        let short = base()
+            .with_changes(&serde_json::json!({"admin_token": "short"}))
+            .unwrap_err()
+            .to_string();
+        assert!(short.contains("admin_token"), "{short}");
+        let open = base()
+            .with_changes(&serde_json::json!({"admin": "0.0.0.0:9080"}))
+            .unwrap_err()
+            .to_string();
+        assert!(open.contains("admin_token"), "{open}");
     }
 
     #[test]

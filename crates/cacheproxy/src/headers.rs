@@ -90,15 +90,66 @@ impl Ids {
     }
 }
 
-/// The trace id of a `traceparent` value, when it is well-formed.
+/// Whether a `traceparent` is valid by W3C Trace Context level 1: a
+/// known version (two lower-case hex digits, not `ff`), a 32-digit trace id
+/// and a 16-digit parent id in lower-case hex, neither all zeros, and two
+/// flag digits. Version `00` is exactly 55 characters; a later version may
+/// carry more fields after a dash. Anything else is replaced by a fresh
+/// trace before it is forwarded or logged.
+pub fn valid_traceparent(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    let hex = |s: &[u8]| {
+        s.iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+    };
+    let nonzero = |s: &[u8]| s.iter().any(|&c| c != b'0');
+    if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+        return false;
+    }
+    let (version, trace, parent, flags) = (&b[..2], &b[3..35], &b[36..52], &b[53..55]);
+    let length_ok = match version {
+        b"00" => b.len() == 55,
+        _ => b.len() == 55 || b[55] == b'-',
+    };
+    length_ok
+        && version != b"ff"
+        && hex(version)
+        && hex(trace)
+        && hex(parent)
+        && hex(flags)
+        && nonzero(trace)
+        && nonzero(parent)
+}
+
+/// The trace id of a `traceparent` value, when it is valid.
 pub fn trace_id(traceparent: &HeaderValue) -> Option<&str> {
-    let s = traceparent.to_str().ok()?;
-    let mut parts = s.split('-');
-    let (_version, trace) = (parts.next()?, parts.next()?);
-    (trace.len() == 32
-        && trace.bytes().all(|b| b.is_ascii_hexdigit())
-        && trace.bytes().any(|b| b != b'0'))
-    .then_some(trace)
+    if !valid_traceparent(traceparent) {
+        return None;
+    }
+    traceparent.to_str().ok()?.get(3..35)
+}
+
+/// Whether a client's `X-Request-Id` is kept: 1 to 128 characters of
+/// letters, digits and `-_.:+/=` (UUIDs, ULIDs, base64), so nothing else
+/// reaches the logs; others are replaced by a fresh id.
+pub fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    (1..=128).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.:+/=".contains(c))
+}
+
+/// A header map from `(name, value)` pairs, for unit tests.
+#[cfg(test)]
+pub(crate) fn header_map(raw: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in raw {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
 }
 
 #[cfg(test)]

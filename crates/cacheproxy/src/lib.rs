@@ -50,24 +50,28 @@ mod body;
 mod cache_key;
 mod config;
 mod error;
+mod fill;
 mod headers;
 mod lock;
 mod metrics;
 mod proxy;
+mod request_rules;
 mod server;
 mod status;
 mod store;
 
-pub use body::ProxyBody;
+pub use body::{BodyError, ClientBody, ProxyBody};
 pub use cache_key::{
     accepted_codings, preferred_encoding, CacheKey, KeyBuilder, KeyParts, ENCODINGS,
 };
 pub use config::{
-    knob_names, parse_upstream, ByteSize, CacheConfig, FaultConfig, ProxyConfig, RouteRule,
-    Upstream, FIXED_WHILE_RUNNING,
+    env_name, knob_names, parse_duration, parse_upstream, AdminToken, ByteSize, CacheConfig,
+    FaultConfig, ProxyConfig, RouteRule, Upstream, FIXED_WHILE_RUNNING, MAX_DURATION,
 };
 pub use error::{Error, Result};
+pub use headers::{trace_id, valid_traceparent};
 pub use lock::{wait as wait_for_flight, FlightGuard, Flights, Join, Outcome as FlightOutcome};
-pub use server::{Proxy, ProxyHandle};
+pub use request_rules::{admit, valid_host, Admission, Refusal};
+pub use server::{Proxy, ProxyHandle, ACCEPT_BACKOFF, ADMIN_CONNECTIONS, ADMIN_TIMEOUT};
 pub use status::CacheStatus;
 pub use store::{Entry, Slot, Store, VarySpec};

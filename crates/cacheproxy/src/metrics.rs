@@ -41,12 +41,37 @@ pub struct Metrics {
     pub upstream_errors: Family<ErrorLabels, Counter>,
     /// Background refreshes started.
     pub background_refreshes: Counter,
+    /// Requests refused before the cache, by reason.
+    pub refused: Family<RefusedLabels, Counter>,
+    /// Responses not stored, by reason.
+    pub not_stored: Family<NotStoredLabels, Counter>,
+    /// Responses not stored because `cache.max_pending_bytes` was reached.
+    pub pending_budget_exceeded: Counter,
+    /// Client connections open.
+    pub client_connections: Gauge,
+    /// Failed `accept()` calls (the proxy backs off after each).
+    pub accept_errors: Counter,
+}
+
+/// Labels of the refused-request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// The reason, as `request_rules::Refusal::as_str` spells it.
+    pub reason: &'static str,
+}
+
+/// Labels of the not-stored counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotStoredLabels {
+    /// `status`, `set-cookie`, `private`, `no-store`, `no-cache`, `vary-star`, `too-big`.
+    pub reason: &'static str,
 }
 
 /// Labels of the upstream error counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
-    /// `connect`, `timeout`, `status_5xx`, `injected`, `dropped`, `body`.
+    /// `connect`, `timeout` (no response head), `broken`, `read_timeout`
+    /// (the body stalled), `injected`, `dropped`.
     pub kind: &'static str,
 }
 
@@ -99,7 +124,7 @@ impl Metrics {
         let shed = Counter::default();
         registry.register(
             "shed",
-            "Requests answered 503 because max_in_flight was reached",
+            "Requests answered 503 (or stale) because max_in_flight upstream requests were running",
             shed.clone(),
         );
         let upstream_errors = Family::<ErrorLabels, Counter>::default();
@@ -114,8 +139,43 @@ impl Metrics {
             "Background refreshes started (stale-while-revalidate)",
             background_refreshes.clone(),
         );
+        let refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "refused",
+            "Requests refused before the cache (framing, Host, method), by reason",
+            refused.clone(),
+        );
+        let not_stored = Family::<NotStoredLabels, Counter>::default();
+        registry.register(
+            "not_stored",
+            "Responses found uncacheable (hit-for-miss), by reason",
+            not_stored.clone(),
+        );
+        let pending_budget_exceeded = Counter::default();
+        registry.register(
+            "pending_budget_exceeded",
+            "Responses streamed without being stored because cache.max_pending_bytes was reached",
+            pending_budget_exceeded.clone(),
+        );
+        let client_connections = Gauge::default();
+        registry.register(
+            "client_connections",
+            "Client connections open",
+            client_connections.clone(),
+        );
+        let accept_errors = Counter::default();
+        registry.register(
+            "accept_errors",
+            "Failed accept() calls on the client listener (each followed by a pause)",
+            accept_errors.clone(),
+        );
         Metrics {
             registry,
+            refused,
+            not_stored,
+            pending_budget_exceeded,
+            client_connections,
+            accept_errors,
             requests,
             upstream_seconds,
             cache_bytes,

@@ -1,37 +1,37 @@
-//! The request path: look up, decide HIT / UPDATING / STALE / EXPIRED / MISS /
-//! BYPASS, fetch through the lock, store, answer.
+//! The request path: admit, look up, decide HIT / UPDATING / STALE / EXPIRED /
+//! MISS / BYPASS, fetch through the lock, store while streaming, answer.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
-use crate::body::ProxyBody;
+use crate::body::{BodyError, ClientBody, ProxyBody, UpstreamBody};
 use crate::cache_key::{CacheKey, KeyBuilder, KeyParts};
 use crate::config::{ProxyConfig, Upstream};
+use crate::fill::{self, Pending};
 use crate::headers::{
     self, strip_hop_by_hop, Ids, CACHE_STATUS, TRACEPARENT, X_CACHE_STATUS, X_FORWARDED_FOR,
     X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
 };
-use crate::lock::{wait, Flights, Join, Outcome};
-use crate::metrics::{ErrorLabels, Metrics};
+use crate::lock::{wait, FlightGuard, Flights, Join, Outcome};
+use crate::metrics::{ErrorLabels, Metrics, NotStoredLabels, RefusedLabels};
+use crate::request_rules::{admit, Admission, Refusal, ALLOWED_METHODS};
 use crate::status::CacheStatus;
-use crate::store::{Entry, Slot, Store, VarySpec};
+use crate::store::{Entry, Slot, Store};
 
 /// The upstream client.
-pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
+pub type UpstreamClient = Client<HttpConnector, ClientBody>;
 
 /// The configuration in force, with what is derived from it.
 pub struct Live {
@@ -89,8 +89,10 @@ pub struct State {
     pub keys: KeyBuilder,
     /// Metrics.
     pub metrics: Metrics,
-    /// Requests in flight.
-    pub in_flight: AtomicUsize,
+    /// Upstream requests in flight (misses, bypasses, refreshes; never hits).
+    pub upstream_in_flight: AtomicUsize,
+    /// Bytes held by responses being stored while they stream.
+    pub pending_bytes: AtomicUsize,
     /// Ids for requests and traces, and the fault-injection dice.
     pub ids: Ids,
     routes: RwLock<HashMap<String, Arc<str>>>,
@@ -110,7 +112,8 @@ impl State {
             flights: Arc::new(Flights::default()),
             keys: KeyBuilder::default(),
             metrics: Metrics::new(),
-            in_flight: AtomicUsize::new(0),
+            upstream_in_flight: AtomicUsize::new(0),
+            pending_bytes: AtomicUsize::new(0),
             ids: Ids::default(),
             routes: RwLock::new(HashMap::new()),
             other_route: Arc::from("other"),
@@ -132,6 +135,21 @@ impl State {
         self.store.set_max_bytes(next.cfg.cache.max_bytes.0);
         self.live.store(Arc::new(next));
         Ok(current.cfg.clone())
+    }
+
+    /// A slot for one upstream request, or `None` at `max_in_flight`.
+    fn upstream_permit(self: &Arc<Self>, max: usize) -> Option<UpstreamPermit> {
+        let n = self.upstream_in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        let permit = UpstreamPermit(self.clone());
+        (n <= max).then_some(permit)
+    }
+
+    /// Counts an upstream failure by kind.
+    pub(crate) fn count_upstream_error(&self, kind: &'static str) {
+        self.metrics
+            .upstream_errors
+            .get_or_create(&ErrorLabels { kind })
+            .inc();
     }
 
     fn route_label(&self, path: &str) -> Arc<str> {
@@ -157,10 +175,13 @@ impl State {
     }
 }
 
-struct InFlight<'a>(&'a AtomicUsize);
-impl Drop for InFlight<'_> {
+/// One upstream request's place under `max_in_flight`, held until its
+/// response body ends (or is dropped).
+pub(crate) struct UpstreamPermit(Arc<State>);
+
+impl Drop for UpstreamPermit {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.upstream_in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -173,20 +194,55 @@ enum UpstreamError {
     Timeout,
     /// The connection failed mid-response (502).
     Broken,
+    /// Nothing more of the body within `upstream_read_timeout` (504).
+    ReadTimeout,
+    /// `max_in_flight` upstream requests already (503).
+    Overloaded,
 }
 
 impl UpstreamError {
-    fn status(self) -> StatusCode {
-        match self {
-            UpstreamError::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            _ => StatusCode::BAD_GATEWAY,
+    fn from_body(e: &BodyError) -> Self {
+        match e {
+            BodyError::ReadTimeout => UpstreamError::ReadTimeout,
+            BodyError::Upstream(_) => UpstreamError::Broken,
         }
     }
-    fn kind(self) -> &'static str {
+
+    /// The answer to the client.
+    fn response(self) -> Response<ProxyBody> {
         match self {
-            UpstreamError::Connect => "connect",
-            UpstreamError::Timeout => "timeout",
-            UpstreamError::Broken => "broken",
+            UpstreamError::Timeout => {
+                error_response(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
+            }
+            UpstreamError::ReadTimeout => error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream stopped sending the response",
+            ),
+            UpstreamError::Overloaded => {
+                let mut r = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded: too many upstream requests in flight",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+            UpstreamError::Connect | UpstreamError::Broken => {
+                error_response(StatusCode::BAD_GATEWAY, "upstream unreachable")
+            }
+        }
+    }
+
+    /// Counts the failure, once, where it is first seen.
+    fn count(self, state: &State) {
+        match self {
+            UpstreamError::Overloaded => {
+                state.metrics.shed.inc();
+            }
+            UpstreamError::Connect => state.count_upstream_error("connect"),
+            UpstreamError::Timeout => state.count_upstream_error("timeout"),
+            UpstreamError::Broken => state.count_upstream_error("broken"),
+            UpstreamError::ReadTimeout => state.count_upstream_error("read_timeout"),
         }
     }
 }
@@ -201,26 +257,88 @@ struct Ctx {
     traceparent: HeaderValue,
 }
 
-/// Serves one request. Never fails: failures are answers (502, 503, 504).
+impl Ctx {
+    fn with_headers(&self, method: Method, headers: HeaderMap) -> Ctx {
+        Ctx {
+            method,
+            uri: self.uri.clone(),
+            headers,
+            peer: self.peer,
+            request_id: self.request_id.clone(),
+            traceparent: self.traceparent.clone(),
+        }
+    }
+}
+
+/// What the route rules say about a request.
+#[derive(Clone, Copy)]
+struct Policy {
+    ttl: Duration,
+    store_private: bool,
+}
+
+/// How the proxy answered.
+struct Answer {
+    response: Response<ProxyBody>,
+    /// `None` when the cache was never consulted (a refused request).
+    cache: Option<CacheStatus>,
+    upstream: Option<Duration>,
+    refused: Option<Refusal>,
+}
+
+impl Answer {
+    fn cached(
+        response: Response<ProxyBody>,
+        cache: CacheStatus,
+        upstream: Option<Duration>,
+    ) -> Self {
+        Answer {
+            response,
+            cache: Some(cache),
+            upstream,
+            refused: None,
+        }
+    }
+
+    fn refused(r: Refusal) -> Self {
+        let mut response = error_response(r.status(), r.message());
+        if r == Refusal::Method {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
+        if r.closes() {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Answer {
+            response,
+            cache: None,
+            upstream: None,
+            refused: Some(r),
+        }
+    }
+}
+
+/// Serves one request. Never fails: failures are answers (4xx, 502, 503, 504).
 pub async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<ProxyBody> {
     let live = state.live.load_full();
-    let n = state.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-    let _in_flight = InFlight(&state.in_flight);
     let started = Instant::now();
     let request_id = req
         .headers()
         .get(&X_REQUEST_ID)
-        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .filter(|v| headers::valid_request_id(v))
         .cloned()
         .unwrap_or_else(|| state.ids.request_id());
     let traceparent = req
         .headers()
         .get(&TRACEPARENT)
-        .filter(|v| headers::trace_id(v).is_some())
+        .filter(|v| headers::valid_traceparent(v))
         .cloned()
         .unwrap_or_else(|| state.ids.traceparent());
     // a Uri clone shares the request's bytes: no allocation on the hit path
@@ -228,52 +346,73 @@ pub async fn handle(
     let path = uri.path();
     let method = req.method().clone();
 
-    let (mut resp, status, upstream) = if n > live.cfg.max_in_flight {
-        state.metrics.shed.inc();
-        let mut r = error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded: too many requests in flight",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        (r, CacheStatus::Bypass, None)
-    } else {
-        serve(
-            &state,
-            &live,
-            req,
-            peer,
-            request_id.clone(),
-            traceparent.clone(),
-        )
-        .await
+    let answer = match admit(&method, req.version(), &uri, req.headers()) {
+        Admission::Forward => {
+            serve(
+                &state,
+                &live,
+                req,
+                peer,
+                request_id.clone(),
+                traceparent.clone(),
+            )
+            .await
+        }
+        Admission::OptionsAsterisk => {
+            let mut r = Response::new(ProxyBody::empty());
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            Answer {
+                response: r,
+                cache: None,
+                upstream: None,
+                refused: None,
+            }
+        }
+        Admission::Refuse(r) => Answer::refused(r),
     };
+    let Answer {
+        mut response,
+        cache,
+        upstream,
+        refused,
+    } = answer;
 
-    let h = resp.headers_mut();
-    if status != CacheStatus::Bypass && live.cfg.cache.hide_set_cookie {
-        h.remove(header::SET_COOKIE);
+    let h = response.headers_mut();
+    if let Some(status) = cache {
+        if status != CacheStatus::Bypass && live.cfg.cache.hide_set_cookie {
+            h.remove(header::SET_COOKIE);
+        }
+        h.insert(&X_CACHE_STATUS, HeaderValue::from_static(status.as_str()));
+        h.insert(&CACHE_STATUS, HeaderValue::from_static(status.rfc9211()));
+        state.metrics.request(status, state.route_label(path));
     }
-    h.insert(&X_CACHE_STATUS, HeaderValue::from_static(status.as_str()));
-    h.insert(&CACHE_STATUS, HeaderValue::from_static(status.rfc9211()));
+    if let Some(r) = refused {
+        state
+            .metrics
+            .refused
+            .get_or_create(&RefusedLabels { reason: r.as_str() })
+            .inc();
+    }
     h.insert(&X_REQUEST_ID, request_id.clone());
     h.append(header::VIA, HeaderValue::from_static("1.1 atlas"));
-    state.metrics.request(status, state.route_label(path));
     tracing::info!(
         target: "atlas_access",
         method = %method,
         path = %path,
-        status = resp.status().as_u16(),
-        cache = status.as_str(),
+        status = response.status().as_u16(),
+        cache = cache.map_or("-", CacheStatus::as_str),
+        refused = refused.map(Refusal::as_str),
         upstream_ms = upstream.map(|d: Duration| d.as_secs_f64() * 1000.0),
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         request_id = request_id.to_str().unwrap_or(""),
         trace_id = headers::trace_id(&traceparent).unwrap_or(""),
     );
-    resp
+    response
 }
 
 fn error_response(status: StatusCode, msg: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(ProxyBody::full(Bytes::from_static(msg.as_bytes())));
+    let mut r = Response::new(ProxyBody::full(bytes::Bytes::from_static(msg.as_bytes())));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -291,42 +430,45 @@ async fn serve(
     peer: SocketAddr,
     request_id: HeaderValue,
     traceparent: HeaderValue,
-) -> (Response<ProxyBody>, CacheStatus, Option<Duration>) {
+) -> Answer {
     let cfg = &live.cfg;
     let route = cfg
         .routes
         .iter()
         .filter(|r| req.uri().path().starts_with(&r.prefix))
         .max_by_key(|r| r.prefix.len());
-    let ttl = route.and_then(|r| r.ttl).unwrap_or(cfg.cache.ttl);
+    let policy = Policy {
+        ttl: route.and_then(|r| r.ttl).unwrap_or(cfg.cache.ttl),
+        store_private: cfg.cache.store_private || route.is_some_and(|r| r.store_private),
+    };
     let cacheable = matches!(*req.method(), Method::GET | Method::HEAD)
         && !req.headers().contains_key(header::AUTHORIZATION)
         && !route.is_some_and(|r| r.bypass)
-        && !ttl.is_zero();
+        && !policy.ttl.is_zero();
     let (parts, body) = req.into_parts();
+    let mut request_headers = parts.headers;
+    if let Some(authority) = parts.uri.authority() {
+        // absolute form: the target names the host (RFC 9112 §3.2.2)
+        if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            request_headers.insert(header::HOST, v);
+        }
+    }
     let ctx = Ctx {
         method: parts.method,
         uri: parts.uri,
-        headers: parts.headers,
+        headers: request_headers,
         peer,
         request_id,
         traceparent,
     };
+    let head = ctx.method == Method::HEAD;
     if !cacheable {
-        let started = Instant::now();
-        let body = ProxyBody::Stream {
-            prefix: None,
-            rest: body,
-        };
-        return match forward(state, live, &ctx, body, false).await {
-            Ok(resp) => (
-                stream_response(resp, ctx.method == Method::HEAD),
-                CacheStatus::Bypass,
-                Some(started.elapsed()),
-            ),
-            Err(e) => (upstream_error(state, e), CacheStatus::Bypass, None),
-        };
+        return pass(state, live, &ctx, body, head).await;
     }
+    // the body of a cacheable GET or HEAD is never sent upstream (as Varnish):
+    // dropping it here, its framing headers go too (see `forward`)
+    drop(body);
+
     // with several virtual hosts behind one proxy, the host tells pages apart
     let host = if cfg.cache.key_includes_host {
         ctx.headers.get(header::HOST).and_then(|h| h.to_str().ok())
@@ -352,7 +494,6 @@ async fn serve(
             slot = None;
         }
     }
-    let head = ctx.method == Method::HEAD;
     let mut stale: Option<Arc<Entry>> = None;
     let mut fetched_status = CacheStatus::Miss;
     let mut bypass_lock = false;
@@ -360,18 +501,18 @@ async fn serve(
         Some(Slot::Response(e)) => {
             let age = e.age(now);
             if age < e.ttl {
-                return (from_entry(&e, now, head), CacheStatus::Hit, None);
+                return Answer::cached(e.to_response(now, head), CacheStatus::Hit, None);
             }
             if !e.must_revalidate && age < e.ttl + e.swr {
-                refresh_in_background(state, live, &ctx, primary, key, e.clone(), ttl);
-                return (from_entry(&e, now, head), CacheStatus::Updating, None);
+                refresh_in_background(state, live, &ctx, primary, key, e.clone(), policy);
+                return Answer::cached(e.to_response(now, head), CacheStatus::Updating, None);
             }
             fetched_status = CacheStatus::Expired;
             if !e.must_revalidate && age < e.ttl + e.sie {
                 stale = Some(e);
             }
         }
-        Some(Slot::HitForMiss(until)) if until > now => bypass_lock = true,
+        Some(Slot::HitForMiss { until, .. }) if until > now => bypass_lock = true,
         _ => {}
     }
 
@@ -392,7 +533,7 @@ async fn serve(
                             } else {
                                 CacheStatus::Stale
                             };
-                            return (from_entry(&e, now, head), status, None);
+                            return Answer::cached(e.to_response(now, head), status, None);
                         }
                         Ok(Outcome::Abandoned) => continue, // take over
                         Ok(Outcome::Uncacheable) | Ok(Outcome::Pending) => None,
@@ -408,54 +549,50 @@ async fn serve(
         };
         let store_it = guard.is_some() || !use_lock;
         let started = Instant::now();
-        let result = fetch(
-            state,
-            live,
-            &ctx,
+        let job = FetchJob {
             primary,
             key,
-            stale.as_ref(),
-            ttl,
+            stale: stale.clone(),
+            policy,
             store_it,
-        )
-        .await;
+            reader: !head,
+        };
+        let result = fetch(state, live, &ctx, job, guard).await;
         let took = Some(started.elapsed());
         return match result {
-            Ok(Fetched {
-                response,
-                status,
-                outcome,
-            }) => {
-                if let Some(g) = guard {
-                    g.finish(outcome);
-                }
+            Ok(Fetched { response, status }) => {
                 let status = if status == CacheStatus::Miss {
                     fetched_status
                 } else {
                     status
                 };
-                (response, status, took)
+                Answer::cached(response, status, took)
             }
-            Err(err) => {
+            Err(FetchFailed { error, guard }) => {
                 // the upstream failed: a copy within stale-if-error answers instead
                 if let Some(old) = stale {
                     if let Some(g) = guard {
                         g.finish(Outcome::Stored(old.clone()));
                     }
-                    return (
-                        from_entry(&old, Instant::now(), head),
+                    return Answer::cached(
+                        old.to_response(Instant::now(), head),
                         CacheStatus::Stale,
                         took,
                     );
                 }
-                match err {
+                match error {
                     // the guard drops: a waiter takes over and tries again
-                    FetchError::Upstream(e) => (upstream_error(state, e), fetched_status, took),
+                    FetchError::Upstream(e) => {
+                        e.count(state);
+                        Answer::cached(e.response(), fetched_status, took)
+                    }
+                    // counted where the body failed
+                    FetchError::Body(e) => Answer::cached(e.response(), fetched_status, took),
                     FetchError::Status5xx(resp) => {
                         if let Some(g) = guard {
                             g.finish(Outcome::Uncacheable);
                         }
-                        (*resp, fetched_status, took)
+                        Answer::cached(*resp, fetched_status, took)
                     }
                 }
             }
@@ -463,52 +600,82 @@ async fn serve(
     }
 }
 
-fn upstream_error(state: &State, e: UpstreamError) -> Response<ProxyBody> {
-    state
-        .metrics
-        .upstream_errors
-        .get_or_create(&ErrorLabels { kind: e.kind() })
-        .inc();
-    match e {
-        UpstreamError::Timeout => error_response(e.status(), "upstream timed out"),
-        _ => error_response(e.status(), "upstream unreachable"),
+/// Forwards a request the cache does not serve, with its body (`BYPASS`).
+async fn pass(state: &Arc<State>, live: &Live, ctx: &Ctx, body: Incoming, head: bool) -> Answer {
+    let started = Instant::now();
+    let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING);
+    let failed = Arc::new(AtomicBool::new(false));
+    let body = ClientBody::client(body, failed.clone());
+    let bypass = |response, took| Answer::cached(response, CacheStatus::Bypass, took);
+    match forward(state, live, ctx, body, Mode::Pass { chunked }).await {
+        Ok((resp, permit)) => {
+            let mut r = stream_response(state, live, resp, permit, head);
+            // an upstream that sends a head and then nothing gets a 504, not
+            // a client left with a head and no body
+            if let Err(e) = r.body_mut().read_ahead().await {
+                return bypass(UpstreamError::from_body(&e).response(), None);
+            }
+            bypass(r, Some(started.elapsed()))
+        }
+        // the client's own body did not follow its framing: its fault, not the upstream's
+        Err(_) if failed.load(Ordering::Acquire) => Answer::refused(Refusal::Body),
+        Err(e) => {
+            e.count(state);
+            bypass(e.response(), None)
+        }
     }
 }
 
-fn from_entry(e: &Entry, now: Instant, head: bool) -> Response<ProxyBody> {
-    e.to_response(now, head)
-}
-
-fn stream_response(resp: Response<Incoming>, head: bool) -> Response<ProxyBody> {
+/// The response of an upstream request streamed through, hop-by-hop
+/// headers removed, under `upstream_read_timeout`.
+fn stream_response(
+    state: &Arc<State>,
+    live: &Live,
+    resp: Response<Incoming>,
+    permit: UpstreamPermit,
+    head: bool,
+) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let body = if head {
         ProxyBody::empty()
     } else {
-        ProxyBody::Stream {
-            prefix: None,
-            rest: body,
-        }
+        ProxyBody::upstream(UpstreamBody::new(
+            body,
+            live.cfg.upstream_read_timeout,
+            state.clone(),
+            permit,
+        ))
     };
     Response::from_parts(parts, body)
 }
 
-/// Sends a request upstream and returns the response head.
+/// How a request goes upstream.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// For the cache: a GET without a body, asking for the whole response
+    /// in the coding the key settled on.
+    Fetch,
+    /// As the client sent it, with its body and that body's framing.
+    Pass { chunked: bool },
+}
+
+/// Sends a request upstream and returns the response head, with the
+/// request's place under `max_in_flight`.
 async fn forward(
-    state: &State,
+    state: &Arc<State>,
     live: &Live,
     ctx: &Ctx,
-    body: ProxyBody,
-    for_cache: bool,
-) -> Result<Response<Incoming>, UpstreamError> {
+    body: ClientBody,
+    mode: Mode,
+) -> Result<(Response<Incoming>, UpstreamPermit), UpstreamError> {
     let cfg = &live.cfg;
+    let permit = state
+        .upstream_permit(cfg.max_in_flight)
+        .ok_or(UpstreamError::Overloaded)?;
     // fault injection, decided per upstream request
     if cfg.fault.drop_percent > 0.0 && dice(state) < cfg.fault.drop_percent {
-        state
-            .metrics
-            .upstream_errors
-            .get_or_create(&ErrorLabels { kind: "dropped" })
-            .inc();
+        state.count_upstream_error("dropped");
         return Err(UpstreamError::Connect);
     }
     let pq = ctx.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -520,22 +687,42 @@ async fn forward(
         .map_err(|_| UpstreamError::Connect)?;
     let mut headers = ctx.headers.clone();
     strip_hop_by_hop(&mut headers);
-    if for_cache {
-        // the stored body must suit every client of the key: send upstream
-        // the coding the key settled on, and ask for the whole response
-        // (the caller sets its own conditional headers for revalidation)
-        match crate::cache_key::preferred_encoding(&ctx.headers) {
-            Some(e) => {
-                headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(e));
+    // the proxy answered any expectation itself (hyper sends 100 Continue
+    // when it first reads the body)
+    headers.remove(header::EXPECT);
+    let method = match mode {
+        Mode::Fetch => {
+            // no body goes upstream, so none may be declared: a stale
+            // Content-Length would make the origin read the next request as
+            // this one's body
+            headers.remove(header::CONTENT_LENGTH);
+            // the stored body must suit every client of the key: send upstream
+            // the coding the key settled on, and ask for the whole response
+            // (the caller sets its own conditional headers for revalidation)
+            match crate::cache_key::preferred_encoding(&ctx.headers) {
+                Some(e) => {
+                    headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(e));
+                }
+                None => {
+                    headers.remove(header::ACCEPT_ENCODING);
+                }
             }
-            None => {
-                headers.remove(header::ACCEPT_ENCODING);
+            for h in [header::RANGE, header::IF_RANGE] {
+                headers.remove(h);
             }
+            Method::GET
         }
-        for h in [header::RANGE, header::IF_RANGE] {
-            headers.remove(h);
+        Mode::Pass { chunked } => {
+            if chunked {
+                // hop-by-hop, so removed above; the body goes on chunked, as it came
+                headers.insert(
+                    header::TRANSFER_ENCODING,
+                    HeaderValue::from_static("chunked"),
+                );
+            }
+            ctx.method.clone()
         }
-    }
+    };
     if let Some(host) = ctx.headers.get(header::HOST) {
         headers.insert(&X_FORWARDED_HOST, host.clone());
     }
@@ -555,11 +742,6 @@ async fn forward(
     headers.append(header::VIA, HeaderValue::from_static("1.1 atlas"));
     headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
     headers.insert(&TRACEPARENT, ctx.traceparent.clone());
-    let method = if for_cache {
-        Method::GET
-    } else {
-        ctx.method.clone()
-    };
     let mut req = Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
@@ -584,17 +766,13 @@ async fn forward(
         .upstream_seconds
         .observe(started.elapsed().as_secs_f64());
     if cfg.fault.error_percent > 0.0 && dice(state) < cfg.fault.error_percent {
-        state
-            .metrics
-            .upstream_errors
-            .get_or_create(&ErrorLabels { kind: "injected" })
-            .inc();
+        state.count_upstream_error("injected");
         let mut r = Response::new(resp.into_body());
         *r.status_mut() =
             StatusCode::from_u16(cfg.fault.error_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        return Ok(r);
+        return Ok((r, permit));
     }
-    Ok(resp)
+    Ok((resp, permit))
 }
 
 /// A number in [0, 100).
@@ -602,64 +780,107 @@ fn dice(state: &State) -> f64 {
     (state.ids.next() >> 11) as f64 / (1u64 << 53) as f64 * 100.0
 }
 
-struct Fetched {
-    response: Response<ProxyBody>,
-    status: CacheStatus,
-    outcome: Outcome,
+/// Why a response is not stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NotStored {
+    /// Its status is not in `cache.statuses` (nor a 404 with `cache.ttl_404`).
+    Status,
+    /// It sets a cookie and `cache.ignore_set_cookie` is off.
+    SetCookie,
+    /// `Cache-Control: private`.
+    Private,
+    /// `Cache-Control: no-store`.
+    NoStore,
+    /// `Cache-Control: no-cache` or a zero `max-age`, honoured.
+    NoCache,
+    /// `Vary: *`.
+    VaryStar,
+    /// Larger than `cache.max_body_bytes`.
+    TooBig,
 }
 
-enum FetchError {
-    Upstream(UpstreamError),
-    Status5xx(Box<Response<ProxyBody>>),
+impl NotStored {
+    fn as_str(self) -> &'static str {
+        match self {
+            NotStored::Status => "status",
+            NotStored::SetCookie => "set-cookie",
+            NotStored::Private => "private",
+            NotStored::NoStore => "no-store",
+            NotStored::NoCache => "no-cache",
+            NotStored::VaryStar => "vary-star",
+            NotStored::TooBig => "too-big",
+        }
+    }
 }
 
-/// Why a response is not stored, or `None` when it can be, with its TTL and
-/// whether it must never be served stale.
+/// How a storable response is kept: TTL, whether it must never be served
+/// stale, and the headers it varies on.
+#[derive(Debug, PartialEq, Eq)]
+struct Storable {
+    ttl: Duration,
+    must_revalidate: bool,
+    vary: Vec<HeaderName>,
+}
+
+/// Whether a response may be stored, and how. A pure function of the
+/// config, the route's policy and the response head.
 fn storability(
     cfg: &ProxyConfig,
+    policy: Policy,
     status: StatusCode,
     h: &HeaderMap,
-    ttl: Duration,
-) -> Result<(Duration, bool, Vec<HeaderName>), &'static str> {
+) -> Result<Storable, NotStored> {
     let c = &cfg.cache;
     let mut ttl = if status == StatusCode::NOT_FOUND {
-        c.ttl_404.ok_or("status")?
+        c.ttl_404.ok_or(NotStored::Status)?
     } else if c.statuses.contains(&status.as_u16()) {
-        ttl
+        policy.ttl
     } else {
-        return Err("status");
+        return Err(NotStored::Status);
     };
     if h.contains_key(header::SET_COOKIE) && !c.ignore_set_cookie {
-        return Err("set-cookie");
+        return Err(NotStored::SetCookie);
     }
-    let cc: Vec<String> = h
+    // directive names compared without case, arguments (`private="x"`) aside
+    let cc: Vec<(String, Option<String>)> = h
         .get_all(header::CACHE_CONTROL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|d| d.trim().to_ascii_lowercase())
+        .map(|d| match d.split_once('=') {
+            Some((n, a)) => (
+                n.trim().to_ascii_lowercase(),
+                Some(a.trim().trim_matches('"').to_string()),
+            ),
+            None => (d.trim().to_ascii_lowercase(), None),
+        })
         .collect();
-    let must_revalidate = cc
-        .iter()
-        .any(|d| d == "must-revalidate" || d == "proxy-revalidate");
-    if c.honor_origin_cache_control {
-        if cc
-            .iter()
-            .any(|d| d == "no-store" || d == "private" || d == "no-cache")
-        {
-            return Err("cache-control");
+    let has = |name: &str| cc.iter().any(|(n, _)| n == name);
+    // a shared cache never stores these (RFC 9111 §5.2.2.3, §5.2.2.7),
+    // whatever its own TTL rules say, unless the operator says so
+    if !policy.store_private {
+        if has("private") {
+            return Err(NotStored::Private);
         }
-        let age = |name: &str| {
-            cc.iter().find_map(|d| {
-                d.strip_prefix(name)
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-            })
+        if has("no-store") {
+            return Err(NotStored::NoStore);
+        }
+    }
+    let must_revalidate = has("must-revalidate") || has("proxy-revalidate");
+    if c.honor_origin_cache_control {
+        if has("no-cache") {
+            return Err(NotStored::NoCache);
+        }
+        let seconds = |name: &str| {
+            cc.iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, a)| a.as_deref()?.parse::<u64>().ok())
         };
-        if let Some(s) = age("s-maxage=").or_else(|| age("max-age=")) {
+        if let Some(s) = seconds("s-maxage").or_else(|| seconds("max-age")) {
             if s == 0 {
-                return Err("cache-control");
+                return Err(NotStored::NoCache);
             }
-            ttl = Duration::from_secs(s);
+            ttl = Duration::from_secs(s).min(crate::config::MAX_DURATION);
         }
     }
     let mut vary = Vec::new();
@@ -670,7 +891,7 @@ fn storability(
     {
         for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             if name == "*" {
-                return Err("vary-star");
+                return Err(NotStored::VaryStar);
             }
             if name.eq_ignore_ascii_case("accept-encoding") {
                 continue; // already part of every key
@@ -682,46 +903,77 @@ fn storability(
     }
     vary.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     vary.dedup();
-    Ok((ttl, must_revalidate, vary))
+    Ok(Storable {
+        ttl,
+        must_revalidate,
+        vary,
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
+struct Fetched {
+    response: Response<ProxyBody>,
+    status: CacheStatus,
+}
+
+enum FetchError {
+    /// Before a response head (not counted yet).
+    Upstream(UpstreamError),
+    /// The body failed before its first byte reached the client (counted).
+    Body(UpstreamError),
+    Status5xx(Box<Response<ProxyBody>>),
+}
+
+/// A failed fetch, with the lock's guard when the fetch still holds it.
+struct FetchFailed {
+    error: FetchError,
+    guard: Option<FlightGuard>,
+}
+
+/// What one fetch for the cache is about.
+struct FetchJob {
+    primary: CacheKey,
+    key: CacheKey,
+    /// An expired copy: revalidated with its validators, and what waiters
+    /// get if the fetch fails.
+    stale: Option<Arc<Entry>>,
+    policy: Policy,
+    /// Whether this fetch may store what it gets.
+    store_it: bool,
+    /// Whether a client reads the body (not for `HEAD` or a background refresh).
+    reader: bool,
+}
+
 async fn fetch(
     state: &Arc<State>,
     live: &Live,
     ctx: &Ctx,
-    primary: CacheKey,
-    key: CacheKey,
-    stale: Option<&Arc<Entry>>,
-    ttl: Duration,
-    store_it: bool,
-) -> Result<Fetched, FetchError> {
+    job: FetchJob,
+    guard: Option<FlightGuard>,
+) -> Result<Fetched, FetchFailed> {
     let cfg = &live.cfg;
-    let head = ctx.method == Method::HEAD;
     let mut conditional = ctx.headers.clone();
     conditional.remove(header::IF_NONE_MATCH);
     conditional.remove(header::IF_MODIFIED_SINCE);
-    if let Some(old) = stale {
+    if let Some(old) = &job.stale {
         if let Some(etag) = &old.etag {
             conditional.insert(header::IF_NONE_MATCH, etag.clone());
         } else if let Some(lm) = &old.last_modified {
             conditional.insert(header::IF_MODIFIED_SINCE, lm.clone());
         }
     }
-    let fctx = Ctx {
-        method: ctx.method.clone(),
-        uri: ctx.uri.clone(),
-        headers: conditional,
-        peer: ctx.peer,
-        request_id: ctx.request_id.clone(),
-        traceparent: ctx.traceparent.clone(),
+    let fctx = ctx.with_headers(ctx.method.clone(), conditional);
+    let (resp, permit) = match forward(state, live, &fctx, ClientBody::empty(), Mode::Fetch).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(FetchFailed {
+                error: FetchError::Upstream(e),
+                guard,
+            })
+        }
     };
-    let resp = forward(state, live, &fctx, ProxyBody::empty(), true)
-        .await
-        .map_err(FetchError::Upstream)?;
     let status = resp.status();
     if status == StatusCode::NOT_MODIFIED {
-        if let Some(old) = stale {
+        if let Some(old) = &job.stale {
             let renewed = Arc::new(Entry {
                 status: old.status,
                 headers: old.headers.clone(),
@@ -735,145 +987,115 @@ async fn fetch(
                 last_modified: old.last_modified.clone(),
                 path: old.path.clone(),
             });
-            if store_it {
-                state.store.insert(key, Slot::Response(renewed.clone()));
+            if job.store_it {
+                state.store.insert(job.key, Slot::Response(renewed.clone()));
+            }
+            if let Some(g) = guard {
+                g.finish(Outcome::Stored(renewed.clone()));
             }
             return Ok(Fetched {
-                response: from_entry(&renewed, Instant::now(), head),
+                response: renewed.to_response(Instant::now(), !job.reader),
                 status: CacheStatus::Revalidated,
-                outcome: Outcome::Stored(renewed),
             });
         }
     }
     if status.is_server_error() {
-        let mut r = stream_response(resp, head);
+        let mut r = stream_response(state, live, resp, permit, !job.reader);
         r.headers_mut().remove(header::SET_COOKIE);
-        return Err(FetchError::Status5xx(Box::new(r)));
-    }
-    let verdict = storability(cfg, status, resp.headers(), ttl);
-    let too_big = resp
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|n| n > cfg.cache.max_body_bytes.0);
-    let (ttl, must_revalidate, vary) = match verdict {
-        Ok(v) if !too_big && store_it => v,
-        Ok(_) if !store_it => {
-            return Ok(Fetched {
-                response: stream_response(resp, head),
-                status: CacheStatus::Miss,
-                outcome: Outcome::Uncacheable,
-            });
-        }
-        _ => {
-            state.store.insert(
-                key,
-                Slot::HitForMiss(Instant::now() + cfg.cache.hit_for_miss),
-            );
-            return Ok(Fetched {
-                response: stream_response(resp, head),
-                status: CacheStatus::Miss,
-                outcome: Outcome::Uncacheable,
-            });
-        }
-    };
-    // read the body to store it, up to the size limit
-    let (mut parts, mut body) = resp.into_parts();
-    let limit = cfg.cache.max_body_bytes.0 as usize;
-    let mut buf = BytesMut::new();
-    let overflow = loop {
-        match body.frame().await {
-            None => break false,
-            Some(Err(_)) => return Err(FetchError::Upstream(UpstreamError::Broken)),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    buf.extend_from_slice(&data);
-                    if buf.len() > limit {
-                        break true;
-                    }
-                }
-            }
-        }
-    };
-    strip_hop_by_hop(&mut parts.headers);
-    if overflow {
-        state.store.insert(
-            key,
-            Slot::HitForMiss(Instant::now() + cfg.cache.hit_for_miss),
-        );
-        let body = if head {
-            ProxyBody::empty()
-        } else {
-            ProxyBody::Stream {
-                prefix: Some(buf.freeze()),
-                rest: body,
-            }
-        };
-        return Ok(Fetched {
-            response: Response::from_parts(parts, body),
-            status: CacheStatus::Miss,
-            outcome: Outcome::Uncacheable,
+        return Err(FetchFailed {
+            error: FetchError::Status5xx(Box::new(r)),
+            guard,
         });
     }
-    let body = buf.freeze();
+    let verdict = storability(cfg, job.policy, status, resp.headers()).and_then(|s| {
+        let too_big = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .is_some_and(|n| n > cfg.cache.max_body_bytes.0);
+        if too_big {
+            Err(NotStored::TooBig)
+        } else {
+            Ok(s)
+        }
+    });
+    let storable = match verdict {
+        Ok(s) if job.store_it => s,
+        other => {
+            if let (Err(why), true) = (other, job.store_it) {
+                state
+                    .metrics
+                    .not_stored
+                    .get_or_create(&NotStoredLabels {
+                        reason: why.as_str(),
+                    })
+                    .inc();
+                state.store.insert(
+                    job.key,
+                    Slot::HitForMiss {
+                        until: Instant::now() + cfg.cache.hit_for_miss,
+                        path: Arc::from(ctx.uri.path()),
+                    },
+                );
+            }
+            if let Some(g) = guard {
+                g.finish(Outcome::Uncacheable);
+            }
+            let mut r = stream_response(state, live, resp, permit, !job.reader);
+            if let Err(e) = r.body_mut().read_ahead().await {
+                return Err(FetchFailed {
+                    error: FetchError::Body(UpstreamError::from_body(&e)),
+                    guard: None,
+                });
+            }
+            return Ok(Fetched {
+                response: r,
+                status: CacheStatus::Miss,
+            });
+        }
+    };
+    // stream to the client while storing
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
     let mut stored_headers = parts.headers.clone();
     stored_headers.remove(header::SET_COOKIE);
     stored_headers.remove(header::AGE);
-    stored_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    let entry = Arc::new(Entry {
+    let pending = Pending {
         status: parts.status,
-        etag: stored_headers.get(header::ETAG).cloned(),
-        last_modified: stored_headers.get(header::LAST_MODIFIED).cloned(),
         headers: stored_headers,
-        body: body.clone(),
-        stored_at: Instant::now(),
-        ttl,
+        ttl: storable.ttl,
         swr: cfg.cache.stale_while_revalidate,
         sie: cfg.cache.stale_if_error,
-        must_revalidate,
-        path: ctx.uri.path().to_string(),
-    });
-    let key = if vary.is_empty() {
-        Some(key)
-    } else {
-        let now = Instant::now();
-        let spec = match state.store.get(primary) {
-            Some(Slot::Vary(spec)) if spec.until > now && spec.names == vary => spec,
-            _ => {
-                let spec = Arc::new(VarySpec {
-                    names: vary,
-                    until: now + ttl + cfg.cache.stale_while_revalidate,
-                    stored: AtomicUsize::new(0),
-                });
-                state.store.insert(primary, Slot::Vary(spec.clone()));
-                spec
-            }
-        };
-        // at most cache.max_variants variants per key; more are served, not stored
-        (spec.stored.fetch_add(1, Ordering::Relaxed) < cfg.cache.max_variants)
-            .then(|| state.keys.variant(primary, &spec.names, &ctx.headers))
+        must_revalidate: storable.must_revalidate,
+        path: Arc::from(ctx.uri.path()),
+        request_headers: if storable.vary.is_empty() {
+            HeaderMap::new()
+        } else {
+            ctx.headers.clone()
+        },
+        vary: storable.vary,
+        primary: job.primary,
+        key: job.key,
+        max_body: cfg.cache.max_body_bytes.0 as usize,
+        max_variants: cfg.cache.max_variants,
+        hit_for_miss: cfg.cache.hit_for_miss,
+        pending_budget: cfg.cache.max_pending_bytes.0 as usize,
+        stale: job.stale.clone(),
     };
-    // over the variant cap the response is served but not stored
-    let outcome = match key {
-        Some(key) => {
-            state.store.insert(key, Slot::Response(entry.clone()));
-            Outcome::Stored(entry)
-        }
-        None => Outcome::Uncacheable,
-    };
+    let upstream = UpstreamBody::new(body, cfg.upstream_read_timeout, state.clone(), permit);
+    let reader = fill::start(state.clone(), guard, upstream, pending, job.reader);
     // the client that caused the fetch gets its own Set-Cookie; the stored copy has none
-    parts
-        .headers
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    let body = if head {
-        ProxyBody::empty()
-    } else {
-        ProxyBody::full(body)
-    };
+    let mut response =
+        Response::from_parts(parts, reader.map_or_else(ProxyBody::empty, ProxyBody::fill));
+    if let Err(e) = response.body_mut().read_ahead().await {
+        return Err(FetchFailed {
+            error: FetchError::Body(UpstreamError::from_body(&e)),
+            guard: None,
+        });
+    }
     Ok(Fetched {
-        response: Response::from_parts(parts, body),
+        response,
         status: CacheStatus::Miss,
-        outcome,
     })
 }
 
@@ -886,7 +1108,7 @@ fn refresh_in_background(
     primary: CacheKey,
     key: CacheKey,
     old: Arc<Entry>,
-    ttl: Duration,
+    policy: Policy,
 ) {
     let Join::Leader(guard) = state.flights.join(key) else {
         return; // a refresh (or a fetch) is already running
@@ -894,18 +1116,87 @@ fn refresh_in_background(
     state.metrics.background_refreshes.inc();
     let state = state.clone();
     let live = live.clone();
-    let ctx = Ctx {
-        method: Method::GET,
-        uri: ctx.uri.clone(),
-        headers: ctx.headers.clone(),
-        peer: ctx.peer,
-        request_id: ctx.request_id.clone(),
-        traceparent: ctx.traceparent.clone(),
-    };
+    let ctx = ctx.with_headers(Method::GET, ctx.headers.clone());
     tokio::spawn(async move {
-        match fetch(&state, &live, &ctx, primary, key, Some(&old), ttl, true).await {
-            Ok(f) => guard.finish(f.outcome),
-            Err(_) => guard.finish(Outcome::Abandoned),
+        let job = FetchJob {
+            primary,
+            key,
+            stale: Some(old),
+            policy,
+            store_it: true,
+            reader: false,
+        };
+        // a failure leaves the stale copy in place: the next request after
+        // the stale window fetches again
+        if let Err(FetchFailed {
+            error: FetchError::Upstream(e),
+            ..
+        }) = fetch(&state, &live, &ctx, job, Some(guard)).await
+        {
+            e.count(&state);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            ttl: Duration::from_secs(60),
+            store_private: false,
+        }
+    }
+
+    fn cc(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn private_and_no_store_are_never_stored_by_default() {
+        let cfg = ProxyConfig::default();
+        for (v, why) in [
+            ("private", NotStored::Private),
+            ("Private", NotStored::Private),
+            ("public, max-age=60, PRIVATE", NotStored::Private),
+            ("private=\"set-cookie\"", NotStored::Private),
+            ("no-store", NotStored::NoStore),
+            ("max-age=10,No-Store", NotStored::NoStore),
+        ] {
+            assert_eq!(
+                storability(&cfg, policy(), StatusCode::OK, &cc(v)),
+                Err(why),
+                "{v}"
+            );
+        }
+        let open = Policy {
+            store_private: true,
+            ..policy()
+        };
+        assert!(storability(&cfg, open, StatusCode::OK, &cc("private")).is_ok());
+        // the micro-cache's own TTL still rules max-age unless honoured
+        let s = storability(&cfg, policy(), StatusCode::OK, &cc("max-age=5")).unwrap();
+        assert_eq!(s.ttl, Duration::from_secs(60));
+        let honour = ProxyConfig {
+            cache: crate::config::CacheConfig {
+                honor_origin_cache_control: true,
+                ..Default::default()
+            },
+            ..ProxyConfig::default()
+        };
+        let s = storability(&honour, policy(), StatusCode::OK, &cc("max-age=5")).unwrap();
+        assert_eq!(s.ttl, Duration::from_secs(5));
+        assert_eq!(
+            storability(&honour, policy(), StatusCode::OK, &cc("no-cache")),
+            Err(NotStored::NoCache)
+        );
+        assert_eq!(
+            storability(&honour, open, StatusCode::OK, &cc("private")).map(|s| s.ttl),
+            Ok(Duration::from_secs(60)),
+            "store_private wins over honouring"
+        );
+    }
 }

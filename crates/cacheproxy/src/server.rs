@@ -3,13 +3,14 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::ProxyConfig;
 use crate::error::{Error, Result};
@@ -48,10 +49,14 @@ impl ProxyHandle {
 impl Proxy {
     /// Validates `cfg` and binds the proxy and admin listeners (port 0 picks a free port).
     ///
+    /// Raises the process's soft open-file limit to its hard limit first
+    /// (as nginx's `worker_rlimit_nofile`): every connection is a file.
+    ///
     /// # Errors
     /// [`Error::Config`] for a bad config; [`Error::Bind`] when an address is taken.
     pub async fn bind(cfg: ProxyConfig) -> Result<Proxy> {
         cfg.validate()?;
+        let _ = rlimit::increase_nofile_limit(u64::MAX);
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr).await.map_err(|error| Error::Bind {
                 addr: addr.to_string(),
@@ -65,6 +70,7 @@ impl Proxy {
         cfg.admin = admin.local_addr()?;
         // as the listeners, the running config shows what was started
         cfg.workers = cfg.worker_threads();
+        cfg.max_connections = cfg.connection_limit();
         Ok(Proxy {
             state: Arc::new(State::new(cfg)?),
             listener,
@@ -92,6 +98,14 @@ impl Proxy {
     /// Serves until `shutdown` completes; then stops accepting, lets in-flight
     /// requests finish within `shutdown_grace`, and returns.
     ///
+    /// At most `max_connections` client connections are open at once; past
+    /// it the accept loop waits, and new connections wait in the listen
+    /// backlog. A failed `accept()` (out of file descriptors, say) is
+    /// counted and followed by a pause of [`ACCEPT_BACKOFF`] instead of an
+    /// immediate retry, as nginx does. The admin listener has its own bound
+    /// ([`ADMIN_CONNECTIONS`]) and timeouts ([`ADMIN_TIMEOUT`] to send a
+    /// request head, to send a body, and between requests).
+    ///
     /// Client connections are served by `workers` threads (one per core by
     /// default), each with a single-threaded runtime of its own (nginx's
     /// worker per core, wrk's event loop per thread): the accept loop hands
@@ -109,47 +123,86 @@ impl Proxy {
             listener,
             admin,
         } = self;
+        tokio::pin!(shutdown);
         let graceful = GracefulShutdown::new();
-        let max_buf = (state.live.load().cfg.max_header_bytes.0 as usize).max(8192);
+        let cfg = state.live.load().cfg.clone();
+        let max_buf = (cfg.max_header_bytes.0 as usize).max(8192);
         let mut http = hyper::server::conn::http1::Builder::new();
         http.max_buf_size(max_buf)
             .keep_alive(true)
             .timer(hyper_util::rt::TokioTimer::new());
-        let threads = state.live.load().cfg.worker_threads();
-        let workers = (0..threads)
+        let workers = (0..cfg.worker_threads())
             .map(|i| Worker::start(i, state.clone(), http.clone()))
             .collect::<std::io::Result<Vec<_>>>()?;
-        let mut next = 0;
         let mut admin_http = hyper::server::conn::http1::Builder::new();
-        admin_http.keep_alive(true);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = listener.accept() => {
-                    let Ok((stream, peer)) = accepted else { continue };
-                    let _ = stream.set_nodelay(true);
-                    let Ok(stream) = stream.into_std() else { continue };
-                    let conn = Accepted { stream, peer, watcher: graceful.watcher() };
-                    next = (next + 1) % workers.len();
-                    if let Err(back) = workers[next].conns.send(conn) {
-                        // the worker is gone (it panicked): serve here instead
-                        serve_client(&state, &http, back.0);
+        admin_http
+            .keep_alive(true)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(ADMIN_TIMEOUT);
+        let client_slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+        let admin_slots = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
+
+        let clients = async {
+            let mut next = 0;
+            loop {
+                let Ok(slot) = client_slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let (stream, peer) = match listener.accept().await {
+                    Ok(x) => x,
+                    Err(_) => {
+                        state.metrics.accept_errors.inc();
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
                     }
-                }
-                accepted = admin.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let state = state.clone();
-                    let svc = service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(crate::admin::handle(state, req).await) }
-                    });
-                    let conn = graceful.watch(admin_http.serve_connection(TokioIo::new(stream), svc));
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
+                };
+                let _ = stream.set_nodelay(true);
+                let Ok(stream) = stream.into_std() else {
+                    continue;
+                };
+                let conn = Accepted {
+                    stream,
+                    peer,
+                    watcher: graceful.watcher(),
+                    slot: ConnSlot::new(&state, slot),
+                };
+                next = (next + 1) % workers.len();
+                if let Err(back) = workers[next].conns.send(conn) {
+                    // the worker is gone (it panicked): serve here instead
+                    serve_client(&state, &http, back.0);
                 }
             }
+        };
+        let admins = async {
+            loop {
+                let Ok(slot) = admin_slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let stream = match admin.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(_) => {
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                };
+                let state = state.clone();
+                let svc = service_fn(move |req| {
+                    let state = state.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(crate::admin::handle(state, req).await)
+                    }
+                });
+                let conn = graceful.watch(admin_http.serve_connection(TokioIo::new(stream), svc));
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(slot);
+                });
+            }
+        };
+        tokio::select! {
+            _ = shutdown => {}
+            _ = clients => {}
+            _ = admins => {}
         }
         drop(listener);
         drop(admin);
@@ -162,11 +215,43 @@ impl Proxy {
     }
 }
 
+/// Pause after a failed `accept()` before the next (nginx waits 500 ms).
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(500);
+/// Admin connections open at once; more wait in the backlog.
+pub const ADMIN_CONNECTIONS: usize = 64;
+/// Time an admin client has to send a request head (and, between requests,
+/// before its idle connection is closed), and to send a request body.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client connection's place under `max_connections`, counted in the
+/// `client_connections` gauge; released when the connection ends.
+struct ConnSlot {
+    _slot: OwnedSemaphorePermit,
+    state: Arc<State>,
+}
+
+impl ConnSlot {
+    fn new(state: &Arc<State>, slot: OwnedSemaphorePermit) -> Self {
+        state.metrics.client_connections.inc();
+        ConnSlot {
+            _slot: slot,
+            state: state.clone(),
+        }
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.state.metrics.client_connections.dec();
+    }
+}
+
 /// A client connection on its way from the accept loop to a worker.
 struct Accepted {
     stream: std::net::TcpStream,
     peer: SocketAddr,
     watcher: Watcher,
+    slot: ConnSlot,
 }
 
 /// A thread serving client connections on a single-threaded runtime.
@@ -199,6 +284,7 @@ fn serve_client(state: &Arc<State>, http: &http1::Builder, conn: Accepted) {
         stream,
         peer,
         watcher,
+        slot,
     } = conn;
     let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
         return;
@@ -211,5 +297,6 @@ fn serve_client(state: &Arc<State>, http: &http1::Builder, conn: Accepted) {
     let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), svc));
     tokio::spawn(async move {
         let _ = conn.await;
+        drop(slot);
     });
 }

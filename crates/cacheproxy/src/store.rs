@@ -39,7 +39,7 @@ pub struct Entry {
     /// For conditional revalidation.
     pub last_modified: Option<HeaderValue>,
     /// Request path, for purges.
-    pub path: String,
+    pub path: Arc<str>,
 }
 
 /// Headers added to a stored response when it is served: `Age`,
@@ -63,7 +63,7 @@ impl Entry {
         let body = if head {
             crate::body::ProxyBody::empty()
         } else {
-            crate::body::ProxyBody::Full(Some(self.body.clone()))
+            crate::body::ProxyBody::full(self.body.clone())
         };
         let mut r = http::Response::new(body);
         *r.status_mut() = self.status;
@@ -97,6 +97,8 @@ pub struct VarySpec {
     pub until: Instant,
     /// Variants stored under it so far (capped by `cache.max_variants`).
     pub stored: std::sync::atomic::AtomicUsize,
+    /// Request path, for purges.
+    pub path: Arc<str>,
 }
 
 /// What a key holds.
@@ -107,15 +109,29 @@ pub enum Slot {
     /// The response of this key varies on some headers; look up the variant.
     Vary(Arc<VarySpec>),
     /// Found uncacheable: go upstream without waiting on the lock until then.
-    HitForMiss(Instant),
+    HitForMiss {
+        /// Until when.
+        until: Instant,
+        /// Request path, for purges.
+        path: Arc<str>,
+    },
 }
 
 impl Slot {
     fn size(&self) -> usize {
         match self {
             Slot::Response(e) => e.size(),
-            Slot::Vary(v) => 128 + v.names.len() * 32,
-            Slot::HitForMiss(_) => 64,
+            Slot::Vary(v) => 128 + v.names.len() * 32 + v.path.len(),
+            Slot::HitForMiss { path, .. } => 64 + path.len(),
+        }
+    }
+
+    /// The request path the slot was made for.
+    pub fn path(&self) -> &str {
+        match self {
+            Slot::Response(e) => &e.path,
+            Slot::Vary(v) => &v.path,
+            Slot::HitForMiss { path, .. } => path,
         }
     }
 }
@@ -227,7 +243,8 @@ impl Store {
         }
     }
 
-    /// Removes every response whose path matches; returns how many.
+    /// Removes every slot whose path matches (responses, and the `Vary` and
+    /// hit-for-miss markers of those paths); returns how many responses.
     pub fn purge(&self, matches: impl Fn(&str) -> bool) -> usize {
         let mut n = 0;
         for shard in self.shards.iter() {
@@ -235,10 +252,7 @@ impl Store {
             let doomed: Vec<CacheKey> = s
                 .map
                 .iter()
-                .filter(|(_, (slot, _))| match slot {
-                    Slot::Response(e) => matches(&e.path),
-                    _ => true,
-                })
+                .filter(|(_, (slot, _))| matches(slot.path()))
                 .map(|(k, _)| *k)
                 .collect();
             for k in doomed {
@@ -313,8 +327,24 @@ mod tests {
         let store = Store::new(1 << 20);
         store.insert(CacheKey(1), entry("/keys", 10));
         store.insert(CacheKey(2), entry("/static/app.js", 10));
+        store.insert(
+            CacheKey(3),
+            Slot::HitForMiss {
+                until: Instant::now() + Duration::from_secs(10),
+                path: "/keys".into(),
+            },
+        );
         assert_eq!(store.purge(|p| p.starts_with("/static/")), 1);
         assert!(store.get(CacheKey(1)).is_some());
         assert!(store.get(CacheKey(2)).is_none());
+        assert!(
+            store.get(CacheKey(3)).is_some(),
+            "another path's hit-for-miss marker stays"
+        );
+        assert_eq!(store.purge(|p| p == "/keys"), 1);
+        assert!(
+            store.get(CacheKey(3)).is_none(),
+            "the path's own marker goes"
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{get, request, start};
+use common::{admin, get, request, start};
 use support::{spawn_origin, Reply};
 
 /// An origin whose body says how many requests it has served, with a per-request delay.
@@ -408,7 +408,7 @@ async fn variants_per_key_are_capped() {
 async fn injected_faults_change_at_run_time() {
     let (origin, n) = counting_origin(0).await;
     let p = start(&origin.url(""), |c| c.cache.stale_if_error = Duration::ZERO).await;
-    let set = |body: &'static str| request(p.admin, "PUT", "/config", &[], body);
+    let set = |body: &'static str| admin(p.admin, "PUT", "/config", body);
     assert_eq!(
         set(r#"{"fault.error_percent": 100, "fault.error_status": 503}"#)
             .await
@@ -511,11 +511,13 @@ async fn route_overrides_hosts_and_malformed_requests() {
                 prefix: "/static/".into(),
                 ttl: Some(Duration::from_secs(3600)),
                 bypass: false,
+                store_private: false,
             },
             atlas_cacheproxy::RouteRule {
                 prefix: "/admin".into(),
                 ttl: None,
                 bypass: true,
+                store_private: false,
             },
         ];
     })
@@ -560,4 +562,62 @@ async fn route_overrides_hosts_and_malformed_requests() {
         200,
         "still serving"
     );
+}
+
+/// Regression (issue 14, item 6): with `honor_origin_cache_control` off (the
+/// default) a page the origin marked `private` or `no-store` was stored and
+/// replayed to every client for the TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_and_no_store_are_never_stored_unless_the_operator_says_so() {
+    let origin = spawn_origin(Arc::new(
+        |req: &hyper::Request<hyper::body::Incoming>, _t| {
+            let cc = match req.uri().path() {
+                "/private" => "private",
+                "/mixed" => "public, max-age=60, PRIVATE",
+                "/qualified" => "private=\"Set-Cookie\", max-age=5",
+                "/nostore" => "No-Store",
+                "/shared/page" => "private",
+                _ => "public, max-age=60",
+            };
+            Reply::ok("page").header("Cache-Control", cc)
+        },
+    ))
+    .await;
+    let p = start(&origin.url(""), |c| {
+        c.routes = vec![atlas_cacheproxy::RouteRule {
+            prefix: "/shared/".into(),
+            ttl: None,
+            bypass: false,
+            store_private: true,
+        }];
+    })
+    .await;
+    for path in ["/private", "/mixed", "/qualified", "/nostore"] {
+        for _ in 0..3 {
+            let g = get(p.addr, path, &[]).await;
+            assert_eq!(
+                (g.status, g.cache()),
+                (200, "MISS"),
+                "{path}: a shared cache must not store it"
+            );
+        }
+    }
+    assert_eq!(get(p.addr, "/public", &[]).await.cache(), "MISS");
+    assert_eq!(get(p.addr, "/public", &[]).await.cache(), "HIT");
+    // the operator's per-route override
+    assert_eq!(get(p.addr, "/shared/page", &[]).await.cache(), "MISS");
+    assert_eq!(get(p.addr, "/shared/page", &[]).await.cache(), "HIT");
+    let m = get(p.admin, "/metrics", &[]).await.text();
+    assert!(
+        m.contains("atlas_proxy_not_stored_total{reason=\"private\"} 9"),
+        "every response found private: {m}"
+    );
+    assert!(
+        m.contains("atlas_proxy_not_stored_total{reason=\"no-store\"} 3"),
+        "{m}"
+    );
+    // and the global knob
+    let q = start(&origin.url(""), |c| c.cache.store_private = true).await;
+    assert_eq!(get(q.addr, "/private", &[]).await.cache(), "MISS");
+    assert_eq!(get(q.addr, "/private", &[]).await.cache(), "HIT");
 }

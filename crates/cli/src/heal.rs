@@ -191,6 +191,13 @@ impl HealArgs {
             .or_else(|| managed.as_ref().map(|m| format!("http://{}", m.admin)));
         let mut cfg = HealerConfig::new(target);
         cfg.admin = admin;
+        // the proxy's own knob: one variable serves the proxy and its healer
+        cfg.admin_token = admin_token_from_env().or_else(|| {
+            managed
+                .as_ref()
+                .and_then(|m| m.admin_token.as_ref())
+                .map(|t| atlas_healer::Bearer(t.expose().to_string()))
+        });
         cfg.app = self.app.clone();
         cfg.dry_run = self.dry_run;
         cfg.max_iterations = self.max_iterations;
@@ -257,4 +264,12 @@ pub(crate) fn main(args: HealArgs) -> u8 {
         }
         Err(e) => report(&anyhow::Error::new(e), EXIT_FAILURE),
     }
+}
+
+/// `ATLAS_ADMIN_TOKEN`, the proxy's `admin_token`, for talking to its admin API.
+pub(crate) fn admin_token_from_env() -> Option<atlas_healer::Bearer> {
+    std::env::var("ATLAS_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(atlas_healer::Bearer)
 }

@@ -20,7 +20,8 @@ const DEFAULT_DURATION: &str = "30s";
 #[derive(Args, Debug)]
 #[command(
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  atlas load http://127.0.0.1:8080/ --rate 500 --duration 60s --threshold 'http_req_duration: p(95)<200'\n  atlas load http://127.0.0.1:8080 --route /=9 --route /static/app.js=1 --rate 1000 --duration 10s\n  atlas load http://127.0.0.1:8080/ --vus 64 --duration 10s\n  atlas load --scenario gate.toml --segment 0:1/2 --results a.json   # then: atlas load merge a.json b.json\n\nThresholds follow k6: METRIC[{tag:value}]: STAT OP NUMBER[, abortOnFail]\n  metrics: http_reqs, http_req_failed, http_req_duration, http_req_service_time, http_req_waiting,\n           schedule_lag, iterations, dropped_iterations, data_sent, data_received, checks, cache_hit, vus, vus_max\nChecks: status==200, header:NAME, header:NAME==VALUE, body~TEXT, body!~TEXT"
+    after_help = "Examples:\n  atlas load http://127.0.0.1:8080/ --rate 500 --duration 60s --threshold 'http_req_duration: p(95)<200'\n  atlas load http://127.0.0.1:8080 --route /=9 --route /static/app.js=1 --rate 1000 --duration 10s\n  atlas load http://127.0.0.1:8080/ --vus 64 --duration 10s\n  atlas load --scenario gate.toml --segment 0:1/2 --results a.json   # then: atlas load merge a.json b.json\n\nThresholds follow k6: METRIC[{tag:value}]: STAT OP NUMBER[, abortOnFail]\n  metrics: http_reqs, http_req_failed, http_req_duration, http_req_service_time, http_req_waiting,\n           schedule_lag, iterations, dropped_iterations, data_sent, data_received, checks, cache_hit, vus, vus_max\nChecks: status==200, header:NAME, header:NAME==VALUE, body~TEXT, body!~TEXT
+  (body checks scan the whole body as it streams in and keep none of it)"
 )]
 pub(crate) struct LoadArgs {
     #[command(subcommand)]
@@ -106,8 +107,8 @@ pub(crate) struct LoadArgs {
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
 
-    /// Runtime worker threads [default: open model 1 per 10 000 req/s of peak rate, at
-    /// least 1; closed model one per CPU]
+    /// Runtime worker threads, at most 256 [default: open model 1 per 10 000 req/s of
+    /// peak rate, at least 1; closed model one per CPU]
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
 
@@ -115,6 +116,9 @@ pub(crate) struct LoadArgs {
     #[arg(long, short = 'q')]
     quiet: bool,
 }
+
+/// The most `--threads` a run starts.
+const MAX_THREADS: usize = 256;
 
 /// Worker threads for a run: an open-model run at a modest rate wastes CPU on
 /// waking idle workers, which a shared 2-core machine gives to the system under
@@ -387,6 +391,11 @@ fn run(args: LoadArgs) -> anyhow::Result<u8> {
     let reporter = Arc::new(Reporter::new(test.executor().duration(), args.quiet));
     let threads = match args.threads {
         Some(0) => return Err(usage(anyhow!("--threads must be at least 1"))),
+        Some(n) if n > MAX_THREADS => {
+            return Err(usage(anyhow!(
+                "--threads {n} is above {MAX_THREADS}: more threads than cores only add switching"
+            )))
+        }
         Some(n) => n,
         None => worker_threads(test.executor()),
     };

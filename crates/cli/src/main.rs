@@ -67,6 +67,23 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Every `ATLAS_*` variable a subcommand's flags read (`ATLAS_RATE`, ...).
+pub(crate) fn known_env_vars() -> Vec<String> {
+    fn walk(c: &clap::Command, out: &mut Vec<String>) {
+        for a in c.get_arguments() {
+            if let Some(e) = a.get_env() {
+                out.push(e.to_string_lossy().into_owned());
+            }
+        }
+        for sub in c.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&<Cli as clap::CommandFactory>::command(), &mut out);
+    out
+}
+
 /// Prints an error the way every subcommand does and returns its exit code.
 pub(crate) fn report(err: &anyhow::Error, code: u8) -> u8 {
     eprintln!("atlas: error: {err:#}");

@@ -14,7 +14,7 @@ use crate::{report, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Config: the file (--config), then ATLAS_* environment variables named after the knobs\n(ATLAS_UPSTREAM, ATLAS_CACHE_TTL, ATLAS_CACHE_LOCK, ...), then these flags.\nAdmin API on --admin: GET /health, GET /ready, GET /metrics, GET|PUT /config, POST /purge.\nOne JSON access-log line per request on stderr (human-readable when stderr is a terminal)."
+    after_help = "Config: the file (--config), then ATLAS_* environment variables named after the knobs\n(ATLAS_UPSTREAM, ATLAS_CACHE_TTL, ATLAS_CACHE_LOCK, ...), then these flags. An ATLAS_* variable\nthat names no knob gets a warning with the closest one.\nAdmin API on --admin: GET /health, GET /ready, GET /metrics, GET|PUT /config, POST /purge.\nIt answers only requests addressed to its own IP or localhost; with admin_token set\n(ATLAS_ADMIN_TOKEN, or the file; never a flag, so it stays out of `ps`) every endpoint\nbut /health needs `Authorization: Bearer <token>`, and an admin address beyond loopback\nrequires one. PUT and POST need Content-Type: application/json.\nOne JSON access-log line per request on stderr (human-readable when stderr is a terminal)."
 )]
 pub(crate) struct ProxyArgs {
     /// Where clients connect [default: 127.0.0.1:8080]
@@ -53,13 +53,19 @@ pub(crate) struct ProxyArgs {
     /// Threads serving clients, each with its own event loop (knob `workers`) [default: one per core]
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// Client connections open at once; more wait in the backlog (knob `max_connections`) [default: half the open-file limit]
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Longest wait between two reads of an upstream body (knob `upstream_read_timeout`) [default: 30s]
+    #[arg(long, value_name = "D", value_parser = duration_arg)]
+    upstream_read_timeout: Option<Duration>,
     /// cache.max_bytes, e.g. 256MiB [default: 256MiB]
     #[arg(long, value_name = "SIZE", value_parser = size_arg)]
     max_bytes: Option<ByteSize>,
 }
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
-    atlas_loadgen::parse_duration(s)
+    atlas_cacheproxy::parse_duration(s)
 }
 
 fn size_arg(s: &str) -> Result<ByteSize, String> {
@@ -85,6 +91,12 @@ impl ProxyArgs {
         }
         if let Some(n) = self.workers {
             cfg.workers = n;
+        }
+        if let Some(n) = self.max_connections {
+            cfg.max_connections = n;
+        }
+        if let Some(d) = self.upstream_read_timeout {
+            cfg.upstream_read_timeout = d;
         }
         if let Some(d) = self.ttl {
             cfg.cache.ttl = d;
@@ -133,6 +145,22 @@ pub(crate) fn main(args: ProxyArgs) -> u8 {
         Ok(c) => c,
         Err(e) => return report(&anyhow::Error::new(e), EXIT_USAGE),
     };
+    // a misspelt knob variable would otherwise be ignored without a word;
+    // variables the other subcommands read are not the proxy's to judge
+    let others = crate::known_env_vars();
+    for (var, near) in ProxyConfig::unknown_env(std::env::vars()) {
+        if others.contains(&var) {
+            continue;
+        }
+        match near {
+            Some(n) => {
+                eprintln!("atlas proxy: warning: {var} is not a proxy knob; did you mean {n}?")
+            }
+            None => eprintln!(
+                "atlas proxy: warning: {var} is not a proxy knob (see atlas proxy --help)"
+            ),
+        }
+    }
     if !args.no_access_log {
         init_logging();
     }

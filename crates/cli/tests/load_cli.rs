@@ -9,7 +9,7 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{args, atlas, Scratch};
+use common::{args, atlas, text, Scratch};
 use support::{fast_origin, spawn_origin, Reply};
 
 /// Runs the CLI off the runtime's threads, bounded in time.
@@ -131,6 +131,34 @@ fn bad_input_exits_2_naming_the_problem() {
         (
             &["load", "--scenario", "/nonexistent/atlas.toml"],
             "/nonexistent/atlas.toml",
+        ),
+        // issue 14, item 14: the end of the run overflowed the clock (exit 101)
+        (
+            &[
+                "load",
+                "http://127.0.0.1:9/",
+                "--rate",
+                "10",
+                "--duration",
+                "500000000000years",
+            ],
+            "100 years",
+        ),
+        // item 16: ~9,000 threads started, then abort (exit 134)
+        (
+            &[
+                "load",
+                "http://127.0.0.1:9/",
+                "--rate",
+                "10",
+                "--threads",
+                "100000",
+            ],
+            "--threads 100000 is above 256",
+        ),
+        (
+            &["load", "http://127.0.0.1:9/", "--rate", "1e12"],
+            "above the most a run schedules",
         ),
         (
             &["load", "merge", "/nonexistent/a.json"],
@@ -299,5 +327,48 @@ async fn segments_run_as_processes_merge_with_thresholds() {
     assert_eq!(
         json["atlas"]["trace_id"],
         "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+}
+
+/// Issue 14, item 16: `--rate 1e9 --duration 1s` was still running after
+/// 14 s, the open-model loop walking every arrival it was behind on, one by
+/// one, long after the end. Rates above 10 million/s are refused (see
+/// `bad_input_exits_2_naming_the_problem`); at that rate, far beyond this
+/// machine, the run ends by itself (`run` bounds it) and every arrival is
+/// accounted for, sent or dropped, though most are passed over in bulk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_beyond_the_machine_ends_with_its_duration() {
+    let origin = support::fast_origin().await;
+    let scratch = Scratch::new("huge-rate");
+    let summary = scratch.path("summary.json");
+    let out = run(args(&[
+        "load",
+        &origin.url("/"),
+        "--rate",
+        "1e7",
+        "--duration",
+        "1s",
+        "--max-vus",
+        "50",
+        "--timeout",
+        "2s",
+        "-q",
+        "--summary-export",
+        summary.to_str().unwrap(),
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let reqs = s["metrics"]["http_reqs"]["values"]["count"]
+        .as_f64()
+        .unwrap();
+    let dropped = s["metrics"]["dropped_iterations"]["values"]["count"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert_eq!(
+        reqs + dropped,
+        1e7,
+        "every arrival of the schedule is sent or counted as dropped"
     );
 }

@@ -18,19 +18,24 @@ use common::{atlas, spawn_proxy, Proc, Scratch};
 use support::{spawn_origin, Reply};
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    try_get(addr, path).await.expect("an answer")
+}
+
+async fn try_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .unwrap();
+        .ok()?;
     tokio::spawn(conn);
+    let host = addr.to_string();
     let req = http::Request::get(path)
-        .header("host", "x")
+        .header("host", host.as_str())
         .body(Empty::<Bytes>::new())
         .unwrap();
-    let resp = send.send_request(req).await.unwrap();
+    let resp = send.send_request(req).await.ok()?;
     let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 fn signal(child: &Proc, sig: &str) {
@@ -208,6 +213,28 @@ fn bad_configuration_exits_2_naming_the_knob() {
             ],
             "invalid workers: 5000 is above 1024",
         ),
+        // issue 14, item 12: an admin API beyond loopback started silently
+        (
+            vec![
+                "proxy",
+                "--upstream",
+                "http://127.0.0.1:3000",
+                "--admin",
+                "0.0.0.0:0",
+            ],
+            "invalid admin_token: not set, and the admin API listens on 0.0.0.0:0",
+        ),
+        // item 14: accepted, then every uncacheable GET panicked
+        (
+            vec![
+                "proxy",
+                "--upstream",
+                "http://127.0.0.1:3000",
+                "--ttl",
+                "500000000000years",
+            ],
+            "100 years",
+        ),
     ] {
         let out = atlas()
             .args(&args)
@@ -228,4 +255,131 @@ fn bad_configuration_exits_2_naming_the_knob() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("later"));
+}
+
+/// Regression (issue 14, item 15): a misspelt knob variable was ignored
+/// without a word.
+#[test]
+fn an_unknown_atlas_variable_is_named_with_the_closest_knob() {
+    use std::io::{BufRead, BufReader};
+    let mut child = atlas()
+        .args([
+            "proxy",
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .env("ATLAS_CACHE_TLL", "5s")
+        .env("ATLAS_RATE", "100") // the gate's: not the proxy's to judge
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = BufReader::new(child.stderr.take().unwrap());
+    let proc = Proc(Some(child));
+    let mut lines = Vec::new();
+    for line in err.lines() {
+        let line = line.unwrap();
+        let done = line.contains("listening on");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    drop(proc);
+    let all = lines.join("\n");
+    assert!(
+        all.contains("ATLAS_CACHE_TLL is not a proxy knob; did you mean ATLAS_CACHE_TTL?"),
+        "{all}"
+    );
+    assert!(!all.contains("ATLAS_RATE"), "{all}");
+}
+
+/// `atlas proxy` under an open-file limit of 256, as a process of its own.
+fn spawn_limited(extra: &str) -> (Proc, SocketAddr, SocketAddr) {
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c").arg(format!(
+        "ulimit -n 256 && exec {} proxy --upstream http://127.0.0.1:9 --listen 127.0.0.1:0 --admin 127.0.0.1:0 --no-access-log {extra}",
+        env!("CARGO_BIN_EXE_atlas")
+    ));
+    let (proc, first) = common::announced(sh);
+    let (addr, admin) = common::proxy_addrs(&first);
+    (proc, addr, admin)
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// Regression (issue 14, item 10): out of file descriptors, `accept()`
+/// failed with EMFILE and was retried at once (121 % CPU), and new clients
+/// and the admin API timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_the_proxy_waits_instead_of_spinning() {
+    // the default cap, derived from the limit, keeps room for the admin API
+    let (child, addr, admin) = spawn_limited("");
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, m) = get(admin, "/metrics").await;
+    assert_eq!(
+        status, 200,
+        "the admin API answers with 200 clients waiting"
+    );
+    let open = metric(&m, "atlas_proxy_client_connections");
+    assert!(open > 0.0 && open < 200.0, "{open} connections taken: {m}");
+    assert_eq!(metric(&m, "atlas_proxy_accept_errors_total"), 0.0, "{m}");
+    let running = get(admin, "/config").await.1;
+    assert!(
+        running.contains(&format!("\"max_connections\": {open}")),
+        "{running}"
+    );
+    drop(child);
+    drop(held);
+
+    // a cap above what the limit allows: accept fails, and the proxy pauses
+    let (child, addr, admin) = spawn_limited("--max-connections 5000");
+    let started = std::time::Instant::now();
+    let mut held = Vec::new();
+    // past the limit the listen backlog fills, and a connect then waits for
+    // SYN retries: stop there
+    for _ in 0..300 {
+        match tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => held.push(s),
+            _ => break,
+        }
+    }
+    assert!(held.len() > 256, "{} connections", held.len());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    held.truncate(100); // room again
+    let mut m = String::new();
+    for _ in 0..50 {
+        if let Ok(Some((200, text))) =
+            tokio::time::timeout(Duration::from_secs(2), try_get(admin, "/metrics")).await
+        {
+            m = text;
+            break;
+        }
+    }
+    let errors = metric(&m, "atlas_proxy_accept_errors_total");
+    let pauses = started.elapsed().as_secs_f64() / 0.5;
+    assert!(
+        errors >= 1.0 && errors <= pauses + 2.0,
+        "{errors} failed accepts in {pauses:.0} pauses' time: each failure is followed by a pause"
+    );
+    drop(held);
+    drop(child);
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use atlas_loadgen::RequestSpec;
 
 use crate::error::{Error, Result};
-use crate::http;
+use crate::http::{self, Bearer};
 use crate::policy::Policy;
 
 /// What "green" means: the gate's thresholds, checked on every load sample.
@@ -41,6 +41,9 @@ pub struct HealerConfig {
     /// The proxy's admin API (`http://127.0.0.1:9090`). Without it the
     /// healer observes and diagnoses only: every fix becomes a blocker.
     pub admin: Option<String>,
+    /// The admin API's bearer token (the proxy's `admin_token`), sent with
+    /// every admin request.
+    pub admin_token: Option<Bearer>,
     /// Where the application really listens; the fix for `SC-NAME` points the
     /// proxy's `upstream` there.
     pub app: Option<String>,
@@ -77,6 +80,7 @@ impl HealerConfig {
         HealerConfig {
             target: target.into(),
             admin: None,
+            admin_token: None,
             app: None,
             mix: RequestSpec::gate_mix(),
             sample_rate: 200.0,

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::config::{Gate, HealerConfig};
 use crate::http::Failure;
-use crate::observe::{Observation, Sample};
+use crate::observe::{Observation, RouteProbe, Sample};
 
 /// Diagnosis classes. The strings from [`Code::as_str`] are the ones the
 /// journal, the knobs notes and the packet carry.
@@ -61,7 +61,9 @@ impl Serialize for Code {
 pub enum MissCause {
     /// Cacheable routes answer with `Set-Cookie`, so the proxy does not store them.
     SetCookie,
-    /// The origin sends `Cache-Control: private` or `no-store`, and the proxy honours it.
+    /// The origin sends `Cache-Control: private` or `no-store`, which a
+    /// shared cache must not store: the origin's to fix, or the operator's
+    /// (a per-route `store_private`), never the healer's.
     Private,
     /// `cache.sort_query` is off: one query in another parameter order is
     /// another key.
@@ -442,28 +444,33 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
         ));
     }
 
-    let private: Vec<&str> = obs
+    let private: Vec<&RouteProbe> = obs
         .routes
         .iter()
         .filter(|r| r.private() && !r.cached())
-        .map(|r| r.path.as_str())
         .collect();
-    if !private.is_empty() && knob("cache.honor_origin_cache_control") != Some(Value::Bool(false)) {
+    if !private.is_empty() && knob("cache.store_private") != Some(Value::Bool(true)) {
+        let paths: Vec<&str> = private.iter().map(|r| r.path.as_str()).collect();
+        let mut evidence = vec![head.to_string()];
+        evidence.extend(private.iter().map(|r| {
+            format!(
+                "GET {}: Cache-Control: {} (second request {})",
+                r.path,
+                r.cache_control.as_deref().unwrap_or(""),
+                r.cache
+                    .last()
+                    .map_or("-", |c| if c.is_empty() { "-" } else { c })
+            )
+        }));
+        evidence.push(statuses.clone());
         out.push(Diagnosis::new(
             Code::CacheMiss,
             Some(MissCause::Private),
             format!(
-                "the origin marks {} private or no-store and the proxy honours it",
-                private.join(", ")
+                "the origin marks {} `private` or `no-store`, which a shared cache must not store",
+                paths.join(", ")
             ),
-            vec![
-                head.to_string(),
-                format!(
-                    "cache.honor_origin_cache_control = {}",
-                    show(knob("cache.honor_origin_cache_control"))
-                ),
-                statuses.clone(),
-            ],
+            evidence,
         ));
     }
 

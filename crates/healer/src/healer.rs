@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::config::HealerConfig;
-use crate::diagnose::{diagnose, failing, Code, Diagnosis};
+use crate::diagnose::{diagnose, failing, Code, Diagnosis, MissCause};
 use crate::error::{Error, Result};
 use crate::http;
 use crate::journal::{now, Journal, Notes, Phase};
@@ -396,9 +396,14 @@ impl Run<'_> {
                         .await
                         .is_ok();
                     let healthy = match &cfg.admin {
-                        Some(a) => http::get(a, "/health", Duration::from_millis(500))
-                            .await
-                            .is_ok_and(|r| r.status == 200),
+                        Some(a) => http::get_with(
+                            a,
+                            "/health",
+                            Duration::from_millis(500),
+                            cfg.admin_token.as_ref(),
+                        )
+                        .await
+                        .is_ok_and(|r| r.status == 200),
                         None => true,
                     };
                     if up && healthy {
@@ -423,6 +428,7 @@ impl Run<'_> {
                     "/config",
                     Some(&body),
                     Duration::from_secs(5),
+                    cfg.admin_token.as_ref(),
                 )
                 .await
                 .map_err(|f| format!("PUT {admin}/config: {f}"))?;
@@ -488,6 +494,10 @@ impl Run<'_> {
             Code::LoadShortfall => (
                 Some("load.max_vus"),
                 "the load generator: it cannot reach the rate on this machine (run it on another host, or split it with --segment)".into(),
+            ),
+            Code::CacheMiss if d.cause == Some(MissCause::Private) => (
+                None,
+                private_way_out(d),
             ),
             Code::CacheMiss | Code::Threshold | Code::Policy => (
                 None,
@@ -567,4 +577,22 @@ fn worse(before: &Observation, after: &Observation, cfg: &HealerConfig) -> Optio
         return Some(format!("p95 {:.1} ms → {:.1} ms", b.p95_ms, a.p95_ms));
     }
     None
+}
+
+/// Where a `CACHE-MISS (private)` is fixed: the origin, or an override only
+/// the operator sets.
+fn private_way_out(d: &Diagnosis) -> String {
+    let routes: Vec<&str> = d
+        .evidence
+        .iter()
+        .filter_map(|e| e.strip_prefix("GET ")?.split(':').next())
+        .collect();
+    let first = routes.first().copied().unwrap_or("/");
+    format!(
+        "the origin, which marks {} private: send `Cache-Control: public` (or no private/no-store) \
+         there if the pages are the same for every visitor; or, if the origin cannot change and the \
+         pages are shared, the operator's per-route override in the proxy's config: \
+         [[routes]] prefix = \"{first}\" store_private = true. The healer never stores private pages",
+        routes.join(", ")
+    )
 }

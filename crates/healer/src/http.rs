@@ -102,13 +102,25 @@ pub async fn connect(host: &str, port: u16, limit: Duration) -> Result<TcpStream
     Err(last)
 }
 
-/// Sends one request to `base` + `path` and reads the whole answer, all within `limit`.
+/// A bearer token (the proxy's `admin_token`), never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Bearer(pub String);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(<redacted>)")
+    }
+}
+
+/// Sends one request to `base` + `path` and reads the whole answer, all
+/// within `limit`; with `bearer`, as `Authorization: Bearer ...`.
 pub async fn send(
     method: Method,
     base: &str,
     path: &str,
     body: Option<&serde_json::Value>,
     limit: Duration,
+    bearer: Option<&Bearer>,
 ) -> Result<Reply, Failure> {
     let (host, port) =
         host_port(base).ok_or_else(|| Failure::Protocol(format!("not an http:// URL: {base}")))?;
@@ -128,6 +140,9 @@ pub async fn send(
             .header(http::header::USER_AGENT, "atlas-healer");
         if body.is_some() {
             req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(Bearer(t)) = bearer {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let req = req
             .body(Full::new(bytes))
@@ -158,5 +173,15 @@ pub async fn send(
 
 /// `GET base+path` on a fresh connection, the whole answer within `limit`.
 pub async fn get(base: &str, path: &str, limit: Duration) -> Result<Reply, Failure> {
-    send(Method::GET, base, path, None, limit).await
+    send(Method::GET, base, path, None, limit, None).await
+}
+
+/// `GET base+path` with a bearer token, when there is one.
+pub async fn get_with(
+    base: &str,
+    path: &str,
+    limit: Duration,
+    bearer: Option<&Bearer>,
+) -> Result<Reply, Failure> {
+    send(Method::GET, base, path, None, limit, bearer).await
 }

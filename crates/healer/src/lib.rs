@@ -60,7 +60,7 @@ pub use config::{Gate, HealerConfig};
 pub use diagnose::{diagnose, failing, Code, Diagnosis, MissCause};
 pub use error::{Error, Result};
 pub use healer::{Healer, Hooks, Report};
-pub use http::{get as fetch, Failure, Reply};
+pub use http::{get as fetch, get_with as fetch_with, Bearer, Failure, Reply};
 pub use journal::{Journal, Notes, Phase};
 pub use launch::{CommandLauncher, Launcher};
 pub use observe::{

@@ -250,7 +250,7 @@ pub async fn observe(cfg: &HealerConfig, max_vus: usize, with_sample: bool) -> R
     };
 
     let admin = match &cfg.admin {
-        Some(url) => Some(admin_view(url).await),
+        Some(url) => Some(admin_view(url, cfg.admin_token.as_ref()).await),
         None => None,
     };
     if target.open() && admin.as_ref().is_some_and(|a| !a.healthy()) {
@@ -291,18 +291,18 @@ pub async fn observe(cfg: &HealerConfig, max_vus: usize, with_sample: bool) -> R
     })
 }
 
-async fn admin_view(url: &str) -> AdminView {
-    let health = match http::get(url, "/health", PROBE_LIMIT).await {
+async fn admin_view(url: &str, bearer: Option<&http::Bearer>) -> AdminView {
+    let health = match http::get_with(url, "/health", PROBE_LIMIT, bearer).await {
         Ok(r) if r.status == 200 => None,
         Ok(r) => Some(format!("answered {}", r.status)),
         Err(f) => Some(f.to_string()),
     };
     let (ready, config) = if health.is_none() {
-        let ready = http::get(url, "/ready", PROBE_LIMIT)
+        let ready = http::get_with(url, "/ready", PROBE_LIMIT, bearer)
             .await
             .ok()
             .and_then(|r| r.json());
-        let config = http::get(url, "/config", PROBE_LIMIT)
+        let config = http::get_with(url, "/config", PROBE_LIMIT, bearer)
             .await
             .ok()
             .filter(|r| r.status == 200)

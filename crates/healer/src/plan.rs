@@ -105,13 +105,9 @@ pub fn plan(
                 cfg.gate.min_hit_ratio * 100.0
             ),
         )),
-        (Code::CacheMiss, Some(MissCause::Private)) if has_admin => c.push(set(
-            "cache.honor_origin_cache_control",
-            json!(false),
-            "the origin marks shared pages private; the proxy's own rules decide what is safe"
-                .into(),
-            "those routes are stored; hit ratio rises".into(),
-        )),
+        // never a knob: storing what the origin marked private is for the
+        // origin or the operator to decide (a BLOCKER says how)
+        (Code::CacheMiss, Some(MissCause::Private)) => {}
         (Code::CacheMiss, Some(MissCause::UnnormalizedKeys)) if has_admin => c.push(set(
             "cache.sort_query",
             json!(true),

@@ -16,10 +16,6 @@ pub const KNOBS: &[(&str, &str)] = &[
         "cache.ignore_set_cookie",
         "the proxy's config (admin PUT /config)",
     ),
-    (
-        "cache.honor_origin_cache_control",
-        "the proxy's config (admin PUT /config)",
-    ),
     ("cache.lock", "the proxy's config (admin PUT /config)"),
     ("cache.sort_query", "the proxy's config (admin PUT /config)"),
     ("cache.ttl", "the proxy's config (admin PUT /config)"),
@@ -39,7 +35,7 @@ pub const KNOBS: &[(&str, &str)] = &[
 /// # Only these knobs; `cache.*` allows every cache knob.
 /// allow = ["cache.*", "upstream"]
 /// # Never these, even when `allow` matches.
-/// deny = ["cache.honor_origin_cache_control"]
+/// deny = ["cache.ttl"]
 /// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Policy {

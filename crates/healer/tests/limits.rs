@@ -49,6 +49,7 @@ async fn a_load_sample_short_of_its_rate_gets_a_higher_in_flight_limit() {
             prefix: "/".into(),
             ttl: None,
             bypass: true,
+            store_private: false,
         }]
     })
     .await;

@@ -1,46 +1,54 @@
-//! The healer against an origin that misbehaves: pages marked `private`
-//! behind a proxy that honours the origin's `Cache-Control`, and an app that
-//! is down. The first is a proxy knob; the second is the app's own fault,
-//! which the healer reports and never touches.
+//! The healer against an origin that misbehaves: pages marked `private`,
+//! and an app that is down. Neither is the proxy's to fix: the healer names
+//! the route, the header and the ways out, and touches nothing.
 
 mod support;
 
-use atlas_healer::Code;
+use atlas_healer::{Code, MissCause};
 use support::*;
 
+/// Regression (issue 14, item 6): the healer's fix for `CACHE-MISS
+/// (private)` turned `cache.honor_origin_cache_control` off, storing what the
+/// origin marked private and replaying it to every client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_pages_are_stored_when_the_proxys_own_rules_decide() {
+async fn private_pages_are_a_blocker_that_names_the_route_and_the_ways_out() {
     let app = demo(|s| {
         s.private.insert("/playground".into());
     })
     .await;
-    let p = proxy(&app.url, |c| c.cache.honor_origin_cache_control = true).await;
+    let p = proxy(&app.url, |_| {}).await;
+    let config_before = serde_json::to_value(p.handle.config()).unwrap();
     let dir = Scratch::new("private");
     let r = heal(healer(&p.url, Some(&p.admin)), &dir).await;
-    let progress = progress(&r);
-
-    let journal = dir.journal();
-    let diag = first_diagnosis(&journal);
-    assert_eq!(diag["code"], "CACHE-MISS", "{diag}");
-    assert_eq!(diag["cause"], "private", "{diag}");
-    assert!(
-        diag["summary"].as_str().unwrap().contains("/playground"),
-        "{diag}"
+    let b = blocker(&r);
+    assert_eq!(
+        (b.class, b.cause),
+        (Code::CacheMiss, Some(MissCause::Private)),
+        "{}",
+        r.packet
     );
-    let act = first_action(&journal);
-    assert_eq!(act["knob"], "cache.honor_origin_cache_control");
-    assert_eq!((&act["from"], &act["to"]), (&true.into(), &false.into()));
-
-    let kept = kept(progress);
-    assert_eq!(kept.len(), 1, "{:?}", progress.changes);
-    assert_eq!(kept[0].addresses, "CACHE-MISS (private)");
-    assert!(!p.handle.config().cache.honor_origin_cache_control);
-    let hit = progress.numbers.as_ref().unwrap().hit_ratio.unwrap();
-    assert!(hit >= 0.98, "hit ratio after healing {hit}");
+    assert!(b.what.contains("/playground"), "{}", b.what);
     assert!(
-        app.handle.switches().private.contains("/playground"),
-        "the app still marks the page private: the proxy changed, not the app"
+        b.proof
+            .iter()
+            .any(|p| p.contains("/playground") && p.contains("Cache-Control: private")),
+        "the proof quotes the origin's header: {:?}",
+        b.proof
     );
+    assert!(
+        b.lives.contains("Cache-Control: public")
+            && b.lives
+                .contains("prefix = \"/playground\" store_private = true"),
+        "the two ways out: {}",
+        b.lives
+    );
+    assert!(phase(&dir.journal(), "act").is_empty(), "the healer acted");
+    assert_eq!(
+        serde_json::to_value(p.handle.config()).unwrap(),
+        config_before,
+        "the proxy's config is unchanged"
+    );
+    assert!(!p.handle.config().cache.store_private);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,8 +73,14 @@ async fn lock_off_under_a_stampede_is_diagnosed_and_turned_on() {
 async fn atlas_healer_test_purge(admin: &str) -> u64 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(sock(admin)).await.unwrap();
+    let body = r#"{"all": true}"#;
     s.write_all(
-        b"POST /purge HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        format!(
+            "POST /purge HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            sock(admin),
+            body.len()
+        )
+        .as_bytes(),
     )
     .await
     .unwrap();

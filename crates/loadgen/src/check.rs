@@ -16,7 +16,9 @@ use crate::error::{Error, Result};
 /// | `body~Welcome` | the body contains the text |
 /// | `body!~error` | the body does not contain the text |
 ///
-/// A request that got no response fails every check.
+/// A request that got no response fails every check. Body checks look at
+/// the whole body as it streams in, without keeping it: a 1 GB body costs
+/// no more memory than a small one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Check {
     name: String,
@@ -120,6 +122,22 @@ impl Check {
         let Some((parts, body)) = response else {
             return false;
         };
+        let found = self.needle().map(|n| contains(body, n));
+        self.holds_scanned(parts, found)
+    }
+
+    /// The text a body check looks for.
+    fn needle(&self) -> Option<&[u8]> {
+        match &self.kind {
+            CheckKind::BodyContains(t) | CheckKind::BodyLacks(t) => Some(t.as_bytes()),
+            _ => None,
+        }
+    }
+
+    /// Evaluates the check on a response head and, for a body check,
+    /// whether a [`BodyScan`] found its text.
+    pub(crate) fn holds_scanned(&self, parts: &http::response::Parts, found: Option<bool>) -> bool {
+        let found = found.unwrap_or(false);
         match &self.kind {
             CheckKind::Status(op, code) => {
                 let s = parts.status.as_u16();
@@ -138,14 +156,77 @@ impl Check {
                 .get_all(n)
                 .iter()
                 .any(|h| h.as_bytes() == v.as_bytes()),
-            CheckKind::BodyContains(t) => contains(body, t.as_bytes()),
-            CheckKind::BodyLacks(t) => !contains(body, t.as_bytes()),
+            CheckKind::BodyContains(_) => found,
+            CheckKind::BodyLacks(_) => !found,
         }
     }
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
+}
+
+/// The body checks of one response, matched while the body streams in: it
+/// keeps, per check, only the last `len - 1` bytes seen (a match may span
+/// two frames), never the body.
+pub(crate) struct BodyScan<'a> {
+    needles: Vec<Needle<'a>>,
+}
+
+struct Needle<'a> {
+    check: usize,
+    finder: memchr::memmem::Finder<'a>,
+    carry: Vec<u8>,
+    found: bool,
+}
+
+impl<'a> BodyScan<'a> {
+    /// A scan for the body checks among `checks`; `None` when there are none.
+    pub(crate) fn new(checks: &'a [Check]) -> Option<Self> {
+        let needles: Vec<Needle<'a>> = checks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                c.needle().map(|n| Needle {
+                    check: i,
+                    finder: memchr::memmem::Finder::new(n),
+                    carry: Vec::new(),
+                    found: n.is_empty(),
+                })
+            })
+            .collect();
+        (!needles.is_empty()).then_some(BodyScan { needles })
+    }
+
+    /// Looks at the next bytes of the body.
+    pub(crate) fn feed(&mut self, data: &[u8]) {
+        for n in self.needles.iter_mut().filter(|n| !n.found) {
+            let keep = n.finder.needle().len() - 1;
+            // the bytes kept from before, then the start of these: a match
+            // that spans the two
+            let mut edge = std::mem::take(&mut n.carry);
+            let had = !edge.is_empty();
+            edge.extend_from_slice(&data[..keep.min(data.len())]);
+            if (had && n.finder.find(&edge).is_some()) || n.finder.find(data).is_some() {
+                n.found = true;
+                continue;
+            }
+            // the last `keep` bytes seen, for the next frame
+            if data.len() >= keep {
+                edge.clear();
+                edge.extend_from_slice(&data[data.len() - keep..]);
+            } else {
+                let excess = edge.len().saturating_sub(keep);
+                edge.drain(..excess);
+            }
+            n.carry = edge;
+        }
+    }
+
+    /// Whether check `i`'s text was seen (`None` for a check not on the body).
+    pub(crate) fn found(&self, i: usize) -> Option<bool> {
+        self.needles.iter().find(|n| n.check == i).map(|n| n.found)
+    }
 }
 
 impl fmt::Display for Check {
@@ -185,6 +266,34 @@ mod tests {
             "no response fails"
         );
         assert!(Check::parse("body~x").unwrap().needs_body());
+    }
+
+    #[test]
+    fn body_checks_match_across_frames_without_keeping_the_body() {
+        let checks = [
+            Check::parse("body~needle").unwrap(),
+            Check::parse("body!~absent").unwrap(),
+            Check::parse("status==200").unwrap(),
+        ];
+        let p = parts(200, &[]);
+        let body = b"xxxxxxxxxxxxneedlexxxxxxxx";
+        // every way of cutting the body into frames finds it
+        for cut in 1..body.len() {
+            let mut scan = BodyScan::new(&checks).unwrap();
+            for frame in body.chunks(cut) {
+                scan.feed(frame);
+            }
+            assert!(checks[0].holds_scanned(&p, scan.found(0)), "cut {cut}");
+            assert!(checks[1].holds_scanned(&p, scan.found(1)), "cut {cut}");
+            assert_eq!(scan.found(2), None);
+            assert!(scan.needles.iter().all(|n| n.carry.len() < 6));
+        }
+        let mut scan = BodyScan::new(&checks).unwrap();
+        scan.feed(b"nee");
+        scan.feed(b"d");
+        scan.feed(b"le");
+        assert!(checks[0].holds_scanned(&p, scan.found(0)), "three frames");
+        assert!(BodyScan::new(&checks[2..]).is_none());
     }
 
     #[test]

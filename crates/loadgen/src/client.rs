@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::check::Check;
+use crate::check::{BodyScan, Check};
 use crate::metrics::{CacheStatus, ErrorClass, Sample};
 use crate::trace::TraceparentBuilder;
 
@@ -113,7 +113,6 @@ pub(crate) struct ExchangeCtx<'a> {
     pub pools: &'a [HostPool],
     pub traceparent: &'a TraceparentBuilder,
     pub checks: &'a [Check],
-    pub needs_body: bool,
     pub timeout: Duration,
 }
 
@@ -170,18 +169,18 @@ pub(crate) async fn exchange(
             first_byte = Instant::now();
             let (parts, mut body) = resp.into_parts();
             let mut received = 0u64;
-            let mut kept = ctx.needs_body.then(BytesMut::new);
+            let mut scan = BodyScan::new(ctx.checks);
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| classify(&e))?;
                 if let Ok(data) = frame.into_data() {
                     received += data.len() as u64;
-                    if let Some(k) = kept.as_mut() {
-                        k.extend_from_slice(&data);
+                    if let Some(s) = scan.as_mut() {
+                        s.feed(&data);
                     }
                 }
             }
             pool.put(conn);
-            return Ok((parts, received, kept));
+            return Ok((parts, received, scan));
         }
     })
     .await;
@@ -195,7 +194,7 @@ pub(crate) async fn exchange(
     sample.waiting_us = micros(first_byte.saturating_duration_since(sent));
     sample.lag_us = micros(sent.saturating_duration_since(due));
     match outcome {
-        Ok((parts, received, kept)) => {
+        Ok((parts, received, scan)) => {
             let status = parts.status.as_u16();
             sample.status = status;
             sample.error = ErrorClass::of_status(status);
@@ -204,9 +203,9 @@ pub(crate) async fn exchange(
                 .get(&X_CACHE_STATUS)
                 .map(|v| CacheStatus::parse(v.as_bytes()));
             sample.bytes_received = received + head_bytes(&parts);
-            let body = kept.as_deref().unwrap_or(&[]);
             for (i, c) in ctx.checks.iter().enumerate() {
-                if c.holds(Some((&parts, body))) {
+                let found = scan.as_ref().and_then(|s| s.found(i));
+                if c.holds_scanned(&parts, found) {
                     sample.checks_passed |= 1 << i;
                 }
             }

@@ -10,13 +10,27 @@ use crate::error::{Error, Result};
 use crate::segment::Segment;
 use crate::threshold::ThresholdSpec;
 
-/// Parses a duration the way k6 and humans write them: `60s`, `1m30s`, `500ms`, `2h`.
+/// The longest duration any setting takes: 100 years. Longer ones would
+/// overflow the clock when added to the start time.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The highest arrival rate of a run (the whole run's, all segments
+/// together): 10 million per second, far beyond what one process sends, so
+/// that even a generator that falls behind walks its schedule in bounded time.
+pub const MAX_RATE: f64 = 10_000_000.0;
+
+/// Parses a duration the way k6 and humans write them: `60s`, `1m30s`,
+/// `500ms`, `2h`; at most [`MAX_DURATION`].
 ///
 /// # Errors
 /// A message naming the value, for the caller to wrap with its field.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 60s, 1m30s or 500ms"))
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 60s, 1m30s or 500ms"))?;
+    if d > MAX_DURATION {
+        return Err(format!("{s:?} is longer than the 100 years a run may last"));
+    }
+    Ok(d)
 }
 
 /// Serde for durations written as strings (`"60s"`).
@@ -247,6 +261,24 @@ impl Executor {
         let some_time = |field: &str, d: Duration| {
             if d.is_zero() {
                 Err(Error::config(field, "must be longer than 0s"))
+            } else if d > MAX_DURATION {
+                Err(Error::config(
+                    field,
+                    format!(
+                        "{} is longer than the 100 years a run may last",
+                        humantime::format_duration(d)
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let rate_ok = |field: &str, v: f64| {
+            if v > MAX_RATE {
+                Err(Error::config(
+                    field,
+                    format!("{v} arrivals/s is above the most a run schedules ({MAX_RATE}/s)"),
+                ))
             } else {
                 Ok(())
             }
@@ -263,7 +295,11 @@ impl Executor {
                     ));
                 }
             }
-            some_time("executor.stages", stages.iter().map(|s| s.duration).sum())
+            let total = stages
+                .iter()
+                .try_fold(Duration::ZERO, |t, s| t.checked_add(s.duration))
+                .unwrap_or(Duration::MAX);
+            some_time("executor.stages", total)
         };
         match self {
             Executor::ConstantArrivalRate {
@@ -273,6 +309,7 @@ impl Executor {
                 ..
             } => {
                 positive("executor.rate", *rate)?;
+                rate_ok("executor.rate", *rate)?;
                 some_time("executor.duration", *duration)?;
                 if *max_vus == 0 {
                     return Err(Error::config("executor.max_vus", "must be at least 1"));
@@ -291,6 +328,10 @@ impl Executor {
                     ));
                 }
                 stages_ok(stages)?;
+                rate_ok("executor.start_rate", *start_rate)?;
+                for (i, s) in stages.iter().enumerate() {
+                    rate_ok(&format!("executor.stages[{i}].target"), s.target)?;
+                }
                 if *max_vus == 0 {
                     return Err(Error::config("executor.max_vus", "must be at least 1"));
                 }

@@ -18,7 +18,7 @@ use crate::histogram::{Trend, TrendStat};
 use crate::metrics::{CacheStatus, Metrics, Sample, SecondRow};
 use crate::output::PointWriter;
 use crate::result::{RunResult, FORMAT_VERSION};
-use crate::schedule::{Arrivals, RateCurve, RatePiece, Schedule};
+use crate::schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};
 use crate::segment::Segment;
 use crate::threshold::{Threshold, ThresholdSpec};
 use crate::trace::{splitmix64, TraceId, TraceparentBuilder};
@@ -370,7 +370,6 @@ impl LoadTest {
             pools: self.pools(),
             traceparent: TraceparentBuilder::new(self.trace),
             checks: self.checks.clone(),
-            needs_body: self.checks.iter().any(|c| c.needs_body()),
             timeout: self.timeout,
             shards: (0..shards)
                 .map(|_| {
@@ -560,7 +559,8 @@ impl LoadTest {
                 // arrivals due in the same millisecond leave together, and the
                 // process wakes once per batch instead of once per arrival.
                 let mut scheduled = 0u64;
-                for arrival in schedule {
+                let mut schedule = schedule;
+                while let Some(arrival) = schedule.next() {
                     let due = start + arrival.offset;
                     while Instant::now() < due {
                         if shared.stop.load(Ordering::Relaxed) {
@@ -571,8 +571,11 @@ impl LoadTest {
                     if shared.stop.load(Ordering::Relaxed) {
                         return (scheduled, start.elapsed().min(end - start));
                     }
-                    scheduled += 1;
-                    dispatch.send(arrival.index, due);
+                    let (n, more) = dispatch.arrive(&mut schedule, arrival, due, start, end);
+                    scheduled += n;
+                    if !more {
+                        break;
+                    }
                     if scheduled % 64 == 0 {
                         // when far behind, let the requests just spawned run
                         // on this worker too instead of only queueing more
@@ -598,7 +601,8 @@ impl LoadTest {
                 };
                 let scheduler = tokio::task::spawn_blocking(move || {
                     let mut scheduled = 0u64;
-                    for arrival in schedule {
+                    let mut schedule = schedule;
+                    while let Some(arrival) = schedule.next() {
                         let due = start_std + arrival.offset;
                         loop {
                             if dispatch.shared.stop.load(Ordering::Relaxed) {
@@ -610,8 +614,17 @@ impl LoadTest {
                             }
                             std::thread::sleep((due - now).min(STOP_POLL));
                         }
-                        scheduled += 1;
-                        dispatch.send(arrival.index, Instant::from_std(due));
+                        let (n, more) = dispatch.arrive(
+                            &mut schedule,
+                            arrival,
+                            Instant::from_std(due),
+                            start,
+                            end,
+                        );
+                        scheduled += n;
+                        if !more {
+                            break;
+                        }
                     }
                     loop {
                         let now = std::time::Instant::now();
@@ -724,6 +737,12 @@ impl LoadTest {
 /// How often a waiting scheduler looks whether the run was stopped.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
+/// How late past the end of the schedule an arrival may still be sent; a
+/// scheduler later than that has fallen behind the rate, and what it has
+/// not sent by then is dropped, so a run never lasts longer than its
+/// duration (plus this and the graceful stop) whatever the rate.
+const END_SLACK: Duration = Duration::from_millis(100);
+
 /// Sends open-model arrivals: one task per arrival, or a dropped arrival when
 /// `max_vus` requests are in flight.
 struct Dispatch {
@@ -735,6 +754,40 @@ struct Dispatch {
 }
 
 impl Dispatch {
+    /// Sends (or drops) an arrival that is due. A scheduler behind the
+    /// schedule passes over, in one step, the arrivals it could only drop:
+    /// those already due while `max_vus` requests are in flight, and all
+    /// that are left once the schedule's end is [`END_SLACK`] past. Returns
+    /// the arrivals accounted for and whether the walk goes on.
+    fn arrive(
+        &self,
+        schedule: &mut Schedule,
+        arrival: Arrival,
+        due: Instant,
+        start: Instant,
+        end: Instant,
+    ) -> (u64, bool) {
+        let now = Instant::now();
+        if now >= end + END_SLACK {
+            let n = 1 + schedule.skip_until(Duration::MAX);
+            self.drop_many(n);
+            return (n, false);
+        }
+        self.send(arrival.index, due);
+        let mut n = 1;
+        if now > due && self.shared.in_flight.load(Ordering::Acquire) >= self.max_vus {
+            let k = schedule.skip_until(now - start);
+            self.drop_many(k);
+            n += k;
+        }
+        (n, true)
+    }
+
+    fn drop_many(&self, n: u64) {
+        self.shared.dropped.fetch_add(n, Ordering::Relaxed);
+        self.shared.second_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
     fn send(&self, index: u64, due: Instant) {
         let shared = &self.shared;
         let in_flight = shared.in_flight.load(Ordering::Acquire);
@@ -834,7 +887,6 @@ struct Shared {
     pools: Box<[HostPool]>,
     traceparent: TraceparentBuilder,
     checks: Arc<[Check]>,
-    needs_body: bool,
     timeout: Duration,
     shards: Box<[Mutex<Shard>]>,
     in_flight: AtomicUsize,
@@ -896,7 +948,6 @@ impl Shared {
             pools,
             traceparent: &self.traceparent,
             checks: &self.checks,
-            needs_body: self.needs_body,
             timeout: self.timeout,
         };
         exchange(&ctx, route, &self.targets[route], due, seq).await

@@ -75,6 +75,24 @@ impl RateCurve {
         }
     }
 
+    /// Arrivals due by `t` seconds from the start, `N(t)` (the total after the end).
+    pub fn arrivals_by(&self, t: f64) -> f64 {
+        for (k, p) in self.pieces.iter().enumerate() {
+            let d = p.duration.as_secs_f64();
+            let local = t - self.times[k];
+            if local < d {
+                let local = local.max(0.0);
+                let slope = if d > 0.0 {
+                    (p.to_rate - p.from_rate) / d
+                } else {
+                    0.0
+                };
+                return self.starts[k] + p.from_rate * local + slope * local * local / 2.0;
+            }
+        }
+        self.total_arrivals()
+    }
+
     /// The rate at `t` seconds from the start.
     pub fn rate_at(&self, t: f64) -> f64 {
         for (k, p) in self.pieces.iter().enumerate() {
@@ -141,6 +159,8 @@ pub struct Schedule {
     /// Position on the cumulative-arrivals axis (Poisson only).
     position: f64,
     rng: u64,
+    /// A position drawn by [`Schedule::skip_until`] and not used yet.
+    drawn: Option<f64>,
 }
 
 /// One due arrival.
@@ -166,7 +186,61 @@ impl Schedule {
             index: 0,
             position: 0.0,
             rng,
+            drawn: None,
         }
+    }
+
+    /// The cumulative-arrivals position of the next arrival, whole test.
+    fn next_position(&mut self) -> f64 {
+        match self.arrivals {
+            Arrivals::Uniform => self.index as f64,
+            Arrivals::Poisson { .. } => {
+                if let Some(p) = self.drawn.take() {
+                    return p;
+                }
+                // 53 random bits → u in (0, 1]; gap = -ln(u) ~ Exp(1)
+                let bits = splitmix64(&mut self.rng) >> 11;
+                let u = (bits as f64 + 1.0) / (1u64 << 53) as f64;
+                self.position += -u.ln();
+                self.position
+            }
+        }
+    }
+
+    /// Passes over every arrival due before `t` from the start (all that are
+    /// left, for `Duration::MAX`) without computing their times; returns how
+    /// many of them are this segment's. The iterator goes on with the first
+    /// arrival due at or after `t`, exactly as if it had walked there.
+    pub fn skip_until(&mut self, t: Duration) -> u64 {
+        let n_t = self.curve.arrivals_by(t.as_secs_f64());
+        let total = self.curve.total_arrivals();
+        let mut skipped = 0u64;
+        match self.arrivals {
+            Arrivals::Uniform => {
+                // arrival n is due before t exactly when n < N(t); none past the total
+                let stop = n_t.min(total).ceil().max(0.0) as u64;
+                if stop > self.index {
+                    skipped = if self.segment.is_full() {
+                        stop - self.index
+                    } else {
+                        (self.index..stop)
+                            .filter(|&i| self.segment.contains(i))
+                            .count() as u64
+                    };
+                    self.index = stop;
+                }
+            }
+            Arrivals::Poisson { .. } => loop {
+                let p = self.next_position();
+                if p >= n_t || p >= total {
+                    self.drawn = Some(p);
+                    break;
+                }
+                skipped += u64::from(self.segment.contains(self.index));
+                self.index += 1;
+            },
+        }
+        skipped
     }
 
     /// The curve this schedule follows.
@@ -180,17 +254,14 @@ impl Iterator for Schedule {
 
     fn next(&mut self) -> Option<Arrival> {
         loop {
-            let n = match self.arrivals {
-                Arrivals::Uniform => self.index as f64,
-                Arrivals::Poisson { .. } => {
-                    // 53 random bits → u in (0, 1]; gap = -ln(u) ~ Exp(1)
-                    let bits = splitmix64(&mut self.rng) >> 11;
-                    let u = (bits as f64 + 1.0) / (1u64 << 53) as f64;
-                    self.position += -u.ln();
-                    self.position
+            let n = self.next_position();
+            let t = match self.curve.time_of(n) {
+                Some(t) => t,
+                None => {
+                    self.drawn = Some(n); // the end: stay there
+                    return None;
                 }
             };
-            let t = self.curve.time_of(n)?;
             let index = self.index;
             self.index += 1;
             if self.segment.contains(index) {
@@ -293,6 +364,37 @@ mod tests {
         assert_ne!(a, mk(8), "another seed, another schedule");
         // 10 000 expected; a Poisson count has sd 100
         assert!((9_600..=10_400).contains(&a.len()), "{}", a.len());
+    }
+
+    #[test]
+    fn skipping_counts_exactly_what_walking_would_have_sent() {
+        let curve = RateCurve::new(vec![
+            RatePiece {
+                duration: secs(2.0),
+                from_rate: 100.0,
+                to_rate: 300.0,
+            },
+            RatePiece {
+                duration: secs(1.0),
+                from_rate: 300.0,
+                to_rate: 300.0,
+            },
+        ]);
+        for arrivals in [Arrivals::Uniform, Arrivals::Poisson { seed: 3 }] {
+            for seg in ["0:1", "1/3:2/3"] {
+                let walk: Vec<_> =
+                    Schedule::new(curve.clone(), arrivals, seg.parse().unwrap()).collect();
+                let mut s = Schedule::new(curve.clone(), arrivals, seg.parse().unwrap());
+                let skipped = s.skip_until(secs(1.5));
+                let before = walk.iter().filter(|a| a.offset < secs(1.5)).count() as u64;
+                assert_eq!(skipped, before, "{arrivals:?} {seg}");
+                let rest: Vec<_> = s.by_ref().take(5).collect();
+                assert_eq!(&rest[..], &walk[before as usize..before as usize + 5]);
+                let left = s.skip_until(Duration::MAX);
+                assert_eq!(left, walk.len() as u64 - before - 5, "{arrivals:?} {seg}");
+                assert_eq!(s.next(), None);
+            }
+        }
     }
 
     #[test]

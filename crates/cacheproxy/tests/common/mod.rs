@@ -1,6 +1,8 @@
 //! A running proxy and a plain HTTP client for the proxy's tests.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -105,6 +107,18 @@ pub async fn request(
     })
     .await
     .expect("request finished within 10 s")
+}
+
+/// A state-changing admin request: `body` sent as JSON.
+pub async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> Got {
+    request(
+        addr,
+        method,
+        path,
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await
 }
 
 /// `GET path` with headers.

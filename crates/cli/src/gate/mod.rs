@@ -48,6 +48,9 @@ impl LoadRun {
 struct Service {
     target: String,
     admin: Option<String>,
+    /// The admin API's bearer token: the embedded proxy's `admin_token`, or
+    /// `ATLAS_ADMIN_TOKEN` for the user's proxy.
+    admin_token: Option<atlas_healer::Bearer>,
     app: Option<String>,
     embedded: bool,
     stop: Vec<tokio::sync::oneshot::Sender<()>>,
@@ -162,6 +165,7 @@ async fn gate(
 
     let mut hcfg = HealerConfig::new(svc.target.clone());
     hcfg.admin = svc.admin.clone();
+    hcfg.admin_token = svc.admin_token.clone();
     hcfg.app = svc.app.clone();
     hcfg.mix = s.mix.clone();
     hcfg.sample_rate = s.rate;
@@ -334,6 +338,7 @@ async fn stand_up(s: &Settings, work: &Path) -> anyhow::Result<Service> {
         return Ok(Service {
             target: t.trim_end_matches('/').to_string(),
             admin: s.admin.clone(),
+            admin_token: crate::heal::admin_token_from_env(),
             app: None,
             embedded: false,
             stop: Vec::new(),
@@ -374,6 +379,10 @@ async fn stand_up(s: &Settings, work: &Path) -> anyhow::Result<Service> {
         ..base
     };
     cfg.validate()?;
+    let admin_token = cfg
+        .admin_token
+        .as_ref()
+        .map(|t| atlas_healer::Bearer(t.expose().to_string()));
     let proxy = Proxy::bind(cfg).await.context("starting the proxy")?;
     let target = format!("http://{}", proxy.local_addr());
     let admin = format!("http://{}", proxy.admin_addr());
@@ -385,6 +394,7 @@ async fn stand_up(s: &Settings, work: &Path) -> anyhow::Result<Service> {
     Ok(Service {
         target,
         admin: Some(admin),
+        admin_token,
         app: Some(app_url),
         embedded: true,
         stop,
@@ -640,7 +650,9 @@ async fn write_artifacts(
                 ("/metrics", "proxy-metrics.txt"),
                 ("/config", "proxy-config.json"),
             ] {
-                let body = match atlas_healer::fetch(a, path, limit).await {
+                let body = match atlas_healer::fetch_with(a, path, limit, svc.admin_token.as_ref())
+                    .await
+                {
                     Ok(r) => r.body.to_vec(),
                     Err(f) => format!("GET {a}{path}: {f}\n").into_bytes(),
                 };

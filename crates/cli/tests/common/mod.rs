@@ -111,9 +111,16 @@ impl Drop for Proc {
 /// (the access log) is drained on a thread so the child never blocks on a
 /// full pipe.
 fn spawn_announced<const N: usize>(fixed: [&str; N], args: &[&str]) -> (Proc, String) {
-    let mut child = atlas()
-        .args(fixed)
-        .args(args)
+    let mut cmd = atlas();
+    cmd.args(fixed).args(args);
+    announced(cmd)
+}
+
+/// Starts `cmd`; returns the child and the first line it writes on stderr,
+/// the rest drained on a thread.
+pub fn announced(mut cmd: Command) -> (Proc, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -142,6 +149,13 @@ pub fn spawn_proxy(args: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
         ["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
         args,
     );
+    let (addr, admin) = proxy_addrs(&first);
+    (proc, addr, admin)
+}
+
+/// The (proxy, admin) addresses in `atlas proxy`'s first line:
+/// "listening on http://PROXY -> UPSTREAM; admin on http://ADMIN".
+pub fn proxy_addrs(first: &str) -> (SocketAddr, SocketAddr) {
     let addrs: Vec<SocketAddr> = first
         .split_whitespace()
         .filter_map(|w| {
@@ -149,9 +163,8 @@ pub fn spawn_proxy(args: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
                 .and_then(|a| a.trim_end_matches(';').parse().ok())
         })
         .collect();
-    // "listening on http://PROXY -> UPSTREAM; admin on http://ADMIN"
     assert_eq!(addrs.len(), 3, "first line: {first:?}");
-    (proc, addrs[0], addrs[2])
+    (addrs[0], addrs[2])
 }
 
 /// Starts `atlas demo-app` on a free port with `args`; returns the child and its address.
