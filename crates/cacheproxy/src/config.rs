@@ -255,9 +255,11 @@ pub struct CacheConfig {
     /// Largest response stored (default 8 MiB); larger ones stream through.
     pub max_body_bytes: ByteSize,
     /// Memory for responses still arriving from the upstream while they are
-    /// stored, all of them together (default 32 MiB, at least
+    /// stored, all of them together (default 16 MiB, at least
     /// `max_body_bytes`). A response that would take more streams on
-    /// without being stored.
+    /// without being stored. This is what slow clients of big uncached
+    /// responses can hold: with the default, 100 of them reading 40 MB
+    /// bodies slowly added about 40 MiB of RSS (`benches/slow-readers.sh`).
     pub max_pending_bytes: ByteSize,
     /// Statuses stored (default 200, 301, 302).
     pub statuses: Vec<u16>,
@@ -358,7 +360,7 @@ impl Default for CacheConfig {
             hide_set_cookie: false,
             max_bytes: ByteSize(256 << 20),
             max_body_bytes: ByteSize(8 << 20),
-            max_pending_bytes: ByteSize(32 << 20),
+            max_pending_bytes: ByteSize(16 << 20),
             statuses: vec![200, 301, 302],
             ttl_404: None,
             sort_query: true,

@@ -17,16 +17,32 @@
 //!   variants; cookies are not part of it.
 //! - **Safe to cache**: GET and HEAD only; `Authorization` bypasses; responses
 //!   with `Set-Cookie` are not stored unless `cache.ignore_set_cookie`, and then
-//!   stored *without* the cookie; `Vary: *`, 5xx and 400 never.
+//!   stored *without* the cookie; `Cache-Control: private` or `no-store` never
+//!   unless the operator says so (`cache.store_private`, `routes[].store_private`);
+//!   `Vary: *`, 5xx and 400 never. The origin's `max-age` rules the TTL only
+//!   with `cache.honor_origin_cache_control`.
+//! - **Hostile input** ([`admit`]): a request whose framing or `Host` cannot be
+//!   forwarded faithfully is refused (4xx, connection closed); the body of a
+//!   cacheable GET never goes upstream, nor does its length; only a valid W3C
+//!   `traceparent` is propagated.
+//! - **Misses stream** to their client while a task stores them at the
+//!   upstream's pace, at most 256 KiB ahead of a slow client, all of them
+//!   within `cache.max_pending_bytes` (16 MiB); `upstream_read_timeout` (30 s)
+//!   bounds each wait for more of a body. `max_in_flight` (4096) counts
+//!   upstream work only: hits are never shed.
 //! - **Headers**: `X-Cache-Status` (nginx's values), RFC 9211 `Cache-Status`, `Age`.
 //! - **Workers**: client connections are served by `workers` threads (one per
 //!   core by default), each on a single-threaded runtime of its own, handed
-//!   out in turn by the accept loop (nginx's worker per core); the admin API
-//!   runs on the caller's runtime.
+//!   out in turn by the accept loop (nginx's worker per core), at most
+//!   `max_connections` at once (half the open-file limit, which
+//!   [`Proxy::bind`] raises to its hard limit); the admin API runs on the
+//!   caller's runtime.
 //! - **Admin API** on its own listener: `/health`, `/ready`, `/metrics`
 //!   (Prometheus), `GET|PUT /config` (validated, swapped atomically, the
-//!   previous config returned; `listen`, `admin` and `workers` take a
-//!   restart), `POST /purge`.
+//!   previous config returned; [`FIXED_WHILE_RUNNING`] knobs take a
+//!   restart), `POST /purge`. Only for its own IP or `localhost` as `Host`,
+//!   JSON bodies without a foreign `Origin`, and `Authorization: Bearer`
+//!   when `admin_token` is set (required beyond loopback).
 //!
 //! ```no_run
 //! use atlas_cacheproxy::{Proxy, ProxyConfig};

@@ -51,6 +51,10 @@ impl Live {
         conn.set_connect_timeout(Some(cfg.connect_timeout));
         conn.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
+            // a body frame keeps its whole read buffer alive while it is
+            // held (streaming to a slow client, or waiting to be stored):
+            // 64 KiB reads instead of hyper's ~400 KiB bound that memory
+            .http1_max_buf_size(UPSTREAM_READ_BUF)
             .pool_max_idle_per_host(cfg.upstream_pool)
             .pool_idle_timeout(Duration::from_secs(60))
             .build(conn);
@@ -76,6 +80,9 @@ impl Live {
         }
     }
 }
+
+/// The largest read from an upstream connection.
+const UPSTREAM_READ_BUF: usize = 64 << 10;
 
 /// Everything the request path shares.
 pub struct State {
@@ -463,7 +470,9 @@ async fn serve(
     };
     let head = ctx.method == Method::HEAD;
     if !cacheable {
-        return pass(state, live, &ctx, body, head).await;
+        // boxed: the upstream paths' futures are large, and every
+        // connection's task is sized for the largest await in `handle`
+        return Box::pin(pass(state, live, &ctx, body, head)).await;
     }
     // the body of a cacheable GET or HEAD is never sent upstream (as Varnish):
     // dropping it here, its framing headers go too (see `forward`)
@@ -557,7 +566,7 @@ async fn serve(
             store_it,
             reader: !head,
         };
-        let result = fetch(state, live, &ctx, job, guard).await;
+        let result = Box::pin(fetch(state, live, &ctx, job, guard)).await;
         let took = Some(started.elapsed());
         return match result {
             Ok(Fetched { response, status }) => {
