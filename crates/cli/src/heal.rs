@@ -22,6 +22,8 @@ LOAD-SHORTFALL, THRESHOLD, POLICY.
 Writes to --out: journal.jsonl (appended, synced before each change), knobs-notes.txt
 (WHAT / WHY / VERIFY / ROLLBACK per knob), packet.json.
 Policy file (TOML): allow = [\"cache.*\", \"upstream\"]  deny = [\"cache.ttl\"]
+ATLAS_ADMIN_TOKEN (or admin_token in --proxy-config): the proxy's admin token, sent as
+Authorization: Bearer with every admin request.
 Exit: 0 PROGRESS, 3 BLOCKER, 2 bad usage, 1 runtime failure.")]
 pub(crate) struct HealArgs {
     /// The proxy's URL [default: its `listen` from --proxy-config]

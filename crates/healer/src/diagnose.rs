@@ -108,6 +108,9 @@ pub struct Diagnosis {
     pub summary: String,
     /// What was seen that supports it.
     pub evidence: Vec<String>,
+    /// The routes it concerns, when it concerns some (`/playground`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
 }
 
 impl Diagnosis {
@@ -117,7 +120,13 @@ impl Diagnosis {
             cause,
             summary,
             evidence,
+            routes: Vec::new(),
         }
+    }
+
+    fn with_routes(mut self, routes: Vec<String>) -> Self {
+        self.routes = routes;
+        self
     }
 
     /// `CACHE-MISS (set-cookie)`, or the bare code.
@@ -463,15 +472,18 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
             )
         }));
         evidence.push(statuses.clone());
-        out.push(Diagnosis::new(
-            Code::CacheMiss,
-            Some(MissCause::Private),
-            format!(
+        out.push(
+            Diagnosis::new(
+                Code::CacheMiss,
+                Some(MissCause::Private),
+                format!(
                 "the origin marks {} `private` or `no-store`, which a shared cache must not store",
                 paths.join(", ")
             ),
-            evidence,
-        ));
+                evidence,
+            )
+            .with_routes(paths.iter().map(|p| p.to_string()).collect()),
+        );
     }
 
     let apart: Vec<String> = obs

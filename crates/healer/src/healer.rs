@@ -582,17 +582,12 @@ fn worse(before: &Observation, after: &Observation, cfg: &HealerConfig) -> Optio
 /// Where a `CACHE-MISS (private)` is fixed: the origin, or an override only
 /// the operator sets.
 fn private_way_out(d: &Diagnosis) -> String {
-    let routes: Vec<&str> = d
-        .evidence
-        .iter()
-        .filter_map(|e| e.strip_prefix("GET ")?.split(':').next())
-        .collect();
-    let first = routes.first().copied().unwrap_or("/");
+    let first = d.routes.first().map_or("/", String::as_str);
     format!(
         "the origin, which marks {} private: send `Cache-Control: public` (or no private/no-store) \
          there if the pages are the same for every visitor; or, if the origin cannot change and the \
          pages are shared, the operator's per-route override in the proxy's config: \
          [[routes]] prefix = \"{first}\" store_private = true. The healer never stores private pages",
-        routes.join(", ")
+        d.routes.join(", ")
     )
 }

@@ -116,12 +116,13 @@ impl RouteProbe {
         self.cache.last().is_some_and(|c| c == "HIT")
     }
 
-    /// The origin marked the answer private or not storable.
+    /// The origin marked the answer private or not storable (directive
+    /// names compared without case, `private="..."` included, as the proxy does).
     pub fn private(&self) -> bool {
         self.cache_control.as_deref().is_some_and(|cc| {
             cc.split(',')
-                .map(|d| d.trim().to_ascii_lowercase())
-                .any(|d| d == "private" || d == "no-store")
+                .map(|d| d.split('=').next().unwrap_or("").trim())
+                .any(|d| d.eq_ignore_ascii_case("private") || d.eq_ignore_ascii_case("no-store"))
         })
     }
 }

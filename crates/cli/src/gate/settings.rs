@@ -34,7 +34,7 @@ pub(crate) struct GateArgs {
     /// Gate your own service at this URL (an Atlas proxy, or any proxy) [default: the embedded demo app behind an embedded Atlas proxy]
     #[arg(long, env = "ATLAS_TARGET", value_name = "URL")]
     target: Option<String>,
-    /// The Atlas proxy's admin API in front of --target; without it the healer only observes
+    /// The Atlas proxy's admin API in front of --target (its token from ATLAS_ADMIN_TOKEN); without it the healer only observes
     #[arg(long, env = "ATLAS_ADMIN", value_name = "URL")]
     admin: Option<String>,
     /// Constant arrival rate, requests/s [default: 500]
