@@ -204,6 +204,11 @@ pub struct ProxyConfig {
     /// sees its connection closed.
     #[serde(with = "duration_str")]
     pub upstream_read_timeout: Duration,
+    /// Longest wait for a client to take bytes of a response (default 60 s,
+    /// nginx's `send_timeout`); beyond it the connection is closed, so a
+    /// client that stops reading holds nothing. Applies to new connections.
+    #[serde(with = "duration_str")]
+    pub send_timeout: Duration,
     /// Upstream requests in flight (misses, bypasses, refreshes) beyond
     /// which a request that needs the upstream gets 503 + `Retry-After`, or
     /// a stale copy (default 4096). Hits never count and are never shed.
@@ -337,6 +342,7 @@ impl Default for ProxyConfig {
             connect_timeout: d(2),
             upstream_timeout: d(30),
             upstream_read_timeout: d(30),
+            send_timeout: d(60),
             max_in_flight: 4096,
             max_connections: 0,
             max_header_bytes: ByteSize(16 << 10),
@@ -649,6 +655,7 @@ impl ProxyConfig {
             ("connect_timeout", self.connect_timeout),
             ("upstream_timeout", self.upstream_timeout),
             ("upstream_read_timeout", self.upstream_read_timeout),
+            ("send_timeout", self.send_timeout),
         ] {
             if t.is_zero() {
                 return Err(Error::config(knob, "must be longer than 0s"));

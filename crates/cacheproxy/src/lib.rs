@@ -72,6 +72,7 @@ mod lock;
 mod metrics;
 mod proxy;
 mod request_rules;
+mod send_timeout;
 mod server;
 mod status;
 mod store;

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub client_connections: Gauge,
     /// Failed `accept()` calls (the proxy backs off after each).
     pub accept_errors: Counter,
+    /// Client connections closed because the client took nothing for `send_timeout`.
+    pub send_timeouts: Counter,
 }
 
 /// Labels of the refused-request counter.
@@ -169,8 +171,15 @@ impl Metrics {
             "Failed accept() calls on the client listener (each followed by a pause)",
             accept_errors.clone(),
         );
+        let send_timeouts = Counter::default();
+        registry.register(
+            "send_timeouts",
+            "Client connections closed because the client took nothing for send_timeout",
+            send_timeouts.clone(),
+        );
         Metrics {
             registry,
+            send_timeouts,
             refused,
             not_stored,
             pending_budget_exceeded,

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use crate::config::ProxyConfig;
 use crate::error::{Error, Result};
 use crate::proxy::{self, State};
+use crate::send_timeout::SendTimeout;
 
 /// A bound proxy: both listeners are open; [`Proxy::run`] serves them.
 pub struct Proxy {
@@ -289,6 +290,11 @@ fn serve_client(state: &Arc<State>, http: &http1::Builder, conn: Accepted) {
     let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
         return;
     };
+    let stream = SendTimeout::new(
+        stream,
+        state.live.load().cfg.send_timeout,
+        state.metrics.send_timeouts.clone(),
+    );
     let state = state.clone();
     let svc = service_fn(move |req| {
         let state = state.clone();

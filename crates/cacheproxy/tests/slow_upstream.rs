@@ -237,3 +237,51 @@ async fn big_bodies_stream_on_and_slow_readers_do_not_hold_the_lock() {
     assert_eq!(origin.requests(), 3);
     drop(idle);
 }
+
+/// A client that asks for a big response and stops reading is let go after
+/// `send_timeout` (nginx's): before it, such a client held its connection,
+/// and for a miss the upstream connection streaming to it, for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_let_go() {
+    let origin = spawn_scripted_origin(Arc::new(|_path: &str| {
+        let mut v = vec![Step::Send(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )];
+        // 8 MiB: far more than the socket buffers between proxy and client take
+        v.extend((0..128).map(|_| Step::Chunk(64 * 1024)));
+        v.push(Step::LastChunk);
+        v
+    }))
+    .await;
+    let p = start(&origin.url(), |c| {
+        c.send_timeout = Duration::from_millis(500);
+        c.cache.max_body_bytes = atlas_cacheproxy::ByteSize(16 << 20);
+        c.cache.max_pending_bytes = atlas_cacheproxy::ByteSize(16 << 20);
+    })
+    .await;
+    for path in ["/miss", "/miss"] {
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await; // reads nothing
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => got += n,
+                Err(_) => panic!("the connection was kept open after send_timeout"),
+            }
+        }
+        assert!(
+            got < 8 << 20,
+            "{path}: the proxy gave up before sending all of it ({got} bytes)"
+        );
+    }
+    let m = get(p.admin, "/metrics", &[]).await.text();
+    assert!(m.contains("atlas_proxy_send_timeouts_total 2"), "{m}");
+    // the first stalled client did not keep the store from finishing: the
+    // second got the cached copy, and nothing is still held upstream
+    assert_eq!(origin.requests(), 1);
+}
