@@ -53,4 +53,4 @@ run() {
 read -r _ base < <(run idle 0)
 read -r n total < <(run load "$SECS")
 awk -v n="$n" -v t="$total" -v b="$base" -v bin="$BIN" \
-  'BEGIN{printf "%s: %d hits, %.0f instructions per hit (%d in all, %d idle)\n", bin, n, (t-b)/n, t, b}'
+  'BEGIN{printf "%s: %d hits, %.0f instructions per hit (%.0f in all, %.0f idle)\n", bin, n, (t-b)/n, t, b}'

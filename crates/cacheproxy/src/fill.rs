@@ -34,6 +34,7 @@ use tokio::time::Instant;
 
 use crate::body::{BodyError, UpstreamBody};
 use crate::cache_key::CacheKey;
+use crate::decision::NoCacheReason;
 use crate::lock::{FlightGuard, Outcome};
 use crate::metrics::NotStoredLabels;
 use crate::proxy::State;
@@ -297,7 +298,9 @@ async fn run(
                             .state
                             .metrics
                             .not_stored
-                            .get_or_create(&NotStoredLabels { reason: "too-big" })
+                            .get_or_create(&NotStoredLabels {
+                                reason: NoCacheReason::TooBig.as_str(),
+                            })
                             .inc();
                         shared.state.store.insert(
                             p.key,

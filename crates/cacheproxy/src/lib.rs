@@ -65,6 +65,7 @@ mod admin;
 mod body;
 mod cache_key;
 mod config;
+mod decision;
 mod error;
 mod fill;
 mod headers;
@@ -84,6 +85,10 @@ pub use cache_key::{
 pub use config::{
     env_name, knob_names, parse_duration, parse_upstream, AdminToken, ByteSize, CacheConfig,
     FaultConfig, ProxyConfig, RouteRule, Upstream, FIXED_WHILE_RUNNING, MAX_DURATION,
+};
+pub use decision::{
+    bypass_reason, lookup, remaining, storable, BypassReason, CacheReport, Lookup, NoCacheReason,
+    Policy, Storable,
 };
 pub use error::{Error, Result};
 pub use headers::{trace_id, valid_traceparent};

@@ -65,7 +65,7 @@ pub struct RefusedLabels {
 /// Labels of the not-stored counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotStoredLabels {
-    /// `status`, `set-cookie`, `private`, `no-store`, `no-cache`, `vary-star`, `too-big`.
+    /// A [`NoCacheReason`](crate::NoCacheReason), as `as_str()` spells it.
     pub reason: &'static str,
 }
 

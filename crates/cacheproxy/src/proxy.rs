@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use crate::body::{BodyError, ClientBody, ProxyBody, UpstreamBody};
 use crate::cache_key::{CacheKey, KeyBuilder, KeyParts};
 use crate::config::{ProxyConfig, Upstream};
+use crate::decision::{bypass_reason, lookup, storable, CacheReport, Lookup, Policy};
 use crate::fill::{self, Pending};
 use crate::headers::{
     self, strip_hop_by_hop, Ids, CACHE_STATUS, TRACEPARENT, X_CACHE_STATUS, X_FORWARDED_FOR,
@@ -277,18 +278,11 @@ impl Ctx {
     }
 }
 
-/// What the route rules say about a request.
-#[derive(Clone, Copy)]
-struct Policy {
-    ttl: Duration,
-    store_private: bool,
-}
-
 /// How the proxy answered.
 struct Answer {
     response: Response<ProxyBody>,
     /// `None` when the cache was never consulted (a refused request).
-    cache: Option<CacheStatus>,
+    cache: Option<CacheReport>,
     upstream: Option<Duration>,
     refused: Option<Refusal>,
 }
@@ -296,7 +290,7 @@ struct Answer {
 impl Answer {
     fn cached(
         response: Response<ProxyBody>,
-        cache: CacheStatus,
+        cache: CacheReport,
         upstream: Option<Duration>,
     ) -> Self {
         Answer {
@@ -386,12 +380,13 @@ pub async fn handle(
     } = answer;
 
     let h = response.headers_mut();
-    if let Some(status) = cache {
+    if let Some(report) = &cache {
+        let status = report.status;
         if status != CacheStatus::Bypass && live.cfg.cache.hide_set_cookie {
             h.remove(header::SET_COOKIE);
         }
         h.insert(&X_CACHE_STATUS, HeaderValue::from_static(status.as_str()));
-        h.insert(&CACHE_STATUS, HeaderValue::from_static(status.rfc9211()));
+        h.insert(&CACHE_STATUS, report.header_value());
         state.metrics.request(status, state.route_label(path));
     }
     if let Some(r) = refused {
@@ -408,7 +403,8 @@ pub async fn handle(
         method = %method,
         path = %path,
         status = response.status().as_u16(),
-        cache = cache.map_or("-", CacheStatus::as_str),
+        cache = cache.map_or("-", |c| c.status.as_str()),
+        detail = cache.and_then(|c| c.detail),
         refused = refused.map(Refusal::as_str),
         upstream_ms = upstream.map(|d: Duration| d.as_secs_f64() * 1000.0),
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -448,10 +444,12 @@ async fn serve(
         ttl: route.and_then(|r| r.ttl).unwrap_or(cfg.cache.ttl),
         store_private: cfg.cache.store_private || route.is_some_and(|r| r.store_private),
     };
-    let cacheable = matches!(*req.method(), Method::GET | Method::HEAD)
-        && !req.headers().contains_key(header::AUTHORIZATION)
-        && !route.is_some_and(|r| r.bypass)
-        && !policy.ttl.is_zero();
+    let bypass = bypass_reason(
+        req.method(),
+        req.headers(),
+        route.is_some_and(|r| r.bypass),
+        policy.ttl,
+    );
     let (parts, body) = req.into_parts();
     let mut request_headers = parts.headers;
     if let Some(authority) = parts.uri.authority() {
@@ -469,10 +467,10 @@ async fn serve(
         traceparent,
     };
     let head = ctx.method == Method::HEAD;
-    if !cacheable {
+    if let Some(why) = bypass {
         // boxed: the upstream paths' futures are large, and every
         // connection's task is sized for the largest await in `handle`
-        return Box::pin(pass(state, live, &ctx, body, head)).await;
+        return Box::pin(pass(state, live, &ctx, body, head, why.as_str())).await;
     }
     // the body of a cacheable GET or HEAD is never sent upstream (as Varnish):
     // dropping it here, its framing headers go too (see `forward`)
@@ -506,23 +504,24 @@ async fn serve(
     let mut stale: Option<Arc<Entry>> = None;
     let mut fetched_status = CacheStatus::Miss;
     let mut bypass_lock = false;
-    match slot {
-        Some(Slot::Response(e)) => {
-            let age = e.age(now);
-            if age < e.ttl {
-                return Answer::cached(e.to_response(now, head), CacheStatus::Hit, None);
-            }
-            if !e.must_revalidate && age < e.ttl + e.swr {
-                refresh_in_background(state, live, &ctx, primary, key, e.clone(), policy);
-                return Answer::cached(e.to_response(now, head), CacheStatus::Updating, None);
-            }
-            fetched_status = CacheStatus::Expired;
-            if !e.must_revalidate && age < e.ttl + e.sie {
-                stale = Some(e);
-            }
+    match lookup(slot, now) {
+        Lookup::Fresh(e) => {
+            // no `ttl=` on a hit: `Age` tells it, and building the value
+            // would cost every hit an allocation (+880 instructions)
+            let report = CacheReport::new(CacheStatus::Hit);
+            return Answer::cached(e.to_response(now, head), report, None);
         }
-        Some(Slot::HitForMiss { until, .. }) if until > now => bypass_lock = true,
-        _ => {}
+        Lookup::Updating(e) => {
+            refresh_in_background(state, live, &ctx, primary, key, e.clone(), policy);
+            let report = CacheReport::with_entry(CacheStatus::Updating, &e, now);
+            return Answer::cached(e.to_response(now, head), report, None);
+        }
+        Lookup::Expired { stale: kept } => {
+            fetched_status = CacheStatus::Expired;
+            stale = kept;
+        }
+        Lookup::HitForMiss => bypass_lock = true,
+        Lookup::Miss => {}
     }
 
     // fetch, through the lock unless it is off or the key is known uncacheable
@@ -542,7 +541,12 @@ async fn serve(
                             } else {
                                 CacheStatus::Stale
                             };
-                            return Answer::cached(e.to_response(now, head), status, None);
+                            let report = if status == CacheStatus::Hit {
+                                CacheReport::new(status)
+                            } else {
+                                CacheReport::with_entry(status, &e, now)
+                            };
+                            return Answer::cached(e.to_response(now, head), report, None);
                         }
                         Ok(Outcome::Abandoned) => continue, // take over
                         Ok(Outcome::Uncacheable) | Ok(Outcome::Pending) => None,
@@ -569,13 +573,14 @@ async fn serve(
         let result = Box::pin(fetch(state, live, &ctx, job, guard)).await;
         let took = Some(started.elapsed());
         return match result {
-            Ok(Fetched { response, status }) => {
-                let status = if status == CacheStatus::Miss {
-                    fetched_status
-                } else {
-                    status
-                };
-                Answer::cached(response, status, took)
+            Ok(Fetched {
+                response,
+                mut report,
+            }) => {
+                if report.status == CacheStatus::Miss {
+                    report.status = fetched_status;
+                }
+                Answer::cached(response, report, took)
             }
             Err(FetchFailed { error, guard }) => {
                 // the upstream failed: a copy within stale-if-error answers instead
@@ -583,25 +588,29 @@ async fn serve(
                     if let Some(g) = guard {
                         g.finish(Outcome::Stored(old.clone()));
                     }
-                    return Answer::cached(
-                        old.to_response(Instant::now(), head),
-                        CacheStatus::Stale,
-                        took,
-                    );
+                    let now = Instant::now();
+                    let report = CacheReport::with_entry(CacheStatus::Stale, &old, now);
+                    return Answer::cached(old.to_response(now, head), report, took);
                 }
                 match error {
                     // the guard drops: a waiter takes over and tries again
                     FetchError::Upstream(e) => {
                         e.count(state);
-                        Answer::cached(e.response(), fetched_status, took)
+                        Answer::cached(e.response(), CacheReport::new(fetched_status), took)
                     }
                     // counted where the body failed
-                    FetchError::Body(e) => Answer::cached(e.response(), fetched_status, took),
+                    FetchError::Body(e) => {
+                        Answer::cached(e.response(), CacheReport::new(fetched_status), took)
+                    }
                     FetchError::Status5xx(resp) => {
                         if let Some(g) = guard {
                             g.finish(Outcome::Uncacheable);
                         }
-                        Answer::cached(*resp, fetched_status, took)
+                        let report = CacheReport::with_detail(
+                            fetched_status,
+                            crate::decision::NoCacheReason::Status.as_str(),
+                        );
+                        Answer::cached(*resp, report, took)
                     }
                 }
             }
@@ -610,12 +619,25 @@ async fn serve(
 }
 
 /// Forwards a request the cache does not serve, with its body (`BYPASS`).
-async fn pass(state: &Arc<State>, live: &Live, ctx: &Ctx, body: Incoming, head: bool) -> Answer {
+async fn pass(
+    state: &Arc<State>,
+    live: &Live,
+    ctx: &Ctx,
+    body: Incoming,
+    head: bool,
+    why: &'static str,
+) -> Answer {
     let started = Instant::now();
     let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING);
     let failed = Arc::new(AtomicBool::new(false));
     let body = ClientBody::client(body, failed.clone());
-    let bypass = |response, took| Answer::cached(response, CacheStatus::Bypass, took);
+    let bypass = |response, took| {
+        Answer::cached(
+            response,
+            CacheReport::with_detail(CacheStatus::Bypass, why),
+            took,
+        )
+    };
     match forward(state, live, ctx, body, Mode::Pass { chunked }).await {
         Ok((resp, permit)) => {
             let mut r = stream_response(state, live, resp, permit, head);
@@ -789,139 +811,9 @@ fn dice(state: &State) -> f64 {
     (state.ids.next() >> 11) as f64 / (1u64 << 53) as f64 * 100.0
 }
 
-/// Why a response is not stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum NotStored {
-    /// Its status is not in `cache.statuses` (nor a 404 with `cache.ttl_404`).
-    Status,
-    /// It sets a cookie and `cache.ignore_set_cookie` is off.
-    SetCookie,
-    /// `Cache-Control: private`.
-    Private,
-    /// `Cache-Control: no-store`.
-    NoStore,
-    /// `Cache-Control: no-cache` or a zero `max-age`, honoured.
-    NoCache,
-    /// `Vary: *`.
-    VaryStar,
-    /// Larger than `cache.max_body_bytes`.
-    TooBig,
-}
-
-impl NotStored {
-    fn as_str(self) -> &'static str {
-        match self {
-            NotStored::Status => "status",
-            NotStored::SetCookie => "set-cookie",
-            NotStored::Private => "private",
-            NotStored::NoStore => "no-store",
-            NotStored::NoCache => "no-cache",
-            NotStored::VaryStar => "vary-star",
-            NotStored::TooBig => "too-big",
-        }
-    }
-}
-
-/// How a storable response is kept: TTL, whether it must never be served
-/// stale, and the headers it varies on.
-#[derive(Debug, PartialEq, Eq)]
-struct Storable {
-    ttl: Duration,
-    must_revalidate: bool,
-    vary: Vec<HeaderName>,
-}
-
-/// Whether a response may be stored, and how. A pure function of the
-/// config, the route's policy and the response head.
-fn storability(
-    cfg: &ProxyConfig,
-    policy: Policy,
-    status: StatusCode,
-    h: &HeaderMap,
-) -> Result<Storable, NotStored> {
-    let c = &cfg.cache;
-    let mut ttl = if status == StatusCode::NOT_FOUND {
-        c.ttl_404.ok_or(NotStored::Status)?
-    } else if c.statuses.contains(&status.as_u16()) {
-        policy.ttl
-    } else {
-        return Err(NotStored::Status);
-    };
-    if h.contains_key(header::SET_COOKIE) && !c.ignore_set_cookie {
-        return Err(NotStored::SetCookie);
-    }
-    // directive names compared without case, arguments (`private="x"`) aside
-    let cc: Vec<(String, Option<String>)> = h
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|d| match d.split_once('=') {
-            Some((n, a)) => (
-                n.trim().to_ascii_lowercase(),
-                Some(a.trim().trim_matches('"').to_string()),
-            ),
-            None => (d.trim().to_ascii_lowercase(), None),
-        })
-        .collect();
-    let has = |name: &str| cc.iter().any(|(n, _)| n == name);
-    // a shared cache never stores these (RFC 9111 §5.2.2.3, §5.2.2.7),
-    // whatever its own TTL rules say, unless the operator says so
-    if !policy.store_private {
-        if has("private") {
-            return Err(NotStored::Private);
-        }
-        if has("no-store") {
-            return Err(NotStored::NoStore);
-        }
-    }
-    let must_revalidate = has("must-revalidate") || has("proxy-revalidate");
-    if c.honor_origin_cache_control {
-        if has("no-cache") {
-            return Err(NotStored::NoCache);
-        }
-        let seconds = |name: &str| {
-            cc.iter()
-                .find(|(n, _)| n == name)
-                .and_then(|(_, a)| a.as_deref()?.parse::<u64>().ok())
-        };
-        if let Some(s) = seconds("s-maxage").or_else(|| seconds("max-age")) {
-            if s == 0 {
-                return Err(NotStored::NoCache);
-            }
-            ttl = Duration::from_secs(s).min(crate::config::MAX_DURATION);
-        }
-    }
-    let mut vary = Vec::new();
-    for v in h
-        .get_all(header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-    {
-        for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if name == "*" {
-                return Err(NotStored::VaryStar);
-            }
-            if name.eq_ignore_ascii_case("accept-encoding") {
-                continue; // already part of every key
-            }
-            if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
-                vary.push(n);
-            }
-        }
-    }
-    vary.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    vary.dedup();
-    Ok(Storable {
-        ttl,
-        must_revalidate,
-        vary,
-    })
-}
-
 struct Fetched {
     response: Response<ProxyBody>,
-    status: CacheStatus,
+    report: CacheReport,
 }
 
 enum FetchError {
@@ -1002,9 +894,13 @@ async fn fetch(
             if let Some(g) = guard {
                 g.finish(Outcome::Stored(renewed.clone()));
             }
+            let now = Instant::now();
             return Ok(Fetched {
-                response: renewed.to_response(Instant::now(), !job.reader),
-                status: CacheStatus::Revalidated,
+                response: renewed.to_response(now, !job.reader),
+                report: CacheReport {
+                    stored: job.store_it,
+                    ..CacheReport::with_entry(CacheStatus::Revalidated, &renewed, now)
+                },
             });
         }
     }
@@ -1016,22 +912,13 @@ async fn fetch(
             guard,
         });
     }
-    let verdict = storability(cfg, job.policy, status, resp.headers()).and_then(|s| {
-        let too_big = resp
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .is_some_and(|n| n > cfg.cache.max_body_bytes.0);
-        if too_big {
-            Err(NotStored::TooBig)
-        } else {
-            Ok(s)
-        }
-    });
+    let verdict = storable(&cfg.cache, job.policy, status, resp.headers());
     let storable = match verdict {
         Ok(s) if job.store_it => s,
         other => {
-            if let (Err(why), true) = (other, job.store_it) {
+            let mut report = CacheReport::new(CacheStatus::Miss);
+            if let (Err(why), true) = (&other, job.store_it) {
+                report.detail = Some(why.as_str());
                 state
                     .metrics
                     .not_stored
@@ -1059,7 +946,7 @@ async fn fetch(
             }
             return Ok(Fetched {
                 response: r,
-                status: CacheStatus::Miss,
+                report,
             });
         }
     };
@@ -1069,6 +956,11 @@ async fn fetch(
     let mut stored_headers = parts.headers.clone();
     stored_headers.remove(header::SET_COOKIE);
     stored_headers.remove(header::AGE);
+    let report = CacheReport {
+        ttl: Some(storable.ttl.as_secs().min(i64::MAX as u64) as i64),
+        stored: true,
+        ..CacheReport::new(CacheStatus::Miss)
+    };
     let pending = Pending {
         status: parts.status,
         headers: stored_headers,
@@ -1102,10 +994,7 @@ async fn fetch(
             guard: None,
         });
     }
-    Ok(Fetched {
-        response,
-        status: CacheStatus::Miss,
-    })
+    Ok(Fetched { response, report })
 }
 
 /// Starts exactly one background refresh of an expired key, detached from
@@ -1145,67 +1034,4 @@ fn refresh_in_background(
             e.count(&state);
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn policy() -> Policy {
-        Policy {
-            ttl: Duration::from_secs(60),
-            store_private: false,
-        }
-    }
-
-    fn cc(v: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_str(v).unwrap());
-        h
-    }
-
-    #[test]
-    fn private_and_no_store_are_never_stored_by_default() {
-        let cfg = ProxyConfig::default();
-        for (v, why) in [
-            ("private", NotStored::Private),
-            ("Private", NotStored::Private),
-            ("public, max-age=60, PRIVATE", NotStored::Private),
-            ("private=\"set-cookie\"", NotStored::Private),
-            ("no-store", NotStored::NoStore),
-            ("max-age=10,No-Store", NotStored::NoStore),
-        ] {
-            assert_eq!(
-                storability(&cfg, policy(), StatusCode::OK, &cc(v)),
-                Err(why),
-                "{v}"
-            );
-        }
-        let open = Policy {
-            store_private: true,
-            ..policy()
-        };
-        assert!(storability(&cfg, open, StatusCode::OK, &cc("private")).is_ok());
-        // the micro-cache's own TTL still rules max-age unless honoured
-        let s = storability(&cfg, policy(), StatusCode::OK, &cc("max-age=5")).unwrap();
-        assert_eq!(s.ttl, Duration::from_secs(60));
-        let honour = ProxyConfig {
-            cache: crate::config::CacheConfig {
-                honor_origin_cache_control: true,
-                ..Default::default()
-            },
-            ..ProxyConfig::default()
-        };
-        let s = storability(&honour, policy(), StatusCode::OK, &cc("max-age=5")).unwrap();
-        assert_eq!(s.ttl, Duration::from_secs(5));
-        assert_eq!(
-            storability(&honour, policy(), StatusCode::OK, &cc("no-cache")),
-            Err(NotStored::NoCache)
-        );
-        assert_eq!(
-            storability(&honour, open, StatusCode::OK, &cc("private")).map(|s| s.ttl),
-            Ok(Duration::from_secs(60)),
-            "store_private wins over honouring"
-        );
-    }
 }

@@ -203,18 +203,31 @@ async fn set_cookie_is_never_replayed() {
         Reply::ok("page").header("Set-Cookie", format!("session=user{v}"))
     }))
     .await;
-    // default: responses with Set-Cookie are not stored
+    // default: responses with Set-Cookie are not stored, and say why
     let p = start(&origin.url(""), |_| {}).await;
     for _ in 0..3 {
         let g = get(p.addr, "/playground", &[]).await;
         assert_eq!(g.cache(), "MISS");
         assert!(g.headers.contains_key("set-cookie"));
+        assert_eq!(
+            g.headers["cache-status"], "atlas; fwd=miss; detail=set-cookie",
+            "RFC 9211 names the reason"
+        );
     }
     assert_eq!(n.load(Ordering::SeqCst), 3);
+    let m = get(p.admin, "/metrics", &[]).await.text();
+    assert!(
+        m.contains("atlas_proxy_not_stored_total{reason=\"set-cookie\"} 3"),
+        "{m}"
+    );
     // ignore_set_cookie: stored without the cookie; the client that caused the fetch gets its own
     let q = start(&origin.url(""), |c| c.cache.ignore_set_cookie = true).await;
     let first = get(q.addr, "/playground", &[]).await;
     assert_eq!(first.cache(), "MISS");
+    assert_eq!(
+        first.headers["cache-status"],
+        "atlas; fwd=miss; ttl=60; stored"
+    );
     assert_eq!(first.headers["set-cookie"], "session=user4");
     for _ in 0..3 {
         let g = get(q.addr, "/playground", &[]).await;
@@ -233,8 +246,16 @@ async fn authorization_bypasses_and_methods_other_than_get_pass() {
     assert_eq!(get(p.addr, "/", &[]).await.cache(), "MISS");
     let a = get(p.addr, "/", &[("authorization", "Bearer x")]).await;
     assert_eq!(a.cache(), "BYPASS");
+    assert_eq!(
+        a.headers["cache-status"],
+        "atlas; fwd=bypass; detail=authorization"
+    );
     let b = request(p.addr, "POST", "/", &[], "payload").await;
     assert_eq!(b.cache(), "BYPASS");
+    assert_eq!(
+        b.headers["cache-status"],
+        "atlas; fwd=bypass; detail=method"
+    );
     assert_eq!(n.load(Ordering::SeqCst), 3);
     let h = request(p.addr, "HEAD", "/", &[], "").await;
     assert_eq!(h.cache(), "HIT", "HEAD is served from GET's entry");

@@ -418,10 +418,11 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
     let knob = |name: &str| obs.admin.as_ref().and_then(|a| a.knob(name)).cloned();
     let statuses = format!("cache statuses in the sample: {:?}", s.cache);
 
+    // the proxy's own reason (Cache-Status detail=) when it gives one
     let cookie: Vec<&str> = obs
         .routes
         .iter()
-        .filter(|r| r.set_cookie && !r.cached())
+        .filter(|r| r.miss_reason() == Some("set-cookie"))
         .map(|r| r.path.as_str())
         .collect();
     if !cookie.is_empty() && knob("cache.ignore_set_cookie") != Some(Value::Bool(true)) {
@@ -441,8 +442,17 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
             vec![
                 head.to_string(),
                 format!(
-                    "{}: second request MISS/BYPASS with Set-Cookie",
-                    cookie.join(", ")
+                    "{}: second request {} with Set-Cookie",
+                    cookie.join(", "),
+                    if obs
+                        .routes
+                        .iter()
+                        .any(|r| r.cache_detail.as_deref() == Some("set-cookie"))
+                    {
+                        "answered Cache-Status detail=set-cookie"
+                    } else {
+                        "MISS/BYPASS"
+                    }
                 ),
                 format!(
                     "cache.ignore_set_cookie = {}",
@@ -456,14 +466,19 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
     let private: Vec<&RouteProbe> = obs
         .routes
         .iter()
-        .filter(|r| r.private() && !r.cached())
+        .filter(|r| matches!(r.miss_reason(), Some("private" | "no-store")))
         .collect();
     if !private.is_empty() && knob("cache.store_private") != Some(Value::Bool(true)) {
         let paths: Vec<&str> = private.iter().map(|r| r.path.as_str()).collect();
         let mut evidence = vec![head.to_string()];
         evidence.extend(private.iter().map(|r| {
+            let why = r
+                .cache_detail
+                .as_deref()
+                .map(|d| format!(", Cache-Status detail={d}"))
+                .unwrap_or_default();
             format!(
-                "GET {}: Cache-Control: {} (second request {})",
+                "GET {}: Cache-Control: {} (second request {}{why})",
                 r.path,
                 r.cache_control.as_deref().unwrap_or(""),
                 r.cache

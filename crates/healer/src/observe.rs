@@ -104,6 +104,11 @@ pub struct RouteProbe {
     pub set_cookie: bool,
     /// The second answer's `Cache-Control`.
     pub cache_control: Option<String>,
+    /// Why the proxy did not use or fill the cache for the second answer,
+    /// as its RFC 9211 `Cache-Status` says (`detail=set-cookie`); `None` for
+    /// a proxy that does not say (nginx, Varnish), whose misses are then
+    /// attributed from the response's own headers.
+    pub cache_detail: Option<String>,
     /// For a path whose query has two or more parameters: the same query in
     /// reverse order, requested after the two, and its `X-Cache-Status`
     /// (`/?b=2&a=1`, `MISS`). A proxy that normalizes keys answers `HIT`.
@@ -114,6 +119,25 @@ impl RouteProbe {
     /// The second request was served from the cache.
     pub fn cached(&self) -> bool {
         self.cache.last().is_some_and(|c| c == "HIT")
+    }
+
+    /// Why the route misses: the proxy's own reason when it gives one,
+    /// else what the response's headers suggest (`set-cookie`, `private`,
+    /// `no-store`), else `None`.
+    pub fn miss_reason(&self) -> Option<&str> {
+        if self.cached() {
+            return None;
+        }
+        if let Some(d) = self.cache_detail.as_deref() {
+            return Some(d);
+        }
+        if self.set_cookie {
+            Some("set-cookie")
+        } else if self.private() {
+            Some("private")
+        } else {
+            None
+        }
     }
 
     /// The origin marked the answer private or not storable (directive
@@ -350,6 +374,10 @@ async fn probe_route(base: &str, path: &str) -> RouteProbe {
             cache,
             set_cookie: r.headers.contains_key(::http::header::SET_COOKIE),
             cache_control: r.header("cache-control").map(str::to_string),
+            cache_detail: r
+                .header("cache-status")
+                .and_then(detail)
+                .map(str::to_string),
             reordered,
         },
         Err(f) => RouteProbe {
@@ -359,6 +387,7 @@ async fn probe_route(base: &str, path: &str) -> RouteProbe {
             cache,
             set_cookie: false,
             cache_control: None,
+            cache_detail: None,
             reordered,
         },
     }
@@ -446,9 +475,57 @@ pub fn port_owner(port: u16) -> Option<String> {
     None
 }
 
+/// The `detail=` parameter of an RFC 9211 `Cache-Status` value.
+fn detail(cache_status: &str) -> Option<&str> {
+    cache_status
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("detail="))
+        .map(|d| d.trim_matches('"'))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::reordered_query;
+    use super::*;
+
+    fn probe(cache: &str, detail: Option<&str>, set_cookie: bool, cc: Option<&str>) -> RouteProbe {
+        RouteProbe {
+            path: "/p".into(),
+            status: Some(200),
+            failure: None,
+            cache: vec![cache.into(), cache.into()],
+            set_cookie,
+            cache_control: cc.map(str::to_string),
+            cache_detail: detail.map(str::to_string),
+            reordered: None,
+        }
+    }
+
+    #[test]
+    fn the_proxys_reason_first_then_the_headers() {
+        assert_eq!(
+            detail("atlas; fwd=miss; detail=set-cookie"),
+            Some("set-cookie")
+        );
+        assert_eq!(detail("atlas; hit; ttl=3"), None);
+        // an Atlas proxy says why
+        let atlas = probe("MISS", Some("no-store"), true, None);
+        assert_eq!(atlas.miss_reason(), Some("no-store"));
+        // nginx or Varnish do not: the response's headers suggest it
+        assert_eq!(
+            probe("MISS", None, true, None).miss_reason(),
+            Some("set-cookie")
+        );
+        assert_eq!(
+            probe("MISS", None, false, Some("Private, max-age=3")).miss_reason(),
+            Some("private")
+        );
+        assert_eq!(probe("MISS", None, false, None).miss_reason(), None);
+        assert_eq!(
+            probe("HIT", Some("set-cookie"), true, None).miss_reason(),
+            None,
+            "a route served from the cache does not miss"
+        );
+    }
 
     #[test]
     fn a_query_reversed_is_another_url_for_the_same_query() {

@@ -55,6 +55,13 @@ async fn set_cookie_is_diagnosed_and_ignored_then_a_second_run_changes_nothing()
     assert_eq!(diag["code"], "CACHE-MISS");
     assert_eq!(diag["cause"], "set-cookie");
     assert!(
+        diag["evidence"].as_array().unwrap().iter().any(|e| e
+            .as_str()
+            .unwrap()
+            .contains("Cache-Status detail=set-cookie")),
+        "the proxy's own reason is the evidence: {diag}"
+    );
+    assert!(
         diag["summary"].as_str().unwrap().contains("/playground"),
         "{diag}"
     );
@@ -262,14 +269,26 @@ async fn a_change_that_makes_things_worse_is_rolled_back() {
     assert!(dir.read("knobs-notes.txt").contains("rolled-back"));
 }
 
+/// Empties the proxy's cache through its admin API (and checks it did).
 async fn purge_all(stream: tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = stream;
+    let host = s.peer_addr().unwrap();
+    let body = r#"{"all": true}"#;
     s.write_all(
-        b"POST /purge HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        format!(
+            "POST /purge HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
     )
     .await
     .unwrap();
-    let mut sink = Vec::new();
-    let _ = s.read_to_end(&mut sink).await;
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }
