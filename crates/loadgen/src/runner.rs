@@ -397,22 +397,18 @@ impl LoadTest {
             planned,
             curve.clone(),
             opts.observer.clone(),
-            self.abort_checker(&names),
+            self.abort_checker(&names, self.segment_max_vus()),
         ));
         let (scheduled, active, max_vus) = match &self.executor {
-            Executor::ConstantArrivalRate {
-                max_vus, poisson, ..
-            }
-            | Executor::RampingArrivalRate {
-                max_vus, poisson, ..
-            } => {
+            Executor::ConstantArrivalRate { poisson, .. }
+            | Executor::RampingArrivalRate { poisson, .. } => {
                 let arrivals = if *poisson {
                     Arrivals::Poisson { seed: self.seed }
                 } else {
                     Arrivals::Uniform
                 };
                 // like k6, a segment gets its share of the in-flight limit
-                let max_vus = ((*max_vus as f64) * self.segment.share()).ceil().max(1.0) as usize;
+                let max_vus = self.segment_max_vus() as usize;
                 let schedule = Schedule::new(
                     curve.clone().unwrap_or_else(|| RateCurve::new(vec![])),
                     arrivals,
@@ -717,7 +713,24 @@ impl LoadTest {
             .collect()
     }
 
-    fn abort_checker(&self, names: &[String]) -> Option<AbortChecker> {
+    /// This segment's VU limit (`vus_max`): its share of an arrival-rate
+    /// executor's `max_vus` (like k6), or the closed model's peak VUs that
+    /// fall in it.
+    fn segment_max_vus(&self) -> u64 {
+        match &self.executor {
+            Executor::ConstantArrivalRate { max_vus, .. }
+            | Executor::RampingArrivalRate { max_vus, .. } => {
+                ((*max_vus as f64) * self.segment.share()).ceil().max(1.0) as u64
+            }
+            Executor::ConstantVus { .. } | Executor::RampingVus { .. } => {
+                (0..self.peak_vus() as u64)
+                    .filter(|&k| self.segment.contains(k))
+                    .count() as u64
+            }
+        }
+    }
+
+    fn abort_checker(&self, names: &[String], max_vus: u64) -> Option<AbortChecker> {
         let thresholds: Vec<Threshold> = self
             .thresholds
             .iter()
@@ -729,7 +742,7 @@ impl LoadTest {
             names: names.to_vec(),
             checks: self.checks.iter().map(|c| c.name().to_string()).collect(),
             executor: self.executor.name().to_string(),
-            max_vus: 0,
+            max_vus,
         })
     }
 }
@@ -1077,6 +1090,7 @@ fn check_abort(shared: &Shared, a: &AbortChecker, elapsed: Duration) -> bool {
         metrics.merge(&s.lock().unwrap_or_else(|p| p.into_inner()).total);
     }
     metrics.dropped = shared.dropped.load(Ordering::Relaxed);
+    metrics.max_in_flight = shared.max_in_flight.load(Ordering::Relaxed);
     let snapshot = RunResult {
         format: FORMAT_VERSION,
         trace_id: String::new(),

@@ -303,3 +303,33 @@ async fn abort_on_fail_stops_the_run_early() {
     );
     let _ = fast_origin; // the shared helper is used by other test files
 }
+
+/// Regression (issue 15, item 5): `vus_max: value>0, abortOnFail` aborted
+/// a run in which it holds, because the abort checker saw `vus_max` 0; and
+/// `vus` (peak in flight) was 0 in the live check too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_on_fail_thresholds_that_hold_do_not_abort() {
+    let origin = fast_origin().await;
+    let mut cfg = LoadConfig::new(Executor::ConstantArrivalRate {
+        rate: 100.0,
+        duration: Duration::from_secs(2),
+        max_vus: 50,
+        poisson: false,
+    });
+    cfg.target = Some(origin.url("/"));
+    for (metric, expr) in [("vus_max", "value>0"), ("vus", "value>0")] {
+        cfg.thresholds.insert(
+            metric.into(),
+            vec![atlas_loadgen::ThresholdSpec::Full {
+                threshold: expr.into(),
+                abort_on_fail: true,
+                delay_abort_eval: Some("500ms".into()),
+            }],
+        );
+    }
+    let r = run(cfg).await;
+    assert!(!r.aborted, "thresholds that hold must not abort the run");
+    assert_eq!(r.metrics.requests, 200);
+    let verdicts = r.evaluate(None).unwrap();
+    assert!(verdicts.iter().all(|v| v.ok), "{verdicts:?}");
+}
