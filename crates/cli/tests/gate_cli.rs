@@ -292,15 +292,15 @@ fn chromium() -> PathBuf {
     let found = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find_map(on_path);
-    found.expect("the browser test needs Chromium: apt-get install chromium (.ci/run installs it)")
+    found.expect("the browser test needs Chromium: apt-get install chromium (bash .ci/test installs it)")
 }
 
-/// Lighthouse where `.ci/run` installs it (`target/lighthouse`), or on PATH.
+/// Lighthouse where `.ci/test` installs it (`target/lighthouse`), or on PATH.
 fn lighthouse() -> PathBuf {
     let local = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../target/lighthouse/node_modules/.bin/lighthouse");
     local.is_file().then_some(local).or_else(|| on_path("lighthouse")).expect(
-        "the Lighthouse test needs lighthouse: npm install --prefix target/lighthouse lighthouse@12 (.ci/run installs it)",
+        "the Lighthouse test needs lighthouse: npm install --prefix target/lighthouse lighthouse@12 (bash .ci/test installs it)",
     )
 }
 
