@@ -61,6 +61,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod access_log;
 mod admin;
 mod body;
 mod cache_key;
@@ -78,6 +79,7 @@ mod server;
 mod status;
 mod store;
 
+pub use access_log::{AccessLog, AccessLogFormat, AccessRecord};
 pub use body::{BodyError, ClientBody, ProxyBody};
 pub use cache_key::{
     accepted_codings, preferred_encoding, CacheKey, KeyBuilder, KeyParts, ENCODINGS,

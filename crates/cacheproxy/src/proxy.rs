@@ -16,6 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
+use crate::access_log::{AccessLog, AccessRecord};
 use crate::body::{BodyError, ClientBody, ProxyBody, UpstreamBody};
 use crate::cache_key::{CacheKey, KeyBuilder, KeyParts};
 use crate::config::{ProxyConfig, Upstream};
@@ -103,6 +104,8 @@ pub struct State {
     pub pending_bytes: AtomicUsize,
     /// Ids for requests and traces, and the fault-injection dice.
     pub ids: Ids,
+    /// Where each request is logged, when anywhere.
+    pub access_log: std::sync::OnceLock<AccessLog>,
     routes: RwLock<HashMap<String, Arc<str>>>,
     other_route: Arc<str>,
 }
@@ -123,6 +126,7 @@ impl State {
             upstream_in_flight: AtomicUsize::new(0),
             pending_bytes: AtomicUsize::new(0),
             ids: Ids::default(),
+            access_log: std::sync::OnceLock::new(),
             routes: RwLock::new(HashMap::new()),
             other_route: Arc::from("other"),
         })
@@ -398,19 +402,21 @@ pub async fn handle(
     }
     h.insert(&X_REQUEST_ID, request_id.clone());
     h.append(header::VIA, HeaderValue::from_static("1.1 atlas"));
-    tracing::info!(
-        target: "atlas_access",
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        cache = cache.map_or("-", |c| c.status.as_str()),
-        detail = cache.and_then(|c| c.detail),
-        refused = refused.map(Refusal::as_str),
-        upstream_ms = upstream.map(|d: Duration| d.as_secs_f64() * 1000.0),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        request_id = request_id.to_str().unwrap_or(""),
-        trace_id = headers::trace_id(&traceparent).unwrap_or(""),
-    );
+    if let Some(log) = state.access_log.get() {
+        log.write(&AccessRecord {
+            timestamp: crate::access_log::now(),
+            method: method.as_str(),
+            path,
+            status: response.status().as_u16(),
+            cache: cache.map_or("-", |c| c.status.as_str()),
+            detail: cache.and_then(|c| c.detail),
+            refused: refused.map(Refusal::as_str),
+            upstream_ms: upstream.map(|d| d.as_secs_f64() * 1000.0),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            request_id: request_id.to_str().unwrap_or(""),
+            trace_id: headers::trace_id(&traceparent).unwrap_or(""),
+        });
+    }
     response
 }
 

@@ -89,6 +89,13 @@ impl Proxy {
         self.state.live.load().cfg.admin
     }
 
+    /// Logs every request to `log` (one line each). Without it the proxy
+    /// logs nothing: no global logging subscriber is involved.
+    pub fn access_log(self, log: crate::access_log::AccessLog) -> Self {
+        let _ = self.state.access_log.set(log);
+        self
+    }
+
     /// A handle for config swaps and inspection.
     pub fn handle(&self) -> ProxyHandle {
         ProxyHandle {

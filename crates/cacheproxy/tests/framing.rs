@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::raw::{exchange, spawn_raw_origin, status_of, BodyReading};
-use common::{get, start};
+use common::{get, start, start_logged};
 
 const IDLE: Duration = Duration::from_millis(1500);
 
@@ -246,7 +246,7 @@ async fn connect_trace_and_asterisk_are_not_forwarded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_valid_traceparents_are_propagated() {
     let origin = support::fast_origin().await;
-    let p = start(&origin.url(""), |c| c.cache.ttl = Duration::ZERO).await;
+    let (p, log) = start_logged(&origin.url(""), |c| c.cache.ttl = Duration::ZERO).await;
     let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     get(p.addr, "/", &[("traceparent", valid)]).await;
     assert_eq!(
@@ -272,6 +272,26 @@ async fn only_valid_traceparents_are_propagated() {
                     .bytes()
                     .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
             "replaced by a fresh valid one: {seen}"
+        );
+    }
+    // what the access log carries: the valid trace id, or fresh ones
+    let logged: Vec<String> = log
+        .records()
+        .iter()
+        .map(|r| r["trace_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(logged.len(), 8, "one line per request");
+    assert_eq!(logged[0], "4bf92f3577b34da6a3ce929d0e0e4736");
+    for t in &logged[1..] {
+        assert!(
+            t.len() == 32
+                && t.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{t}"
+        );
+        assert_ne!(
+            t, "4bf92f3577b34da6a3ce929d0e0e4736",
+            "a fresh trace, not the invalid one's"
         );
     }
     // a later version may carry more fields after a dash

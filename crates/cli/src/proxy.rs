@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use atlas_cacheproxy::{ByteSize, Proxy, ProxyConfig};
+use atlas_cacheproxy::{AccessLog, AccessLogFormat, ByteSize, Proxy, ProxyConfig};
 use clap::Args;
 
 use crate::{report, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
@@ -161,9 +161,7 @@ pub(crate) fn main(args: ProxyArgs) -> u8 {
             ),
         }
     }
-    if !args.no_access_log {
-        init_logging();
-    }
+    init_logging();
     let runtime = match crate::runtime() {
         Ok(r) => r,
         Err(code) => return code,
@@ -181,7 +179,15 @@ pub(crate) fn main(args: ProxyArgs) -> u8 {
 
 async fn serve(args: ProxyArgs, cfg: ProxyConfig) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let proxy = Proxy::bind(cfg.clone()).await?;
+    let mut proxy = Proxy::bind(cfg.clone()).await?;
+    if !args.no_access_log {
+        let format = if std::io::stderr().is_terminal() {
+            AccessLogFormat::Text
+        } else {
+            AccessLogFormat::Json
+        };
+        proxy = proxy.access_log(AccessLog::new(std::io::stderr(), format));
+    }
     eprintln!(
         "atlas proxy: listening on http://{} -> {}; admin on http://{}",
         proxy.local_addr(),

@@ -292,7 +292,9 @@ fn chromium() -> PathBuf {
     let found = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find_map(on_path);
-    found.expect("the browser test needs Chromium: apt-get install chromium (bash .ci/test installs it)")
+    found.expect(
+        "the browser test needs Chromium: apt-get install chromium (bash .ci/test installs it)",
+    )
 }
 
 /// Lighthouse where `.ci/test` installs it (`target/lighthouse`), or on PATH.

@@ -30,8 +30,50 @@ impl Drop for Running {
     }
 }
 
+/// A writer the test can read back (the proxy's access log).
+#[derive(Clone, Default)]
+pub struct LogBuf(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuf {
+    /// Every line written, parsed as JSON.
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+}
+
+/// [`start`], with the access log (JSON lines) written where the test can read it.
+pub async fn start_logged(
+    upstream: &str,
+    tune: impl FnOnce(&mut ProxyConfig),
+) -> (Running, LogBuf) {
+    let log = LogBuf::default();
+    let r = start_inner(upstream, tune, Some(log.clone())).await;
+    (r, log)
+}
+
 /// Starts a proxy in front of `upstream` with `tune` applied to the default config.
 pub async fn start(upstream: &str, tune: impl FnOnce(&mut ProxyConfig)) -> Running {
+    start_inner(upstream, tune, None).await
+}
+
+async fn start_inner(
+    upstream: &str,
+    tune: impl FnOnce(&mut ProxyConfig),
+    log: Option<LogBuf>,
+) -> Running {
     let mut cfg = ProxyConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin: "127.0.0.1:0".parse().unwrap(),
@@ -39,7 +81,13 @@ pub async fn start(upstream: &str, tune: impl FnOnce(&mut ProxyConfig)) -> Runni
         ..ProxyConfig::default()
     };
     tune(&mut cfg);
-    let proxy = Proxy::bind(cfg).await.expect("proxy binds");
+    let mut proxy = Proxy::bind(cfg).await.expect("proxy binds");
+    if let Some(log) = log {
+        proxy = proxy.access_log(atlas_cacheproxy::AccessLog::new(
+            log,
+            atlas_cacheproxy::AccessLogFormat::Json,
+        ));
+    }
     let (addr, admin, handle) = (proxy.local_addr(), proxy.admin_addr(), proxy.handle());
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(proxy.run(async move {

@@ -7,11 +7,11 @@ mod settings;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use atlas_cacheproxy::{Proxy, ProxyConfig};
+use atlas_cacheproxy::{AccessLog, AccessLogFormat, Proxy, ProxyConfig};
 use atlas_demo::DemoApp;
 use atlas_evidence::{BundleBuilder, ThresholdRecord, Verdict};
 use atlas_healer::{Blocker, Code, Healer, HealerConfig, Numbers, Observation, Packet, Progress};
@@ -344,16 +344,6 @@ async fn stand_up(s: &Settings, work: &Path) -> anyhow::Result<Service> {
             stop: Vec::new(),
         });
     }
-    // The proxy's JSON access log goes to a file: its lines carrying the
-    // run's trace id are the proof that the load went through it.
-    let log =
-        std::fs::File::create(work.join(".proxy-access.log")).context("creating the access log")?;
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_ansi(false)
-        .with_writer(Mutex::new(log))
-        .try_init();
     let mut stop = Vec::new();
     let app = DemoApp::bind("127.0.0.1:0".parse().expect("static"), s.demo.clone())
         .await
@@ -383,7 +373,14 @@ async fn stand_up(s: &Settings, work: &Path) -> anyhow::Result<Service> {
         .admin_token
         .as_ref()
         .map(|t| atlas_healer::Bearer(t.expose().to_string()));
-    let proxy = Proxy::bind(cfg).await.context("starting the proxy")?;
+    // The proxy's JSON access log goes to a file: its lines carrying the
+    // run's trace id are the proof that the load went through it.
+    let log =
+        std::fs::File::create(work.join(".proxy-access.log")).context("creating the access log")?;
+    let proxy = Proxy::bind(cfg)
+        .await
+        .context("starting the proxy")?
+        .access_log(AccessLog::new(log, AccessLogFormat::Json));
     let target = format!("http://{}", proxy.local_addr());
     let admin = format!("http://{}", proxy.admin_addr());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
