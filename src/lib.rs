@@ -6,5 +6,6 @@
 
 pub use atlas_cacheproxy as cacheproxy;
 pub use atlas_evidence as evidence;
+pub use atlas_gate as gate;
 pub use atlas_healer as healer;
 pub use atlas_loadgen as loadgen;

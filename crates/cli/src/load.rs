@@ -6,16 +6,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use atlas_loadgen::{
-    k6_summary, parse_duration, text_summary, write_atomic, Executor, LoadConfig, RequestSpec,
-    RunOptions, RunResult, Segment, Stage, Threshold, ThresholdOutcome, ThresholdSpec,
+    k6_summary, parse_duration, text_summary, write_atomic, Executor, ExecutorFlags, LoadConfig,
+    RequestSpec, RunOptions, RunResult, Segment, Stage, Threshold, ThresholdOutcome, ThresholdSpec,
 };
 use clap::{Args, Subcommand};
 
 use crate::progress::Reporter;
 use crate::{report, EXIT_FAILURE, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE};
-
-/// Default length of a run given by flags alone.
-const DEFAULT_DURATION: &str = "30s";
 
 #[derive(Args, Debug)]
 #[command(
@@ -43,7 +40,7 @@ pub(crate) struct LoadArgs {
     duration: Option<Duration>,
 
     /// A ramping stage, DURATION:TARGET (repeat); ramps the rate with --rate, else VUs
-    #[arg(long = "stage", value_name = "D:TARGET", value_parser = stage_arg, conflicts_with = "duration")]
+    #[arg(long = "stage", value_name = "D:TARGET", value_parser = str::parse::<Stage>, conflicts_with = "duration")]
     stages: Vec<Stage>,
 
     /// Most requests in flight for the open model; arrivals beyond are dropped and counted [default: 1000]
@@ -60,7 +57,7 @@ pub(crate) struct LoadArgs {
     precise_timing: bool,
 
     /// A route of the mix, PATH[=WEIGHT] (repeat) [default: the URL's path]
-    #[arg(long = "route", value_name = "PATH[=WEIGHT]", value_parser = route_arg)]
+    #[arg(long = "route", value_name = "PATH[=WEIGHT]", value_parser = RequestSpec::route)]
     routes: Vec<RequestSpec>,
 
     /// A header for every request, 'Name: value' (repeat)
@@ -165,43 +162,6 @@ fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s)
 }
 
-fn stage_arg(s: &str) -> Result<Stage, String> {
-    let (d, t) = s
-        .split_once(':')
-        .ok_or_else(|| format!("{s:?}: expected DURATION:TARGET, e.g. 30s:500"))?;
-    let target: f64 = t
-        .trim()
-        .parse()
-        .ok()
-        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-        .ok_or_else(|| format!("{s:?}: target {t:?} is not a number >= 0"))?;
-    Ok(Stage {
-        duration: parse_duration(d)?,
-        target,
-    })
-}
-
-fn route_arg(s: &str) -> Result<RequestSpec, String> {
-    let (path, weight) = match s.rsplit_once('=') {
-        Some((p, w)) if w.chars().all(|c| c.is_ascii_digit()) && !w.is_empty() => {
-            let w: u32 = w
-                .parse()
-                .map_err(|_| format!("{s:?}: weight {w:?} is too large"))?;
-            (p, w)
-        }
-        _ => (s, 1),
-    };
-    if !(path.starts_with('/') || path.starts_with("http://") || path.starts_with("https://")) {
-        return Err(format!(
-            "{s:?}: a route is a path starting with '/' or a full URL"
-        ));
-    }
-    if weight == 0 {
-        return Err(format!("{s:?}: the weight must be at least 1"));
-    }
-    Ok(RequestSpec::get(path, weight))
-}
-
 fn header_arg(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once(':')
@@ -262,79 +222,17 @@ fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
         .map(LoadConfig::from_toml_file)
         .transpose()
         .map_err(lib_err)?;
-    let default_duration = || parse_duration(DEFAULT_DURATION).expect("static duration");
-    let max_vus = args.max_vus.unwrap_or(atlas_loadgen::DEFAULT_MAX_VUS);
-    let executor = if !args.stages.is_empty() {
-        match (args.rate, args.vus) {
-            (Some(rate), _) => Executor::RampingArrivalRate {
-                start_rate: rate,
-                stages: args.stages.clone(),
-                max_vus,
-                poisson: args.poisson,
-            },
-            (None, vus) => Executor::RampingVus {
-                start_vus: vus.unwrap_or(0),
-                stages: args.stages.clone(),
-            },
-        }
-    } else if let Some(rate) = args.rate {
-        Executor::ConstantArrivalRate {
-            rate,
-            duration: args
-                .duration
-                .or(scenario.as_ref().map(|s| s.executor.duration()))
-                .unwrap_or_else(default_duration),
-            max_vus,
-            poisson: args.poisson,
-        }
-    } else if let Some(vus) = args.vus {
-        Executor::ConstantVus {
-            vus,
-            duration: args
-                .duration
-                .or(scenario.as_ref().map(|s| s.executor.duration()))
-                .unwrap_or_else(default_duration),
-        }
-    } else if let Some(s) = &scenario {
-        let mut e = s.executor.clone();
-        match &mut e {
-            Executor::ConstantArrivalRate {
-                duration,
-                max_vus: m,
-                poisson,
-                ..
-            } => {
-                if let Some(d) = args.duration {
-                    *duration = d;
-                }
-                if let Some(v) = args.max_vus {
-                    *m = v;
-                }
-                *poisson |= args.poisson;
-            }
-            Executor::RampingArrivalRate {
-                max_vus: m,
-                poisson,
-                ..
-            } => {
-                if let Some(v) = args.max_vus {
-                    *m = v;
-                }
-                *poisson |= args.poisson;
-            }
-            Executor::ConstantVus { duration, .. } => {
-                if let Some(d) = args.duration {
-                    *duration = d;
-                }
-            }
-            _ => {}
-        }
-        e
-    } else {
-        return Err(usage(anyhow!(
-            "say how to load: --rate N (open model, arrivals/s) or --vus N (closed model), or --scenario FILE"
-        )));
+    let flags = ExecutorFlags {
+        rate: args.rate,
+        vus: args.vus,
+        stages: args.stages.clone(),
+        duration: args.duration,
+        max_vus: args.max_vus,
+        poisson: args.poisson,
     };
+    let executor = flags
+        .executor(scenario.as_ref().map(|s| &s.executor))
+        .map_err(lib_err)?;
     let mut cfg = match scenario {
         Some(mut s) => {
             s.executor = executor;

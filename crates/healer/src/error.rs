@@ -45,6 +45,11 @@ impl Error {
         }
     }
 
+    /// True for a bad configuration or policy file (a usage error, exit 2 in the CLI).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::Config { .. } | Error::Policy { .. })
+    }
+
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Error {
         Error::Io {
             path: path.display().to_string(),

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::healer::Hooks;
 use crate::packet::Change;
 use crate::plan::Action;
 
@@ -185,4 +186,98 @@ impl Notes {
 /// Now, RFC 3339 with milliseconds.
 pub(crate) fn now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+/// Prints the journal as it is written, one line per step, on stderr.
+pub struct JournalPrinter;
+
+impl Hooks for JournalPrinter {
+    fn on_entry(&self, e: &Value) {
+        if let Some(line) = journal_line(e) {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// One human line for a journal entry, or `None` for entries not worth a line.
+pub fn journal_line(e: &Value) -> Option<String> {
+    let it = e["iteration"].as_u64().unwrap_or(0);
+    let tag = |p: &str| format!("heal [{it}] {p:<9}");
+    let figures = |s: &Value| -> String {
+        if s.is_null() {
+            return "no load sample (no route answered)".into();
+        }
+        format!(
+            "p95 {:.1} ms · errors {:.2} % · hit {} · {:.1}/s",
+            s["p95_ms"].as_f64().unwrap_or(0.0),
+            s["failure_ratio"].as_f64().unwrap_or(0.0) * 100.0,
+            s["hit_ratio"]
+                .as_f64()
+                .map(|h| format!("{:.1} %", h * 100.0))
+                .unwrap_or_else(|| "n/a".into()),
+            s["achieved_rate"].as_f64().unwrap_or(0.0)
+        )
+    };
+    match e["phase"].as_str()? {
+        "observe" | "verify" => {
+            let phase = e["phase"].as_str()?;
+            if let Some(o) = e.get("observation") {
+                if !o["target"]["failure"].is_null() {
+                    return Some(format!(
+                        "{} {} refuses connections",
+                        tag(phase),
+                        o["target"]["addr"].as_str().unwrap_or("?")
+                    ));
+                }
+                Some(format!("{} {}", tag(phase), figures(&o["sample"])))
+            } else {
+                Some(format!("{} {}", tag(phase), figures(&e["sample"])))
+            }
+        }
+        "diagnose" => {
+            let d = e["diagnoses"].as_array()?;
+            Some(match d.first() {
+                None => format!("{} green", tag("diagnose")),
+                Some(d) => {
+                    let code = d["code"].as_str().unwrap_or("?");
+                    let label = match d["cause"].as_str() {
+                        Some(c) => format!("{code} ({c})"),
+                        None => code.to_string(),
+                    };
+                    format!(
+                        "{} {label}: {}",
+                        tag("diagnose"),
+                        d["summary"].as_str().unwrap_or("")
+                    )
+                }
+            })
+        }
+        "act" => {
+            let a = &e["action"];
+            Some(format!(
+                "{} {}{} {} → {}",
+                tag("act"),
+                if e["dry_run"] == true {
+                    "(dry run, not made) "
+                } else {
+                    ""
+                },
+                a["knob"].as_str().unwrap_or("?"),
+                a["from"],
+                a["to"]
+            ))
+        }
+        "rollback" => Some(format!(
+            "{} {} restored to {} ({})",
+            tag("rollback"),
+            e["knob"].as_str().unwrap_or("?"),
+            e["restored"],
+            e["why"].as_str().unwrap_or("")
+        )),
+        "reflect" => Some(format!(
+            "{} {}",
+            tag("reflect"),
+            e["summary"].as_str().unwrap_or("")
+        )),
+        _ => None,
+    }
 }

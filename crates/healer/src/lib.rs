@@ -61,7 +61,7 @@ pub use diagnose::{diagnose, failing, Code, Diagnosis, MissCause};
 pub use error::{Error, Result};
 pub use healer::{Healer, Hooks, Report};
 pub use http::{get as fetch, get_with as fetch_with, Bearer, Failure, Reply};
-pub use journal::{Journal, Notes, Phase};
+pub use journal::{journal_line, Journal, JournalPrinter, Notes, Phase};
 pub use launch::{CommandLauncher, Launcher};
 pub use observe::{
     observe, port_owner, AdminView, Observation, PortProbe, RouteProbe, RouteSample, Sample,

@@ -167,6 +167,124 @@ pub struct Stage {
     pub target: f64,
 }
 
+impl std::str::FromStr for Stage {
+    type Err = String;
+
+    /// `DURATION:TARGET`, as `--stage` writes it (`30s:500`).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (d, t) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?}: expected DURATION:TARGET, e.g. 30s:500"))?;
+        let target: f64 = t
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("{s:?}: target {t:?} is not a number >= 0"))?;
+        Ok(Stage {
+            duration: parse_duration(d)?,
+            target,
+        })
+    }
+}
+
+/// The executor a command line asks for (k6's flags), over a scenario's:
+/// `--stage` ramps (the rate with `--rate`, the VUs otherwise), `--rate`
+/// alone is the constant arrival rate, `--vus` alone the constant VUs, and
+/// with neither the scenario's executor runs, its duration, `max_vus` and
+/// `poisson` overridden when given.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExecutorFlags {
+    /// `--rate`: arrivals per second (the start rate with stages).
+    pub rate: Option<f64>,
+    /// `--vus`: VUs (the start VUs with stages).
+    pub vus: Option<usize>,
+    /// `--stage`, in order.
+    pub stages: Vec<Stage>,
+    /// `--duration`.
+    pub duration: Option<Duration>,
+    /// `--max-vus` (default [`DEFAULT_MAX_VUS`]).
+    pub max_vus: Option<usize>,
+    /// `--poisson`.
+    pub poisson: bool,
+}
+
+/// The duration of a run that names none.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(30);
+
+impl ExecutorFlags {
+    /// The executor these flags ask for, over `scenario`'s.
+    ///
+    /// # Errors
+    /// [`Error::Config`] (`executor`) when neither the flags nor a scenario
+    /// say how to load.
+    pub fn executor(&self, scenario: Option<&Executor>) -> Result<Executor> {
+        let max_vus = self.max_vus.unwrap_or(DEFAULT_MAX_VUS);
+        let duration = || {
+            self.duration
+                .or(scenario.map(Executor::duration))
+                .unwrap_or(DEFAULT_DURATION)
+        };
+        if !self.stages.is_empty() {
+            return Ok(match (self.rate, self.vus) {
+                (Some(rate), _) => Executor::RampingArrivalRate {
+                    start_rate: rate,
+                    stages: self.stages.clone(),
+                    max_vus,
+                    poisson: self.poisson,
+                },
+                (None, vus) => Executor::RampingVus {
+                    start_vus: vus.unwrap_or(0),
+                    stages: self.stages.clone(),
+                },
+            });
+        }
+        if let Some(rate) = self.rate {
+            return Ok(Executor::ConstantArrivalRate {
+                rate,
+                duration: duration(),
+                max_vus,
+                poisson: self.poisson,
+            });
+        }
+        if let Some(vus) = self.vus {
+            return Ok(Executor::ConstantVus {
+                vus,
+                duration: duration(),
+            });
+        }
+        let mut e = scenario.cloned().ok_or_else(|| {
+            Error::config(
+                "executor",
+                "say how to load: --rate N (open model, arrivals/s) or --vus N (closed model), or --scenario FILE",
+            )
+        })?;
+        match &mut e {
+            Executor::ConstantArrivalRate {
+                duration: d,
+                max_vus: m,
+                poisson,
+                ..
+            } => {
+                *d = self.duration.unwrap_or(*d);
+                *m = self.max_vus.unwrap_or(*m);
+                *poisson |= self.poisson;
+            }
+            Executor::RampingArrivalRate {
+                max_vus: m,
+                poisson,
+                ..
+            } => {
+                *m = self.max_vus.unwrap_or(*m);
+                *poisson |= self.poisson;
+            }
+            Executor::ConstantVus { duration: d, .. } => *d = self.duration.unwrap_or(*d),
+            Executor::RampingVus { .. } => {}
+        }
+        Ok(e)
+    }
+}
+
 /// The executors, with k6's names and meanings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
@@ -372,6 +490,32 @@ pub struct RequestSpec {
 }
 
 impl RequestSpec {
+    /// A route as `--route` writes it: `PATH[=WEIGHT]`, a path starting
+    /// with `/` or a full URL, weight 1 by default.
+    ///
+    /// # Errors
+    /// A message naming the value.
+    pub fn route(s: &str) -> std::result::Result<Self, String> {
+        let (path, weight) = match s.rsplit_once('=') {
+            Some((p, w)) if w.chars().all(|c| c.is_ascii_digit()) && !w.is_empty() => {
+                let w: u32 = w
+                    .parse()
+                    .map_err(|_| format!("{s:?}: weight {w:?} is too large"))?;
+                (p, w)
+            }
+            _ => (s, 1),
+        };
+        if !(path.starts_with('/') || path.starts_with("http://") || path.starts_with("https://")) {
+            return Err(format!(
+                "{s:?}: a route is a path starting with '/' or a full URL"
+            ));
+        }
+        if weight == 0 {
+            return Err(format!("{s:?}: the weight must be at least 1"));
+        }
+        Ok(RequestSpec::get(path, weight))
+    }
+
     /// `GET path` with a weight.
     pub fn get(path: impl Into<String>, weight: u32) -> Self {
         RequestSpec {

@@ -62,8 +62,8 @@ mod trace;
 
 pub use check::Check;
 pub use config::{
-    parse_duration, Executor, LoadConfig, RequestSpec, Stage, Timing, DEFAULT_GRACEFUL_STOP,
-    DEFAULT_MAX_VUS, DEFAULT_TIMEOUT,
+    parse_duration, Executor, ExecutorFlags, LoadConfig, RequestSpec, Stage, Timing,
+    DEFAULT_DURATION, DEFAULT_GRACEFUL_STOP, DEFAULT_MAX_VUS, DEFAULT_TIMEOUT,
 };
 pub use error::{Error, Result};
 pub use histogram::{Trend, TrendStat, MAX_MICROS};

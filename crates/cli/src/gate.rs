@@ -1,0 +1,182 @@
+//! `atlas gate`: flags over `atlas.toml` into an [`atlas_gate::GateConfig`],
+//! one call to [`atlas_gate::Gate::run`], the packet printed, the exit code.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use atlas_gate::{Class, Gate, GateConfig, GateHooks, LoadRun};
+use atlas_loadgen::{parse_duration, Observer};
+use clap::Args;
+
+use crate::progress::Reporter;
+use crate::{report, EXIT_BLOCKER, EXIT_FAILURE, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE};
+use atlas_healer::JournalPrinter;
+
+/// `atlas gate` flags. Every one can also come from `atlas.toml` (`--config`)
+/// and from the `ATLAS_*` variable named beside it; flags win, then the
+/// environment, then the file.
+#[derive(Args, Debug, Default)]
+#[command(after_help = "\
+atlas.toml (every key optional; flags and ATLAS_* variables override it):
+  target = \"http://127.0.0.1:8080\"   admin = \"http://127.0.0.1:9080\"
+  rate = 500   duration = \"60s\"   out = \"atlas-evidence/release-42\"   heal = true
+  [thresholds]  p95 = \"200ms\"   max_failures = 0.01   min_hit = 0.98
+  [[requests]]  url = \"/\"   weight = 9          (the mix; default 90 % dynamic / 10 % static)
+  [proxy]       \"cache.ttl\" = \"60s\" ...       (knobs of the embedded proxy, as `atlas proxy`)
+  [demo]        set_cookie = [\"/playground\"] ... (switches of the embedded demo app)
+  [policy]      allow = [\"cache.*\"]   deny = [\"cache.ttl\"]   (or --policy FILE)
+The embedded proxy also reads its own ATLAS_CACHE_* variables, as `atlas proxy` does;
+ATLAS_ADMIN_TOKEN is --admin's bearer token.
+
+Gate: p(95) ≤ p95, failures ≤ max_failures, cache hit ≥ min_hit, achieved rate ≥ rate,
+requests = rate × duration ± 1 %.
+Exit: 0 PROGRESS, 99 BLOCKER with failing thresholds, 3 BLOCKER before any load
+(e.g. PORT-OCCUPIED), 2 bad usage or config, 1 runtime failure.")]
+pub(crate) struct GateArgs {
+    /// Gate your own service at this URL (an Atlas proxy, or any proxy) [default: the embedded demo app behind an embedded Atlas proxy]
+    #[arg(long, env = "ATLAS_TARGET", value_name = "URL")]
+    target: Option<String>,
+    /// The Atlas proxy's admin API in front of --target (its token from ATLAS_ADMIN_TOKEN); without it the healer only observes
+    #[arg(long, env = "ATLAS_ADMIN", value_name = "URL")]
+    admin: Option<String>,
+    /// Constant arrival rate, requests/s [default: 500]
+    #[arg(long, env = "ATLAS_RATE", value_name = "N")]
+    rate: Option<f64>,
+    /// Length of the load [default: 60s]
+    #[arg(long, env = "ATLAS_DURATION", value_name = "D", value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Where the evidence bundle goes [default: ./atlas-evidence/<run id>/]
+    #[arg(long, env = "ATLAS_OUT", value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Do not heal: diagnose and report what the healer would change
+    #[arg(long, env = "ATLAS_NO_HEAL")]
+    no_heal: bool,
+    /// The config file [default: ./atlas.toml when it exists]
+    #[arg(long, env = "ATLAS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The healer's policy file (TOML allow / deny) [default: the [policy] table, or every knob]
+    #[arg(long, env = "ATLAS_POLICY", value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Threshold: largest p(95) latency [default: 200ms]
+    #[arg(long, env = "ATLAS_P95", value_name = "D", value_parser = parse_duration)]
+    p95: Option<Duration>,
+    /// Threshold: largest share of failed requests [default: 0.01]
+    #[arg(long, env = "ATLAS_MAX_FAILURES", value_name = "RATIO")]
+    max_failures: Option<f64>,
+    /// Threshold: smallest share of cache hits [default: 0.98]
+    #[arg(long, env = "ATLAS_MIN_HIT", value_name = "RATIO")]
+    min_hit: Option<f64>,
+    /// The Lighthouse CLI for the optional audit [default: `lighthouse` on PATH; skipped, and said so, when absent]
+    #[arg(long, env = "ATLAS_LIGHTHOUSE", value_name = "PATH")]
+    lighthouse: Option<PathBuf>,
+    /// Chromium for Lighthouse [default: chromium on PATH]
+    #[arg(long, env = "ATLAS_CHROMIUM", value_name = "PATH")]
+    chromium: Option<PathBuf>,
+    /// No progress output, only the packet
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl GateArgs {
+    /// The file (`--config`, or `./atlas.toml` when it exists), then the
+    /// flags (clap has read the `ATLAS_*` variables into them).
+    fn config(&self) -> atlas_gate::Result<GateConfig> {
+        let mut cfg = match &self.config {
+            Some(p) => GateConfig::from_toml_file(p)?,
+            None if Path::new("atlas.toml").is_file() => {
+                GateConfig::from_toml_file(Path::new("atlas.toml"))?
+            }
+            None => GateConfig::default(),
+        };
+        fn set<T: Clone>(slot: &mut Option<T>, flag: &Option<T>) {
+            if flag.is_some() {
+                slot.clone_from(flag);
+            }
+        }
+        set(&mut cfg.target, &self.target);
+        set(&mut cfg.admin, &self.admin);
+        set(&mut cfg.out, &self.out);
+        set(&mut cfg.lighthouse, &self.lighthouse);
+        set(&mut cfg.chromium, &self.chromium);
+        set(&mut cfg.policy_file, &self.policy);
+        cfg.rate = self.rate.unwrap_or(cfg.rate);
+        cfg.duration = self.duration.unwrap_or(cfg.duration);
+        cfg.heal &= !self.no_heal;
+        let t = &mut cfg.thresholds;
+        t.p95 = self.p95.unwrap_or(t.p95);
+        t.max_failures = self.max_failures.unwrap_or(t.max_failures);
+        t.min_hit = self.min_hit.unwrap_or(t.min_hit);
+        cfg.admin_token = crate::heal::admin_token_from_env();
+        Ok(cfg)
+    }
+}
+
+/// Phase lines, progress bars and the healer's journal lines on stderr.
+struct Terminal {
+    quiet: bool,
+    duration: Duration,
+    bar: Mutex<Option<Arc<Reporter>>>,
+}
+
+impl GateHooks for Terminal {
+    fn phase(&self, step: &str, line: &str) {
+        if !self.quiet {
+            eprintln!("gate {step:<10} {line}");
+        }
+    }
+
+    fn load_observer(&self, label: &'static str) -> Option<Arc<dyn Observer>> {
+        let prefix = if label == "load" {
+            "gate load       "
+        } else {
+            "gate load again "
+        };
+        let r = Arc::new(Reporter::labelled(self.duration, self.quiet, prefix));
+        *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
+        Some(r)
+    }
+
+    fn load_done(&self, _run: &LoadRun) {
+        if let Some(r) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            r.finish();
+        }
+    }
+
+    fn healer_hooks(&self) -> Option<Arc<dyn atlas_healer::Hooks>> {
+        (!self.quiet).then(|| Arc::new(JournalPrinter) as Arc<dyn atlas_healer::Hooks>)
+    }
+}
+
+pub(crate) fn main(args: GateArgs) -> u8 {
+    let gate = match args.config().and_then(Gate::new) {
+        Ok(g) => g,
+        Err(e) => return report(&anyhow::Error::new(e), EXIT_USAGE),
+    };
+    let hooks = Terminal {
+        quiet: args.quiet,
+        duration: gate.config().duration,
+        bar: Mutex::new(None),
+    };
+    let gate = gate.hooks(Arc::new(hooks));
+    let runtime = match crate::runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match runtime.block_on(gate.run()) {
+        Ok(o) => {
+            print!("{}", o.packet);
+            println!(
+                "  evidence {}  (check: atlas evidence verify {0})",
+                o.bundle_dir.display()
+            );
+            match o.class {
+                Class::Green => EXIT_OK,
+                Class::ThresholdsFailed => EXIT_THRESHOLDS,
+                Class::Blocked => EXIT_BLOCKER,
+            }
+        }
+        Err(e) if e.is_usage() => report(&anyhow::Error::new(e), EXIT_USAGE),
+        Err(e) => report(&anyhow::Error::new(e), EXIT_FAILURE),
+    }
+}

@@ -1,0 +1,207 @@
+//! What the gate writes into its working folder before the bundle is made:
+//! its journal lines, the k6 summaries and results, the cache statuses, the
+//! proxy's metrics and config, the access-log proof, the packet.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use atlas_healer::Packet;
+use atlas_loadgen::{k6_summary, text_summary, write_atomic, CacheStatus, Label};
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::load::{numbers, LoadRun};
+use crate::stack::Stack;
+
+/// The raw access log of the embedded proxy, in the working folder; the
+/// bundle keeps only its lines that carry the run's trace id.
+pub(crate) const RAW_ACCESS_LOG: &str = ".proxy-access.log";
+
+/// The gate's own lines in `journal.jsonl` (the healer appends its entries
+/// to the same file), each synced to disk.
+pub(crate) struct GateJournal {
+    file: std::fs::File,
+    run: String,
+}
+
+impl GateJournal {
+    pub(crate) fn open(work: &Path, run: &str) -> Result<Self> {
+        let p = work.join("journal.jsonl");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .map_err(Error::io(p.display().to_string()))?;
+        Ok(GateJournal {
+            file,
+            run: run.to_string(),
+        })
+    }
+
+    pub(crate) fn event(&mut self, step: &str, fields: Value) -> Result<()> {
+        let mut v = json!({
+            "ts": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            "run": self.run, "phase": "gate", "step": step,
+        });
+        if let (Value::Object(m), Value::Object(f)) = (&mut v, fields) {
+            m.extend(f);
+        }
+        let mut line = serde_json::to_vec(&v).expect("JSON serializes");
+        line.push(b'\n');
+        let err = Error::io("journal.jsonl");
+        self.file
+            .write_all(&line)
+            .and_then(|_| self.file.sync_data())
+            .map_err(err)
+    }
+}
+
+/// Every journal line, parsed.
+pub(crate) fn read_journal(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+pub(crate) fn write_file(p: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(p, bytes)?;
+    Ok(())
+}
+
+pub(crate) fn write_json(p: &Path, v: &Value) -> Result<()> {
+    write_file(p, &serde_json::to_vec_pretty(v).expect("JSON serializes"))
+}
+
+/// The journal fields of a load run.
+pub(crate) fn load_fields(l: &LoadRun) -> Value {
+    json!({
+        "label": l.label, "offset_s": l.offset_s, "numbers": numbers(&l.result),
+        "thresholds": l.outcomes.iter().map(|o| json!({"metric": o.metric, "expr": o.expr, "ok": o.ok, "actual": o.actual})).collect::<Vec<_>>(),
+    })
+}
+
+fn ratio(a: u64, b: u64) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+fn counts(c: &atlas_loadgen::Counts<CacheStatus>) -> serde_json::Map<String, Value> {
+    c.iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| (s.as_str().to_string(), json!(n)))
+        .collect()
+}
+
+/// Writes the run's files (not the report) into `work`.
+pub(crate) async fn write(
+    stack: &Stack,
+    work: &Path,
+    loads: &[LoadRun],
+    packet: &Packet,
+    trace: &str,
+    lighthouse: &str,
+) -> Result<()> {
+    if let Some(l) = loads.last() {
+        write_json(
+            &work.join("summary.json"),
+            &k6_summary(&l.result, &l.outcomes),
+        )?;
+        write_file(
+            &work.join("summary.txt"),
+            text_summary(&l.result, &l.outcomes).as_bytes(),
+        )?;
+        l.result.write(&work.join("results.json"))?;
+        let m = &l.result.metrics;
+        let per_route: Vec<Value> = m
+            .routes
+            .iter()
+            .map(|r| {
+                json!({
+                    "route": r.name, "requests": r.requests,
+                    "cache": counts(&r.cache),
+                    "hit_ratio": ratio(r.cache.get(CacheStatus::Hit), r.cache.total()),
+                })
+            })
+            .collect();
+        write_json(
+            &work.join("cache-status.json"),
+            &json!({
+                "header": "X-Cache-Status",
+                "counts": counts(&m.cache),
+                "hit_ratio": m.cache_hit_ratio(),
+                "responses_with_header": m.cache.total(),
+                "routes": per_route,
+            }),
+        )?;
+    }
+    if loads.len() > 1 {
+        loads[0]
+            .result
+            .write(&work.join("results-before-healing.json"))?;
+    }
+    write_file(&work.join("packet.json"), packet.to_json().as_bytes())?;
+    if !work.join("knobs-notes.txt").exists() {
+        write_file(
+            &work.join("knobs-notes.txt"),
+            b"no knob changed: the gate held on its first run, so the healer did not act\n",
+        )?;
+    }
+    write_file(
+        &work.join("lighthouse.txt"),
+        format!("{lighthouse}\n").as_bytes(),
+    )?;
+    let limit = Duration::from_secs(5);
+    match &stack.admin {
+        Some(a) => {
+            for (path, file) in [
+                ("/metrics", "proxy-metrics.txt"),
+                ("/config", "proxy-config.json"),
+            ] {
+                let body = match atlas_healer::fetch_with(
+                    a,
+                    path,
+                    limit,
+                    stack.admin_token.as_ref(),
+                )
+                .await
+                {
+                    Ok(r) => r.body.to_vec(),
+                    Err(f) => format!("GET {a}{path}: {f}\n").into_bytes(),
+                };
+                write_file(&work.join(file), &body)?;
+            }
+        }
+        None => write_file(
+            &work.join("proxy-metrics.txt"),
+            b"no admin API given (admin): the proxy's metrics were not read\n",
+        )?,
+    }
+    // Access-log lines of the embedded proxy that carry the run's trace id:
+    // the proof that the load went through it.
+    let raw = work.join(RAW_ACCESS_LOG);
+    if stack.embedded {
+        let text = std::fs::read_to_string(&raw).unwrap_or_default();
+        let mut lines: String = text
+            .lines()
+            .filter(|l| l.contains(trace))
+            .flat_map(|l| [l, "\n"])
+            .collect();
+        if lines.is_empty() {
+            lines = format!("no access-log line carried trace id {trace}\n");
+        }
+        write_file(&work.join("proxy-access.log"), lines.as_bytes())?;
+        let _ = std::fs::remove_file(&raw);
+    } else {
+        write_file(
+            &work.join("proxy-access.log"),
+            format!(
+                "external target {}: its access log is not the gate's to read; look for trace id {trace} there\n",
+                stack.target
+            )
+            .as_bytes(),
+        )?;
+    }
+    Ok(())
+}

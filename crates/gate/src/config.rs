@@ -1,0 +1,307 @@
+//! The gate's settings, in the shape of `atlas.toml`; every default is
+//! documented here, once.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use atlas_demo::Switches;
+use atlas_healer::{Bearer, Policy};
+use atlas_loadgen::RequestSpec;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+mod duration_str {
+    use std::time::Duration;
+
+    use serde::Deserialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        atlas_loadgen::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What "green" means: the gate's thresholds, evaluated by the load
+/// generator's k6 threshold engine on the full run.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Largest p(95) of `http_req_duration`, from the scheduled send time
+    /// (default 200 ms).
+    #[serde(deserialize_with = "duration_str::deserialize")]
+    pub p95: Duration,
+    /// Largest share of failed requests (default 0.01).
+    pub max_failures: f64,
+    /// Smallest share of `X-Cache-Status: HIT` among answers carrying it
+    /// (default 0.98).
+    pub min_hit: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            p95: Duration::from_millis(200),
+            max_failures: 0.01,
+            min_hit: 0.98,
+        }
+    }
+}
+
+/// The `[policy]` table: which knobs the healer may change.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyTable {
+    /// Patterns of allowed knobs (`cache.*`); none allows every knob.
+    pub allow: Option<Vec<String>>,
+    /// Patterns of forbidden knobs; they win over `allow`.
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+/// Everything the gate runs with. Build it in code, or read `atlas.toml`
+/// with [`GateConfig::from_toml_file`]; [`Gate::new`](crate::Gate::new)
+/// validates it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateConfig {
+    /// Gate your own service at this URL (an Atlas proxy, or any proxy).
+    /// Default: none, the embedded demo app behind an embedded Atlas proxy.
+    pub target: Option<String>,
+    /// The Atlas proxy's admin API in front of `target` (the healer changes
+    /// knobs through it). Default: none, the healer only observes.
+    pub admin: Option<String>,
+    /// The admin API's bearer token (the proxy's `admin_token`). Never read
+    /// from the file: the CLI takes it from `ATLAS_ADMIN_TOKEN`. The
+    /// embedded proxy's own token, when its knobs set one, is used for it.
+    #[serde(skip)]
+    pub admin_token: Option<Bearer>,
+    /// Constant arrival rate, requests per second (default 500).
+    pub rate: f64,
+    /// Length of the load (default 60 s).
+    #[serde(deserialize_with = "duration_str::deserialize")]
+    pub duration: Duration,
+    /// Where the evidence bundle goes (default `atlas-evidence/<run id>`);
+    /// it must not exist, or be an empty folder.
+    pub out: Option<PathBuf>,
+    /// Heal when the gate fails (default on); off, the healer diagnoses and
+    /// plans only.
+    pub heal: bool,
+    /// The thresholds.
+    pub thresholds: Thresholds,
+    /// The request mix (default: the gate's, 90 % dynamic, 10 % static).
+    pub requests: Vec<RequestSpec>,
+    /// Knobs of the embedded proxy, as `PUT /config` takes them
+    /// (`{"cache.ttl": "60s"}`); its `ATLAS_*` variables apply too.
+    pub proxy: serde_json::Map<String, serde_json::Value>,
+    /// Switches of the embedded demo app (default: well-behaved).
+    pub demo: Switches,
+    /// The healer's policy table (default: every knob).
+    pub policy: Option<PolicyTable>,
+    /// A policy file instead of the table (the CLI's `--policy`).
+    #[serde(skip)]
+    pub policy_file: Option<PathBuf>,
+    /// The Lighthouse CLI for the optional audit (default: `lighthouse` on
+    /// `PATH`; skipped, and said so, when absent).
+    pub lighthouse: Option<PathBuf>,
+    /// Chromium for Lighthouse (default: `chromium` on `PATH`).
+    pub chromium: Option<PathBuf>,
+    /// The file these settings came from, named in errors.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            target: None,
+            admin: None,
+            admin_token: None,
+            rate: 500.0,
+            duration: Duration::from_secs(60),
+            out: None,
+            heal: true,
+            thresholds: Thresholds::default(),
+            requests: RequestSpec::gate_mix(),
+            proxy: serde_json::Map::new(),
+            demo: Switches::default(),
+            policy: None,
+            policy_file: None,
+            lighthouse: None,
+            chromium: None,
+            file: None,
+        }
+    }
+}
+
+impl GateConfig {
+    /// Reads `atlas.toml` (every key optional; see the fields).
+    ///
+    /// # Errors
+    /// [`Error::ConfigFile`] naming the file and what is wrong.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let bad = |message: String| Error::ConfigFile {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        // the error names the setting (`thresholds.p95`), and toml the line
+        let mut cfg: GateConfig = serde_path_to_error::deserialize(toml::Deserializer::new(&text))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner().to_string();
+                bad(format!("{path}: {}", inner.trim()))
+            })?;
+        if cfg.requests.is_empty() {
+            cfg.requests = RequestSpec::gate_mix();
+        }
+        cfg.file = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    /// Requests the gate expects: rate × duration.
+    pub fn expected_requests(&self) -> f64 {
+        self.rate * self.duration.as_secs_f64()
+    }
+
+    /// A setting's name, with the file it came from.
+    fn at(&self, key: &str) -> String {
+        match &self.file {
+            Some(p) => format!("{key} in {}", p.display()),
+            None => key.to_string(),
+        }
+    }
+
+    /// The healer's policy: the file, the table, or every knob.
+    ///
+    /// # Errors
+    /// [`Error::Healer`] for a bad policy file or table.
+    pub fn healer_policy(&self) -> Result<Policy> {
+        if let Some(p) = &self.policy_file {
+            return Ok(Policy::from_file(p)?);
+        }
+        let Some(t) = &self.policy else {
+            return Ok(Policy::allow_all());
+        };
+        let list = |items: &[String]| {
+            let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+            format!("[{}]", quoted.join(", "))
+        };
+        let mut text = String::new();
+        if let Some(a) = &t.allow {
+            text.push_str(&format!("allow = {}\n", list(a)));
+        }
+        text.push_str(&format!("deny = {}\n", list(&t.deny)));
+        let mut p = Policy::from_toml(&text)
+            .map_err(|e| Error::config(self.at("[policy]"), e.to_string()))?;
+        p.path = self.file.clone();
+        Ok(p)
+    }
+
+    /// Checks every setting; the error names it (and its file).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting and the bad value.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return Err(Error::config(
+                self.at("rate"),
+                format!("{} (must be a positive number of requests/s)", self.rate),
+            ));
+        }
+        if self.duration < Duration::from_secs(1) {
+            return Err(Error::config(
+                self.at("duration"),
+                format!("{:?} (at least 1s)", self.duration),
+            ));
+        }
+        for (name, v) in [
+            ("thresholds.max_failures", self.thresholds.max_failures),
+            ("thresholds.min_hit", self.thresholds.min_hit),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::config(
+                    self.at(name),
+                    format!("{v} (a ratio within 0..1)"),
+                ));
+            }
+        }
+        for (name, u) in [("target", &self.target), ("admin", &self.admin)] {
+            if let Some(u) = u {
+                let ok = u
+                    .parse::<http::Uri>()
+                    .is_ok_and(|x| x.scheme_str() == Some("http") && x.host().is_some());
+                if !ok {
+                    return Err(Error::config(
+                        self.at(name),
+                        format!("`{u}` is not an http://host:port URL"),
+                    ));
+                }
+            }
+        }
+        if self.admin.is_some() && self.target.is_none() {
+            return Err(Error::config(
+                self.at("admin"),
+                "needs target (the embedded proxy's admin API is the gate's own)",
+            ));
+        }
+        self.demo
+            .validate()
+            .map_err(|e| Error::config(self.at("[demo]"), e))?;
+        // the embedded proxy's knobs are checked now, not 60 s into the run
+        atlas_cacheproxy::ProxyConfig {
+            upstream: "http://127.0.0.1:1".into(),
+            ..atlas_cacheproxy::ProxyConfig::default()
+        }
+        .with_changes(&serde_json::Value::Object(self.proxy.clone()))
+        .map_err(|e| Error::config(self.at("[proxy]"), e.to_string()))?;
+        self.healer_policy()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_the_file_shape() {
+        let d = GateConfig::default();
+        assert_eq!((d.rate, d.duration), (500.0, Duration::from_secs(60)));
+        assert_eq!(d.thresholds.p95, Duration::from_millis(200));
+        assert!(d.heal);
+        d.validate().unwrap();
+        let c: GateConfig = toml::from_str(
+            "rate = 100\nduration = \"5s\"\n[thresholds]\np95 = \"50ms\"\n[proxy]\n\"cache.ttl\" = \"2s\"\n[demo]\nset_cookie = [\"/playground\"]\n[policy]\ndeny = [\"cache.ttl\"]\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.thresholds.p95, Duration::from_millis(50));
+        assert_eq!(
+            c.thresholds.min_hit, 0.98,
+            "a table keeps its other defaults"
+        );
+        assert!(!c.healer_policy().unwrap().allows("cache.ttl"));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        for (text, want) in [
+            ("rate = -1\n", "rate"),
+            ("duration = \"10ms\"\n", "duration"),
+            ("[thresholds]\nmin_hit = 2.0\n", "thresholds.min_hit"),
+            ("target = \"ftp://x\"\n", "target"),
+            ("admin = \"http://127.0.0.1:9\"\n", "admin"),
+            ("[proxy]\n\"cache.tll\" = \"2s\"\n", "[proxy]"),
+            ("[policy]\ndeny = [\"cache.nope\"]\n", "[policy]"),
+        ] {
+            let c: GateConfig = toml::from_str(text).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        assert!(
+            toml::from_str::<GateConfig>("rat = 1\n").is_err(),
+            "unknown keys"
+        );
+    }
+}

@@ -1,0 +1,540 @@
+//! `report.html`: one self-contained file (inline CSS, inline SVG charts, a
+//! few lines of inline script that only annotate what rendered), no network.
+//!
+//! Everything shown is computed here into plain values ([`chart`] lays the
+//! charts out); `report.html` (a minijinja template, HTML auto-escaping on)
+//! draws them, so no text reaches the page unescaped.
+
+mod chart;
+
+use std::time::SystemTime;
+
+use atlas_healer::{Observation, Packet};
+use atlas_loadgen::{CacheStatus, Label, SecondRow, TrendStat};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::GateConfig;
+use crate::error::Result;
+use crate::load::{numbers, LoadRun};
+use chart::{cache_bars, fmt_num, histogram, line_chart, Marker, Series};
+
+/// What the report is made of.
+pub(crate) struct Input<'a> {
+    pub packet: &'a Packet,
+    pub loads: &'a [LoadRun],
+    pub journal: &'a [Value],
+    pub gate_start: SystemTime,
+    pub config: &'a GateConfig,
+    pub trace: &'a str,
+    pub run_id: &'a str,
+    pub routes: &'a Observation,
+    pub lighthouse: &'a str,
+}
+
+const TEMPLATE: &str = include_str!("report.html");
+
+#[derive(Serialize)]
+struct Cell {
+    ok: bool,
+    text: String,
+}
+
+#[derive(Serialize)]
+struct ThresholdRow {
+    metric: String,
+    expr: String,
+    cells: Vec<Cell>,
+}
+
+#[derive(Serialize)]
+struct RouteRow {
+    name: String,
+    requests: u64,
+    failed: u64,
+    p95: String,
+    statuses: String,
+    cache: String,
+}
+
+#[derive(Serialize)]
+struct Distribution {
+    label: String,
+    histogram: chart::Histogram,
+    bars: chart::CacheBars,
+    routes: Vec<RouteRow>,
+    numbers: String,
+}
+
+#[derive(Serialize)]
+struct Step {
+    t: String,
+    iteration: String,
+    phase: String,
+    what: String,
+}
+
+#[derive(Serialize)]
+struct Check {
+    path: String,
+    status: String,
+    cache: String,
+    set_cookie: bool,
+    cache_control: String,
+}
+
+#[derive(Serialize)]
+struct Page {
+    run_id: String,
+    kind: &'static str,
+    green: bool,
+    headline: String,
+    trace: String,
+    rate: String,
+    duration: String,
+    started: String,
+    loads: Vec<String>,
+    thresholds: Vec<ThresholdRow>,
+    charts: Vec<chart::LineChart>,
+    distribution: Option<Distribution>,
+    steps: Vec<Step>,
+    packet: String,
+    checks: Vec<Check>,
+    lighthouse: String,
+    version: &'static str,
+}
+
+fn since(start: SystemTime, ts: &str) -> Option<f64> {
+    let t = humantime::parse_rfc3339(ts).ok()?;
+    Some(t.duration_since(start).ok()?.as_secs_f64())
+}
+
+fn fmt_actual(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else if v < 1.0 {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn status_color(c: CacheStatus) -> &'static str {
+    match c {
+        CacheStatus::Hit => "#27ae60",
+        CacheStatus::Miss => "#e67e22",
+        CacheStatus::Expired => "#f1c40f",
+        CacheStatus::Stale => "#8e44ad",
+        CacheStatus::Updating => "#16a085",
+        CacheStatus::Revalidated => "#2980b9",
+        CacheStatus::Bypass => "#c0392b",
+        CacheStatus::Other => "#7f8c8d",
+    }
+}
+
+/// The knob changes and the loads, as markers on the time axis.
+fn markers(i: &Input<'_>) -> Vec<Marker> {
+    let mut markers = Vec::new();
+    for e in i.journal {
+        let Some(x) = e["ts"].as_str().and_then(|t| since(i.gate_start, t)) else {
+            continue;
+        };
+        match e["phase"].as_str().unwrap_or("") {
+            "act" if e["dry_run"] != true => markers.push(Marker {
+                x,
+                label: format!(
+                    "{} → {}",
+                    e["action"]["knob"].as_str().unwrap_or("?"),
+                    e["action"]["to"]
+                ),
+                color: "#d35400",
+            }),
+            "rollback" => markers.push(Marker {
+                x,
+                label: format!("rollback {}", e["knob"].as_str().unwrap_or("?")),
+                color: "#8e44ad",
+            }),
+            _ => {}
+        }
+    }
+    for l in i.loads {
+        markers.push(Marker {
+            x: l.offset_s,
+            label: l.label.to_string(),
+            color: "#5d6d7e",
+        });
+    }
+    markers.sort_by(|a, b| a.x.total_cmp(&b.x));
+    markers
+}
+
+fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
+    let x_max = i
+        .loads
+        .iter()
+        .map(|l| l.offset_s + l.result.series.len() as f64)
+        .chain(
+            i.journal
+                .iter()
+                .filter_map(|e| e["ts"].as_str().and_then(|t| since(i.gate_start, t))),
+        )
+        .fold(0.0f64, f64::max);
+    let markers = markers(i);
+    let per = |f: &dyn Fn(&SecondRow) -> Option<f64>| -> Vec<Vec<(f64, f64)>> {
+        i.loads
+            .iter()
+            .map(|l| {
+                // whole seconds of the schedule only: the drain after it is not a rate
+                let whole = l.result.active_secs.floor() as u32;
+                l.result
+                    .series
+                    .iter()
+                    .filter(|r| r.second < whole)
+                    .filter_map(|r| f(r).map(|v| (l.offset_s + r.second as f64 + 0.5, v)))
+                    .collect()
+            })
+            .collect()
+    };
+    let cfg = i.config;
+    let p95_ms = cfg.thresholds.p95.as_secs_f64() * 1000.0;
+    vec![
+        line_chart(
+            "chart-rps",
+            "Requests per second",
+            "req/s",
+            &[
+                Series {
+                    name: "completed".into(),
+                    color: "#2e86de",
+                    runs: per(&|r| Some(r.requests as f64)),
+                },
+                Series {
+                    name: "failed".into(),
+                    color: "#c0392b",
+                    runs: per(&|r| Some(r.failed as f64)),
+                },
+            ],
+            &[(cfg.rate, format!("target {} req/s", fmt_num(cfg.rate)))],
+            &markers,
+            x_max,
+            None,
+        ),
+        line_chart(
+            "chart-latency",
+            "Latency from the scheduled send time (per second)",
+            "ms",
+            &[
+                Series {
+                    name: "p50".into(),
+                    color: "#27ae60",
+                    runs: per(&|r| (r.requests > 0).then_some(r.p50_ms)),
+                },
+                Series {
+                    name: "p95".into(),
+                    color: "#e67e22",
+                    runs: per(&|r| (r.requests > 0).then_some(r.p95_ms)),
+                },
+                Series {
+                    name: "p99".into(),
+                    color: "#8e44ad",
+                    runs: per(&|r| (r.requests > 0).then_some(r.p99_ms)),
+                },
+            ],
+            &[(p95_ms, format!("p95 limit {} ms", fmt_num(p95_ms)))],
+            &markers,
+            x_max,
+            None,
+        ),
+        line_chart(
+            "chart-hit",
+            "Cache hit ratio (X-Cache-Status: HIT)",
+            "% hits",
+            &[Series {
+                name: "hit ratio".into(),
+                color: "#16a085",
+                runs: per(&|r| {
+                    (r.cache_responses > 0)
+                        .then(|| 100.0 * r.cache_hits as f64 / r.cache_responses as f64)
+                }),
+            }],
+            &[(
+                cfg.thresholds.min_hit * 100.0,
+                format!("gate {} %", fmt_num(cfg.thresholds.min_hit * 100.0)),
+            )],
+            &markers,
+            x_max,
+            Some(100.0),
+        ),
+    ]
+}
+
+fn distribution(last: &LoadRun) -> Distribution {
+    let statuses: Vec<(&'static str, &'static str)> = CacheStatus::ALL
+        .iter()
+        .map(|c| (c.as_str(), status_color(*c)))
+        .collect();
+    let bar_routes: Vec<chart::RouteCounts> = last
+        .result
+        .metrics
+        .routes
+        .iter()
+        .map(|r| {
+            let counts = r
+                .cache
+                .iter()
+                .map(|(c, n)| (c.as_str(), status_color(c), n))
+                .collect();
+            (r.name.clone(), counts)
+        })
+        .collect();
+    let routes = last
+        .result
+        .metrics
+        .routes
+        .iter()
+        .map(|r| RouteRow {
+            name: r.name.clone(),
+            requests: r.requests,
+            failed: r.failed,
+            p95: format!("{:.1}", r.duration.stat_ms(TrendStat::Percentile(95.0))),
+            statuses: r
+                .statuses
+                .iter()
+                .map(|(c, n)| format!("{c}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            cache: r
+                .cache
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(c, n)| format!("{}: {n}", c.as_str()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+        .collect();
+    Distribution {
+        label: last.label.to_string(),
+        histogram: histogram(
+            "chart-distribution",
+            "Latency distribution (http_req_duration)",
+            &last.result.metrics.duration.buckets_ms(),
+        ),
+        bars: cache_bars(
+            "chart-cache",
+            &format!("X-Cache-Status per route ({})", last.label),
+            &statuses,
+            &bar_routes,
+        ),
+        routes,
+        numbers: numbers(&last.result).to_string(),
+    }
+}
+
+/// The healer's steps from the journal, as the report lists them.
+fn steps(i: &Input<'_>) -> Vec<Step> {
+    i.journal
+        .iter()
+        .filter(|e| {
+            matches!(
+                e["phase"].as_str(),
+                Some("diagnose" | "act" | "rollback" | "reflect")
+            )
+        })
+        .map(|e| {
+            let t = e["ts"]
+                .as_str()
+                .and_then(|t| since(i.gate_start, t))
+                .unwrap_or(0.0);
+            let what = match e["phase"].as_str().unwrap_or("") {
+                "diagnose" => match e["diagnoses"].get(0) {
+                    None => "green".to_string(),
+                    Some(d) => format!(
+                        "{}{}: {}",
+                        d["code"].as_str().unwrap_or(""),
+                        d["cause"]
+                            .as_str()
+                            .map(|c| format!(" ({c})"))
+                            .unwrap_or_default(),
+                        d["summary"].as_str().unwrap_or("")
+                    ),
+                },
+                "act" => format!(
+                    "{}{} {} → {}",
+                    if e["dry_run"] == true {
+                        "(dry run) "
+                    } else {
+                        ""
+                    },
+                    e["action"]["knob"].as_str().unwrap_or(""),
+                    e["action"]["from"],
+                    e["action"]["to"]
+                ),
+                "rollback" => format!(
+                    "{} restored to {} ({})",
+                    e["knob"].as_str().unwrap_or(""),
+                    e["restored"],
+                    e["why"].as_str().unwrap_or("")
+                ),
+                _ => e["summary"].as_str().unwrap_or("").to_string(),
+            };
+            Step {
+                t: format!("{t:.1}s"),
+                iteration: e["iteration"].to_string(),
+                phase: e["phase"].as_str().unwrap_or("").to_string(),
+                what,
+            }
+        })
+        .collect()
+}
+
+/// Renders the report.
+///
+/// # Errors
+/// [`Error::Report`](crate::Error::Report) if the template fails (a bug).
+pub(crate) fn render(i: &Input<'_>) -> Result<String> {
+    let headline = i.packet.to_string();
+    let first = headline.lines().next().unwrap_or("");
+    let thresholds = match i.loads.first() {
+        None => Vec::new(),
+        Some(first) => first
+            .outcomes
+            .iter()
+            .enumerate()
+            .map(|(k, o)| ThresholdRow {
+                metric: o.metric.clone(),
+                expr: o.expr.clone(),
+                cells: i
+                    .loads
+                    .iter()
+                    .filter_map(|l| l.outcomes.get(k))
+                    .map(|x| Cell {
+                        ok: x.ok,
+                        text: x
+                            .actual
+                            .map(fmt_actual)
+                            .unwrap_or_else(|| "no samples".into()),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    let page = Page {
+        run_id: i.run_id.to_string(),
+        kind: i.packet.kind(),
+        green: matches!(i.packet, Packet::Progress(_)),
+        headline: first
+            .split_once(' ')
+            .map(|x| x.1.trim())
+            .unwrap_or(first)
+            .to_string(),
+        trace: i.trace.to_string(),
+        rate: fmt_num(i.config.rate),
+        duration: humantime::format_duration(i.config.duration).to_string(),
+        started: humantime::format_rfc3339_seconds(i.gate_start).to_string(),
+        loads: i.loads.iter().map(|l| l.label.to_string()).collect(),
+        thresholds,
+        charts: charts(i),
+        distribution: i.loads.last().map(distribution),
+        steps: steps(i),
+        packet: headline.clone(),
+        checks: i
+            .routes
+            .routes
+            .iter()
+            .map(|r| Check {
+                path: r.path.clone(),
+                status: r.status.map(|s| s.to_string()).unwrap_or_else(|| {
+                    r.failure
+                        .as_ref()
+                        .map(|f| f.to_string())
+                        .unwrap_or_default()
+                }),
+                cache: r.cache.join(" → "),
+                set_cookie: r.set_cookie,
+                cache_control: r.cache_control.clone().unwrap_or_else(|| "-".into()),
+            })
+            .collect(),
+        lighthouse: i.lighthouse.to_string(),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let mut env = minijinja::Environment::new();
+    env.add_template("report.html", TEMPLATE)?;
+    Ok(env.get_template("report.html")?.render(page)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_wherever_it_lands() {
+        let mut env = minijinja::Environment::new();
+        env.add_template("report.html", TEMPLATE).unwrap();
+        let hostile = "<script>alert(1)</script>&\"";
+        let page = Page {
+            run_id: hostile.into(),
+            kind: "BLOCKER",
+            green: false,
+            headline: hostile.into(),
+            trace: hostile.into(),
+            rate: "500".into(),
+            duration: "1m".into(),
+            started: "2026-12-02T00:00:00Z".into(),
+            loads: vec![],
+            thresholds: vec![],
+            charts: vec![line_chart(
+                "chart-x",
+                hostile,
+                hostile,
+                &[Series {
+                    name: hostile.into(),
+                    color: "#000",
+                    runs: vec![vec![(0.0, 1.0), (1.0, 2.0)]],
+                }],
+                &[(1.0, hostile.into())],
+                &[Marker {
+                    x: 0.5,
+                    label: hostile.into(),
+                    color: "#000",
+                }],
+                2.0,
+                None,
+            )],
+            distribution: None,
+            steps: vec![Step {
+                t: "0.0s".into(),
+                iteration: "1".into(),
+                phase: "act".into(),
+                what: hostile.into(),
+            }],
+            packet: hostile.into(),
+            checks: vec![Check {
+                path: hostile.into(),
+                status: "200".into(),
+                cache: hostile.into(),
+                set_cookie: false,
+                cache_control: hostile.into(),
+            }],
+            lighthouse: hostile.into(),
+            version: "0",
+        };
+        let html = env
+            .get_template("report.html")
+            .unwrap()
+            .render(page)
+            .unwrap();
+        assert!(
+            !html.contains("<script>alert"),
+            "unescaped text in the page"
+        );
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+            "escaped text is shown"
+        );
+        assert_eq!(
+            html.matches("<script>").count(),
+            1,
+            "only the report's own annotating script"
+        );
+    }
+}

@@ -1,0 +1,493 @@
+//! The gate's pipeline: stand up, prime and check routes, load, heal, the
+//! packet, the evidence bundle with its report.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use atlas_cacheproxy::{AccessLog, AccessLogFormat};
+use atlas_evidence::{BundleBuilder, ThresholdRecord, Verdict};
+use atlas_healer::{Blocker, Code, Healer, HealerConfig, Observation, Packet, Progress};
+use atlas_loadgen::{write_atomic, Observer, TraceId};
+use serde_json::json;
+
+use crate::artifacts::{self, GateJournal, RAW_ACCESS_LOG};
+use crate::config::GateConfig;
+use crate::error::{Error, Result};
+use crate::lighthouse::{Audit, Lighthouse};
+use crate::load::{self, numbers, show, LoadRun};
+use crate::report;
+use crate::stack::Stack;
+
+/// Hooks called while the gate runs; every method has a default that does
+/// nothing, so a test harness can ignore them and a terminal can print.
+pub trait GateHooks: Send + Sync {
+    /// A step of the gate says something: `stand-up`, `routes`, `load`,
+    /// `heal`, `diagnose`, `evidence`, `lighthouse`. Called on the runtime:
+    /// keep it short.
+    fn phase(&self, step: &str, line: &str) {
+        let _ = (step, line);
+    }
+
+    /// An observer for a load run's seconds (`load`, `load after healing`).
+    /// Default: none.
+    fn load_observer(&self, label: &'static str) -> Option<Arc<dyn Observer>> {
+        let _ = label;
+        None
+    }
+
+    /// A load run ended (before its result line goes to [`GateHooks::phase`]).
+    fn load_done(&self, run: &LoadRun) {
+        let _ = run;
+    }
+
+    /// Hooks for the healer's journal, when it runs. Default: none.
+    fn healer_hooks(&self) -> Option<Arc<dyn atlas_healer::Hooks>> {
+        None
+    }
+}
+
+/// Hooks that do nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Quiet;
+impl GateHooks for Quiet {}
+
+/// How a gate ended, for an exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// PROGRESS: the gate holds.
+    Green,
+    /// A BLOCKER after a load whose thresholds failed (k6's exit 99).
+    ThresholdsFailed,
+    /// A BLOCKER before any load could say so (a dead route, a port taken).
+    Blocked,
+}
+
+impl Class {
+    /// `green`, `thresholds-failed`, `blocked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Green => "green",
+            Class::ThresholdsFailed => "thresholds-failed",
+            Class::Blocked => "blocked",
+        }
+    }
+}
+
+/// What a gate produced.
+#[derive(Debug)]
+pub struct GateOutcome {
+    /// PROGRESS, or one BLOCKER, with the bundle's digest.
+    pub packet: Packet,
+    /// How it ended.
+    pub class: Class,
+    /// The load runs, in order (none when no route answered).
+    pub loads: Vec<LoadRun>,
+    /// The evidence bundle's folder.
+    pub bundle_dir: PathBuf,
+    /// The SHA-256 of its `bundle.json`.
+    pub bundle_digest: String,
+    /// The run's id (a time stamp and the trace id's start).
+    pub run_id: String,
+    /// The W3C trace id every request carried.
+    pub trace_id: String,
+}
+
+/// The gate, ready to run.
+///
+/// ```no_run
+/// # async fn demo() -> atlas_gate::Result<()> {
+/// let outcome = atlas_gate::Gate::new(atlas_gate::GateConfig::default())?.run().await?;
+/// println!("{}{}", outcome.packet, outcome.bundle_dir.display());
+/// # Ok(()) }
+/// ```
+pub struct Gate {
+    cfg: GateConfig,
+    hooks: Arc<dyn GateHooks>,
+    audit: Box<dyn Audit>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gate {
+    /// A gate with `cfg` (validated here), quiet, auditing pages with
+    /// [`Lighthouse`] when it is installed.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting.
+    pub fn new(cfg: GateConfig) -> Result<Self> {
+        cfg.validate()?;
+        let audit = Box::new(Lighthouse {
+            lighthouse: cfg.lighthouse.clone(),
+            chromium: cfg.chromium.clone(),
+        });
+        Ok(Gate {
+            cfg,
+            hooks: Arc::new(Quiet),
+            audit,
+        })
+    }
+
+    /// Reports progress through `hooks`.
+    pub fn hooks(mut self, hooks: Arc<dyn GateHooks>) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// Audits pages with `audit` instead of the Lighthouse CLI.
+    pub fn audit(mut self, audit: Box<dyn Audit>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &GateConfig {
+        &self.cfg
+    }
+
+    /// Runs the whole gate and writes its evidence bundle: into `out`, or
+    /// `atlas-evidence/<run id>` under the current folder. A failing service
+    /// is not an error: it ends in a BLOCKER packet.
+    ///
+    /// # Errors
+    /// [`Error::Out`] when the bundle's folder exists and is not empty (a
+    /// bundle is never written over); the others when something outside the
+    /// service under test fails (a port, the disk).
+    pub async fn run(&self) -> Result<GateOutcome> {
+        let trace = TraceId::random().to_string();
+        let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+            .to_string()
+            .replace([':', '-'], "");
+        let run_id = format!("{}-{}", stamp.trim_end_matches('Z'), &trace[..8]);
+        let out = self
+            .cfg
+            .out
+            .clone()
+            .unwrap_or_else(|| Path::new("atlas-evidence").join(&run_id));
+        if out.exists() && std::fs::read_dir(&out).map_or(true, |mut d| d.next().is_some()) {
+            return Err(Error::Out {
+                path: out.display().to_string(),
+                message:
+                    "already exists and is not an empty folder (a bundle is never written over)"
+                        .into(),
+            });
+        }
+        let work = out.with_file_name(format!(
+            ".{}.work",
+            out.file_name().and_then(|n| n.to_str()).unwrap_or("gate")
+        ));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work)
+            .map_err(Error::io(format!("creating {}", work.display())))?;
+        let r = self.pipeline(&trace, &run_id, &work, &out).await;
+        let _ = std::fs::remove_dir_all(&work);
+        r
+    }
+
+    async fn pipeline(
+        &self,
+        trace: &str,
+        run_id: &str,
+        work: &Path,
+        out: &Path,
+    ) -> Result<GateOutcome> {
+        let cfg = &self.cfg;
+        let hooks = &self.hooks;
+        let t0 = Instant::now();
+        let started = SystemTime::now();
+        let mut journal = GateJournal::open(work, run_id)?;
+        journal.event("start", json!({
+            "trace_id": trace, "rate": cfg.rate, "duration_s": cfg.duration.as_secs_f64(),
+            "target": cfg.target, "admin": cfg.admin, "heal": cfg.heal,
+            "thresholds": {"p95_ms": cfg.thresholds.p95.as_millis() as u64, "max_failures": cfg.thresholds.max_failures, "min_hit": cfg.thresholds.min_hit},
+        }))?;
+
+        // STAND UP
+        let stack = match &cfg.target {
+            Some(t) => Stack::external(t, cfg.admin.clone(), cfg.admin_token.clone()),
+            None => {
+                let p = work.join(RAW_ACCESS_LOG);
+                let file = std::fs::File::create(&p).map_err(Error::io(p.display().to_string()))?;
+                let log = AccessLog::new(file, AccessLogFormat::Json);
+                Stack::embedded(&cfg.demo, &cfg.proxy, Some(log)).await?
+            }
+        };
+        hooks.phase(
+            "stand-up",
+            &if stack.embedded {
+                format!(
+                    "demo app {} behind atlas proxy {} (admin {})",
+                    stack.app.as_deref().unwrap_or("?"),
+                    stack.target,
+                    stack.admin.as_deref().unwrap_or("?")
+                )
+            } else {
+                format!(
+                    "target {} (admin {})",
+                    stack.target,
+                    stack.admin.as_deref().unwrap_or("none: observe only")
+                )
+            },
+        );
+        journal.event(
+            "stand-up",
+            json!({"target": stack.target, "admin": stack.admin, "app": stack.app, "embedded": stack.embedded}),
+        )?;
+
+        let mut hcfg = HealerConfig::new(stack.target.clone());
+        hcfg.admin = stack.admin.clone();
+        hcfg.admin_token = stack.admin_token.clone();
+        hcfg.app = stack.app.clone();
+        hcfg.mix = cfg.requests.clone();
+        hcfg.sample_rate = cfg.rate;
+        hcfg.trace_id = Some(trace.to_string());
+        hcfg.gate.p95 = cfg.thresholds.p95;
+        hcfg.gate.max_failure_ratio = cfg.thresholds.max_failures;
+        hcfg.gate.min_hit_ratio = cfg.thresholds.min_hit;
+        hcfg.policy = cfg.healer_policy()?;
+        hcfg.dry_run = !cfg.heal;
+
+        // PRIME + ROUTE CHECKS: every route twice through the proxy; the
+        // first request fills the cache, the second must answer 2xx with
+        // cache headers.
+        let routes = atlas_healer::observe(&hcfg, 1, false).await?;
+        artifacts::write_json(&work.join("routes.json"), &json!({"observation": routes}))?;
+        let route_lines = route_checks(&routes);
+        for l in &route_lines {
+            hooks.phase("routes", l);
+        }
+        journal.event("routes", json!({"checks": route_lines}))?;
+
+        let mut loads: Vec<LoadRun> = Vec::new();
+        let mut healer_packet: Option<Packet> = None;
+        let answered = routes
+            .routes
+            .iter()
+            .any(|r| r.status.is_some_and(|c| c < 500));
+        if answered {
+            loads.push(self.load(&stack, trace, "load", t0).await?);
+            journal.event("load", artifacts::load_fields(&loads[loads.len() - 1]))?;
+        } else {
+            hooks.phase(
+                "routes",
+                "no route answers through the proxy: diagnosing before any load",
+            );
+        }
+
+        if !loads.last().is_some_and(LoadRun::passed) {
+            hooks.phase(
+                if cfg.heal { "heal" } else { "diagnose" },
+                if cfg.heal {
+                    "the gate fails: healing through the proxy's knobs"
+                } else {
+                    "the gate fails; heal off: diagnosing only"
+                },
+            );
+            let mut healer = Healer::new(hcfg.clone())?.out_dir(work);
+            if let Some(h) = hooks.healer_hooks() {
+                healer = healer.hooks(h);
+            }
+            let r = healer.run().await?;
+            if matches!(r.packet, Packet::Progress(_)) {
+                let label = if loads.is_empty() {
+                    "load"
+                } else {
+                    "load after healing"
+                };
+                loads.push(self.load(&stack, trace, label, t0).await?);
+                journal.event("load", artifacts::load_fields(&loads[loads.len() - 1]))?;
+            }
+            healer_packet = Some(r.packet);
+        }
+
+        // THE PACKET
+        let (mut packet, class) = verdict(loads.last(), healer_packet);
+        journal.event(
+            "packet",
+            serde_json::to_value(&packet).expect("a packet serializes"),
+        )?;
+
+        // EVIDENCE
+        hooks.phase("evidence", "writing the bundle");
+        let lighthouse = self
+            .audit
+            .audit(&stack.target, &work.join("lighthouse"))
+            .await;
+        hooks.phase("lighthouse", &lighthouse);
+        artifacts::write(&stack, work, &loads, &packet, trace, &lighthouse).await?;
+        let journal_entries = artifacts::read_journal(&work.join("journal.jsonl"));
+        let html = report::render(&report::Input {
+            packet: &packet,
+            loads: &loads,
+            journal: &journal_entries,
+            gate_start: started,
+            config: cfg,
+            trace,
+            run_id,
+            routes: &routes,
+            lighthouse: &lighthouse,
+        })?;
+        write_atomic(&work.join("report.html"), html.as_bytes())?;
+        let last = loads.last();
+        let (verdict, records, samples) = match last {
+            Some(l) => (
+                if class == Class::Green {
+                    Verdict::Green
+                } else {
+                    Verdict::Red
+                },
+                l.outcomes
+                    .iter()
+                    .map(|o| ThresholdRecord {
+                        metric: o.metric.clone(),
+                        expr: o.expr.clone(),
+                        ok: o.ok,
+                        actual: o.actual,
+                    })
+                    .collect(),
+                l.result.metrics.requests,
+            ),
+            None => (Verdict::Blocked, Vec::new(), 0),
+        };
+        let bundle = BundleBuilder::new()
+            .add_dir(work)?
+            .trace_id(trace)?
+            .machine_proof(true)
+            .verdict(verdict, records, samples)
+            .started_at(&humantime::format_rfc3339_seconds(started).to_string())
+            .tool("atlas", env!("CARGO_PKG_VERSION"))
+            .write(out)?;
+        let digest = format!("sha256:{}", bundle.digest);
+        packet.set_bundle_digest(digest.clone());
+        stack.shutdown().await;
+        Ok(GateOutcome {
+            packet,
+            class,
+            loads,
+            bundle_dir: out.to_path_buf(),
+            bundle_digest: digest,
+            run_id: run_id.to_string(),
+            trace_id: trace.to_string(),
+        })
+    }
+
+    async fn load(
+        &self,
+        stack: &Stack,
+        trace: &str,
+        label: &'static str,
+        t0: Instant,
+    ) -> Result<LoadRun> {
+        let observer = self.hooks.load_observer(label);
+        let run = load::run(&self.cfg, &stack.target, trace, label, t0, observer).await?;
+        self.hooks.load_done(&run);
+        self.hooks.phase(
+            label,
+            &format!(
+                "{} · {}",
+                numbers(&run.result),
+                if run.passed() {
+                    "thresholds hold".to_string()
+                } else {
+                    format!("FAILED: {}", run.failed_list())
+                }
+            ),
+        );
+        Ok(run)
+    }
+}
+
+/// The packet and its class from the last load and the healer's packet.
+/// One definition of green: the gate's thresholds on the last full run.
+fn verdict(last: Option<&LoadRun>, healer: Option<Packet>) -> (Packet, Class) {
+    let packet = match (last, healer) {
+        (Some(l), hp) if l.passed() => Packet::Progress(Progress {
+            numbers: Some(numbers(&l.result)),
+            changes: hp
+                .as_ref()
+                .map(|p| p.changes().to_vec())
+                .unwrap_or_default(),
+            iterations: match hp {
+                Some(Packet::Progress(p)) => p.iterations,
+                _ => 0,
+            },
+            bundle_digest: None,
+        }),
+        (Some(l), Some(Packet::Progress(p))) => Packet::Blocker(Blocker {
+            class: Code::Threshold,
+            cause: None,
+            what: format!(
+                "the healer's samples passed, but the full run still fails: {}",
+                l.failed_list()
+            ),
+            knob: None,
+            lives: "the application or the machine: no proxy knob the healer knows fixes it".into(),
+            proof: l
+                .outcomes
+                .iter()
+                .filter(|o| !o.ok)
+                .map(|o| format!("{}: {} measured {}", o.metric, o.expr, show(o.actual)))
+                .collect(),
+            best: Some(numbers(&l.result)),
+            changes: p.changes,
+            bundle_digest: None,
+        }),
+        (last, Some(mut p)) => {
+            if let Some(l) = last {
+                p.set_numbers(numbers(&l.result));
+            }
+            p
+        }
+        // a failing gate always runs the healer (this is not reached)
+        (_, None) => Packet::Blocker(Blocker {
+            class: Code::Threshold,
+            cause: None,
+            what: "the gate failed and the healer did not run".into(),
+            knob: None,
+            lives: "the gate".into(),
+            proof: Vec::new(),
+            best: None,
+            changes: Vec::new(),
+            bundle_digest: None,
+        }),
+    };
+    let class = match (&packet, last) {
+        (Packet::Progress(_), _) => Class::Green,
+        (Packet::Blocker(_), Some(l)) if !l.passed() => Class::ThresholdsFailed,
+        (Packet::Blocker(_), _) => Class::Blocked,
+    };
+    (packet, class)
+}
+
+/// One line per route checked after priming.
+fn route_checks(o: &Observation) -> Vec<String> {
+    o.routes
+        .iter()
+        .map(|r| {
+            let ok = r.status.is_some_and(|c| (200..300).contains(&c))
+                && r.cache.last().is_some_and(|c| !c.is_empty());
+            format!(
+                "{} {:<16} {} · X-Cache-Status {}{}",
+                if ok { "ok  " } else { "FAIL" },
+                r.path,
+                match (&r.failure, r.status) {
+                    (Some(f), _) => f.to_string(),
+                    (None, Some(c)) => c.to_string(),
+                    (None, None) => "no answer".into(),
+                },
+                if r.cache.is_empty() {
+                    "-".to_string()
+                } else {
+                    r.cache.join(" → ")
+                },
+                if r.set_cookie { " · Set-Cookie" } else { "" }
+            )
+        })
+        .collect()
+}
