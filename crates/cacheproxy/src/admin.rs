@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use atlas_vocab::admin::{ConfigSwapped, ErrorBody, Health, Purged, Ready, ENDPOINTS};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
@@ -33,7 +34,7 @@ use crate::server::ADMIN_TIMEOUT;
 /// Largest admin request body accepted.
 const MAX_BODY: usize = 1 << 20;
 
-fn json_response(status: StatusCode, v: &Value) -> Response<ProxyBody> {
+fn json_response(status: StatusCode, v: &impl serde::Serialize) -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::full(
         serde_json::to_vec_pretty(v).expect("JSON serializes"),
     ));
@@ -100,7 +101,7 @@ impl AdminRefusal {
                 format!("requests from the origin {o:?} may not change this proxy"),
             ),
         };
-        let mut r = json_response(status, &json!({ "error": msg }));
+        let mut r = json_response(status, &ErrorBody::new(msg));
         if *self == AdminRefusal::Token {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -227,7 +228,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
     }
     drop(live);
     match (req.method().clone(), req.uri().path()) {
-        (Method::GET, "/health") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (Method::GET, "/health") => json_response(StatusCode::OK, &Health::ok()),
         (Method::GET, "/ready") => ready(&state).await,
         (Method::GET, "/metrics") => {
             state.metrics.cache_bytes.set(state.store.bytes() as i64);
@@ -252,13 +253,13 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
         (Method::PUT, "/config") => {
             let changes = match read_json(req).await {
                 Ok(v) => v,
-                Err(e) => return json_response(StatusCode::BAD_REQUEST, &json!({"error": e})),
+                Err(e) => return json_response(StatusCode::BAD_REQUEST, &ErrorBody::new(e)),
             };
             let current = state.live.load_full();
             let next = match current.cfg.with_changes(&changes) {
                 Ok(c) => c,
                 Err(e) => {
-                    return json_response(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()}))
+                    return json_response(StatusCode::BAD_REQUEST, &ErrorBody::new(e.to_string()))
                 }
             };
             match state.swap_config(next) {
@@ -266,16 +267,20 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
                     tracing::info!(target: "atlas_admin", changes = %changes, "config swapped");
                     json_response(
                         StatusCode::OK,
-                        &json!({"previous": previous, "current": state.live.load().cfg}),
+                        &ConfigSwapped {
+                            previous: serde_json::to_value(previous).expect("config serializes"),
+                            current: serde_json::to_value(&state.live.load().cfg)
+                                .expect("config serializes"),
+                        },
                     )
                 }
-                Err(e) => json_response(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()})),
+                Err(e) => json_response(StatusCode::BAD_REQUEST, &ErrorBody::new(e.to_string())),
             }
         }
         (Method::POST, "/purge") => {
             let purge = match read_body(req).await.and_then(|b| parse_purge(&b)) {
                 Ok(p) => p,
-                Err(e) => return json_response(StatusCode::BAD_REQUEST, &json!({"error": e})),
+                Err(e) => return json_response(StatusCode::BAD_REQUEST, &ErrorBody::new(e)),
             };
             let n = match &purge {
                 Purge::Path(p) => state.store.purge(|x| x == p),
@@ -283,15 +288,18 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
                 Purge::All => state.store.purge(|_| true),
             };
             tracing::info!(target: "atlas_admin", purge = ?purge, purged = n, "purged");
-            json_response(StatusCode::OK, &json!({"purged": n}))
+            json_response(StatusCode::OK, &Purged { purged: n as u64 })
         }
         (_, "/health" | "/ready" | "/metrics" | "/config" | "/purge") => json_response(
             StatusCode::METHOD_NOT_ALLOWED,
-            &json!({"error": "method not allowed"}),
+            &ErrorBody::new("method not allowed"),
         ),
         _ => json_response(
             StatusCode::NOT_FOUND,
-            &json!({"error": "not found", "endpoints": ["/health", "/ready", "/metrics", "/config", "/purge"]}),
+            &ErrorBody {
+                error: "not found".into(),
+                endpoints: Some(ENDPOINTS.iter().map(|e| e.to_string()).collect()),
+            },
         ),
     }
 }
@@ -308,24 +316,32 @@ async fn ready(state: &State) -> Response<ProxyBody> {
     let mut req = Request::new(crate::body::ClientBody::empty());
     *req.uri_mut() = uri;
     let upstream = live.cfg.upstream.clone();
-    match tokio::time::timeout(Duration::from_secs(2), live.client.request(req)).await {
-        Ok(Ok(resp)) if !resp.status().is_server_error() => json_response(
-            StatusCode::OK,
-            &json!({"ready": true, "upstream": upstream, "upstream_status": resp.status().as_u16()}),
-        ),
-        Ok(Ok(resp)) => json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"ready": false, "upstream": upstream, "reason": format!("upstream answered {}", resp.status())}),
-        ),
-        Ok(Err(e)) => json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"ready": false, "upstream": upstream, "reason": format!("cannot reach the upstream: {}", error_chain(&e))}),
-        ),
-        Err(_) => json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"ready": false, "upstream": upstream, "reason": "the upstream did not answer within 2s"}),
-        ),
-    }
+    let (upstream_status, reason) =
+        match tokio::time::timeout(Duration::from_secs(2), live.client.request(req)).await {
+            Ok(Ok(resp)) if !resp.status().is_server_error() => (Some(resp.status()), None),
+            Ok(Ok(resp)) => (
+                Some(resp.status()),
+                Some(format!("upstream answered {}", resp.status())),
+            ),
+            Ok(Err(e)) => (
+                None,
+                Some(format!("cannot reach the upstream: {}", error_chain(&e))),
+            ),
+            Err(_) => (None, Some("the upstream did not answer within 2s".into())),
+        };
+    let status = match reason {
+        None => StatusCode::OK,
+        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    json_response(
+        status,
+        &Ready {
+            ready: reason.is_none(),
+            upstream,
+            upstream_status: upstream_status.map(|s| s.as_u16()),
+            reason,
+        },
+    )
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

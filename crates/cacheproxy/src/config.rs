@@ -12,58 +12,8 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// The longest duration any knob takes: 100 years. Longer ones would
-/// overflow the clock when added to the current time.
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// Parses a knob's duration (`60s`, `500ms`, `1m30s`), at most [`MAX_DURATION`].
-///
-/// # Errors
-/// A message naming the value, for the caller to wrap with its knob.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 60s, 500ms, 1m30s"))?;
-    if d > MAX_DURATION {
-        return Err(format!("{s:?} is longer than the 100 years a knob may be"));
-    }
-    Ok(d)
-}
-
-mod duration_str {
-    use super::*;
-    pub fn serialize<S: serde::Serializer>(
-        d: &Duration,
-        s: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> std::result::Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-mod opt_duration_str {
-    use super::*;
-    pub fn serialize<S: serde::Serializer>(
-        d: &Option<Duration>,
-        s: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
-            None => s.serialize_none(),
-        }
-    }
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> std::result::Result<Option<Duration>, D::Error> {
-        let s = Option::<String>::deserialize(d)?;
-        s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
-            .transpose()
-    }
-}
+use atlas_vocab::duration::{option as opt_duration_str, string as duration_str};
+pub use atlas_vocab::duration::{parse as parse_duration, MAX as MAX_DURATION};
 
 /// A size in bytes, written `268435456`, `"256MiB"`, `"64m"`, `"8 KB"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -871,6 +821,24 @@ mod tests {
         for (change, want) in cases {
             let e = base().with_changes(&change).unwrap_err().to_string();
             assert!(e.contains(want), "{change}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_knobs_others_name_are_the_proxys_own() {
+        // atlas-vocab's ProxyKnob is how the healer addresses this config:
+        // each name must be one this config derives, read back by GET
+        // /config's shape, and take a value through PUT /config.
+        let names = knob_names();
+        let doc = serde_json::to_value(base()).unwrap();
+        for k in atlas_vocab::ProxyKnob::ALL {
+            assert!(names.iter().any(|n| n == k.name()), "{k} not in {names:?}");
+            let now = atlas_vocab::admin::knob_value(&doc, k.name())
+                .unwrap_or_else(|| panic!("GET /config has no {k}"))
+                .clone();
+            base()
+                .with_changes(&serde_json::json!({ k.name(): now }))
+                .unwrap_or_else(|e| panic!("PUT /config {k}: {e}"));
         }
     }
 

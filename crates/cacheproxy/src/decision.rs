@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::config::CacheConfig;
 use crate::status::CacheStatus;
 use crate::store::{Entry, Slot};
+pub use atlas_vocab::NoCacheReason;
 
 /// What a key's slot holds for a request, at `now`.
 #[derive(Clone, Debug)]
@@ -109,56 +110,6 @@ pub fn bypass_reason(
         Some(BypassReason::NoTtl)
     } else {
         None
-    }
-}
-
-/// Why a response is not stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum NoCacheReason {
-    /// Its status is not in `cache.statuses` (nor a 404 with `cache.ttl_404`).
-    Status,
-    /// It sets a cookie and `cache.ignore_set_cookie` is off.
-    SetCookie,
-    /// `Cache-Control: private`.
-    Private,
-    /// `Cache-Control: no-store`.
-    NoStore,
-    /// `Cache-Control: no-cache` or a zero `max-age`, honoured.
-    NoCache,
-    /// `Vary: *`.
-    VaryStar,
-    /// Larger than `cache.max_body_bytes`.
-    TooBig,
-}
-
-impl NoCacheReason {
-    /// Every reason, in reporting order.
-    pub const ALL: [NoCacheReason; 7] = [
-        NoCacheReason::Status,
-        NoCacheReason::SetCookie,
-        NoCacheReason::Private,
-        NoCacheReason::NoStore,
-        NoCacheReason::NoCache,
-        NoCacheReason::VaryStar,
-        NoCacheReason::TooBig,
-    ];
-
-    /// The reason as `Cache-Status`, logs, metrics and the healer spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NoCacheReason::Status => "status",
-            NoCacheReason::SetCookie => "set-cookie",
-            NoCacheReason::Private => "private",
-            NoCacheReason::NoStore => "no-store",
-            NoCacheReason::NoCache => "no-cache",
-            NoCacheReason::VaryStar => "vary-star",
-            NoCacheReason::TooBig => "too-big",
-        }
-    }
-
-    /// The reason a `detail=` string names, for readers of `Cache-Status`.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 

@@ -111,9 +111,11 @@ impl HealArgs {
         cfg.passes = self.passes;
         cfg.sample_rate = self.sample_rate;
         cfg.sample_duration = self.sample_duration;
-        cfg.gate.p95 = self.p95;
-        cfg.gate.max_failure_ratio = self.max_failures;
-        cfg.gate.min_hit_ratio = self.min_hit;
+        cfg.thresholds = atlas_healer::Thresholds {
+            p95: self.p95,
+            max_failures: self.max_failures,
+            min_hit: self.min_hit,
+        };
         if let Some(p) = &self.policy {
             cfg.policy = Policy::from_file(p)?;
         }

@@ -20,17 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::pages::{page, ROUTES};
 
-mod duration_str {
-    use super::*;
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim())
-            .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
-    }
-}
+use atlas_vocab::duration::string as duration_str;
 
 /// How the app behaves. Defaults: well-behaved, 3 ms of work per dynamic page.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

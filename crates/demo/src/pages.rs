@@ -3,14 +3,12 @@
 use std::fmt::Write as _;
 
 /// Every route the app serves (besides `/health` and `/_demo/switches`).
-pub const ROUTES: [&str; 6] = [
-    "/",
-    "/keys",
-    "/playground",
-    "/metrics",
-    "/static/app.js",
-    "/static/app.css",
-];
+pub const ROUTES: [&str; 6] = {
+    let r = &atlas_vocab::demo::ROUTES;
+    [
+        r[0].path, r[1].path, r[2].path, r[3].path, r[4].path, r[5].path,
+    ]
+};
 
 fn html(title: &str, rows: usize) -> String {
     let mut s = format!(

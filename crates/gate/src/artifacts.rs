@@ -87,7 +87,7 @@ fn ratio(a: u64, b: u64) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
 }
 
-fn counts(c: &atlas_loadgen::Counts<CacheStatus>) -> serde_json::Map<String, Value> {
+fn counts(c: &atlas_loadgen::Counts<atlas_loadgen::CacheLabel>) -> serde_json::Map<String, Value> {
     c.iter()
         .filter(|(_, n)| *n > 0)
         .map(|(s, n)| (s.as_str().to_string(), json!(n)))

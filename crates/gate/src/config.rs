@@ -5,48 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use atlas_demo::Switches;
-use atlas_healer::{Bearer, Policy};
+use atlas_healer::{Bearer, Policy, Thresholds};
 use atlas_loadgen::RequestSpec;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-
-mod duration_str {
-    use std::time::Duration;
-
-    use serde::Deserialize;
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        atlas_loadgen::parse_duration(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-/// What "green" means: the gate's thresholds, evaluated by the load
-/// generator's k6 threshold engine on the full run.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Thresholds {
-    /// Largest p(95) of `http_req_duration`, from the scheduled send time
-    /// (default 200 ms).
-    #[serde(deserialize_with = "duration_str::deserialize")]
-    pub p95: Duration,
-    /// Largest share of failed requests (default 0.01).
-    pub max_failures: f64,
-    /// Smallest share of `X-Cache-Status: HIT` among answers carrying it
-    /// (default 0.98).
-    pub min_hit: f64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            p95: Duration::from_millis(200),
-            max_failures: 0.01,
-            min_hit: 0.98,
-        }
-    }
-}
 
 /// The `[policy]` table: which knobs the healer may change.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -79,7 +42,7 @@ pub struct GateConfig {
     /// Constant arrival rate, requests per second (default 500).
     pub rate: f64,
     /// Length of the load (default 60 s).
-    #[serde(deserialize_with = "duration_str::deserialize")]
+    #[serde(deserialize_with = "atlas_vocab::duration::string::deserialize")]
     pub duration: Duration,
     /// Where the evidence bundle goes (default `atlas-evidence/<run id>`);
     /// it must not exist, or be an empty folder.
@@ -215,17 +178,12 @@ impl GateConfig {
                 format!("{:?} (at least 1s)", self.duration),
             ));
         }
-        for (name, v) in [
-            ("thresholds.max_failures", self.thresholds.max_failures),
-            ("thresholds.min_hit", self.thresholds.min_hit),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(Error::config(
-                    self.at(name),
-                    format!("{v} (a ratio within 0..1)"),
-                ));
+        self.thresholds.validate().map_err(|e| match e {
+            atlas_healer::Error::Config { field, message } => {
+                Error::config(self.at(&field), message)
             }
-        }
+            other => other.into(),
+        })?;
         for (name, u) in [("target", &self.target), ("admin", &self.admin)] {
             if let Some(u) = u {
                 let ok = u
@@ -281,7 +239,10 @@ mod tests {
             c.thresholds.min_hit, 0.98,
             "a table keeps its other defaults"
         );
-        assert!(!c.healer_policy().unwrap().allows("cache.ttl"));
+        assert!(!c
+            .healer_policy()
+            .unwrap()
+            .allows(atlas_healer::Knob::parse("cache.ttl").unwrap()));
     }
 
     #[test]

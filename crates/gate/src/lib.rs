@@ -54,9 +54,10 @@ mod report;
 mod run;
 mod stack;
 
-pub use config::{GateConfig, PolicyTable, Thresholds};
+pub use atlas_healer::Thresholds;
+pub use config::{GateConfig, PolicyTable};
 pub use error::{Error, Result};
-pub use lighthouse::{Audit, Lighthouse, NoAudit, ROUTES as AUDITED_ROUTES};
+pub use lighthouse::{routes as audited_routes, Audit, Lighthouse, NoAudit};
 pub use load::{numbers, thresholds, LoadRun};
 pub use run::{Class, Gate, GateHooks, GateOutcome, Quiet};
 pub use stack::Stack;

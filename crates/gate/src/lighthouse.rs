@@ -6,17 +6,15 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
-/// The routes the gate offers for auditing, with the file name of each report.
-pub const ROUTES: [(&str, &str); 4] = [
-    ("/", "home"),
-    ("/keys", "keys"),
-    ("/playground", "playground"),
-    ("/metrics", "metrics"),
-];
+/// The routes the gate offers for auditing: the demo's pages
+/// (`atlas_vocab::demo::pages`), each report named after its page.
+pub fn routes() -> impl Iterator<Item = (&'static str, &'static str)> {
+    atlas_vocab::demo::pages().map(|r| (r.path, r.page.unwrap_or("page")))
+}
 
 /// Audits pages through the proxy after the load.
 pub trait Audit: Send + Sync {
-    /// Audits `target` + each of [`ROUTES`] that is a page, writing reports
+    /// Audits `target` + each of [`routes`] that is a page, writing reports
     /// into `dir`; returns one line for the summary and the report (what was
     /// audited with its score, what failed, what was skipped and why).
     fn audit<'a>(
@@ -82,7 +80,7 @@ impl Lighthouse {
             return "lighthouse: failed — cannot create the lighthouse folder".into();
         }
         let (mut done, mut not_pages, mut failed) = (Vec::new(), Vec::new(), Vec::new());
-        for (route, name) in ROUTES {
+        for (route, name) in routes() {
             let kind = atlas_healer::fetch(target, route, Duration::from_secs(5))
                 .await
                 .ok()

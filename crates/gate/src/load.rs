@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use atlas_healer::Numbers;
-use atlas_loadgen::{
-    Executor, LoadConfig, Observer, RunOptions, RunResult, ThresholdOutcome, TrendStat,
-};
+use atlas_loadgen::{Executor, LoadConfig, Observer, RunOptions, RunResult, ThresholdOutcome};
 
 use crate::config::GateConfig;
 use crate::error::Result;
@@ -42,22 +40,12 @@ impl LoadRun {
     }
 }
 
-/// The gate's thresholds in k6's grammar: p(95), failures, cache hits,
-/// achieved rate, and the request count within 1 % of rate × duration.
+/// The gate's thresholds in k6's grammar ([`Thresholds::k6`]: the same
+/// definition the healer's samples are judged by).
+///
+/// [`Thresholds::k6`]: atlas_healer::Thresholds::k6
 pub fn thresholds(cfg: &GateConfig) -> Vec<(&'static str, String)> {
-    let expected = cfg.expected_requests();
-    let p95 = cfg.thresholds.p95.as_secs_f64() * 1000.0;
-    vec![
-        ("http_req_duration", format!("p(95)<={p95}")),
-        (
-            "http_req_failed",
-            format!("rate<={}", cfg.thresholds.max_failures),
-        ),
-        ("cache_hit", format!("rate>={}", cfg.thresholds.min_hit)),
-        ("http_reqs", format!("rate>={}", cfg.rate)),
-        ("http_reqs", format!("count>={}", (expected * 0.99).floor())),
-        ("http_reqs", format!("count<={}", (expected * 1.01).ceil())),
-    ]
+    cfg.thresholds.k6(cfg.rate, cfg.duration)
 }
 
 /// Runs the gate's load at `target` with its thresholds.
@@ -98,29 +86,9 @@ pub(crate) async fn run(
     })
 }
 
-/// A measured value as thresholds print it.
-pub(crate) fn show(v: Option<f64>) -> String {
-    v.map(|v| {
-        format!("{v:.4}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-    })
-    .unwrap_or_else(|| "no samples".into())
-}
+pub(crate) use atlas_healer::measured as show;
 
 /// The packet's figures from a full load run.
 pub fn numbers(r: &RunResult) -> Numbers {
-    let m = &r.metrics;
-    Numbers {
-        requests: m.requests,
-        target_rate: r.target_rate,
-        achieved_rate: r.achieved_rate(),
-        dropped: m.dropped,
-        p50_ms: m.duration.stat_ms(TrendStat::Med),
-        p95_ms: m.duration.stat_ms(TrendStat::Percentile(95.0)),
-        p99_ms: m.duration.stat_ms(TrendStat::Percentile(99.0)),
-        failure_ratio: m.failure_ratio().unwrap_or(1.0),
-        hit_ratio: m.cache_hit_ratio(),
-    }
+    Numbers::from_result(r)
 }

@@ -247,9 +247,7 @@ impl Gate {
         hcfg.mix = cfg.requests.clone();
         hcfg.sample_rate = cfg.rate;
         hcfg.trace_id = Some(trace.to_string());
-        hcfg.gate.p95 = cfg.thresholds.p95;
-        hcfg.gate.max_failure_ratio = cfg.thresholds.max_failures;
-        hcfg.gate.min_hit_ratio = cfg.thresholds.min_hit;
+        hcfg.thresholds = cfg.thresholds.clone();
         hcfg.policy = cfg.healer_policy()?;
         hcfg.dry_run = !cfg.heal;
 

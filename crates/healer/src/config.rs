@@ -3,32 +3,71 @@
 use std::time::Duration;
 
 use atlas_loadgen::RequestSpec;
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::http::{self, Bearer};
 use crate::policy::Policy;
 
-/// What "green" means: the gate's thresholds, checked on every load sample.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Gate {
-    /// Largest p(95) of `http_req_duration` (default 200 ms).
+/// What "green" means, once for the gate and the healer: the gate's
+/// thresholds, written in k6's grammar by [`Thresholds::k6`] and evaluated
+/// by the load generator's threshold engine on every run, a 3 s sample or
+/// the gate's full minute.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Largest p(95) of `http_req_duration`, from the scheduled send time
+    /// (default 200 ms).
+    #[serde(with = "atlas_vocab::duration::string")]
     pub p95: Duration,
     /// Largest share of failed requests (default 0.01).
-    pub max_failure_ratio: f64,
-    /// Smallest share of `X-Cache-Status: HIT` answers (default 0.98).
-    pub min_hit_ratio: f64,
-    /// Smallest achieved rate as a share of the target rate (default 0.99).
-    pub min_rate_ratio: f64,
+    pub max_failures: f64,
+    /// Smallest share of `X-Cache-Status: HIT` among answers carrying it
+    /// (default 0.98).
+    pub min_hit: f64,
 }
 
-impl Default for Gate {
+impl Default for Thresholds {
     fn default() -> Self {
-        Gate {
+        Thresholds {
             p95: Duration::from_millis(200),
-            max_failure_ratio: 0.01,
-            min_hit_ratio: 0.98,
-            min_rate_ratio: 0.99,
+            max_failures: 0.01,
+            min_hit: 0.98,
         }
+    }
+}
+
+impl Thresholds {
+    /// The thresholds of a run at `rate` for `duration`, in k6's grammar:
+    /// p(95), failures, cache hits, the achieved rate, and the request count
+    /// within 1 % of rate × duration (a run that lost requests is not green).
+    pub fn k6(&self, rate: f64, duration: Duration) -> Vec<(&'static str, String)> {
+        let expected = rate * duration.as_secs_f64();
+        let p95 = self.p95.as_secs_f64() * 1000.0;
+        vec![
+            ("http_req_duration", format!("p(95)<={p95}")),
+            ("http_req_failed", format!("rate<={}", self.max_failures)),
+            ("cache_hit", format!("rate>={}", self.min_hit)),
+            ("http_reqs", format!("rate>={rate}")),
+            ("http_reqs", format!("count>={}", (expected * 0.99).floor())),
+            ("http_reqs", format!("count<={}", (expected * 1.01).ceil())),
+        ]
+    }
+
+    /// Checks the ratios; the error names the setting.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a ratio outside 0..1.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("thresholds.max_failures", self.max_failures),
+            ("thresholds.min_hit", self.min_hit),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::config(name, format!("{v} (a ratio within 0..1)")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -59,7 +98,7 @@ pub struct HealerConfig {
     /// The trace id the samples carry (default: a new one per sample).
     pub trace_id: Option<String>,
     /// What green means.
-    pub gate: Gate,
+    pub thresholds: Thresholds,
     /// Which knobs may change.
     pub policy: Policy,
     /// Observe, diagnose and plan, but change nothing.
@@ -87,7 +126,7 @@ impl HealerConfig {
             sample_duration: Duration::from_secs(3),
             sample_max_vus: 256,
             trace_id: None,
-            gate: Gate::default(),
+            thresholds: Thresholds::default(),
             policy: Policy::allow_all(),
             dry_run: false,
             max_iterations: 6,
@@ -128,19 +167,7 @@ impl HealerConfig {
         if self.sample_max_vus == 0 {
             return Err(Error::config("sample_max_vus", "must be at least 1"));
         }
-        let g = &self.gate;
-        if !(0.0..=1.0).contains(&g.max_failure_ratio) {
-            return Err(Error::config(
-                "gate.max_failure_ratio",
-                "must be within 0..1",
-            ));
-        }
-        if !(0.0..=1.0).contains(&g.min_hit_ratio) {
-            return Err(Error::config("gate.min_hit_ratio", "must be within 0..1"));
-        }
-        if !(0.0..=1.0).contains(&g.min_rate_ratio) {
-            return Err(Error::config("gate.min_rate_ratio", "must be within 0..1"));
-        }
+        self.thresholds.validate()?;
         if self.max_iterations == 0 {
             return Err(Error::config("max_iterations", "must be at least 1"));
         }

@@ -5,7 +5,9 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use crate::config::{Gate, HealerConfig};
+use atlas_vocab::{NoCacheReason, ProxyKnob};
+
+use crate::config::HealerConfig;
 use crate::http::Failure;
 use crate::observe::{Observation, RouteProbe, Sample};
 
@@ -136,47 +138,6 @@ impl Diagnosis {
             None => self.code.as_str().to_string(),
         }
     }
-}
-
-/// The gate's checks that a sample fails, as `p95 250.0 ms > 200 ms`. An
-/// empty sample fails: no samples is never a pass.
-pub fn failing(s: &Sample, gate: &Gate) -> Vec<String> {
-    if s.requests == 0 {
-        return vec!["no requests completed".into()];
-    }
-    let mut out = Vec::new();
-    let p95 = gate.p95.as_secs_f64() * 1000.0;
-    if s.p95_ms > p95 {
-        out.push(format!(
-            "p95 {:.1} ms > {} ms",
-            s.p95_ms,
-            limit_ms(gate.p95)
-        ));
-    }
-    if s.failure_ratio > gate.max_failure_ratio {
-        out.push(format!(
-            "errors {:.2} % > {:.2} %",
-            s.failure_ratio * 100.0,
-            gate.max_failure_ratio * 100.0
-        ));
-    }
-    match s.hit_ratio {
-        Some(h) if h >= gate.min_hit_ratio => {}
-        Some(h) => out.push(format!(
-            "cache hit {:.1} % < {:.1} %",
-            h * 100.0,
-            gate.min_hit_ratio * 100.0
-        )),
-        None => out.push("cache hit unknown: no answer carried X-Cache-Status".into()),
-    }
-    if s.achieved_rate < gate.min_rate_ratio * s.rate {
-        out.push(format!(
-            "rate {:.1}/s < {:.1}/s",
-            s.achieved_rate,
-            gate.min_rate_ratio * s.rate
-        ));
-    }
-    out
 }
 
 /// A limit in milliseconds as the user wrote it: `200`, `0.05`.
@@ -324,13 +285,13 @@ pub fn diagnose(obs: &Observation, cfg: &HealerConfig, managed: bool) -> Vec<Dia
             route_statuses(obs),
         )];
     };
-    let failing = failing(s, &cfg.gate);
+    let failing = s.failing();
     if failing.is_empty() {
         return Vec::new();
     }
     let mut out = Vec::new();
     let head = format!("sample: {} ({} requests)", s.figures(), s.requests);
-    if s.hit_ratio.is_none_or(|h| h < cfg.gate.min_hit_ratio) {
+    if s.hit_ratio.is_none_or(|h| h < cfg.thresholds.min_hit) {
         out.extend(miss_causes(obs, s, cfg, &head));
     }
     let server_errors: u64 = s
@@ -339,7 +300,7 @@ pub fn diagnose(obs: &Observation, cfg: &HealerConfig, managed: bool) -> Vec<Dia
         .filter(|(c, _)| matches!(c, 502..=504))
         .map(|(_, n)| n)
         .sum();
-    if s.failure_ratio > cfg.gate.max_failure_ratio && server_errors * 2 >= s.failed {
+    if s.failure_ratio > cfg.thresholds.max_failures && server_errors * 2 >= s.failed {
         out.push(Diagnosis::new(
             Code::UpstreamDown,
             None,
@@ -347,7 +308,7 @@ pub fn diagnose(obs: &Observation, cfg: &HealerConfig, managed: bool) -> Vec<Dia
             vec![head.clone(), format!("statuses: {:?}", s.statuses)],
         ));
     }
-    let p95_limit = cfg.gate.p95.as_secs_f64() * 1000.0;
+    let p95_limit = cfg.thresholds.p95.as_secs_f64() * 1000.0;
     if s.p95_ms > p95_limit {
         let slow: Vec<String> = s
             .routes
@@ -368,13 +329,13 @@ pub fn diagnose(obs: &Observation, cfg: &HealerConfig, managed: bool) -> Vec<Dia
                 None,
                 format!(
                     "requests that go upstream take longer than {} ms",
-                    limit_ms(cfg.gate.p95)
+                    limit_ms(cfg.thresholds.p95)
                 ),
                 ev,
             ));
         }
     }
-    if s.dropped > 0 || s.achieved_rate < cfg.gate.min_rate_ratio * s.rate {
+    if s.dropped > 0 || s.short_of_rate() {
         out.push(Diagnosis::new(
             Code::LoadShortfall,
             None,
@@ -422,10 +383,11 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
     let cookie: Vec<&str> = obs
         .routes
         .iter()
-        .filter(|r| r.miss_reason() == Some("set-cookie"))
+        .filter(|r| r.miss_reason() == Some(NoCacheReason::SetCookie.as_str()))
         .map(|r| r.path.as_str())
         .collect();
-    if !cookie.is_empty() && knob("cache.ignore_set_cookie") != Some(Value::Bool(true)) {
+    if !cookie.is_empty() && knob(ProxyKnob::CacheIgnoreSetCookie.name()) != Some(Value::Bool(true))
+    {
         out.push(Diagnosis::new(
             Code::CacheMiss,
             Some(MissCause::SetCookie),
@@ -447,7 +409,8 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
                     if obs
                         .routes
                         .iter()
-                        .any(|r| r.cache_detail.as_deref() == Some("set-cookie"))
+                        .any(|r| r.cache_detail.as_deref()
+                            == Some(NoCacheReason::SetCookie.as_str()))
                     {
                         "answered Cache-Status detail=set-cookie"
                     } else {
@@ -456,7 +419,7 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
                 ),
                 format!(
                     "cache.ignore_set_cookie = {}",
-                    show(knob("cache.ignore_set_cookie"))
+                    show(knob(ProxyKnob::CacheIgnoreSetCookie.name()))
                 ),
                 statuses.clone(),
             ],
@@ -466,7 +429,11 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
     let private: Vec<&RouteProbe> = obs
         .routes
         .iter()
-        .filter(|r| matches!(r.miss_reason(), Some("private" | "no-store")))
+        .filter(|r| {
+            r.miss_reason()
+                .and_then(NoCacheReason::parse)
+                .is_some_and(|r| matches!(r, NoCacheReason::Private | NoCacheReason::NoStore))
+        })
         .collect();
     if !private.is_empty() && knob("cache.store_private") != Some(Value::Bool(true)) {
         let paths: Vec<&str> = private.iter().map(|r| r.path.as_str()).collect();
@@ -510,12 +477,12 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
             (status != "HIT").then(|| format!("GET {other} after {}: {status}", r.path))
         })
         .collect();
-    if !apart.is_empty() && knob("cache.sort_query") != Some(Value::Bool(true)) {
+    if !apart.is_empty() && knob(ProxyKnob::CacheSortQuery.name()) != Some(Value::Bool(true)) {
         let mut ev = vec![head.to_string()];
         ev.extend(apart);
         ev.push(format!(
             "cache.sort_query = {}",
-            show(knob("cache.sort_query"))
+            show(knob(ProxyKnob::CacheSortQuery.name()))
         ));
         ev.push(statuses.clone());
         out.push(Diagnosis::new(
@@ -527,14 +494,15 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
     }
 
     let keys = s.routes.iter().filter(|r| r.requests > 0).count() as f64;
-    let ttl = duration_knob(knob("cache.ttl").as_ref());
+    let ttl = duration_knob(knob(ProxyKnob::CacheTtl.name()).as_ref());
     if let Some(ttl) = ttl.filter(|t| !t.is_zero()) {
         // Each key is fetched once when cold and once per expiry; more than
         // that, by a margin, means concurrent misses of one key.
         let windows = 1.0 + (s.secs / ttl.as_secs_f64()).floor();
         let expected = keys * windows;
         let fetches = s.fetches() as f64;
-        if knob("cache.lock") == Some(Value::Bool(false)) && fetches > 1.5 * expected {
+        if knob(ProxyKnob::CacheLock.name()) == Some(Value::Bool(false)) && fetches > 1.5 * expected
+        {
             out.push(Diagnosis::new(
                 Code::CacheMiss,
                 Some(MissCause::Stampede),
@@ -556,7 +524,7 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
         // With one fetch per key per TTL, the hit ratio is about
         // 1 - keys / (ttl × rate); too short a TTL cannot reach the gate.
         let predicted = 1.0 - keys / (ttl.as_secs_f64() * s.rate);
-        if predicted < cfg.gate.min_hit_ratio + (1.0 - cfg.gate.min_hit_ratio) / 2.0 {
+        if predicted < cfg.thresholds.min_hit + (1.0 - cfg.thresholds.min_hit) / 2.0 {
             out.push(Diagnosis::new(
                 Code::CacheMiss,
                 Some(MissCause::ShortTtl),
@@ -588,61 +556,6 @@ fn show(v: Option<Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    fn sample(requests: u64, hit: Option<f64>, p95: f64, failed: u64) -> Sample {
-        Sample {
-            rate: 100.0,
-            secs: 1.0,
-            max_vus: 10,
-            requests,
-            failed,
-            dropped: 0,
-            achieved_rate: requests as f64,
-            p50_ms: p95 / 2.0,
-            p95_ms: p95,
-            p99_ms: p95,
-            hit_ratio: hit,
-            failure_ratio: if requests == 0 {
-                1.0
-            } else {
-                failed as f64 / requests as f64
-            },
-            cache: BTreeMap::new(),
-            statuses: BTreeMap::new(),
-            routes: Vec::new(),
-            trace_id: String::new(),
-        }
-    }
-
-    #[test]
-    fn no_samples_is_never_a_pass() {
-        let f = failing(&sample(0, None, 0.0, 0), &Gate::default());
-        assert_eq!(f, vec!["no requests completed".to_string()]);
-    }
-
-    #[test]
-    fn each_gate_check_names_measured_and_limit() {
-        let g = Gate::default();
-        assert!(failing(&sample(100, Some(0.99), 10.0, 0), &g).is_empty());
-        let f = failing(&sample(100, Some(0.5), 250.0, 5), &g);
-        assert_eq!(
-            f,
-            vec![
-                "p95 250.0 ms > 200 ms".to_string(),
-                "errors 5.00 % > 1.00 %".to_string(),
-                "cache hit 50.0 % < 98.0 %".to_string(),
-            ]
-        );
-        let f = failing(&sample(100, None, 1.0, 0), &g);
-        assert!(f[0].contains("no answer carried X-Cache-Status"), "{f:?}");
-        let tight = Gate {
-            p95: Duration::from_micros(50),
-            ..Gate::default()
-        };
-        let f = failing(&sample(100, Some(1.0), 0.4, 0), &tight);
-        assert_eq!(f, vec!["p95 0.4 ms > 0.05 ms".to_string()]);
-    }
 
     #[test]
     fn codes_are_spelled_once() {
@@ -656,7 +569,7 @@ mod tests {
         let j = serde_json::to_value(&d).unwrap();
         assert_eq!(
             (j["code"].as_str(), j["cause"].as_str()),
-            (Some("CACHE-MISS"), Some("set-cookie"))
+            (Some("CACHE-MISS"), Some(NoCacheReason::SetCookie.as_str()))
         );
         assert_eq!(Code::PortOccupied.as_str(), "PORT-OCCUPIED");
     }

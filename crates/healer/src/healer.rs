@@ -5,18 +5,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use atlas_vocab::ProxyKnob;
 use serde_json::{json, Value};
 
 use crate::config::HealerConfig;
-use crate::diagnose::{diagnose, failing, Code, Diagnosis, MissCause};
+use crate::diagnose::{diagnose, Code, Diagnosis, MissCause};
 use crate::error::{Error, Result};
 use crate::http;
 use crate::journal::{now, Journal, Notes, Phase};
+use crate::knob::{Actuator, AdminApi, Knob, Refused};
 use crate::launch::Launcher;
-use crate::observe::{self, Observation, Sample};
+use crate::observe::{LiveSensor, Observation, Sample, Sensor};
 use crate::packet::{Blocker, Change, ChangeOutcome, Numbers, Packet, Progress};
 use crate::plan::{plan, Action};
-use crate::policy::knob_home;
 
 /// Hooks called while the healer runs. Every method has a default that does nothing.
 pub trait Hooks: Send + Sync {
@@ -41,6 +42,8 @@ pub struct Report {
 /// A configured healer. See the crate docs for the loop.
 pub struct Healer {
     cfg: HealerConfig,
+    sensor: Box<dyn Sensor>,
+    actuator: Option<Box<dyn Actuator>>,
     launcher: Option<Box<dyn Launcher>>,
     hooks: Option<Arc<dyn Hooks>>,
     out: Option<PathBuf>,
@@ -52,21 +55,31 @@ struct Run<'a> {
     journal: Journal,
     notes: Notes,
     changes: Vec<Change>,
-    attempts: HashMap<String, u32>,
+    attempts: HashMap<Knob, u32>,
     max_vus: usize,
     best: Option<Numbers>,
     rollbacks: u32,
 }
 
 impl Healer {
-    /// Validates the config.
+    /// Validates the config. The healer observes the live system
+    /// ([`LiveSensor`]) and changes the proxy's knobs through its admin API
+    /// ([`AdminApi`], when `cfg.admin` names one).
     ///
     /// # Errors
     /// [`Error::Config`] naming the bad field.
     pub fn new(cfg: HealerConfig) -> Result<Healer> {
         cfg.validate()?;
+        let actuator = cfg.admin.as_ref().map(|url| {
+            Box::new(AdminApi {
+                url: url.clone(),
+                token: cfg.admin_token.clone(),
+            }) as Box<dyn Actuator>
+        });
         Ok(Healer {
             cfg,
+            sensor: Box::new(LiveSensor),
+            actuator,
             launcher: None,
             hooks: None,
             out: None,
@@ -76,6 +89,18 @@ impl Healer {
     /// Lets the healer start the proxy when nothing listens (managed mode).
     pub fn launcher(mut self, l: impl Launcher + 'static) -> Self {
         self.launcher = Some(Box::new(l));
+        self
+    }
+
+    /// Observes through `s` instead of the live system (a fake world in tests).
+    pub fn sensor(mut self, s: impl Sensor + 'static) -> Self {
+        self.sensor = Box::new(s);
+        self
+    }
+
+    /// Changes the proxy's knobs through `a` instead of the admin API.
+    pub fn actuator(mut self, a: impl Actuator + 'static) -> Self {
+        self.actuator = Some(Box::new(a));
         self
     }
 
@@ -123,8 +148,8 @@ impl Healer {
                 "target": c.target, "admin": c.admin, "app": c.app, "dry_run": c.dry_run,
                 "managed": self.launcher.is_some(),
                 "policy": c.policy.source(), "allow": c.policy.allow, "deny": c.policy.deny,
-                "gate": {"p95_ms": c.gate.p95.as_millis() as u64, "max_failure_ratio": c.gate.max_failure_ratio,
-                         "min_hit_ratio": c.gate.min_hit_ratio},
+                "thresholds": c.thresholds.k6(c.sample_rate, c.sample_duration)
+                    .into_iter().map(|(m, e)| format!("{m}: {e}")).collect::<Vec<_>>(),
                 "sample": {"rate": c.sample_rate, "secs": c.sample_duration.as_secs_f64()},
                 "max_iterations": c.max_iterations, "passes": c.passes,
             }),
@@ -164,7 +189,7 @@ impl Run<'_> {
     }
 
     async fn observe(&mut self, iteration: u32, phase: Phase) -> Result<Observation> {
-        let obs = observe::observe(&self.h.cfg, self.max_vus, true).await?;
+        let obs = self.h.sensor.observe(&self.h.cfg, self.max_vus).await?;
         self.note_best(obs.sample.as_ref());
         self.log(iteration, phase, json!({ "observation": obs }))?;
         Ok(obs)
@@ -213,30 +238,28 @@ impl Run<'_> {
             let d = diags[0].clone();
             last_diag = Some(d.clone());
             let app_answers = match &cfg.app {
-                Some(app) => http::get(app, "/", Duration::from_secs(3))
-                    .await
-                    .is_ok_and(|r| r.status < 500),
+                Some(app) => self.h.sensor.app_answers(app).await,
                 None => false,
             };
             let p = plan(&d, &obs, cfg, managed, app_answers, self.max_vus);
             self.log(it, Phase::Plan, json!({ "plan": p }))?;
-            let tried_out = |a: &Action, attempts: &HashMap<String, u32>| {
+            let tried_out = |a: &Action, attempts: &HashMap<Knob, u32>| {
                 attempts.get(&a.knob).copied().unwrap_or(0) >= cfg.max_attempts_per_knob
             };
             let chosen = p
                 .candidates
                 .iter()
-                .find(|a| cfg.policy.allows(&a.knob) && !tried_out(a, &self.attempts))
+                .find(|a| cfg.policy.allows(a.knob) && !tried_out(a, &self.attempts))
                 .cloned();
             let Some(action) = chosen else {
                 let b = if let Some(forbidden) =
-                    p.candidates.iter().find(|a| !cfg.policy.allows(&a.knob))
+                    p.candidates.iter().find(|a| !cfg.policy.allows(a.knob))
                 {
                     self.policy_blocker(&d, forbidden)
                 } else if let Some(spent) = p.candidates.first() {
                     let mut b = self.blocker(&d);
-                    b.knob = Some(spent.knob.clone());
-                    b.lives = knob_home(&spent.knob).to_string();
+                    b.knob = Some(spent.knob.name().to_string());
+                    b.lives = spent.knob.home().describe().to_string();
                     b.proof.push(format!(
                         "{} was changed {} times (the limit) without a lasting fix; see the journal",
                         spent.knob, cfg.max_attempts_per_knob
@@ -256,19 +279,19 @@ impl Run<'_> {
                     "{} — not changed (--dry-run): would set {} {} → {}",
                     d.summary, action.knob, action.from, action.to
                 );
-                b.knob = Some(action.knob.clone());
-                b.lives = knob_home(&action.knob).to_string();
+                b.knob = Some(action.knob.name().to_string());
+                b.lives = action.knob.home().describe().to_string();
                 return Ok((Packet::Blocker(b), obs));
             }
 
             // ACT: the intent is on disk before the change.
             self.log(it, Phase::Act, json!({ "action": action }))?;
-            *self.attempts.entry(action.knob.clone()).or_default() += 1;
-            if let Err(why) = self.apply(&action.knob, &action.to).await {
+            *self.attempts.entry(action.knob).or_default() += 1;
+            if let Err(why) = self.apply(action.knob, &action.to).await {
                 self.log(
                     it,
                     Phase::Acted,
-                    json!({"knob": action.knob, "ok": false, "error": why}),
+                    json!({"knob": action.knob, "ok": false, "error": why.to_string()}),
                 )?;
                 let change = self.change(it, &action, ChangeOutcome::Refused, &obs, None);
                 self.notes.record(
@@ -290,9 +313,9 @@ impl Run<'_> {
             // VERIFY
             let after = self.observe(it, Phase::Verify).await?;
             if let Some(why) = worse(&obs, &after, cfg) {
-                self.apply(&action.knob, &action.from)
-                    .await
-                    .map_err(|e| Error::config(&action.knob, format!("rollback failed: {e}")))?;
+                self.apply(action.knob, &action.from).await.map_err(|e| {
+                    Error::config(action.knob.name(), format!("rollback failed: {e}"))
+                })?;
                 self.rollbacks += 1;
                 let change =
                     self.change(it, &action, ChangeOutcome::RolledBack, &obs, Some(&after));
@@ -362,9 +385,9 @@ impl Run<'_> {
     /// Runs `passes - 1` more samples; `None` when all pass, else the failing observation.
     async fn confirm(&mut self, it: u32, obs: &Observation) -> Result<Option<Observation>> {
         for _ in 1..self.h.cfg.passes {
-            let s = observe::sample(&self.h.cfg, self.max_vus).await?;
+            let s = self.h.sensor.sample(&self.h.cfg, self.max_vus).await?;
             self.note_best(Some(&s));
-            let fails = failing(&s, &self.h.cfg.gate);
+            let fails = s.failing();
             self.log(it, Phase::Verify, json!({"sample": s, "failing": fails}))?;
             if !fails.is_empty() {
                 let mut o = obs.clone();
@@ -375,73 +398,70 @@ impl Run<'_> {
         Ok(None)
     }
 
-    async fn apply(&mut self, knob: &str, to: &Value) -> std::result::Result<(), String> {
-        let cfg = &self.h.cfg;
+    async fn apply(&mut self, knob: Knob, to: &Value) -> std::result::Result<(), Refused> {
         match knob {
-            "proxy.start" => {
-                if to != "running" {
-                    return Ok(()); // nothing to undo: a started proxy is left running
-                }
-                let how = self
-                    .h
-                    .launcher
-                    .as_ref()
-                    .ok_or("no launcher: the healer does not manage this proxy")?
-                    .start()?;
-                self.log(0, Phase::Acted, json!({"knob": knob, "started": how}))
-                    .map_err(|e| e.to_string())?;
-                let (host, port) = http::host_port(&cfg.target).expect("validated");
-                for _ in 0..100 {
-                    let up = http::connect(&host, port, Duration::from_millis(200))
-                        .await
-                        .is_ok();
-                    let healthy = match &cfg.admin {
-                        Some(a) => http::get_with(
-                            a,
-                            "/health",
-                            Duration::from_millis(500),
-                            cfg.admin_token.as_ref(),
-                        )
-                        .await
-                        .is_ok_and(|r| r.status == 200),
-                        None => true,
-                    };
-                    if up && healthy {
-                        return Ok(());
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(format!(
-                    "started ({how}) but {host}:{port} did not answer within 10 s"
-                ))
-            }
-            "load.max_vus" => {
-                self.max_vus = to.as_u64().ok_or("load.max_vus must be a number")? as usize;
+            Knob::ProxyStart => self.start_proxy(to).await,
+            Knob::LoadMaxVus => {
+                let n = to
+                    .as_u64()
+                    .ok_or_else(|| Refused("load.max_vus must be a number".into()))?;
+                self.max_vus = n as usize;
                 Ok(())
             }
-            _ => {
-                let admin = cfg.admin.as_deref().ok_or("no admin API")?;
-                let body = json!({ knob: to });
-                let r = http::send(
-                    ::http::Method::PUT,
-                    admin,
-                    "/config",
-                    Some(&body),
-                    Duration::from_secs(5),
+            Knob::Proxy(k) => {
+                let actuator = self
+                    .h
+                    .actuator
+                    .as_ref()
+                    .ok_or_else(|| Refused("no admin API".into()))?;
+                actuator.set(k, to).await
+            }
+        }
+    }
+
+    /// `proxy.start`: starts the managed proxy and waits until it accepts
+    /// connections and its admin API is healthy.
+    async fn start_proxy(&mut self, to: &Value) -> std::result::Result<(), Refused> {
+        if to != "running" {
+            return Ok(()); // nothing to undo: a started proxy is left running
+        }
+        let cfg = &self.h.cfg;
+        let how = self
+            .h
+            .launcher
+            .as_ref()
+            .ok_or_else(|| Refused("no launcher: the healer does not manage this proxy".into()))?
+            .start()?;
+        self.log(
+            0,
+            Phase::Acted,
+            json!({"knob": Knob::ProxyStart, "started": how}),
+        )
+        .map_err(|e| Refused(e.to_string()))?;
+        let (host, port) = http::host_port(&cfg.target).expect("validated");
+        for _ in 0..100 {
+            let up = http::connect(&host, port, Duration::from_millis(200))
+                .await
+                .is_ok();
+            let healthy = match &cfg.admin {
+                Some(a) => http::get_with(
+                    a,
+                    "/health",
+                    Duration::from_millis(500),
                     cfg.admin_token.as_ref(),
                 )
                 .await
-                .map_err(|f| format!("PUT {admin}/config: {f}"))?;
-                if r.status != 200 {
-                    return Err(format!(
-                        "PUT {admin}/config answered {}: {}",
-                        r.status,
-                        String::from_utf8_lossy(&r.body)
-                    ));
-                }
-                Ok(())
+                .is_ok_and(|r| r.status == 200),
+                None => true,
+            };
+            if up && healthy {
+                return Ok(());
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        Err(Refused(format!(
+            "started ({how}) but {host}:{port} did not answer within 10 s"
+        )))
     }
 
     fn change(
@@ -455,7 +475,7 @@ impl Run<'_> {
         Change {
             iteration,
             at: now(),
-            knob: a.knob.clone(),
+            knob: a.knob.name().to_string(),
             from: a.from.clone(),
             to: a.to.clone(),
             addresses: a.addresses.clone(),
@@ -475,16 +495,19 @@ impl Run<'_> {
                     cfg.target
                 ),
             ),
-            Code::ScNet => (Some("proxy.start"), knob_home("proxy.start").into()),
+            Code::ScNet => (
+                Some(Knob::ProxyStart.name()),
+                Knob::ProxyStart.home().describe().into(),
+            ),
             Code::PortOccupied => (
                 Some("listen"),
                 "another process holds the proxy's port; the healer never kills what it did not start: stop it or move the proxy's `listen`".into(),
             ),
             Code::ScName => (
-                Some("upstream"),
+                Some(ProxyKnob::Upstream.name()),
                 format!(
                     "{}; tell the healer where the app listens (--app URL) to correct it",
-                    knob_home("upstream")
+                    Knob::Proxy(ProxyKnob::Upstream).home().describe()
                 ),
             ),
             Code::UpstreamDown | Code::UpstreamSlow => (
@@ -492,7 +515,7 @@ impl Run<'_> {
                 "the application behind the proxy: the healer changes infrastructure knobs, never the app".into(),
             ),
             Code::LoadShortfall => (
-                Some("load.max_vus"),
+                Some(Knob::LoadMaxVus.name()),
                 "the load generator: it cannot reach the rate on this machine (run it on another host, or split it with --segment)".into(),
             ),
             Code::CacheMiss if d.cause == Some(MissCause::Private) => (
@@ -536,10 +559,10 @@ impl Run<'_> {
                 d.label(),
                 a.knob
             ),
-            knob: Some(a.knob.clone()),
+            knob: Some(a.knob.name().to_string()),
             lives: format!(
                 "{}; forbidden by the policy in {source}",
-                knob_home(&a.knob)
+                a.knob.home().describe()
             ),
             proof,
             best: self.best.clone(),
@@ -572,7 +595,7 @@ fn worse(before: &Observation, after: &Observation, cfg: &HealerConfig) -> Optio
             ));
         }
     }
-    let limit = cfg.gate.p95.as_secs_f64() * 1000.0;
+    let limit = cfg.thresholds.p95.as_secs_f64() * 1000.0;
     if a.p95_ms > b.p95_ms * 1.5 + 5.0 && a.p95_ms > limit {
         return Some(format!("p95 {:.1} ms → {:.1} ms", b.p95_ms, a.p95_ms));
     }

@@ -50,23 +50,25 @@ mod error;
 mod healer;
 mod http;
 mod journal;
+mod knob;
 mod launch;
 mod observe;
 mod packet;
 mod plan;
 mod policy;
 
-pub use config::{Gate, HealerConfig};
-pub use diagnose::{diagnose, failing, Code, Diagnosis, MissCause};
+pub use config::{HealerConfig, Thresholds};
+pub use diagnose::{diagnose, Code, Diagnosis, MissCause};
 pub use error::{Error, Result};
 pub use healer::{Healer, Hooks, Report};
 pub use http::{get as fetch, get_with as fetch_with, Bearer, Failure, Reply};
 pub use journal::{journal_line, Journal, JournalPrinter, Notes, Phase};
+pub use knob::{Actuator, AdminApi, BoxFuture, Home, Knob, Refused};
 pub use launch::{CommandLauncher, Launcher};
 pub use observe::{
-    observe, port_owner, AdminView, Observation, PortProbe, RouteProbe, RouteSample, Sample,
-    UpstreamProbe,
+    measured, observe, port_owner, sample, AdminView, LiveSensor, Observation, PortProbe,
+    RouteProbe, RouteSample, Sample, Sensor, UpstreamProbe,
 };
 pub use packet::{Blocker, Change, ChangeOutcome, Numbers, Packet, Progress};
 pub use plan::{plan, Action, Plan};
-pub use policy::{knob_home, Policy, KNOBS};
+pub use policy::Policy;

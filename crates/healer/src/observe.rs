@@ -4,13 +4,17 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use atlas_loadgen::{CacheStatus, Executor, Label, LoadConfig, RunResult, TrendStat};
+use atlas_loadgen::{
+    CacheStatus, Executor, Label, LoadConfig, RunResult, ThresholdOutcome, TrendStat,
+};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::HealerConfig;
 use crate::error::Result;
 use crate::http::{self, Failure};
+use crate::knob::BoxFuture;
+use crate::packet::Numbers;
 
 /// Everything one observation saw.
 #[derive(Clone, Debug, Serialize)]
@@ -65,11 +69,7 @@ pub struct AdminView {
 impl AdminView {
     /// A knob's current value from `GET /config` by its dotted name.
     pub fn knob(&self, name: &str) -> Option<&Value> {
-        let mut v = self.config.as_ref()?;
-        for part in name.split('.') {
-            v = v.get(part)?;
-        }
-        Some(v)
+        atlas_vocab::admin::knob_value(self.config.as_ref()?, name)
     }
 
     /// True when `/health` answered 200.
@@ -186,6 +186,9 @@ pub struct Sample {
     pub routes: Vec<RouteSample>,
     /// The sample's trace id.
     pub trace_id: String,
+    /// The gate's thresholds ([`Thresholds::k6`](crate::Thresholds::k6)),
+    /// as the load generator's engine judged them on this sample.
+    pub verdict: Vec<ThresholdOutcome>,
 }
 
 /// One route's part of a [`Sample`].
@@ -202,7 +205,10 @@ pub struct RouteSample {
 }
 
 impl Sample {
-    fn from_result(r: &RunResult, rate: f64, secs: f64, max_vus: usize) -> Sample {
+    /// The sample's figures from its run ([`Numbers::from_result`], the one
+    /// place they are read off a result) and the verdict on it.
+    pub fn from_result(r: &RunResult, secs: f64, verdict: Vec<ThresholdOutcome>) -> Sample {
+        let n = Numbers::from_result(r);
         let m = &r.metrics;
         let cache = m
             .cache
@@ -211,18 +217,18 @@ impl Sample {
             .map(|(s, n)| (s.as_str().to_string(), n))
             .collect();
         Sample {
-            rate,
+            rate: n.target_rate,
             secs,
-            max_vus,
-            requests: m.requests,
+            max_vus: r.max_vus as usize,
+            requests: n.requests,
             failed: m.failed,
-            dropped: m.dropped,
-            achieved_rate: r.achieved_rate(),
-            p50_ms: m.duration.stat_ms(TrendStat::Med),
-            p95_ms: m.duration.stat_ms(TrendStat::Percentile(95.0)),
-            p99_ms: m.duration.stat_ms(TrendStat::Percentile(99.0)),
-            hit_ratio: m.cache_hit_ratio(),
-            failure_ratio: m.failure_ratio().unwrap_or(1.0),
+            dropped: n.dropped,
+            achieved_rate: n.achieved_rate,
+            p50_ms: n.p50_ms,
+            p95_ms: n.p95_ms,
+            p99_ms: n.p99_ms,
+            hit_ratio: n.hit_ratio,
+            failure_ratio: n.failure_ratio,
             cache,
             statuses: m.statuses.iter().collect(),
             routes: m
@@ -231,12 +237,38 @@ impl Sample {
                 .map(|rt| RouteSample {
                     name: rt.name.clone(),
                     requests: rt.requests,
-                    fetches: rt.cache.get(CacheStatus::Miss) + rt.cache.get(CacheStatus::Expired),
+                    fetches: CacheStatus::ALL
+                        .into_iter()
+                        .filter(|s| s.fetched())
+                        .map(|s| rt.cache.get(s))
+                        .sum(),
                     p95_ms: rt.duration.stat_ms(TrendStat::Percentile(95.0)),
                 })
                 .collect(),
             trace_id: r.trace_id.clone(),
+            verdict,
         }
+    }
+
+    /// The thresholds this sample fails, with what was measured
+    /// (`http_req_duration p(95)<=200 (measured 250.3)`). A sample without
+    /// requests fails: no samples is never a pass.
+    pub fn failing(&self) -> Vec<String> {
+        if self.requests == 0 {
+            return vec!["no requests completed".into()];
+        }
+        self.verdict
+            .iter()
+            .filter(|o| !o.ok)
+            .map(|o| format!("{} {} (measured {})", o.metric, o.expr, measured(o.actual)))
+            .collect()
+    }
+
+    /// The thresholds on the request count or rate fail.
+    pub fn short_of_rate(&self) -> bool {
+        self.verdict
+            .iter()
+            .any(|o| !o.ok && o.metric == "http_reqs")
     }
 
     /// Upstream fetches (`MISS` + `EXPIRED`) over all routes.
@@ -376,7 +408,7 @@ async fn probe_route(base: &str, path: &str) -> RouteProbe {
             cache_control: r.header("cache-control").map(str::to_string),
             cache_detail: r
                 .header("cache-status")
-                .and_then(detail)
+                .and_then(atlas_vocab::cache_status_detail)
                 .map(str::to_string),
             reordered,
         },
@@ -402,7 +434,69 @@ fn reordered_query(path: &str) -> Option<String> {
     (other != path).then_some(other)
 }
 
-/// Runs the load sample: the mix at the sample rate for the sample duration.
+/// A measured value as thresholds print it: `250.3`, `0.0123`, or `no samples`.
+pub fn measured(v: Option<f64>) -> String {
+    v.map(|v| {
+        format!("{v:.4}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    })
+    .unwrap_or_else(|| "no samples".into())
+}
+
+/// Where the healer's observations come from: the live system
+/// ([`LiveSensor`]), or a fake world in tests.
+pub trait Sensor: Send + Sync {
+    /// One observation: the proxy's port, its admin API, the upstream,
+    /// every route, and (when a route answered) a load sample.
+    fn observe<'a>(
+        &'a self,
+        cfg: &'a HealerConfig,
+        max_vus: usize,
+    ) -> BoxFuture<'a, Result<Observation>>;
+
+    /// One load sample.
+    fn sample<'a>(&'a self, cfg: &'a HealerConfig, max_vus: usize)
+        -> BoxFuture<'a, Result<Sample>>;
+
+    /// Whether the application answers at `app` (the fix for `SC-NAME`
+    /// points the proxy there only then).
+    fn app_answers<'a>(&'a self, app: &'a str) -> BoxFuture<'a, bool>;
+}
+
+/// The live system over the network: [`observe`] and [`sample`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LiveSensor;
+
+impl Sensor for LiveSensor {
+    fn observe<'a>(
+        &'a self,
+        cfg: &'a HealerConfig,
+        max_vus: usize,
+    ) -> BoxFuture<'a, Result<Observation>> {
+        Box::pin(observe(cfg, max_vus, true))
+    }
+
+    fn sample<'a>(
+        &'a self,
+        cfg: &'a HealerConfig,
+        max_vus: usize,
+    ) -> BoxFuture<'a, Result<Sample>> {
+        Box::pin(sample(cfg, max_vus))
+    }
+
+    fn app_answers<'a>(&'a self, app: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            http::get(app, "/", PROBE_LIMIT)
+                .await
+                .is_ok_and(|r| r.status < 500)
+        })
+    }
+}
+
+/// Runs the load sample: the mix at the sample rate for the sample
+/// duration, judged by the gate's thresholds.
 pub async fn sample(cfg: &HealerConfig, max_vus: usize) -> Result<Sample> {
     let mut load = LoadConfig::new(Executor::ConstantArrivalRate {
         rate: cfg.sample_rate,
@@ -415,12 +509,15 @@ pub async fn sample(cfg: &HealerConfig, max_vus: usize) -> Result<Sample> {
     load.timeout = Duration::from_secs(10);
     load.graceful_stop = Duration::from_secs(10);
     load.trace_id = cfg.trace_id.clone();
+    for (metric, expr) in cfg.thresholds.k6(cfg.sample_rate, cfg.sample_duration) {
+        load = load.threshold(metric, &expr);
+    }
     let result = load.build()?.run().await?;
+    let verdict = result.evaluate(None)?;
     Ok(Sample::from_result(
         &result,
-        cfg.sample_rate,
         cfg.sample_duration.as_secs_f64(),
-        max_vus,
+        verdict,
     ))
 }
 
@@ -475,14 +572,6 @@ pub fn port_owner(port: u16) -> Option<String> {
     None
 }
 
-/// The `detail=` parameter of an RFC 9211 `Cache-Status` value.
-fn detail(cache_status: &str) -> Option<&str> {
-    cache_status
-        .split(';')
-        .find_map(|p| p.trim().strip_prefix("detail="))
-        .map(|d| d.trim_matches('"'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,11 +591,6 @@ mod tests {
 
     #[test]
     fn the_proxys_reason_first_then_the_headers() {
-        assert_eq!(
-            detail("atlas; fwd=miss; detail=set-cookie"),
-            Some("set-cookie")
-        );
-        assert_eq!(detail("atlas; hit; ttl=3"), None);
         // an Atlas proxy says why
         let atlas = probe("MISS", Some("no-store"), true, None);
         assert_eq!(atlas.miss_reason(), Some("no-store"));

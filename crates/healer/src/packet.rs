@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use atlas_loadgen::{RunResult, TrendStat};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -32,6 +33,24 @@ pub struct Numbers {
 }
 
 impl Numbers {
+    /// The figures of a run, read off its result here and nowhere else
+    /// (the gate's full runs and the healer's samples alike).
+    pub fn from_result(r: &RunResult) -> Numbers {
+        let m = &r.metrics;
+        Numbers {
+            requests: m.requests,
+            target_rate: r.target_rate,
+            achieved_rate: r.achieved_rate(),
+            dropped: m.dropped,
+            p50_ms: m.duration.stat_ms(TrendStat::Med),
+            p95_ms: m.duration.stat_ms(TrendStat::Percentile(95.0)),
+            p99_ms: m.duration.stat_ms(TrendStat::Percentile(99.0)),
+            // no completed request: every one failed
+            failure_ratio: m.failure_ratio().unwrap_or(1.0),
+            hit_ratio: m.cache_hit_ratio(),
+        }
+    }
+
     /// The figures of a load sample.
     pub fn of(s: &Sample) -> Numbers {
         Numbers {

@@ -8,14 +8,15 @@ use serde_json::{json, Value};
 
 use crate::config::HealerConfig;
 use crate::diagnose::{duration_knob, Code, Diagnosis, MissCause};
+use crate::knob::Knob;
 use crate::observe::Observation;
+use atlas_vocab::ProxyKnob;
 
 /// One change of one knob.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Action {
-    /// The knob, named as the proxy's config names it (`cache.lock`), or a
-    /// healer knob (`proxy.start`, `load.max_vus`).
-    pub knob: String,
+    /// The knob (serialized by its name: `cache.lock`, `proxy.start`).
+    pub knob: Knob,
     /// Its value now (`null` when unknown).
     pub from: Value,
     /// The value to set.
@@ -50,19 +51,19 @@ pub fn plan(
     app_answers: bool,
     max_vus: usize,
 ) -> Plan {
-    let knob = |name: &str| {
+    let knob = |k: ProxyKnob| {
         obs.admin
             .as_ref()
-            .and_then(|a| a.knob(name))
+            .and_then(|a| a.knob(k.name()))
             .cloned()
             .unwrap_or(Value::Null)
     };
     let admin = cfg.admin.as_deref().unwrap_or("<admin>");
-    let set = |name: &str, to: Value, precondition: String, expected: String| {
-        let from = knob(name);
+    let set = |k: ProxyKnob, to: Value, precondition: String, expected: String| {
+        let from = knob(k);
         Action {
-            knob: name.to_string(),
-            rollback: format!("PUT {admin}/config {}", json!({ name: from.clone() })),
+            knob: Knob::Proxy(k),
+            rollback: format!("PUT {admin}/config {}", json!({ k.name(): from.clone() })),
             from,
             to,
             addresses: d.label(),
@@ -74,7 +75,7 @@ pub fn plan(
     let has_admin = obs.admin.as_ref().is_some_and(|a| a.config.is_some());
     match (d.code, d.cause) {
         (Code::ScNet, _) if managed && !obs.target.open() => c.push(Action {
-            knob: "proxy.start".into(),
+            knob: Knob::ProxyStart,
             from: json!("stopped"),
             to: json!("running"),
             addresses: d.label(),
@@ -87,9 +88,9 @@ pub fn plan(
         }),
         (Code::ScName | Code::UpstreamDown, _) if has_admin && app_answers => {
             let app = cfg.app.clone().expect("app_answers implies app");
-            if knob("upstream") != json!(app) {
+            if knob(ProxyKnob::Upstream) != json!(app) {
                 c.push(set(
-                    "upstream",
+                    ProxyKnob::Upstream,
                     json!(app),
                     format!("the application answers at {app}"),
                     "routes answer 2xx through the proxy".into(),
@@ -97,25 +98,25 @@ pub fn plan(
             }
         }
         (Code::CacheMiss, Some(MissCause::SetCookie)) if has_admin => c.push(set(
-            "cache.ignore_set_cookie",
+            ProxyKnob::CacheIgnoreSetCookie,
             json!(true),
             "cacheable routes answer with Set-Cookie".into(),
             format!(
                 "those routes are stored without the cookie; hit ratio ≥ {:.0} %",
-                cfg.gate.min_hit_ratio * 100.0
+                cfg.thresholds.min_hit * 100.0
             ),
         )),
         // never a knob: storing what the origin marked private is for the
         // origin or the operator to decide (a BLOCKER says how)
         (Code::CacheMiss, Some(MissCause::Private)) => {}
         (Code::CacheMiss, Some(MissCause::UnnormalizedKeys)) if has_admin => c.push(set(
-            "cache.sort_query",
+            ProxyKnob::CacheSortQuery,
             json!(true),
             "one query in different parameter orders is stored under different keys".into(),
             "one key per query whatever its order; hit ratio rises".into(),
         )),
         (Code::CacheMiss, Some(MissCause::Stampede)) if has_admin => c.push(set(
-            "cache.lock",
+            ProxyKnob::CacheLock,
             json!(true),
             "cache.lock is off and one key is fetched many times at once".into(),
             "one upstream fetch per key per expiry; the others wait and get HIT".into(),
@@ -124,13 +125,13 @@ pub fn plan(
             if let Some(s) = &obs.sample {
                 let keys = s.routes.iter().filter(|r| r.requests > 0).count() as f64;
                 // Aim at a quarter of the allowed misses, in whole seconds.
-                let need = keys / (s.rate * (1.0 - cfg.gate.min_hit_ratio) / 4.0);
+                let need = keys / (s.rate * (1.0 - cfg.thresholds.min_hit) / 4.0);
                 let need = Duration::from_secs(need.ceil().max(1.0) as u64);
-                let now = duration_knob(Some(&knob("cache.ttl"))).unwrap_or_default();
+                let now = duration_knob(Some(&knob(ProxyKnob::CacheTtl))).unwrap_or_default();
                 if need > now {
                     c.push(set(
-                        "cache.ttl",
-                        json!(humantime::format_duration(need).to_string()),
+                        ProxyKnob::CacheTtl,
+                        json!(atlas_vocab::duration::format(need)),
                         "every key expires several times within its reuse interval".into(),
                         "at most one fetch per key per TTL; hit ratio rises".into(),
                     ));
@@ -138,20 +139,20 @@ pub fn plan(
             }
         }
         (Code::UpstreamSlow, _) if has_admin => {
-            if duration_knob(Some(&knob("cache.stale_while_revalidate")))
+            if duration_knob(Some(&knob(ProxyKnob::CacheStaleWhileRevalidate)))
                 .is_some_and(|d| d.is_zero())
             {
                 c.push(set(
-                    "cache.stale_while_revalidate",
+                    ProxyKnob::CacheStaleWhileRevalidate,
                     json!("30s"),
                     "expired entries are refreshed in the request path".into(),
                     "expired entries are served (UPDATING) while one background fetch refreshes them".into(),
                 ));
             }
-            let ttl = duration_knob(Some(&knob("cache.ttl"))).unwrap_or_default();
+            let ttl = duration_knob(Some(&knob(ProxyKnob::CacheTtl))).unwrap_or_default();
             if ttl < Duration::from_secs(60) {
                 c.push(set(
-                    "cache.ttl",
+                    ProxyKnob::CacheTtl,
                     json!("60s"),
                     "slow fetches recur every TTL".into(),
                     "fewer slow fetches".into(),
@@ -162,7 +163,7 @@ pub fn plan(
             if obs.sample.as_ref().is_some_and(|s| s.dropped > 0) && max_vus < 16_384 =>
         {
             c.push(Action {
-                knob: "load.max_vus".into(),
+                knob: Knob::LoadMaxVus,
                 from: json!(max_vus),
                 to: json!(max_vus * 2),
                 addresses: d.label(),

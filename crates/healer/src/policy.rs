@@ -5,31 +5,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-
-/// Every knob the healer knows how to change, with where it lives. The names
-/// are the proxy's own (`PUT /config` takes them as they are), plus two the
-/// healer owns: `proxy.start` (start the managed proxy) and `load.max_vus`
-/// (the load sample's in-flight limit).
-pub const KNOBS: &[(&str, &str)] = &[
-    ("upstream", "the proxy's config (admin PUT /config)"),
-    (
-        "cache.ignore_set_cookie",
-        "the proxy's config (admin PUT /config)",
-    ),
-    ("cache.lock", "the proxy's config (admin PUT /config)"),
-    ("cache.sort_query", "the proxy's config (admin PUT /config)"),
-    ("cache.ttl", "the proxy's config (admin PUT /config)"),
-    (
-        "cache.stale_while_revalidate",
-        "the proxy's config (admin PUT /config)",
-    ),
-    ("proxy.start", "the healer (starts the managed proxy)"),
-    ("load.max_vus", "the healer's load sample"),
-];
+use crate::knob::Knob;
 
 /// The knobs the healer may change.
 ///
-/// The file is TOML; with no file every knob in [`KNOBS`] is allowed.
+/// The file is TOML; with no file every [`Knob`] is allowed. Patterns
+/// match knob names ([`Knob::name`]).
 ///
 /// ```toml
 /// # Only these knobs; `cache.*` allows every cache knob.
@@ -94,8 +75,8 @@ impl Policy {
         };
         let f: PolicyFile = toml::from_str(text).map_err(|e| bad(e.to_string().trim().into()))?;
         for pat in f.allow.iter().flatten().chain(&f.deny) {
-            if !KNOBS.iter().any(|(k, _)| matches(pat, k)) {
-                let known: Vec<&str> = KNOBS.iter().map(|(k, _)| *k).collect();
+            if !Knob::ALL.iter().any(|k| matches(pat, k.name())) {
+                let known: Vec<&str> = Knob::ALL.iter().map(|k| k.name()).collect();
                 return Err(bad(format!(
                     "`{pat}` matches no knob the healer changes (known: {})",
                     known.join(", ")
@@ -110,7 +91,8 @@ impl Policy {
     }
 
     /// True when the policy lets the healer change `knob`.
-    pub fn allows(&self, knob: &str) -> bool {
+    pub fn allows(&self, knob: Knob) -> bool {
+        let knob = knob.name();
         let allowed = match &self.allow {
             None => true,
             Some(pats) => pats.iter().any(|p| matches(p, knob)),
@@ -135,18 +117,13 @@ fn matches(pattern: &str, knob: &str) -> bool {
     }
 }
 
-/// Where a knob lives, for blockers and notes.
-pub fn knob_home(knob: &str) -> &'static str {
-    KNOBS
-        .iter()
-        .find(|(k, _)| *k == knob)
-        .map(|(_, home)| *home)
-        .unwrap_or("the proxy's config (admin PUT /config)")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn k(name: &str) -> Knob {
+        Knob::parse(name).unwrap()
+    }
 
     #[test]
     fn allow_and_deny_with_wildcards() {
@@ -154,11 +131,14 @@ mod tests {
             "allow = [\"cache.*\", \"upstream\"]\ndeny = [\"cache.ignore_set_cookie\"]",
         )
         .unwrap();
-        assert!(p.allows("cache.lock"));
-        assert!(p.allows("upstream"));
-        assert!(!p.allows("cache.ignore_set_cookie"), "deny wins over allow");
-        assert!(!p.allows("proxy.start"), "not in allow");
-        assert!(Policy::allow_all().allows("proxy.start"));
+        assert!(p.allows(k("cache.lock")));
+        assert!(p.allows(k("upstream")));
+        assert!(
+            !p.allows(k("cache.ignore_set_cookie")),
+            "deny wins over allow"
+        );
+        assert!(!p.allows(k("proxy.start")), "not in allow");
+        assert!(Policy::allow_all().allows(k("proxy.start")));
     }
 
     #[test]

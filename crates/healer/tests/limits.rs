@@ -58,7 +58,7 @@ async fn a_load_sample_short_of_its_rate_gets_a_higher_in_flight_limit() {
     cfg.max_attempts_per_knob = 6;
     cfg.max_iterations = 8;
     // this gate is about the rate; the cache is bypassed on purpose
-    cfg.gate.min_hit_ratio = 0.0;
+    cfg.thresholds.min_hit = 0.0;
     let config_before = serde_json::to_value(p.handle.config()).unwrap();
     let dir = Scratch::new("load-shortfall");
     let r = heal(cfg, &dir).await;
@@ -106,12 +106,16 @@ async fn a_gate_no_knob_can_meet_is_one_threshold_blocker_with_the_best_numbers(
     let mut cfg = healer(&p.url, Some(&p.admin));
     // 50 µs at p95 through a proxy on a shared two-core machine: nothing
     // the healer may change gets there
-    cfg.gate.p95 = Duration::from_micros(50);
+    cfg.thresholds.p95 = Duration::from_micros(50);
     let dir = Scratch::new("threshold");
     let r = heal(cfg, &dir).await;
     let b = blocker(&r);
     assert_eq!(b.class, Code::Threshold, "{}", r.packet);
-    assert!(b.what.contains("> 0.05 ms"), "{}", b.what);
+    assert!(
+        b.what.contains("http_req_duration p(95)<=0.05"),
+        "{}",
+        b.what
+    );
     assert_eq!(b.knob, None);
     let best = b.best.as_ref().expect("the best numbers achieved");
     assert!(

@@ -64,7 +64,7 @@ struct StartProxy {
 }
 
 impl Launcher for StartProxy {
-    fn start(&self) -> Result<String, String> {
+    fn start(&self) -> Result<String, atlas_healer::Refused> {
         self.starts.fetch_add(1, Ordering::SeqCst);
         let cfg = self.cfg.clone();
         let (tx, rx) = mpsc::channel();
@@ -85,7 +85,10 @@ impl Launcher for StartProxy {
                 }
             });
         });
-        rx.recv().unwrap().map(|()| "in-process proxy".to_string())
+        rx.recv()
+            .unwrap()
+            .map(|()| "in-process proxy".to_string())
+            .map_err(atlas_healer::Refused)
     }
 }
 

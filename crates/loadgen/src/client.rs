@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::check::{BodyScan, Check};
-use crate::metrics::{CacheStatus, ErrorClass, Sample};
+use crate::metrics::{CacheLabel, ErrorClass, Sample};
 use crate::trace::TraceparentBuilder;
 
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -201,7 +201,7 @@ pub(crate) async fn exchange(
             sample.cache = parts
                 .headers
                 .get(&X_CACHE_STATUS)
-                .map(|v| CacheStatus::parse(v.as_bytes()));
+                .map(|v| CacheLabel::parse(v.as_bytes()));
             sample.bytes_received = received + head_bytes(&parts);
             for (i, c) in ctx.checks.iter().enumerate() {
                 let found = scan.as_ref().and_then(|s| s.found(i));

@@ -10,47 +10,15 @@ use crate::error::{Error, Result};
 use crate::segment::Segment;
 use crate::threshold::ThresholdSpec;
 
-/// The longest duration any setting takes: 100 years. Longer ones would
-/// overflow the clock when added to the start time.
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub use atlas_vocab::duration::{parse as parse_duration, MAX as MAX_DURATION};
 
 /// The highest arrival rate of a run (the whole run's, all segments
 /// together): 10 million per second, far beyond what one process sends, so
 /// that even a generator that falls behind walks its schedule in bounded time.
 pub const MAX_RATE: f64 = 10_000_000.0;
 
-/// Parses a duration the way k6 and humans write them: `60s`, `1m30s`,
-/// `500ms`, `2h`; at most [`MAX_DURATION`].
-///
-/// # Errors
-/// A message naming the value, for the caller to wrap with its field.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 60s, 1m30s or 500ms"))?;
-    if d > MAX_DURATION {
-        return Err(format!("{s:?} is longer than the 100 years a run may last"));
-    }
-    Ok(d)
-}
-
 /// Serde for durations written as strings (`"60s"`).
-pub(crate) mod duration_str {
-    use super::*;
-
-    pub fn serialize<S: serde::Serializer>(
-        d: &Duration,
-        s: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> std::result::Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s).map_err(serde::de::Error::custom)
-    }
-}
+pub(crate) use atlas_vocab::duration::string as duration_str;
 
 /// Default per-request timeout (k6's default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -532,16 +500,10 @@ impl RequestSpec {
     /// `/playground`, `/metrics`, equal shares) and 10 % static
     /// (`/static/app.js`, `/static/app.css`).
     pub fn gate_mix() -> Vec<RequestSpec> {
-        let mut mix: Vec<RequestSpec> = ["/", "/keys", "/playground", "/metrics"]
-            .into_iter()
-            .map(|p| RequestSpec::get(p, 9))
-            .collect();
-        mix.extend(
-            ["/static/app.js", "/static/app.css"]
-                .into_iter()
-                .map(|p| RequestSpec::get(p, 2)),
-        );
-        mix
+        atlas_vocab::demo::ROUTES
+            .iter()
+            .map(|r| RequestSpec::get(r.path, r.weight))
+            .collect()
     }
 }
 

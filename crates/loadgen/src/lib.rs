@@ -68,8 +68,8 @@ pub use config::{
 pub use error::{Error, Result};
 pub use histogram::{Trend, TrendStat, MAX_MICROS};
 pub use metrics::{
-    CacheStatus, CheckCount, Counts, ErrorClass, Label, Metrics, RouteMetrics, SecondRow,
-    StatusCounts,
+    CacheLabel, CacheStatus, CheckCount, Counts, ErrorClass, Label, Metrics, RouteMetrics,
+    SecondRow, StatusCounts,
 };
 pub use result::{write_atomic, RunResult, FORMAT_VERSION};
 pub use runner::{LoadTest, NoObserver, Observer, Progress, RunOptions};
@@ -77,6 +77,7 @@ pub use schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};
 pub use segment::Segment;
 pub use summary::{k6_summary, text_summary, TREND_STATS};
 pub use threshold::{
-    Aggregation, MetricRef, MetricType, Op, Threshold, ThresholdOutcome, ThresholdSpec, METRICS,
+    Aggregation, MetricRef, MetricSource, MetricType, Op, Threshold, ThresholdOutcome,
+    ThresholdSpec, METRICS,
 };
 pub use trace::TraceId;

@@ -19,77 +19,54 @@ pub trait Label: Copy + Eq + fmt::Debug + 'static {
     fn index(self) -> usize;
 }
 
-/// `X-Cache-Status` values as nginx's `$upstream_cache_status` spells them.
+pub use atlas_vocab::CacheStatus;
+
+/// An `X-Cache-Status` value as counted: a status of the shared vocabulary
+/// ([`CacheStatus`]), or one it does not know (`OTHER`: another proxy's
+/// word, or a malformed value).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CacheStatus {
-    /// Served from cache, fresh.
-    Hit,
-    /// Not in cache; fetched.
-    Miss,
-    /// In cache but expired; fetched.
-    Expired,
-    /// Expired copy served (upstream failing or refresh pending).
-    Stale,
-    /// Expired copy served while a refresh runs.
-    Updating,
-    /// Revalidated with the upstream (304) and served.
-    Revalidated,
-    /// The cache was bypassed for this request.
-    Bypass,
+pub enum CacheLabel {
+    /// A status the vocabulary knows.
+    Known(CacheStatus),
     /// Any other value.
     Other,
 }
 
-impl CacheStatus {
-    /// Parses a header value; unknown values are [`CacheStatus::Other`].
-    pub fn parse(value: &[u8]) -> CacheStatus {
-        let v = value.trim_ascii();
-        let eq = |s: &str| v.eq_ignore_ascii_case(s.as_bytes());
-        if eq("HIT") {
-            CacheStatus::Hit
-        } else if eq("MISS") {
-            CacheStatus::Miss
-        } else if eq("EXPIRED") {
-            CacheStatus::Expired
-        } else if eq("STALE") {
-            CacheStatus::Stale
-        } else if eq("UPDATING") {
-            CacheStatus::Updating
-        } else if eq("REVALIDATED") {
-            CacheStatus::Revalidated
-        } else if eq("BYPASS") {
-            CacheStatus::Bypass
-        } else {
-            CacheStatus::Other
-        }
+impl CacheLabel {
+    /// Reads a header value; unknown values are [`CacheLabel::Other`].
+    pub fn parse(value: &[u8]) -> CacheLabel {
+        CacheStatus::parse(value).map_or(CacheLabel::Other, CacheLabel::Known)
     }
 }
 
-impl Label for CacheStatus {
+impl From<CacheStatus> for CacheLabel {
+    fn from(s: CacheStatus) -> Self {
+        CacheLabel::Known(s)
+    }
+}
+
+impl Label for CacheLabel {
     const ALL: &'static [Self] = &[
-        CacheStatus::Hit,
-        CacheStatus::Miss,
-        CacheStatus::Expired,
-        CacheStatus::Stale,
-        CacheStatus::Updating,
-        CacheStatus::Revalidated,
-        CacheStatus::Bypass,
-        CacheStatus::Other,
+        CacheLabel::Known(CacheStatus::Hit),
+        CacheLabel::Known(CacheStatus::Miss),
+        CacheLabel::Known(CacheStatus::Expired),
+        CacheLabel::Known(CacheStatus::Stale),
+        CacheLabel::Known(CacheStatus::Updating),
+        CacheLabel::Known(CacheStatus::Revalidated),
+        CacheLabel::Known(CacheStatus::Bypass),
+        CacheLabel::Other,
     ];
     fn as_str(self) -> &'static str {
         match self {
-            CacheStatus::Hit => "HIT",
-            CacheStatus::Miss => "MISS",
-            CacheStatus::Expired => "EXPIRED",
-            CacheStatus::Stale => "STALE",
-            CacheStatus::Updating => "UPDATING",
-            CacheStatus::Revalidated => "REVALIDATED",
-            CacheStatus::Bypass => "BYPASS",
-            CacheStatus::Other => "OTHER",
+            CacheLabel::Known(s) => s.as_str(),
+            CacheLabel::Other => "OTHER",
         }
     }
     fn index(self) -> usize {
-        self as usize
+        match self {
+            CacheLabel::Known(s) => s as usize,
+            CacheLabel::Other => CacheStatus::ALL.len(),
+        }
     }
 }
 
@@ -175,8 +152,8 @@ impl<L: Label> Counts<L> {
         self.counts[label.index()] += 1;
     }
     /// The count of one label.
-    pub fn get(&self, label: L) -> u64 {
-        self.counts[label.index()]
+    pub fn get(&self, label: impl Into<L>) -> u64 {
+        self.counts[label.into().index()]
     }
     /// The sum over every label.
     pub fn total(&self) -> u64 {
@@ -282,7 +259,7 @@ pub struct RouteMetrics {
     /// Responses per status code.
     pub statuses: StatusCounts,
     /// Responses per `X-Cache-Status` value.
-    pub cache: Counts<CacheStatus>,
+    pub cache: Counts<CacheLabel>,
 }
 
 /// Everything a run (or a merge of runs) counted.
@@ -303,7 +280,7 @@ pub struct Metrics {
     /// Responses by status code.
     pub statuses: StatusCounts,
     /// Responses by `X-Cache-Status`; responses without the header are not counted.
-    pub cache: Counts<CacheStatus>,
+    pub cache: Counts<CacheLabel>,
     /// Passes and fails per check, in the order the checks were given.
     pub checks: Vec<CheckCount>,
     /// Most requests in flight at once (`vus` max).
@@ -482,7 +459,7 @@ pub(crate) struct Sample {
     /// 0 when no response arrived.
     pub status: u16,
     pub error: Option<ErrorClass>,
-    pub cache: Option<CacheStatus>,
+    pub cache: Option<CacheLabel>,
     pub duration_us: u64,
     pub service_us: u64,
     pub waiting_us: u64,
@@ -497,7 +474,7 @@ pub(crate) struct Sample {
 mod tests {
     use super::*;
 
-    fn sample(route: usize, status: u16, cache: Option<CacheStatus>, us: u64) -> Sample {
+    fn sample(route: usize, status: u16, cache: Option<CacheLabel>, us: u64) -> Sample {
         Sample {
             route,
             status,
@@ -515,8 +492,8 @@ mod tests {
     fn records_and_merges() {
         let names = vec!["/".to_string(), "/keys".to_string()];
         let mut a = Metrics::new(&names, 1);
-        a.record(&sample(0, 200, Some(CacheStatus::Hit), 1000));
-        a.record(&sample(1, 503, Some(CacheStatus::Miss), 2000));
+        a.record(&sample(0, 200, Some(CacheStatus::Hit.into()), 1000));
+        a.record(&sample(1, 503, Some(CacheStatus::Miss.into()), 2000));
         let mut b = Metrics::new(&names, 1);
         b.record(&sample(1, 200, None, 3000));
         a.merge(&b);
@@ -545,11 +522,14 @@ mod tests {
 
     #[test]
     fn cache_status_parsing() {
-        assert_eq!(CacheStatus::parse(b"HIT"), CacheStatus::Hit);
-        assert_eq!(CacheStatus::parse(b" updating "), CacheStatus::Updating);
-        assert_eq!(CacheStatus::parse(b"hit; ttl=3"), CacheStatus::Other);
-        for &c in CacheStatus::ALL {
-            assert_eq!(CacheStatus::parse(c.as_str().as_bytes()), c);
+        assert_eq!(CacheLabel::parse(b"HIT"), CacheStatus::Hit.into());
+        assert_eq!(
+            CacheLabel::parse(b" updating "),
+            CacheStatus::Updating.into()
+        );
+        assert_eq!(CacheLabel::parse(b"hit; ttl=3"), CacheLabel::Other);
+        for &c in CacheLabel::ALL {
+            assert_eq!(CacheLabel::parse(c.as_str().as_bytes()), c);
         }
     }
 }

@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 use crate::histogram::Trend;
 use crate::metrics::{ratio, CacheStatus, Metrics, SecondRow};
 use crate::segment::Segment;
-use crate::threshold::{Aggregation, MetricRef, Threshold, ThresholdOutcome, ThresholdSpec};
+use crate::threshold::{
+    Aggregation, MetricRef, MetricSource, Threshold, ThresholdOutcome, ThresholdSpec,
+};
 
 /// Version of the results file format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -58,64 +60,6 @@ impl RunResult {
             self.metrics.requests as f64 / self.active_secs
         } else {
             0.0
-        }
-    }
-
-    /// The value of a metric statistic, or `None` when the metric has no samples.
-    pub fn metric_value(&self, metric: &MetricRef, agg: Aggregation) -> Option<f64> {
-        let m = &self.metrics;
-        let route = match &metric.tag {
-            Some((k, v)) if k == "name" => match m.routes.iter().find(|r| &r.name == v) {
-                Some(r) => Some(r),
-                None => return None,
-            },
-            _ => None,
-        };
-        let per_sec = |n: u64| (self.active_secs > 0.0).then(|| n as f64 / self.active_secs);
-        let counter = |n: u64| match agg {
-            Aggregation::Count => Some(n as f64),
-            Aggregation::Rate => per_sec(n),
-            _ => None,
-        };
-        let trend = |t: &Trend| match agg {
-            Aggregation::Trend(stat) if t.count() > 0 => Some(t.stat_ms(stat)),
-            _ => None,
-        };
-        match metric.name.as_str() {
-            "http_reqs" => counter(route.map_or(m.requests, |r| r.requests)),
-            "iterations" => counter(m.requests),
-            "dropped_iterations" => counter(m.dropped),
-            "data_sent" => counter(m.data_sent),
-            "data_received" => counter(m.data_received),
-            "http_req_failed" => match route {
-                Some(r) => ratio(r.failed, r.requests),
-                None => m.failure_ratio(),
-            },
-            "checks" => {
-                let passes: u64 = m.checks.iter().map(|c| c.passes).sum();
-                let fails: u64 = m.checks.iter().map(|c| c.fails).sum();
-                ratio(passes, passes + fails)
-            }
-            "cache_hit" => match route {
-                Some(r) => ratio(r.cache.get(CacheStatus::Hit), r.cache.total()),
-                None => m.cache_hit_ratio(),
-            },
-            "http_req_duration" => match (&metric.tag, route) {
-                (_, Some(r)) => trend(&r.duration),
-                (Some((_, v)), None) if v == "true" => trend(&m.duration_ok),
-                (Some(_), None) => {
-                    // expected_response:false — the failed requests' durations are
-                    // not kept apart; k6 users rarely gate on them.
-                    None
-                }
-                (None, None) => trend(&m.duration),
-            },
-            "http_req_service_time" => trend(&m.service_time),
-            "http_req_waiting" => trend(&m.waiting),
-            "schedule_lag" => trend(&m.schedule_lag),
-            "vus" => Some(m.max_in_flight as f64),
-            "vus_max" => Some(self.max_vus as f64),
-            _ => None,
         }
     }
 
@@ -269,4 +213,92 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(Error::file(path, e));
     }
     Ok(())
+}
+
+impl MetricSource for RunResult {
+    fn metric_value(&self, metric: &MetricRef, agg: Aggregation) -> Option<f64> {
+        value_of(&self.metrics, self.active_secs, self.max_vus, metric, agg)
+    }
+}
+
+/// What a running test has measured so far, for `abortOnFail` thresholds:
+/// the same engine as on the finished [`RunResult`], on a live view.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    /// The shards merged so far.
+    pub metrics: Metrics,
+    /// Seconds since the start.
+    pub active_secs: f64,
+    /// The in-flight limit (open model) or VUs (closed) of the run.
+    pub max_vus: u64,
+}
+
+impl MetricSource for Snapshot {
+    fn metric_value(&self, metric: &MetricRef, agg: Aggregation) -> Option<f64> {
+        value_of(&self.metrics, self.active_secs, self.max_vus, metric, agg)
+    }
+}
+
+/// A metric's statistic from a run's counters: `rate` statistics divide by
+/// `active_secs`; `vus_max` is `max_vus`.
+fn value_of(
+    m: &Metrics,
+    active_secs: f64,
+    max_vus: u64,
+    metric: &MetricRef,
+    agg: Aggregation,
+) -> Option<f64> {
+    let route = match &metric.tag {
+        Some((k, v)) if k == "name" => match m.routes.iter().find(|r| &r.name == v) {
+            Some(r) => Some(r),
+            None => return None,
+        },
+        _ => None,
+    };
+    let per_sec = |n: u64| (active_secs > 0.0).then(|| n as f64 / active_secs);
+    let counter = |n: u64| match agg {
+        Aggregation::Count => Some(n as f64),
+        Aggregation::Rate => per_sec(n),
+        _ => None,
+    };
+    let trend = |t: &Trend| match agg {
+        Aggregation::Trend(stat) if t.count() > 0 => Some(t.stat_ms(stat)),
+        _ => None,
+    };
+    match metric.name.as_str() {
+        "http_reqs" => counter(route.map_or(m.requests, |r| r.requests)),
+        "iterations" => counter(m.requests),
+        "dropped_iterations" => counter(m.dropped),
+        "data_sent" => counter(m.data_sent),
+        "data_received" => counter(m.data_received),
+        "http_req_failed" => match route {
+            Some(r) => ratio(r.failed, r.requests),
+            None => m.failure_ratio(),
+        },
+        "checks" => {
+            let passes: u64 = m.checks.iter().map(|c| c.passes).sum();
+            let fails: u64 = m.checks.iter().map(|c| c.fails).sum();
+            ratio(passes, passes + fails)
+        }
+        "cache_hit" => match route {
+            Some(r) => ratio(r.cache.get(CacheStatus::Hit), r.cache.total()),
+            None => m.cache_hit_ratio(),
+        },
+        "http_req_duration" => match (&metric.tag, route) {
+            (_, Some(r)) => trend(&r.duration),
+            (Some((_, v)), None) if v == "true" => trend(&m.duration_ok),
+            (Some(_), None) => {
+                // expected_response:false — the failed requests' durations are
+                // not kept apart; k6 users rarely gate on them.
+                None
+            }
+            (None, None) => trend(&m.duration),
+        },
+        "http_req_service_time" => trend(&m.service_time),
+        "http_req_waiting" => trend(&m.waiting),
+        "schedule_lag" => trend(&m.schedule_lag),
+        "vus" => Some(m.max_in_flight as f64),
+        "vus_max" => Some(max_vus as f64),
+        _ => None,
+    }
 }

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::histogram::{Trend, TrendStat};
 use crate::metrics::{CacheStatus, Metrics, Sample, SecondRow};
 use crate::output::PointWriter;
-use crate::result::{RunResult, FORMAT_VERSION};
+use crate::result::{RunResult, Snapshot, FORMAT_VERSION};
 use crate::schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};
 use crate::segment::Segment;
 use crate::threshold::{Threshold, ThresholdSpec};
@@ -741,7 +741,6 @@ impl LoadTest {
             thresholds,
             names: names.to_vec(),
             checks: self.checks.iter().map(|c| c.name().to_string()).collect(),
-            executor: self.executor.name().to_string(),
             max_vus,
         })
     }
@@ -976,7 +975,7 @@ impl Shared {
             sec.failed += u64::from(s.error.is_some());
             if let Some(c) = s.cache {
                 sec.cache_responses += 1;
-                sec.cache_hits += u64::from(c == CacheStatus::Hit);
+                sec.cache_hits += u64::from(c == CacheStatus::Hit.into());
             }
             sec.duration.record(s.duration_us);
         }
@@ -991,7 +990,6 @@ struct AbortChecker {
     thresholds: Vec<Threshold>,
     names: Vec<String>,
     checks: Vec<String>,
-    executor: String,
     max_vus: u64,
 }
 
@@ -1091,22 +1089,10 @@ fn check_abort(shared: &Shared, a: &AbortChecker, elapsed: Duration) -> bool {
     }
     metrics.dropped = shared.dropped.load(Ordering::Relaxed);
     metrics.max_in_flight = shared.max_in_flight.load(Ordering::Relaxed);
-    let snapshot = RunResult {
-        format: FORMAT_VERSION,
-        trace_id: String::new(),
-        executor: a.executor.clone(),
-        target_rate: 0.0,
-        max_vus: a.max_vus,
-        segments: vec![],
-        started_at: String::new(),
-        active_secs: elapsed.as_secs_f64(),
-        elapsed_secs: elapsed.as_secs_f64(),
-        scheduled: 0,
-        aborted: false,
-        checks: a.checks.clone(),
-        thresholds: vec![],
+    let snapshot = Snapshot {
         metrics,
-        series: vec![],
+        active_secs: elapsed.as_secs_f64(),
+        max_vus: a.max_vus,
     };
     due.iter().any(|t| !t.evaluate(&snapshot).ok)
 }

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::histogram::TrendStat;
-use crate::result::RunResult;
 
 /// The kind of a metric, as k6 types them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -330,7 +329,7 @@ impl Threshold {
                 t.abort_on_fail = *abort_on_fail;
                 if let Some(d) = delay_abort_eval {
                     t.delay_abort_eval =
-                        crate::config::parse_duration(d).map_err(|m| Error::Threshold {
+                        atlas_vocab::duration::parse(d).map_err(|m| Error::Threshold {
                             expr: format!("{metric}: {threshold}"),
                             message: format!("delayAbortEval: {m}"),
                         })?;
@@ -354,9 +353,10 @@ impl Threshold {
         }
     }
 
-    /// Evaluates the threshold on a result.
-    pub fn evaluate(&self, result: &RunResult) -> ThresholdOutcome {
-        let actual = result.metric_value(&self.metric, self.aggregation);
+    /// Evaluates the threshold on a source of metrics: a finished
+    /// [`RunResult`](crate::RunResult), a live snapshot, or any figures.
+    pub fn evaluate(&self, source: &(impl MetricSource + ?Sized)) -> ThresholdOutcome {
+        let actual = source.metric_value(&self.metric, self.aggregation);
         let ok = actual.is_some_and(|a| self.op.holds(a, self.value));
         ThresholdOutcome {
             metric: self.metric.to_string(),
@@ -401,6 +401,16 @@ fn parse_stat(s: &str) -> Option<Aggregation> {
             Aggregation::Trend(TrendStat::Percentile(p))
         }
     })
+}
+
+/// Where thresholds read their values, as k6's threshold engine reads a
+/// metric's sink: a finished result and a live snapshot of a running test
+/// both implement it, so one engine judges both (and a test can judge
+/// plain figures).
+pub trait MetricSource {
+    /// The value of `metric`'s statistic `agg`, or `None` when the metric
+    /// has no samples (a threshold on it then fails).
+    fn metric_value(&self, metric: &MetricRef, agg: Aggregation) -> Option<f64>;
 }
 
 /// The verdict of one threshold.

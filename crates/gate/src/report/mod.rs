@@ -10,7 +10,7 @@ mod chart;
 use std::time::SystemTime;
 
 use atlas_healer::{Observation, Packet};
-use atlas_loadgen::{CacheStatus, Label, SecondRow, TrendStat};
+use atlas_loadgen::{CacheLabel, CacheStatus, Label, SecondRow, TrendStat};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -119,16 +119,16 @@ fn fmt_actual(v: f64) -> String {
     }
 }
 
-fn status_color(c: CacheStatus) -> &'static str {
+fn status_color(c: CacheLabel) -> &'static str {
     match c {
-        CacheStatus::Hit => "#27ae60",
-        CacheStatus::Miss => "#e67e22",
-        CacheStatus::Expired => "#f1c40f",
-        CacheStatus::Stale => "#8e44ad",
-        CacheStatus::Updating => "#16a085",
-        CacheStatus::Revalidated => "#2980b9",
-        CacheStatus::Bypass => "#c0392b",
-        CacheStatus::Other => "#7f8c8d",
+        CacheLabel::Known(CacheStatus::Hit) => "#27ae60",
+        CacheLabel::Known(CacheStatus::Miss) => "#e67e22",
+        CacheLabel::Known(CacheStatus::Expired) => "#f1c40f",
+        CacheLabel::Known(CacheStatus::Stale) => "#8e44ad",
+        CacheLabel::Known(CacheStatus::Updating) => "#16a085",
+        CacheLabel::Known(CacheStatus::Revalidated) => "#2980b9",
+        CacheLabel::Known(CacheStatus::Bypass) => "#c0392b",
+        CacheLabel::Other => "#7f8c8d",
     }
 }
 
@@ -269,7 +269,7 @@ fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
 }
 
 fn distribution(last: &LoadRun) -> Distribution {
-    let statuses: Vec<(&'static str, &'static str)> = CacheStatus::ALL
+    let statuses: Vec<(&'static str, &'static str)> = CacheLabel::ALL
         .iter()
         .map(|c| (c.as_str(), status_color(*c)))
         .collect();
