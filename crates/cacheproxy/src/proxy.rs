@@ -441,21 +441,8 @@ async fn serve(
     traceparent: HeaderValue,
 ) -> Answer {
     let cfg = &live.cfg;
-    let route = cfg
-        .routes
-        .iter()
-        .filter(|r| req.uri().path().starts_with(&r.prefix))
-        .max_by_key(|r| r.prefix.len());
-    let policy = Policy {
-        ttl: route.and_then(|r| r.ttl).unwrap_or(cfg.cache.ttl),
-        store_private: cfg.cache.store_private || route.is_some_and(|r| r.store_private),
-    };
-    let bypass = bypass_reason(
-        req.method(),
-        req.headers(),
-        route.is_some_and(|r| r.bypass),
-        policy.ttl,
-    );
+    let (policy, route_bypass) = route_policy(cfg, req.uri().path());
+    let bypass = bypass_reason(req.method(), req.headers(), route_bypass, policy.ttl);
     let (parts, body) = req.into_parts();
     let mut request_headers = parts.headers;
     if let Some(authority) = parts.uri.authority() {
@@ -482,31 +469,8 @@ async fn serve(
     // dropping it here, its framing headers go too (see `forward`)
     drop(body);
 
-    // with several virtual hosts behind one proxy, the host tells pages apart
-    let host = if cfg.cache.key_includes_host {
-        ctx.headers.get(header::HOST).and_then(|h| h.to_str().ok())
-    } else {
-        None
-    };
-    let primary = state.keys.key(&KeyParts {
-        method: &ctx.method,
-        host,
-        path: ctx.uri.path(),
-        query: ctx.uri.query(),
-        headers: &ctx.headers,
-        sort_query: cfg.cache.sort_query,
-    });
     let now = Instant::now();
-    let mut key = primary;
-    let mut slot = state.store.get(key);
-    if let Some(Slot::Vary(spec)) = &slot {
-        if spec.until > now {
-            key = state.keys.variant(primary, &spec.names, &ctx.headers);
-            slot = state.store.get(key);
-        } else {
-            slot = None;
-        }
-    }
+    let (primary, key, slot) = find(state, cfg, &ctx, now);
     let mut stale: Option<Arc<Entry>> = None;
     let mut fetched_status = CacheStatus::Miss;
     let mut bypass_lock = false;
@@ -536,32 +500,25 @@ async fn serve(
         let guard = if use_lock {
             match state.flights.join(key) {
                 Join::Leader(g) => Some(g),
-                Join::Waiter(rx) => {
-                    state.metrics.lock_waits.inc();
-                    match tokio::time::timeout(cfg.cache.lock_timeout, wait(rx)).await {
-                        Ok(Outcome::Stored(e)) => {
-                            // fresh from the fetch, or a stale copy the fetcher fell back on
-                            let now = Instant::now();
-                            let status = if e.age(now) < e.ttl {
-                                CacheStatus::Hit
-                            } else {
-                                CacheStatus::Stale
-                            };
-                            let report = if status == CacheStatus::Hit {
-                                CacheReport::new(status)
-                            } else {
-                                CacheReport::with_entry(status, &e, now)
-                            };
-                            return Answer::cached(e.to_response(now, head), report, None);
-                        }
-                        Ok(Outcome::Abandoned) => continue, // take over
-                        Ok(Outcome::Uncacheable) | Ok(Outcome::Pending) => None,
-                        Err(_) => {
-                            state.metrics.lock_timeouts.inc();
-                            None
-                        }
+                Join::Waiter(rx) => match wait_turn(state, cfg, rx).await {
+                    Turn::Served(e) => {
+                        // fresh from the fetch, or a stale copy the fetcher fell back on
+                        let now = Instant::now();
+                        let status = if e.age(now) < e.ttl {
+                            CacheStatus::Hit
+                        } else {
+                            CacheStatus::Stale
+                        };
+                        let report = if status == CacheStatus::Hit {
+                            CacheReport::new(status)
+                        } else {
+                            CacheReport::with_entry(status, &e, now)
+                        };
+                        return Answer::cached(e.to_response(now, head), report, None);
                     }
-                }
+                    Turn::TakeOver => continue,
+                    Turn::FetchUnlocked => None,
+                },
             }
         } else {
             None
@@ -578,7 +535,23 @@ async fn serve(
         };
         let result = Box::pin(fetch(state, live, &ctx, job, guard)).await;
         let took = Some(started.elapsed());
-        return match result {
+        return fetched(state, result, stale, fetched_status, head, took);
+    }
+}
+
+/// The answer to a fetch the request waited for: the response (its status
+/// is the lookup's, `MISS` or `EXPIRED`), or when the upstream failed, a
+/// copy within stale-if-error, else the failure.
+fn fetched(
+    state: &State,
+    result: Result<Fetched, FetchFailed>,
+    stale: Option<Arc<Entry>>,
+    fetched_status: CacheStatus,
+    head: bool,
+    took: Option<Duration>,
+) -> Answer {
+    {
+        match result {
             Ok(Fetched {
                 response,
                 mut report,
@@ -620,7 +593,86 @@ async fn serve(
                     }
                 }
             }
-        };
+        }
+    }
+}
+
+/// The route rule for `path` (longest prefix) as a storage policy, and
+/// whether the route bypasses the cache.
+fn route_policy(cfg: &ProxyConfig, path: &str) -> (Policy, bool) {
+    let route = cfg
+        .routes
+        .iter()
+        .filter(|r| path.starts_with(&r.prefix))
+        .max_by_key(|r| r.prefix.len());
+    let policy = Policy {
+        ttl: route.and_then(|r| r.ttl).unwrap_or(cfg.cache.ttl),
+        store_private: cfg.cache.store_private || route.is_some_and(|r| r.store_private),
+    };
+    (policy, route.is_some_and(|r| r.bypass))
+}
+
+/// The request's cache key and what the store holds there: its primary key,
+/// the variant's key when the stored answer varies on request headers, and
+/// the slot.
+fn find(
+    state: &State,
+    cfg: &ProxyConfig,
+    ctx: &Ctx,
+    now: Instant,
+) -> (CacheKey, CacheKey, Option<Slot>) {
+    // with several virtual hosts behind one proxy, the host tells pages apart
+    let host = if cfg.cache.key_includes_host {
+        ctx.headers.get(header::HOST).and_then(|h| h.to_str().ok())
+    } else {
+        None
+    };
+    let primary = state.keys.key(&KeyParts {
+        method: &ctx.method,
+        host,
+        path: ctx.uri.path(),
+        query: ctx.uri.query(),
+        headers: &ctx.headers,
+        sort_query: cfg.cache.sort_query,
+    });
+    let mut key = primary;
+    let mut slot = state.store.get(key);
+    if let Some(Slot::Vary(spec)) = &slot {
+        if spec.until > now {
+            key = state.keys.variant(primary, &spec.names, &ctx.headers);
+            slot = state.store.get(key);
+        } else {
+            slot = None;
+        }
+    }
+    (primary, key, slot)
+}
+
+/// What a request that found another fetching its key does next.
+enum Turn {
+    /// The fetch stored (or fell back on) this copy: answer with it.
+    Served(Arc<Entry>),
+    /// The fetcher went away: fetch in its place, as the lock's leader.
+    TakeOver,
+    /// Not storable, or waited `cache.lock_timeout`: fetch without the lock.
+    FetchUnlocked,
+}
+
+/// Waits on the lock for the leader's fetch, at most `cache.lock_timeout`.
+async fn wait_turn(
+    state: &State,
+    cfg: &ProxyConfig,
+    rx: tokio::sync::watch::Receiver<Outcome>,
+) -> Turn {
+    state.metrics.lock_waits.inc();
+    match tokio::time::timeout(cfg.cache.lock_timeout, wait(rx)).await {
+        Ok(Outcome::Stored(e)) => Turn::Served(e),
+        Ok(Outcome::Abandoned) => Turn::TakeOver,
+        Ok(Outcome::Uncacheable) | Ok(Outcome::Pending) => Turn::FetchUnlocked,
+        Err(_) => {
+            state.metrics.lock_timeouts.inc();
+            Turn::FetchUnlocked
+        }
     }
 }
 

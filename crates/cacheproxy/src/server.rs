@@ -66,6 +66,22 @@ impl Proxy {
         };
         let listener = bind(cfg.listen).await?;
         let admin = bind(cfg.admin).await?;
+        Proxy::from_listeners(cfg, listener, admin)
+    }
+
+    /// A proxy on listeners the caller bound (socket activation, a test
+    /// that holds its ports): `cfg.listen` and `cfg.admin` become theirs.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad config; [`Error::Io`] when a listener
+    /// has no local address.
+    pub fn from_listeners(
+        cfg: ProxyConfig,
+        listener: TcpListener,
+        admin: TcpListener,
+    ) -> Result<Proxy> {
+        cfg.validate()?;
+        let _ = rlimit::increase_nofile_limit(u64::MAX);
         let mut cfg = cfg;
         cfg.listen = listener.local_addr()?;
         cfg.admin = admin.local_addr()?;

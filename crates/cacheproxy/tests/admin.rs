@@ -1,8 +1,7 @@
 //! The admin API against a running proxy: health, readiness, metrics, live
 //! config swaps (also under load), purge.
 
-#[path = "../../loadgen/tests/support/mod.rs"]
-mod support;
+use atlas_testkit as support;
 
 mod common;
 

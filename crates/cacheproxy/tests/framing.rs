@@ -2,8 +2,7 @@
 //! GET, Content-Length with Transfer-Encoding, malformed chunks, Host, methods
 //! a cache must not forward, and the trace context it logs.
 
-#[path = "../../loadgen/tests/support/mod.rs"]
-mod support;
+use atlas_testkit as support;
 
 mod common;
 

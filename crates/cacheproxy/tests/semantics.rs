@@ -1,7 +1,6 @@
 //! Cache semantics over real sockets: the proxy in front of a real origin on loopback.
 
-#[path = "../../loadgen/tests/support/mod.rs"]
-mod support;
+use atlas_testkit as support;
 
 mod common;
 
@@ -9,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{admin, get, request, start};
+use common::{admin, get, metric, request, start, until};
 use support::{spawn_origin, Reply};
 
 /// An origin whose body says how many requests it has served, with a per-request delay.
@@ -178,10 +177,18 @@ async fn a_waiter_takes_over_when_the_writer_is_cancelled() {
     let (origin, n) = counting_origin(600).await;
     let p = start(&origin.url(""), |_| {}).await;
     let addr = p.addr;
+    let admin = p.admin;
     let writer = tokio::spawn(async move { get(addr, "/k", &[]).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until("the writer's fetch at the origin", || {
+        let n = n.clone();
+        async move { n.load(Ordering::SeqCst) == 1 }
+    })
+    .await;
     let waiter = tokio::spawn(async move { get(addr, "/k", &[]).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until("the second request waiting on the lock", || async move {
+        metric(admin, "atlas_proxy_lock_waits_total").await >= 1.0
+    })
+    .await;
     writer.abort(); // the writer's client goes away mid-fetch
     let w = waiter.await.unwrap();
     assert_eq!(w.status, 200);

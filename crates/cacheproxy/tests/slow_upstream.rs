@@ -2,8 +2,7 @@
 //! big bodies (issue 14, items 7-9): hits keep being served, stalls are
 //! bounded by `upstream_read_timeout`, misses stream while they are stored.
 
-#[path = "../../loadgen/tests/support/mod.rs"]
-mod support;
+use atlas_testkit as support;
 
 mod common;
 

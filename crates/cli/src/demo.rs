@@ -55,13 +55,11 @@ pub(crate) fn main(a: DemoArgs) -> u8 {
         app.run(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await
+        .await?;
+        anyhow::Ok(())
     });
     match outcome {
         Ok(()) => EXIT_OK,
-        Err(e) => report(
-            &anyhow::Error::new(e).context(format!("demo app on {}", a.listen)),
-            EXIT_FAILURE,
-        ),
+        Err(e) => report(&e.context("atlas demo-app"), EXIT_FAILURE),
     }
 }

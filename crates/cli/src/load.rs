@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use atlas_loadgen::{
-    k6_summary, parse_duration, text_summary, write_atomic, Executor, ExecutorFlags, LoadConfig,
-    RequestSpec, RunOptions, RunResult, Segment, Stage, Threshold, ThresholdOutcome, ThresholdSpec,
+    k6_summary, parse_duration, text_summary, threshold_specs, write_atomic, ExecutorFlags,
+    LoadConfig, RequestSpec, RunOptions, RunResult, Segment, Stage, ThresholdOutcome,
 };
 use clap::{Args, Subcommand};
 
@@ -36,7 +36,7 @@ pub(crate) struct LoadArgs {
     vus: Option<usize>,
 
     /// Length of the run [default: 30s, or the scenario's]
-    #[arg(long, value_name = "D", value_parser = duration_arg)]
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
     duration: Option<Duration>,
 
     /// A ramping stage, DURATION:TARGET (repeat); ramps the rate with --rate, else VUs
@@ -69,7 +69,7 @@ pub(crate) struct LoadArgs {
     checks: Vec<String>,
 
     /// Per-request timeout, connection included [default: 60s]
-    #[arg(long, value_name = "D", value_parser = duration_arg)]
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
     timeout: Option<Duration>,
 
     /// A threshold, 'METRIC: EXPR[, abortOnFail]' (repeat), e.g. 'http_req_duration: p(95)<200'
@@ -117,22 +117,6 @@ pub(crate) struct LoadArgs {
 /// The most `--threads` a run starts.
 const MAX_THREADS: usize = 256;
 
-/// Worker threads for a run: an open-model run at a modest rate wastes CPU on
-/// waking idle workers, which a shared 2-core machine gives to the system under
-/// test instead (measured: 5 000 req/s takes 1.2 CPU-s on one worker against 1.5
-/// on two, same achieved rate); a closed model at full speed wants every core.
-fn worker_threads(executor: &Executor) -> usize {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let peak_rate = match executor {
-        Executor::ConstantArrivalRate { rate, .. } => *rate,
-        Executor::RampingArrivalRate {
-            start_rate, stages, ..
-        } => stages.iter().map(|s| s.target).fold(*start_rate, f64::max),
-        Executor::ConstantVus { .. } | Executor::RampingVus { .. } => return cores,
-    };
-    ((peak_rate / 10_000.0).ceil() as usize).clamp(1, cores)
-}
-
 #[derive(Subcommand, Debug)]
 enum LoadCommand {
     /// Merge the results of segment runs and evaluate thresholds on the exact merged distribution
@@ -156,10 +140,6 @@ struct MergeArgs {
     /// Write the merged results
     #[arg(long, value_name = "FILE")]
     results: Option<PathBuf>,
-}
-
-fn duration_arg(s: &str) -> Result<Duration, String> {
-    parse_duration(s)
 }
 
 fn header_arg(s: &str) -> Result<(String, String), String> {
@@ -261,12 +241,8 @@ fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
     if let Some(t) = args.timeout {
         cfg.timeout = t;
     }
-    for line in &args.thresholds {
-        let t = Threshold::parse_line(line).map_err(lib_err)?;
-        cfg.thresholds
-            .entry(t.metric.to_string())
-            .or_default()
-            .push(t.to_spec());
+    for (metric, specs) in threshold_specs(&args.thresholds).map_err(lib_err)? {
+        cfg.thresholds.entry(metric).or_default().extend(specs);
     }
     if let Some(s) = &args.segment {
         cfg.segment = s.parse::<Segment>().map_err(lib_err)?;
@@ -295,7 +271,9 @@ fn run(args: LoadArgs) -> anyhow::Result<u8> {
             )))
         }
         Some(n) => n,
-        None => worker_threads(test.executor()),
+        None => test
+            .executor()
+            .suggested_threads(std::thread::available_parallelism().map_or(2, |n| n.get())),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -326,16 +304,7 @@ fn merge(args: MergeArgs) -> anyhow::Result<u8> {
         .map_err(lib_err)?;
     let mut merged = RunResult::merge(&parts).map_err(lib_err)?;
     if !args.thresholds.is_empty() {
-        let mut specs: Vec<(String, Vec<ThresholdSpec>)> = Vec::new();
-        for line in &args.thresholds {
-            let t = Threshold::parse_line(line).map_err(lib_err)?;
-            let key = t.metric.to_string();
-            match specs.iter_mut().find(|(m, _)| *m == key) {
-                Some((_, v)) => v.push(t.to_spec()),
-                None => specs.push((key, vec![t.to_spec()])),
-            }
-        }
-        merged.thresholds = specs;
+        merged.thresholds = threshold_specs(&args.thresholds).map_err(lib_err)?;
     }
     let outcomes = merged.evaluate(None).map_err(lib_err)?;
     finish(

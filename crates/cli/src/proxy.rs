@@ -30,13 +30,13 @@ pub(crate) struct ProxyArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// cache.ttl [default: 60s]
-    #[arg(long, value_name = "D", value_parser = duration_arg)]
+    #[arg(long, value_name = "D", value_parser = atlas_cacheproxy::parse_duration)]
     ttl: Option<Duration>,
     /// cache.stale_while_revalidate [default: 30s]
-    #[arg(long, value_name = "D", value_parser = duration_arg)]
+    #[arg(long, value_name = "D", value_parser = atlas_cacheproxy::parse_duration)]
     swr: Option<Duration>,
     /// cache.stale_if_error [default: 60s]
-    #[arg(long, value_name = "D", value_parser = duration_arg)]
+    #[arg(long, value_name = "D", value_parser = atlas_cacheproxy::parse_duration)]
     stale_if_error: Option<Duration>,
     /// cache.lock off: every cold request goes upstream
     #[arg(long)]
@@ -57,19 +57,11 @@ pub(crate) struct ProxyArgs {
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
     /// Longest wait between two reads of an upstream body (knob `upstream_read_timeout`) [default: 30s]
-    #[arg(long, value_name = "D", value_parser = duration_arg)]
+    #[arg(long, value_name = "D", value_parser = atlas_cacheproxy::parse_duration)]
     upstream_read_timeout: Option<Duration>,
     /// cache.max_bytes, e.g. 256MiB [default: 256MiB]
-    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    #[arg(long, value_name = "SIZE", value_parser = ByteSize::parse)]
     max_bytes: Option<ByteSize>,
-}
-
-fn duration_arg(s: &str) -> Result<Duration, String> {
-    atlas_cacheproxy::parse_duration(s)
-}
-
-fn size_arg(s: &str) -> Result<ByteSize, String> {
-    ByteSize::parse(s)
 }
 
 impl ProxyArgs {

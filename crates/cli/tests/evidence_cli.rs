@@ -1,8 +1,7 @@
 //! `atlas evidence build|verify` as a real process, on the output of a real
 //! `atlas load` run and on a 1 GiB artifact.
 
-#[path = "../../loadgen/tests/support/mod.rs"]
-mod support;
+use atlas_testkit as support;
 
 mod common;
 

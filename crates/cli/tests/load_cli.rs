@@ -1,7 +1,6 @@
 //! `atlas load` as a real process against a real origin on loopback.
 
-#[path = "../../loadgen/tests/support/mod.rs"]
-mod support;
+use atlas_testkit as support;
 
 mod common;
 

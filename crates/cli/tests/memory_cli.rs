@@ -11,8 +11,7 @@
 //! 10 % limit) and failed CI at +10.4 % with nothing growing per request;
 //! sampled while the load runs, RSS grew under 150 kB in 16 s.
 
-#[path = "../../loadgen/tests/support/mod.rs"]
-mod support;
+use atlas_testkit as support;
 
 mod common;
 

@@ -1,8 +1,7 @@
 //! `atlas proxy` as a real process: graceful SIGTERM under load, SIGHUP
 //! reload, bad configuration.
 
-#[path = "../../loadgen/tests/support/mod.rs"]
-mod support;
+use atlas_testkit as support;
 
 mod common;
 

@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+use crate::error::{Error, Result};
 use crate::pages::{page, ROUTES};
 
 use atlas_vocab::duration::string as duration_str;
@@ -56,21 +57,30 @@ impl Default for Switches {
 }
 
 impl Switches {
-    /// Checks values; the message names the switch.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks values.
+    ///
+    /// # Errors
+    /// [`Error::Switch`] naming the switch and the value.
+    pub fn validate(&self) -> Result<()> {
         if !(0.0..=100.0).contains(&self.error_percent) {
-            return Err(format!(
-                "error_percent: {} is not a percentage",
-                self.error_percent
-            ));
+            return Err(Error::Switch {
+                switch: "error_percent",
+                message: format!("{} is not a percentage", self.error_percent),
+            });
         }
-        for r in self.set_cookie.iter().chain(&self.private) {
-            if !ROUTES.contains(&r.as_str()) {
-                return Err(format!("route {r:?} is not one of {}", ROUTES.join(", ")));
+        for (switch, routes) in [("set_cookie", &self.set_cookie), ("private", &self.private)] {
+            if let Some(r) = routes.iter().find(|r| !ROUTES.contains(&r.as_str())) {
+                return Err(Error::Switch {
+                    switch,
+                    message: format!("route {r:?} is not one of {}", ROUTES.join(", ")),
+                });
             }
         }
         if self.work > Duration::from_secs(1) {
-            return Err(format!("work: {:?} is more than 1s per page", self.work));
+            return Err(Error::Switch {
+                switch: "work",
+                message: format!("{:?} is more than 1s per page", self.work),
+            });
         }
         Ok(())
     }
@@ -102,8 +112,8 @@ impl DemoHandle {
     /// Replaces the switches.
     ///
     /// # Errors
-    /// A message naming the bad switch.
-    pub fn set_switches(&self, s: Switches) -> Result<(), String> {
+    /// [`Error::Switch`] naming the bad switch; the switches in force stay.
+    pub fn set_switches(&self, s: Switches) -> Result<()> {
         s.validate()?;
         self.shared.switches.store(Arc::new(s));
         Ok(())
@@ -119,12 +129,13 @@ impl DemoApp {
     /// Binds the app.
     ///
     /// # Errors
-    /// When the address cannot be bound, or a switch is invalid (`InvalidInput`).
-    pub async fn bind(addr: SocketAddr, switches: Switches) -> std::io::Result<DemoApp> {
-        switches
-            .validate()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let listener = TcpListener::bind(addr).await?;
+    /// [`Error::Switch`] for an invalid switch, [`Error::Bind`] when the
+    /// address cannot be bound.
+    pub async fn bind(addr: SocketAddr, switches: Switches) -> Result<DemoApp> {
+        switches.validate()?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
         Ok(DemoApp {
             listener,
             shared: Arc::new(Shared {

@@ -24,16 +24,18 @@
 //! of 503s, and `down` (connections are closed without an answer).
 //!
 //! ```no_run
-//! # async fn demo() -> std::io::Result<()> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let app = atlas_demo::DemoApp::bind("127.0.0.1:0".parse().unwrap(), Default::default()).await?;
 //! println!("demo app on http://{}", app.local_addr());
-//! app.run(std::future::pending()).await
-//! # }
+//! app.run(std::future::pending()).await?;
+//! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
 
 mod app;
+mod error;
 mod pages;
 
 pub use app::{DemoApp, DemoHandle, Switches};
+pub use error::{Error, Result};
 pub use pages::{page, ROUTES};

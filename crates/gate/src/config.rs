@@ -205,7 +205,7 @@ impl GateConfig {
         }
         self.demo
             .validate()
-            .map_err(|e| Error::config(self.at("[demo]"), e))?;
+            .map_err(|e| Error::config(self.at("[demo]"), e.to_string()))?;
         // the embedded proxy's knobs are checked now, not 60 s into the run
         atlas_cacheproxy::ProxyConfig {
             upstream: "http://127.0.0.1:1".into(),

@@ -43,7 +43,7 @@ pub enum Error {
     Evidence(#[from] atlas_evidence::Error),
     /// The embedded demo app.
     #[error("the demo app: {0}")]
-    Demo(String),
+    Demo(#[from] atlas_demo::Error),
     /// Rendering the report.
     #[error("the report: {0}")]
     Report(#[from] minijinja::Error),

@@ -9,7 +9,7 @@ use atlas_healer::Bearer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// What the gate drives load at: stood up by it, or given.
 ///
@@ -58,9 +58,7 @@ impl Stack {
         access_log: Option<AccessLog>,
     ) -> Result<Self> {
         let loopback: SocketAddr = "127.0.0.1:0".parse().expect("static address");
-        let app = DemoApp::bind(loopback, demo.clone())
-            .await
-            .map_err(|e| Error::Demo(e.to_string()))?;
+        let app = DemoApp::bind(loopback, demo.clone()).await?;
         let app_url = format!("http://{}", app.local_addr());
         let mut stops = Vec::new();
         let mut tasks = Vec::new();

@@ -211,7 +211,8 @@ async fn dry_run_plans_the_change_and_makes_none() {
 async fn a_change_that_makes_things_worse_is_rolled_back() {
     let app = demo(cookie_on_playground).await;
     let p = proxy(&app.url, |_| {}).await;
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (_refusing, port) = refusing_port();
+    let dead = format!("http://127.0.0.1:{port}");
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
         let (h, done, good, admin) = (

@@ -12,6 +12,7 @@ use std::sync::{mpsc, Arc};
 use atlas_cacheproxy::Proxy;
 use atlas_healer::{Code, Healer, Launcher, Packet};
 use support::*;
+use tokio::net::TcpSocket;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_does_not_resolve_is_pointed_at_the_app() {
@@ -55,11 +56,15 @@ async fn an_unresolvable_upstream_without_the_app_address_is_an_sc_name_blocker(
     assert!(b.lives.contains("--app"), "{}", b.lives);
 }
 
-/// Starts a real proxy, on its own thread and runtime, on fixed loopback
-/// ports when the healer asks: what `atlas heal --proxy-config` does with a
-/// child process, in-process so the test can count the starts.
+/// Starts a real proxy, on its own thread and runtime, when the healer
+/// asks: what `atlas heal --proxy-config` does with a child process,
+/// in-process so the test can count the starts. Its two ports are bound
+/// from the start but not listening (connections are refused, as to a
+/// proxy that is not running, and no other test can take them); starting
+/// the proxy makes them listen.
 struct StartProxy {
     cfg: atlas_cacheproxy::ProxyConfig,
+    sockets: std::sync::Mutex<Option<(TcpSocket, TcpSocket)>>,
     starts: Arc<AtomicU32>,
 }
 
@@ -67,6 +72,12 @@ impl Launcher for StartProxy {
     fn start(&self) -> Result<String, atlas_healer::Refused> {
         self.starts.fetch_add(1, Ordering::SeqCst);
         let cfg = self.cfg.clone();
+        let (listen, admin) = self
+            .sockets
+            .lock()
+            .unwrap()
+            .take()
+            .ok_or_else(|| atlas_healer::Refused("already started".into()))?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -75,13 +86,19 @@ impl Launcher for StartProxy {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                match Proxy::bind(cfg).await {
+                let listeners = listen
+                    .listen(1024)
+                    .and_then(|l| Ok((l, admin.listen(1024)?)));
+                let proxy = listeners
+                    .map_err(|e| e.to_string())
+                    .and_then(|(l, a)| Proxy::from_listeners(cfg, l, a).map_err(|e| e.to_string()));
+                match proxy {
                     Ok(p) => {
                         tx.send(Ok(())).unwrap();
                         // Runs until the test process ends.
                         let _ = p.run(std::future::pending()).await;
                     }
-                    Err(e) => tx.send(Err(e.to_string())).unwrap(),
+                    Err(e) => tx.send(Err(e)).unwrap(),
                 }
             });
         });
@@ -95,7 +112,7 @@ impl Launcher for StartProxy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_managed_proxy_that_is_not_running_is_started() {
     let app = demo(|_| {}).await;
-    let (listen, admin) = (free_port(), free_port());
+    let ((listen_socket, listen), (admin_socket, admin)) = (refusing_port(), refusing_port());
     let mut pc = proxy_config(&app.url);
     pc.listen = format!("127.0.0.1:{listen}").parse().unwrap();
     pc.admin = format!("127.0.0.1:{admin}").parse().unwrap();
@@ -107,6 +124,7 @@ async fn a_managed_proxy_that_is_not_running_is_started() {
         .unwrap()
         .launcher(StartProxy {
             cfg: pc,
+            sockets: std::sync::Mutex::new(Some((listen_socket, admin_socket))),
             starts: starts.clone(),
         })
         .out_dir(dir.path());
@@ -145,11 +163,14 @@ async fn a_port_held_by_a_foreign_listener_is_a_blocker_and_the_listener_lives()
     let mut pc = proxy_config("http://127.0.0.1:9");
     pc.listen = format!("127.0.0.1:{port}").parse().unwrap();
     let target = format!("http://127.0.0.1:{port}");
-    let admin = format!("http://127.0.0.1:{}", free_port());
+    let (admin_socket, admin_port) = refusing_port();
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let (listen_socket, _) = refusing_port();
     let healer = Healer::new(healer(&target, Some(&admin)))
         .unwrap()
         .launcher(StartProxy {
             cfg: pc,
+            sockets: std::sync::Mutex::new(Some((listen_socket, admin_socket))),
             starts: starts.clone(),
         });
     let r = bounded(healer.run()).await.unwrap();
@@ -176,7 +197,8 @@ async fn a_port_held_by_a_foreign_listener_is_a_blocker_and_the_listener_lives()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_proxy_the_healer_does_not_manage_is_an_sc_net_blocker() {
-    let target = format!("http://127.0.0.1:{}", free_port());
+    let (_refusing, port) = refusing_port();
+    let target = format!("http://127.0.0.1:{port}");
     let r = bounded(Healer::new(healer(&target, None)).unwrap().run())
         .await
         .unwrap();

@@ -77,7 +77,7 @@ pub use schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};
 pub use segment::Segment;
 pub use summary::{k6_summary, text_summary, TREND_STATS};
 pub use threshold::{
-    Aggregation, MetricRef, MetricSource, MetricType, Op, Threshold, ThresholdOutcome,
-    ThresholdSpec, METRICS,
+    threshold_specs, Aggregation, MetricRef, MetricSource, MetricType, Op, Threshold,
+    ThresholdOutcome, ThresholdSpec, METRICS,
 };
 pub use trace::TraceId;

@@ -403,6 +403,25 @@ fn parse_stat(s: &str) -> Option<Aggregation> {
     })
 }
 
+/// Thresholds written one per line (`http_req_duration: p(95)<200`, as
+/// `--threshold` takes them), grouped by metric in the order first seen:
+/// the shape a scenario's `[thresholds]` and a result carry.
+///
+/// # Errors
+/// [`Error::Threshold`] naming the first bad line.
+pub fn threshold_specs(lines: &[String]) -> Result<Vec<(String, Vec<ThresholdSpec>)>> {
+    let mut specs: Vec<(String, Vec<ThresholdSpec>)> = Vec::new();
+    for line in lines {
+        let t = Threshold::parse_line(line)?;
+        let key = t.metric.to_string();
+        match specs.iter_mut().find(|(m, _)| *m == key) {
+            Some((_, v)) => v.push(t.to_spec()),
+            None => specs.push((key, vec![t.to_spec()])),
+        }
+    }
+    Ok(specs)
+}
+
 /// Where thresholds read their values, as k6's threshold engine reads a
 /// metric's sink: a finished result and a live snapshot of a running test
 /// both implement it, so one engine judges both (and a test can judge

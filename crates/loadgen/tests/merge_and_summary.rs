@@ -1,7 +1,7 @@
 //! Split runs merge into the whole; closed-model executors; thresholds,
 //! checks and the k6-shaped summary on real runs.
 
-mod support;
+use atlas_testkit as support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The open model against real servers on loopback: rate accuracy, a slow
 //! origin with and without enough in-flight room, coordinated omission.
 
-mod support;
+use atlas_testkit as support;
 
 use std::sync::Arc;
 use std::time::Duration;

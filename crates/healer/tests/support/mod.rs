@@ -2,7 +2,7 @@
 //! port 0, a scratch directory, and a healer config with short samples.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -88,15 +88,6 @@ pub async fn proxy(upstream: &str, tune: impl FnOnce(&mut ProxyConfig)) -> Runni
         handle,
         _stop: Stop(Some(tx)),
     }
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A healer config for `target` with 2 s samples at 200 req/s.
@@ -199,4 +190,15 @@ pub fn kept(p: &Progress) -> Vec<&Change> {
         .iter()
         .filter(|c| c.outcome == ChangeOutcome::Kept)
         .collect()
+}
+
+/// A loopback port bound and not listening: connections to it are refused
+/// (as to a service that is down), and while the socket lives no other test
+/// can take the port, as one that was free a moment ago could be.
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let s = tokio::net::TcpSocket::new_v4().expect("a socket");
+    s.bind("127.0.0.1:0".parse().unwrap())
+        .expect("bind loopback");
+    let port = s.local_addr().expect("bound").port();
+    (s, port)
 }

@@ -1,5 +1,22 @@
-//! A real HTTP/1.1 origin on `127.0.0.1:0` for the load generator's tests.
-#![allow(dead_code)]
+//! # atlas-testkit
+//!
+//! What the Atlas crates' tests share, as a dev-dependency (it was one file
+//! included by `#[path]` into eight test binaries): a real HTTP/1.1 origin
+//! on `127.0.0.1:0` whose answers a test scripts, counting requests and
+//! keeping the last `traceparent`.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use std::sync::Arc;
+//! use atlas_testkit::{spawn_origin, Reply};
+//!
+//! let origin = spawn_origin(Arc::new(|_req, _since_start| {
+//!     Reply::ok("hello").header("cache-control", "max-age=60")
+//! }))
+//! .await;
+//! println!("GET {}", origin.url("/"));
+//! # }
+//! ```
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,13 +38,18 @@ pub type Handler = Arc<dyn Fn(&Request<Incoming>, Duration) -> Reply + Send + Sy
 
 /// One answer of the origin.
 pub struct Reply {
+    /// The status code.
     pub status: u16,
+    /// Headers besides the ones hyper adds.
     pub headers: Vec<(&'static str, String)>,
+    /// The body.
     pub body: Bytes,
+    /// How long to wait before answering.
     pub delay: Duration,
 }
 
 impl Reply {
+    /// `200` with `body`, at once.
     pub fn ok(body: &'static str) -> Self {
         Reply {
             status: 200,
@@ -36,14 +58,17 @@ impl Reply {
             delay: Duration::ZERO,
         }
     }
+    /// Answers after `d`.
     pub fn delayed(mut self, d: Duration) -> Self {
         self.delay = d;
         self
     }
+    /// Adds a header.
     pub fn header(mut self, k: &'static str, v: impl Into<String>) -> Self {
         self.headers.push((k, v.into()));
         self
     }
+    /// Answers with status `s`.
     pub fn status(mut self, s: u16) -> Self {
         self.status = s;
         self
@@ -52,7 +77,9 @@ impl Reply {
 
 /// A running origin. Dropping it stops the server.
 pub struct Origin {
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// Requests received so far.
     pub requests: Arc<AtomicU64>,
     /// `traceparent` of the last request seen.
     pub last_traceparent: Arc<std::sync::Mutex<Option<String>>>,
@@ -60,6 +87,7 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// `http://addr` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -1,0 +1,138 @@
+//! The closed model: each VU sends its next request when the previous ends.
+
+use super::*;
+
+impl LoadTest {
+    /// Closed model: each VU sends its next request when the previous ends.
+    /// Returns (active window, peak VUs of this segment).
+    ///
+    /// The VUs are split over one single-threaded runtime per worker of the
+    /// caller's runtime, each with its own connections, as wrk runs one event
+    /// loop per thread: a VU, its connection and the connection's I/O stay on
+    /// one thread, so no request crosses threads or waits for a parked worker
+    /// to be woken (on the shared work-stealing runtime the generator left
+    /// 5-9 % of the machine idle at full speed; see BENCHMARKS.md).
+    pub(super) async fn run_closed(
+        &self,
+        shared: &Arc<Shared>,
+        start: Instant,
+    ) -> Result<(Duration, u64)> {
+        let duration = self.executor.duration();
+        let end = start + duration;
+        let wanted = Arc::new(AtomicUsize::new(self.vus_at(Duration::ZERO)));
+        let mine: Vec<u64> = (0..self.peak_vus() as u64)
+            .filter(|&k| self.segment.contains(k))
+            .collect();
+        let threads = tokio::runtime::Handle::current()
+            .metrics()
+            .num_workers()
+            .clamp(1, mine.len().max(1));
+        let picks: Arc<[u64]> = self.cumulative_weights.clone().into();
+        let mut done = Vec::with_capacity(threads);
+        for t in 0..threads {
+            let vus: Vec<u64> = mine.iter().copied().skip(t).step_by(threads).collect();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let worker = ClosedWorker {
+                shared: shared.clone(),
+                pools: self.pools(),
+                wanted: wanted.clone(),
+                picks: picks.clone(),
+                seed: self.seed,
+                end,
+                graceful_stop: self.graceful_stop,
+            };
+            let spawned = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|rt| {
+                    std::thread::Builder::new()
+                        .name(format!("atlas-vus-{t}"))
+                        .spawn(move || {
+                            worker.run(&rt, vus);
+                            let _ = tx.send(());
+                        })
+                });
+            if let Err(e) = spawned {
+                // stop the threads already running, then report
+                shared.stop.store(true, Ordering::Release);
+                for rx in done {
+                    let _ = rx.await;
+                }
+                return Err(e.into());
+            }
+            done.push(rx);
+        }
+        if matches!(self.executor, Executor::RampingVus { .. }) {
+            while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
+                wanted.store(self.vus_at(start.elapsed()), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        for rx in done {
+            let _ = rx.await;
+        }
+        let active = start.elapsed().min(duration);
+        Ok((active, mine.len() as u64))
+    }
+}
+
+/// The VUs of one closed-model thread, with that thread's connections.
+struct ClosedWorker {
+    shared: Arc<Shared>,
+    pools: Box<[HostPool]>,
+    wanted: Arc<AtomicUsize>,
+    picks: Arc<[u64]>,
+    seed: u64,
+    end: Instant,
+    graceful_stop: Duration,
+}
+
+impl ClosedWorker {
+    /// Runs VUs `vus` on `rt` (single-threaded) until the end of the run and
+    /// its graceful stop.
+    fn run(self, rt: &tokio::runtime::Runtime, vus: Vec<u64>) {
+        let me = Arc::new(self);
+        rt.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for k in vus {
+                set.spawn(me.clone().vu(k));
+            }
+            let _ = tokio::time::timeout_at(me.end + me.graceful_stop, async {
+                while set.join_next().await.is_some() {}
+            })
+            .await;
+            set.abort_all();
+        });
+        for p in me.pools.iter() {
+            p.clear();
+        }
+    }
+
+    async fn vu(self: Arc<Self>, k: u64) {
+        let shared = &self.shared;
+        let mut iteration = 0u64;
+        loop {
+            if shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let now = Instant::now();
+            if now >= self.end {
+                break;
+            }
+            if k as usize >= self.wanted.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            let key = k << 40 | iteration;
+            iteration += 1;
+            let route = pick_route(&self.picks, self.seed, key);
+            let in_flight = shared.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+            shared
+                .max_in_flight
+                .fetch_max(in_flight as u64, Ordering::Relaxed);
+            let s = shared.exchange_on(&self.pools, route, now, key).await;
+            shared.record(&s);
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}

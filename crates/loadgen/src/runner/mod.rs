@@ -1,0 +1,437 @@
+//! [`LoadTest`]: a validated configuration, and the executors that run it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, HOST};
+use http::{Method, Uri};
+use tokio::time::Instant;
+
+use crate::check::Check;
+use crate::client::{exchange, request_bytes, ExchangeCtx, HostPool, Target};
+use crate::config::{Executor, LoadConfig, RequestSpec, Timing};
+use crate::error::{Error, Result};
+use crate::histogram::{Trend, TrendStat};
+use crate::metrics::{CacheStatus, Metrics, Sample, SecondRow};
+use crate::output::PointWriter;
+use crate::result::{RunResult, Snapshot, FORMAT_VERSION};
+use crate::schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};
+use crate::segment::Segment;
+use crate::threshold::{Threshold, ThresholdSpec};
+use crate::trace::{splitmix64, TraceId, TraceparentBuilder};
+
+mod build;
+mod closed;
+mod open;
+mod ticker;
+
+use ticker::tick;
+
+/// Live figures handed to an [`Observer`] once per second.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Time since the start.
+    pub elapsed: Duration,
+    /// Planned length of the schedule.
+    pub planned: Duration,
+    /// The second that just ended.
+    pub row: SecondRow,
+    /// Target arrival rate now (open model), arrivals/s.
+    pub target_rate: f64,
+    /// Requests completed so far.
+    pub requests: u64,
+    /// Of which failed.
+    pub failed: u64,
+    /// Arrivals dropped so far.
+    pub dropped: u64,
+    /// Requests in flight now.
+    pub in_flight: u64,
+}
+
+/// Hooks called while a test runs. Every method has a default that does nothing.
+pub trait Observer: Send + Sync {
+    /// Called once per second with the second that just ended. Runs on the
+    /// runtime: keep it short (print a line, update a progress bar).
+    fn on_second(&self, progress: &Progress) {
+        let _ = progress;
+    }
+}
+
+/// An observer that ignores everything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// Options for one run of a [`LoadTest`].
+#[derive(Default)]
+pub struct RunOptions {
+    /// Called once per second.
+    pub observer: Option<Arc<dyn Observer>>,
+    /// Write k6-shaped NDJSON points (`--out json=FILE`) here.
+    pub out_json: Option<PathBuf>,
+}
+
+/// A validated load test, ready to run (as many times as wanted).
+///
+/// Built from a [`LoadConfig`] by [`LoadTest::build`]; every problem in the
+/// configuration is reported there, naming the field, so `run` only fails
+/// for reasons outside the configuration.
+#[derive(Debug)]
+pub struct LoadTest {
+    executor: Executor,
+    targets: Arc<[Target]>,
+    authorities: Vec<String>,
+    cumulative_weights: Vec<u64>,
+    checks: Arc<[Check]>,
+    thresholds: Vec<Threshold>,
+    threshold_specs: Vec<(String, Vec<ThresholdSpec>)>,
+    trace: TraceId,
+    segment: Segment,
+    seed: u64,
+    timeout: Duration,
+    graceful_stop: Duration,
+    timing: Timing,
+}
+
+impl LoadTest {
+    /// The run's trace id.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace
+    }
+
+    /// The thresholds, parsed.
+    pub fn thresholds(&self) -> &[Threshold] {
+        &self.thresholds
+    }
+
+    /// The executor.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    /// The names of the requests of the mix, in order (their `name` tags).
+    pub fn route_names(&self) -> impl Iterator<Item = &str> {
+        self.targets.iter().map(|t| t.name.as_str())
+    }
+
+    /// The request that route `route` sends for arrival `seq`, exactly as the
+    /// send path builds it (headers, `traceparent`, body): for inspection and
+    /// benchmarks.
+    ///
+    /// # Panics
+    /// When `route` is not an index of the mix.
+    pub fn request(&self, route: usize, seq: u64) -> http::Request<http_body_util::Full<Bytes>> {
+        let traceparent = TraceparentBuilder::new(self.trace).header(seq);
+        self.targets[route].request(&traceparent)
+    }
+
+    /// Runs the test on the current Tokio runtime and returns what it measured.
+    /// A closed model (VUs) runs its VUs on as many threads of its own as the
+    /// current runtime has workers, one single-threaded runtime each.
+    ///
+    /// # Errors
+    /// Only for failures outside the test itself (the NDJSON file cannot be
+    /// created, a VU thread cannot be started); failed requests are results,
+    /// not errors.
+    pub async fn run(&self) -> Result<RunResult> {
+        self.run_with(RunOptions::default()).await
+    }
+
+    /// [`LoadTest::run`] with an observer and outputs.
+    pub async fn run_with(&self, opts: RunOptions) -> Result<RunResult> {
+        let names: Vec<String> = self.targets.iter().map(|t| t.name.clone()).collect();
+        let points = opts
+            .out_json
+            .as_deref()
+            .map(|p| PointWriter::create(p, &self.thresholds))
+            .transpose()?;
+        let shards = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(1);
+        let shared = Arc::new(Shared {
+            targets: self.targets.clone(),
+            traceparent: TraceparentBuilder::new(self.trace),
+            checks: self.checks.clone(),
+            timeout: self.timeout,
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        total: Metrics::new(&names, self.checks.len()),
+                        second: SecondAcc::new(),
+                    })
+                })
+                .collect(),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            second_dropped: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            points,
+            series: Mutex::new(Vec::new()),
+        });
+        let started_at = SystemTime::now();
+        let start = Instant::now();
+        let planned = self.executor.duration();
+        let curve = self.rate_curve();
+        let ticker = tokio::spawn(tick(
+            shared.clone(),
+            start,
+            planned,
+            curve.clone(),
+            opts.observer.clone(),
+            self.abort_checker(&names, self.segment_max_vus()),
+        ));
+        let (scheduled, active, max_vus) = match &self.executor {
+            Executor::ConstantArrivalRate { poisson, .. }
+            | Executor::RampingArrivalRate { poisson, .. } => {
+                let arrivals = if *poisson {
+                    Arrivals::Poisson { seed: self.seed }
+                } else {
+                    Arrivals::Uniform
+                };
+                // like k6, a segment gets its share of the in-flight limit
+                let max_vus = self.segment_max_vus() as usize;
+                let schedule = Schedule::new(
+                    curve.clone().unwrap_or_else(|| RateCurve::new(vec![])),
+                    arrivals,
+                    self.segment,
+                );
+                let (scheduled, active, workers) =
+                    self.run_open(&shared, schedule, start, max_vus).await;
+                // every request of the schedule finishes, within the graceful stop
+                workers.wait(Instant::now() + self.graceful_stop).await;
+                (scheduled, active, max_vus as u64)
+            }
+            Executor::ConstantVus { .. } | Executor::RampingVus { .. } => {
+                let (active, peak) = self.run_closed(&shared, start).await?;
+                (0, active, peak)
+            }
+        };
+        let elapsed = start.elapsed();
+        shared.stop.store(true, Ordering::Release);
+        let aborted = ticker.await.unwrap_or_default();
+        let series = std::mem::take(&mut *shared.series.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut metrics = Metrics::new(&names, self.checks.len());
+        for s in shared.shards.iter() {
+            metrics.merge(&s.lock().unwrap_or_else(|p| p.into_inner()).total);
+        }
+        metrics.dropped = shared.dropped.load(Ordering::Acquire);
+        metrics.max_in_flight = shared.max_in_flight.load(Ordering::Acquire);
+        if let Some(points) = &shared.points {
+            points.finish()?;
+        }
+        let target_rate = curve.map_or(0.0, |c| {
+            let d = c.duration().as_secs_f64();
+            if d > 0.0 {
+                c.total_arrivals() / d * self.segment.share()
+            } else {
+                0.0
+            }
+        });
+        Ok(RunResult {
+            format: FORMAT_VERSION,
+            trace_id: self.trace.to_string(),
+            executor: self.executor.name().to_string(),
+            target_rate,
+            max_vus,
+            segments: vec![self.segment],
+            started_at: humantime::format_rfc3339_millis(started_at).to_string(),
+            active_secs: active.as_secs_f64(),
+            elapsed_secs: elapsed.as_secs_f64(),
+            scheduled,
+            aborted,
+            checks: self.checks.iter().map(|c| c.name().to_string()).collect(),
+            thresholds: self.threshold_specs.clone(),
+            metrics,
+            series,
+        })
+    }
+
+    fn rate_curve(&self) -> Option<RateCurve> {
+        match &self.executor {
+            Executor::ConstantArrivalRate { rate, duration, .. } => {
+                Some(RateCurve::constant(*rate, *duration))
+            }
+            Executor::RampingArrivalRate {
+                start_rate, stages, ..
+            } => {
+                let mut from = *start_rate;
+                Some(RateCurve::new(
+                    stages
+                        .iter()
+                        .map(|s| {
+                            let p = RatePiece {
+                                duration: s.duration,
+                                from_rate: from,
+                                to_rate: s.target,
+                            };
+                            from = s.target;
+                            p
+                        })
+                        .collect(),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// VUs wanted `t` into a closed-model test.
+    fn vus_at(&self, t: Duration) -> usize {
+        match &self.executor {
+            Executor::ConstantVus { vus, .. } => *vus,
+            Executor::RampingVus { start_vus, stages } => {
+                let mut from = *start_vus as f64;
+                let mut at = Duration::ZERO;
+                for s in stages {
+                    if t < at + s.duration {
+                        let f = (t - at).as_secs_f64() / s.duration.as_secs_f64();
+                        return (from + (s.target - from) * f).round() as usize;
+                    }
+                    at += s.duration;
+                    from = s.target;
+                }
+                from as usize
+            }
+            _ => 0,
+        }
+    }
+
+    fn peak_vus(&self) -> usize {
+        match &self.executor {
+            Executor::ConstantVus { vus, .. } => *vus,
+            Executor::RampingVus { start_vus, stages } => stages
+                .iter()
+                .map(|s| s.target.round() as usize)
+                .fold(*start_vus, usize::max),
+            _ => 0,
+        }
+    }
+    /// Empty connection pools, one per host of the mix.
+    fn pools(&self) -> Box<[HostPool]> {
+        self.authorities
+            .iter()
+            .cloned()
+            .map(HostPool::new)
+            .collect()
+    }
+
+    /// This segment's VU limit (`vus_max`): its share of an arrival-rate
+    /// executor's `max_vus` (like k6), or the closed model's peak VUs that
+    /// fall in it.
+    fn segment_max_vus(&self) -> u64 {
+        match &self.executor {
+            Executor::ConstantArrivalRate { max_vus, .. }
+            | Executor::RampingArrivalRate { max_vus, .. } => {
+                ((*max_vus as f64) * self.segment.share()).ceil().max(1.0) as u64
+            }
+            Executor::ConstantVus { .. } | Executor::RampingVus { .. } => {
+                (0..self.peak_vus() as u64)
+                    .filter(|&k| self.segment.contains(k))
+                    .count() as u64
+            }
+        }
+    }
+}
+
+/// State shared by every request of one run.
+struct Shared {
+    targets: Arc<[Target]>,
+    traceparent: TraceparentBuilder,
+    checks: Arc<[Check]>,
+    timeout: Duration,
+    shards: Box<[Mutex<Shard>]>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicU64,
+    dropped: AtomicU64,
+    second_dropped: AtomicU64,
+    stop: AtomicBool,
+    points: Option<PointWriter>,
+    series: Mutex<Vec<SecondRow>>,
+}
+
+struct Shard {
+    total: Metrics,
+    second: SecondAcc,
+}
+
+/// What one shard saw during the current second.
+struct SecondAcc {
+    requests: u64,
+    failed: u64,
+    cache_hits: u64,
+    cache_responses: u64,
+    duration: Trend,
+}
+
+impl SecondAcc {
+    fn new() -> Self {
+        SecondAcc {
+            requests: 0,
+            failed: 0,
+            cache_hits: 0,
+            cache_responses: 0,
+            duration: Trend::with_sigfig(2),
+        }
+    }
+}
+
+thread_local! {
+    static SHARD_HINT: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    };
+}
+
+impl Shared {
+    /// Sends one request of `route` that was due at `due` over the
+    /// connections of `pools` (a worker's own), and times it.
+    async fn exchange_on(
+        &self,
+        pools: &[HostPool],
+        route: usize,
+        due: Instant,
+        seq: u64,
+    ) -> Sample {
+        let ctx = ExchangeCtx {
+            pools,
+            traceparent: &self.traceparent,
+            checks: &self.checks,
+            timeout: self.timeout,
+        };
+        exchange(&ctx, route, &self.targets[route], due, seq).await
+    }
+
+    fn record(&self, s: &Sample) {
+        let i = SHARD_HINT.with(|h| *h) % self.shards.len();
+        {
+            let mut shard = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
+            shard.total.record(s);
+            let sec = &mut shard.second;
+            sec.requests += 1;
+            sec.failed += u64::from(s.error.is_some());
+            if let Some(c) = s.cache {
+                sec.cache_responses += 1;
+                sec.cache_hits += u64::from(c == CacheStatus::Hit.into());
+            }
+            sec.duration.record(s.duration_us);
+        }
+        if let Some(points) = &self.points {
+            points.send(s, &self.targets[s.route]);
+        }
+    }
+}
+
+/// The route of arrival or iteration `key`: a weighted pick, the same for
+/// the same seed and key whichever worker sends it.
+fn pick_route(cumulative: &[u64], seed: u64, key: u64) -> usize {
+    if cumulative.len() == 1 {
+        return 0;
+    }
+    let total = cumulative[cumulative.len() - 1];
+    let mut s = key ^ seed.rotate_left(17);
+    let r = splitmix64(&mut s) % total;
+    cumulative.partition_point(|&c| c <= r)
+}

@@ -1,0 +1,133 @@
+//! Once a second: the series row, the observer, the `abortOnFail` thresholds.
+
+use super::*;
+
+impl LoadTest {
+    /// The `abortOnFail` thresholds' checker, when there are any.
+    pub(super) fn abort_checker(&self, names: &[String], max_vus: u64) -> Option<AbortChecker> {
+        let thresholds: Vec<Threshold> = self
+            .thresholds
+            .iter()
+            .filter(|t| t.abort_on_fail)
+            .cloned()
+            .collect();
+        (!thresholds.is_empty()).then(|| AbortChecker {
+            thresholds,
+            names: names.to_vec(),
+            checks: self.checks.iter().map(|c| c.name().to_string()).collect(),
+            max_vus,
+        })
+    }
+}
+
+/// Evaluates `abortOnFail` thresholds on the figures so far.
+pub(super) struct AbortChecker {
+    thresholds: Vec<Threshold>,
+    names: Vec<String>,
+    checks: Vec<String>,
+    max_vus: u64,
+}
+
+/// Once per second: closes the second's row, tells the observer, checks the
+/// abort thresholds. Stores the series in `shared`; returns whether it aborted the run.
+pub(super) async fn tick(
+    shared: Arc<Shared>,
+    start: Instant,
+    planned: Duration,
+    curve: Option<RateCurve>,
+    observer: Option<Arc<dyn Observer>>,
+    abort: Option<AbortChecker>,
+) -> bool {
+    let mut series: Vec<SecondRow> = Vec::new();
+    let mut second = 0u32;
+    let mut aborted = false;
+    let mut merged = Trend::with_sigfig(2);
+    let (mut requests, mut failed) = (0u64, 0u64);
+    loop {
+        let at = start + Duration::from_secs(u64::from(second) + 1);
+        // wake at the second's end, or earlier when the run stops
+        while Instant::now() < at && !shared.stop.load(Ordering::Acquire) {
+            tokio::time::sleep_until(at.min(Instant::now() + Duration::from_millis(50))).await;
+        }
+        let stopping = shared.stop.load(Ordering::Acquire);
+        let mut row = SecondRow {
+            second,
+            ..SecondRow::default()
+        };
+        merged.reset();
+        for s in shared.shards.iter() {
+            let mut shard = s.lock().unwrap_or_else(|p| p.into_inner());
+            let acc = &mut shard.second;
+            row.requests += acc.requests;
+            row.failed += acc.failed;
+            row.cache_hits += acc.cache_hits;
+            row.cache_responses += acc.cache_responses;
+            merged.merge(&acc.duration);
+            acc.requests = 0;
+            acc.failed = 0;
+            acc.cache_hits = 0;
+            acc.cache_responses = 0;
+            acc.duration.reset();
+        }
+        row.dropped = shared.second_dropped.swap(0, Ordering::AcqRel);
+        row.p50_ms = merged.stat_ms(TrendStat::Med);
+        row.p95_ms = merged.stat_ms(TrendStat::Percentile(95.0));
+        row.p99_ms = merged.stat_ms(TrendStat::Percentile(99.0));
+        row.in_flight = shared.in_flight.load(Ordering::Acquire) as u64;
+        requests += row.requests;
+        failed += row.failed;
+        if !(stopping && row.requests == 0 && row.dropped == 0) {
+            series.push(row);
+        }
+        let elapsed = start.elapsed();
+        if let Some(obs) = &observer {
+            obs.on_second(&Progress {
+                elapsed,
+                planned,
+                row,
+                target_rate: curve
+                    .as_ref()
+                    .map_or(0.0, |c| c.rate_at(elapsed.as_secs_f64())),
+                requests,
+                failed,
+                dropped: shared.dropped.load(Ordering::Relaxed),
+                in_flight: row.in_flight,
+            });
+        }
+        if let Some(a) = &abort {
+            if !stopping && check_abort(&shared, a, elapsed) {
+                aborted = true;
+                shared.stop.store(true, Ordering::Release);
+            }
+        }
+        if stopping {
+            break;
+        }
+        second += 1;
+    }
+    *shared.series.lock().unwrap_or_else(|p| p.into_inner()) = series;
+    aborted
+}
+
+fn check_abort(shared: &Shared, a: &AbortChecker, elapsed: Duration) -> bool {
+    let due: Vec<&Threshold> = a
+        .thresholds
+        .iter()
+        .filter(|t| elapsed >= t.delay_abort_eval)
+        .collect();
+    if due.is_empty() {
+        return false;
+    }
+    let mut metrics = Metrics::new(&a.names, a.checks.len());
+    for s in shared.shards.iter() {
+        metrics.merge(&s.lock().unwrap_or_else(|p| p.into_inner()).total);
+    }
+    metrics.dropped = shared.dropped.load(Ordering::Relaxed);
+    metrics.max_in_flight = shared.max_in_flight.load(Ordering::Relaxed);
+    let snapshot = Snapshot {
+        metrics,
+        active_secs: elapsed.as_secs_f64(),
+        max_vus: a.max_vus,
+    };
+    due.iter().any(|t| !t.evaluate(&snapshot).ok)
+}
