@@ -153,6 +153,7 @@ impl LoadTest {
             .max(1);
         let shared = Arc::new(Shared {
             targets: self.targets.clone(),
+            pools: self.pools(),
             traceparent: TraceparentBuilder::new(self.trace),
             checks: self.checks.clone(),
             timeout: self.timeout,
@@ -199,10 +200,7 @@ impl LoadTest {
                     arrivals,
                     self.segment,
                 );
-                let (scheduled, active, workers) =
-                    self.run_open(&shared, schedule, start, max_vus).await;
-                // every request of the schedule finishes, within the graceful stop
-                workers.wait(Instant::now() + self.graceful_stop).await;
+                let (scheduled, active) = self.run_open(&shared, schedule, start, max_vus).await;
                 (scheduled, active, max_vus as u64)
             }
             Executor::ConstantVus { .. } | Executor::RampingVus { .. } => {
@@ -210,10 +208,18 @@ impl LoadTest {
                 (0, active, peak)
             }
         };
+        // let every request of the schedule finish, within the graceful stop
+        let drain_until = Instant::now() + self.graceful_stop;
+        while shared.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < drain_until {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         let elapsed = start.elapsed();
         shared.stop.store(true, Ordering::Release);
         let aborted = ticker.await.unwrap_or_default();
         let series = std::mem::take(&mut *shared.series.lock().unwrap_or_else(|p| p.into_inner()));
+        for p in shared.pools.iter() {
+            p.clear();
+        }
         let mut metrics = Metrics::new(&names, self.checks.len());
         for s in shared.shards.iter() {
             metrics.merge(&s.lock().unwrap_or_else(|p| p.into_inner()).total);
@@ -339,6 +345,7 @@ impl LoadTest {
 /// State shared by every request of one run.
 struct Shared {
     targets: Arc<[Target]>,
+    pools: Box<[HostPool]>,
     traceparent: TraceparentBuilder,
     checks: Arc<[Check]>,
     timeout: Duration,
@@ -386,8 +393,11 @@ thread_local! {
 }
 
 impl Shared {
-    /// Sends one request of `route` that was due at `due` over the
-    /// connections of `pools` (a worker's own), and times it.
+    async fn exchange(&self, route: usize, due: Instant, seq: u64) -> Sample {
+        self.exchange_on(&self.pools, route, due, seq).await
+    }
+
+    /// [`Shared::exchange`] over the connections of `pools`.
     async fn exchange_on(
         &self,
         pools: &[HostPool],

@@ -1,41 +1,25 @@
 //! The open model: arrivals at their due times, whatever responses do.
 
-use tokio::sync::mpsc;
-
 use super::*;
 
 impl LoadTest {
     /// Open model: send each arrival at its due time, whatever earlier
     /// responses do; drop (and count) it when `max_vus` requests are in flight.
-    /// Returns (arrivals scheduled, active window, the workers, which end
-    /// when their last request does).
-    ///
-    /// As oha does it: up to `max_vus` workers, each a task that owns its
-    /// connections and sends one arrival at a time; the scheduler hands an
-    /// arrival to an idle worker, or starts one while fewer than `max_vus`
-    /// run, instead of spawning a task per arrival that borrows a connection
-    /// from a pool shared behind a lock.
+    /// Returns (arrivals scheduled, active window).
     pub(super) async fn run_open(
         &self,
         shared: &Arc<Shared>,
         schedule: Schedule,
         start: Instant,
         max_vus: usize,
-    ) -> (u64, Duration, Workers) {
+    ) -> (u64, Duration) {
         let end = start + self.executor.duration();
-        let (idle_tx, idle_rx) = mpsc::unbounded_channel();
-        let mut dispatch = Dispatch {
+        let dispatch = Dispatch {
             shared: shared.clone(),
             picks: self.cumulative_weights.clone().into(),
             seed: self.seed,
             max_vus,
             handle: tokio::runtime::Handle::current(),
-            authorities: self.authorities.clone().into(),
-            jobs: Vec::new(),
-            idle_tx,
-            idle_rx,
-            idle: Vec::new(),
-            workers: Workers(Vec::new()),
         };
         match self.timing {
             Timing::Runtime => {
@@ -49,20 +33,12 @@ impl LoadTest {
                     let due = start + arrival.offset;
                     while Instant::now() < due {
                         if shared.stop.load(Ordering::Relaxed) {
-                            return (
-                                scheduled,
-                                start.elapsed().min(end - start),
-                                dispatch.finish(),
-                            );
+                            return (scheduled, start.elapsed().min(end - start));
                         }
                         tokio::time::sleep_until(due.min(Instant::now() + STOP_POLL)).await;
                     }
                     if shared.stop.load(Ordering::Relaxed) {
-                        return (
-                            scheduled,
-                            start.elapsed().min(end - start),
-                            dispatch.finish(),
-                        );
+                        return (scheduled, start.elapsed().min(end - start));
                     }
                     let (n, more) = dispatch.arrive(&mut schedule, arrival, due, start, end);
                     scheduled += n;
@@ -75,11 +51,10 @@ impl LoadTest {
                         tokio::task::yield_now().await;
                     }
                 }
-                let workers = dispatch.finish();
                 while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
                     tokio::time::sleep_until(end.min(Instant::now() + STOP_POLL)).await;
                 }
-                (scheduled, start.elapsed().min(end - start), workers)
+                (scheduled, start.elapsed().min(end - start))
             }
             Timing::Precise => {
                 // A thread of its own: `thread::sleep` wakes within tens of
@@ -87,11 +62,10 @@ impl LoadTest {
                 // per arrival.
                 let start_std = start.into_std();
                 let end_std = end.into_std();
-                let stop_at = move |scheduled: u64, workers: Workers| {
+                let stop_at = move |scheduled: u64| {
                     (
                         scheduled,
                         std::time::Instant::now().min(end_std) - start_std,
-                        workers,
                     )
                 };
                 let scheduler = tokio::task::spawn_blocking(move || {
@@ -101,7 +75,7 @@ impl LoadTest {
                         let due = start_std + arrival.offset;
                         loop {
                             if dispatch.shared.stop.load(Ordering::Relaxed) {
-                                return stop_at(scheduled, dispatch.finish());
+                                return stop_at(scheduled);
                             }
                             let now = std::time::Instant::now();
                             if due <= now {
@@ -121,20 +95,16 @@ impl LoadTest {
                             break;
                         }
                     }
-                    let stop = dispatch.shared.clone();
-                    let workers = dispatch.finish();
                     loop {
                         let now = std::time::Instant::now();
-                        if now >= end_std || stop.stop.load(Ordering::Relaxed) {
+                        if now >= end_std || dispatch.shared.stop.load(Ordering::Relaxed) {
                             break;
                         }
                         std::thread::sleep((end_std - now).min(STOP_POLL));
                     }
-                    stop_at(scheduled, workers)
+                    stop_at(scheduled)
                 });
-                scheduler
-                    .await
-                    .unwrap_or((0, Duration::ZERO, Workers(Vec::new())))
+                scheduler.await.unwrap_or((0, Duration::ZERO))
             }
         }
     }
@@ -149,44 +119,14 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 /// duration (plus this and the graceful stop) whatever the rate.
 const END_SLACK: Duration = Duration::from_millis(100);
 
-/// One arrival for a worker: the route, the arrival's index, its due time.
-type Job = (usize, u64, Instant);
-
-/// The open model's workers, to wait for at the end of a run.
-pub(super) struct Workers(Vec<tokio::task::JoinHandle<()>>);
-
-impl Workers {
-    /// Waits until every worker has sent its last request, or until
-    /// `deadline` (the graceful stop); workers still busy then are stopped
-    /// and their requests not counted, as k6 does after `gracefulStop`.
-    pub(super) async fn wait(self, deadline: Instant) {
-        for mut w in self.0 {
-            if tokio::time::timeout_at(deadline, &mut w).await.is_err() {
-                w.abort();
-            }
-        }
-    }
-}
-
-/// Hands open-model arrivals to workers, or drops them when `max_vus`
-/// requests are in flight.
+/// Sends open-model arrivals: one task per arrival, or a dropped arrival when
+/// `max_vus` requests are in flight.
 struct Dispatch {
     shared: Arc<Shared>,
     picks: Arc<[u64]>,
     seed: u64,
     max_vus: usize,
     handle: tokio::runtime::Handle,
-    /// The hosts of the mix, for a new worker's connections.
-    authorities: Arc<[String]>,
-    /// Each started worker's queue.
-    jobs: Vec<mpsc::UnboundedSender<Job>>,
-    /// Workers that finished a request say so here (their index).
-    idle_tx: mpsc::UnboundedSender<usize>,
-    idle_rx: mpsc::UnboundedReceiver<usize>,
-    /// Idle workers, the most recently idle last: it gets the next arrival,
-    /// so the fewest connections stay busy (as a LIFO connection pool).
-    idle: Vec<usize>,
-    workers: Workers,
 }
 
 impl Dispatch {
@@ -196,7 +136,7 @@ impl Dispatch {
     /// that are left once the schedule's end is [`END_SLACK`] past. Returns
     /// the arrivals accounted for and whether the walk goes on.
     fn arrive(
-        &mut self,
+        &self,
         schedule: &mut Schedule,
         arrival: Arrival,
         due: Instant,
@@ -224,61 +164,24 @@ impl Dispatch {
         self.shared.second_dropped.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn send(&mut self, index: u64, due: Instant) {
-        let in_flight = self.shared.in_flight.load(Ordering::Acquire);
+    fn send(&self, index: u64, due: Instant) {
+        let shared = &self.shared;
+        let in_flight = shared.in_flight.load(Ordering::Acquire);
         if in_flight >= self.max_vus {
-            self.drop_many(1);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            shared.second_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        // A worker gives its index back before it lowers `in_flight`, so
-        // below `max_vus` in flight there is an idle worker, or room for one.
-        while let Ok(w) = self.idle_rx.try_recv() {
-            self.idle.push(w);
-        }
-        let worker = match self.idle.pop() {
-            Some(w) => w,
-            None => self.start_worker(),
-        };
-        let shared = &self.shared;
         shared.in_flight.fetch_add(1, Ordering::AcqRel);
         shared
             .max_in_flight
             .fetch_max(in_flight as u64 + 1, Ordering::Relaxed);
         let route = pick_route(&self.picks, self.seed, index);
-        // a worker's queue closes only when the worker ends, after `finish`
-        let _ = self.jobs[worker].send((route, index, due));
-    }
-
-    /// Starts one more worker, with connections of its own; returns its index.
-    fn start_worker(&mut self) -> usize {
-        let me = self.jobs.len();
-        let (tx, mut jobs) = mpsc::unbounded_channel::<Job>();
-        self.jobs.push(tx);
-        let shared = self.shared.clone();
-        let idle = self.idle_tx.clone();
-        let pools: Box<[HostPool]> = self
-            .authorities
-            .iter()
-            .cloned()
-            .map(HostPool::new)
-            .collect();
-        let handle = self.handle.spawn(async move {
-            while let Some((route, index, due)) = jobs.recv().await {
-                let s = shared.exchange_on(&pools, route, due, index).await;
-                shared.record(&s);
-                let _ = idle.send(me);
-                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-            }
-            for p in pools.iter() {
-                p.clear();
-            }
+        let shared = shared.clone();
+        self.handle.spawn(async move {
+            let s = shared.exchange(route, due, index).await;
+            shared.record(&s);
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         });
-        self.workers.0.push(handle);
-        me
-    }
-
-    /// No more arrivals: the workers end once their queue is empty.
-    fn finish(self) -> Workers {
-        self.workers
     }
 }
