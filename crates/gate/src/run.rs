@@ -421,7 +421,7 @@ fn verdict(last: Option<&LoadRun>, healer: Option<Packet>) -> (Packet, Class) {
             class: Code::Threshold,
             cause: None,
             what: format!(
-                "the healer's samples passed, but the full run still fails: {}",
+                "the healer's samples held the gate's thresholds, but the full run fails them: {}",
                 l.failed_list()
             ),
             knob: None,

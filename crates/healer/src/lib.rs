@@ -7,19 +7,22 @@
 //!
 //! The loop, bounded by `max_iterations` and `max_attempts_per_knob`:
 //!
-//! - **observe** ([`Observation`]): TCP connect to the proxy, admin `/health`,
+//! - **observe** ([`Observation`], through a [`Sensor`]: [`LiveSensor`], or a
+//!   fake world in tests): TCP connect to the proxy, admin `/health`,
 //!   `/ready`, `/config`, the upstream from the healer's side, every route
 //!   twice through the proxy (status, `X-Cache-Status`, `Set-Cookie`,
-//!   `Cache-Control`), and a short load sample (p95, errors, hit ratio,
-//!   cache statuses per route). No samples is never a pass.
+//!   `Cache-Control`, RFC 9211 `Cache-Status` `detail=`), and a short load
+//!   sample judged by the gate's [`Thresholds`] (loadgen's threshold
+//!   engine, as the gate's full run). No samples is never a pass.
 //! - **diagnose** ([`Diagnosis`]): a [`Code`] — `SC-NET`, `PORT-OCCUPIED`,
 //!   `SC-NAME`, `UPSTREAM-DOWN`, `UPSTREAM-SLOW`, `CACHE-MISS` with its
 //!   [`MissCause`], `LOAD-SHORTFALL`, `THRESHOLD`, `POLICY` — with evidence.
 //! - **plan** ([`Plan`]): candidate [`Action`]s, most direct first, each with
 //!   precondition, expected effect and rollback; the first the [`Policy`]
 //!   allows and that has attempts left is taken. One knob per iteration.
-//! - **act**: `PUT /config` on the admin API (the previous value comes back
-//!   and is kept), or [`Launcher::start`]; the journal entry is on disk first.
+//! - **act**: a [`Knob`] through an [`Actuator`] (the proxy's admin API,
+//!   [`AdminApi`]: `PUT /config`), or [`Launcher::start`]; the journal entry
+//!   is on disk first.
 //! - **verify**: observe again; a change that made things worse is rolled
 //!   back; green needs `passes` consecutive passing samples.
 //! - **reflect**: a journal entry per iteration, and `knobs-notes.txt` with
