@@ -121,6 +121,11 @@ const END_SLACK: Duration = Duration::from_millis(100);
 
 /// Sends open-model arrivals: one task per arrival, or a dropped arrival when
 /// `max_vus` requests are in flight.
+///
+/// A pool of long-lived workers owning their connections (oha's shape) was
+/// tried instead and measured worse on two cores: more CPU per request and
+/// a larger rate error past the target's capacity (BENCHMARKS.md, "Architecture
+/// step (issue 15)").
 struct Dispatch {
     shared: Arc<Shared>,
     picks: Arc<[u64]>,
