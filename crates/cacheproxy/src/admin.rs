@@ -18,13 +18,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atlas_vocab::admin::{ConfigSwapped, ErrorBody, Health, Purged, Ready, ENDPOINTS};
+use atlas_vocab::admin::{
+    ConfigChange, ConfigSwapped, ErrorBody, Health, Purged, Ready, ENDPOINTS,
+};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::body::ProxyBody;
 use crate::config::AdminToken;
@@ -60,12 +62,18 @@ async fn read_body(req: Request<Incoming>) -> Result<bytes::Bytes, String> {
     }
 }
 
-async fn read_json(req: Request<Incoming>) -> Result<Value, String> {
+/// A `PUT /config` body: a JSON object of knobs ([`ConfigChange`]); an
+/// empty body changes nothing.
+async fn read_change(req: Request<Incoming>) -> Result<ConfigChange, String> {
     let body = read_body(req).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(json!({}));
+        return Ok(ConfigChange::default());
     }
-    serde_json::from_slice(&body).map_err(|e| format!("the body is not JSON: {e}"))
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    serde_json::from_value(v).map_err(|_| {
+        "the body is not a JSON object of knobs, e.g. {\"cache.ttl\": \"60s\"}".to_string()
+    })
 }
 
 /// Why an admin request is refused before it is served.
@@ -251,10 +259,11 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
             &serde_json::to_value(&state.live.load().cfg).expect("config serializes"),
         ),
         (Method::PUT, "/config") => {
-            let changes = match read_json(req).await {
+            let change = match read_change(req).await {
                 Ok(v) => v,
                 Err(e) => return json_response(StatusCode::BAD_REQUEST, &ErrorBody::new(e)),
             };
+            let changes = Value::Object(change.0);
             let current = state.live.load_full();
             let next = match current.cfg.with_changes(&changes) {
                 Ok(c) => c,

@@ -97,6 +97,7 @@ async fn put_config_validates_swaps_and_returns_the_previous() {
             "invalid workers: cannot change while the proxy runs (restart it)",
         ),
         ("not json", "not JSON"),
+        ("[1, 2]", "not a JSON object of knobs"),
     ] {
         let r = admin(p.admin, "PUT", "/config", body).await;
         assert_eq!(r.status, 400, "{body}");
