@@ -31,12 +31,7 @@ impl LoadRun {
 
     /// The thresholds that failed, with what was measured.
     pub fn failed_list(&self) -> String {
-        self.outcomes
-            .iter()
-            .filter(|o| !o.ok)
-            .map(|o| format!("{} {} (measured {})", o.metric, o.expr, show(o.actual)))
-            .collect::<Vec<_>>()
-            .join("; ")
+        atlas_healer::failed_thresholds(&self.outcomes).join("; ")
     }
 }
 

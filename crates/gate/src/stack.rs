@@ -62,13 +62,9 @@ impl Stack {
         let app_url = format!("http://{}", app.local_addr());
         let mut stops = Vec::new();
         let mut tasks = Vec::new();
-        let (tx, rx) = oneshot::channel::<()>();
+        let (tx, stopped) = stop_signal();
         tasks.push(tokio::spawn(async move {
-            let _ = app
-                .run(async move {
-                    let _ = rx.await;
-                })
-                .await;
+            let _ = app.run(stopped).await;
         }));
         stops.push(tx);
         let base = ProxyConfig {
@@ -98,13 +94,9 @@ impl Stack {
         }
         let target = format!("http://{}", proxy.local_addr());
         let admin = format!("http://{}", proxy.admin_addr());
-        let (tx, rx) = oneshot::channel::<()>();
+        let (tx, stopped) = stop_signal();
         tasks.push(tokio::spawn(async move {
-            let _ = proxy
-                .run(async move {
-                    let _ = rx.await;
-                })
-                .await;
+            let _ = proxy.run(stopped).await;
         }));
         stops.push(tx);
         Ok(Stack {
@@ -136,4 +128,15 @@ impl Drop for Stack {
             let _ = tx.send(());
         }
     }
+}
+
+/// A server's stop: the sender ends the future (so does dropping it).
+fn stop_signal() -> (
+    oneshot::Sender<()>,
+    impl std::future::Future<Output = ()> + Send,
+) {
+    let (tx, rx) = oneshot::channel::<()>();
+    (tx, async move {
+        let _ = rx.await;
+    })
 }

@@ -69,8 +69,8 @@ pub use journal::{journal_line, Journal, JournalPrinter, Notes, Phase};
 pub use knob::{Actuator, AdminApi, BoxFuture, Home, Knob, Refused};
 pub use launch::{CommandLauncher, Launcher};
 pub use observe::{
-    measured, observe, port_owner, sample, AdminView, LiveSensor, Observation, PortProbe,
-    RouteProbe, RouteSample, Sample, Sensor, UpstreamProbe,
+    failed_thresholds, measured, observe, port_owner, sample, AdminView, LiveSensor, Observation,
+    PortProbe, RouteProbe, RouteSample, Sample, Sensor, UpstreamProbe,
 };
 pub use packet::{Blocker, Change, ChangeOutcome, Numbers, Packet, Progress};
 pub use plan::{plan, Action, Plan};

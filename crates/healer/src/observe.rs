@@ -257,11 +257,7 @@ impl Sample {
         if self.requests == 0 {
             return vec!["no requests completed".into()];
         }
-        self.verdict
-            .iter()
-            .filter(|o| !o.ok)
-            .map(|o| format!("{} {} (measured {})", o.metric, o.expr, measured(o.actual)))
-            .collect()
+        failed_thresholds(&self.verdict)
     }
 
     /// The thresholds on the request count or rate fail.
@@ -432,6 +428,17 @@ fn reordered_query(path: &str) -> Option<String> {
     let params: Vec<&str> = q.split('&').rev().collect();
     let other = format!("{p}?{}", params.join("&"));
     (other != path).then_some(other)
+}
+
+/// The thresholds that failed, with what was measured
+/// (`http_req_duration p(95)<=200 (measured 250.3)`): how the healer's
+/// samples and the gate's full runs name them.
+pub fn failed_thresholds(outcomes: &[ThresholdOutcome]) -> Vec<String> {
+    outcomes
+        .iter()
+        .filter(|o| !o.ok)
+        .map(|o| format!("{} {} (measured {})", o.metric, o.expr, measured(o.actual)))
+        .collect()
 }
 
 /// A measured value as thresholds print it: `250.3`, `0.0123`, or `no samples`.
