@@ -289,15 +289,22 @@ impl Worker {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        // The thread names itself as it starts; wait for that, so a caller
+        // that sees the proxy running sees its named serving threads too.
+        let (started, running) = std::sync::mpsc::sync_channel::<()>(1);
         std::thread::Builder::new()
             .name(format!("atlas-proxy-{i}"))
             .spawn(move || {
+                let _ = started.send(());
                 rt.block_on(async move {
                     while let Some(conn) = rx.recv().await {
                         serve_client(&state, &http, conn);
                     }
                 });
             })?;
+        running
+            .recv()
+            .map_err(|_| std::io::Error::other(format!("worker thread {i} ended as it started")))?;
         Ok(Worker { conns })
     }
 }
