@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{admin, get, metric, request, start, until};
+use common::{admin, get, metric, request, start};
+use support::until;
 use support::{spawn_origin, Reply};
 
 /// An origin whose body says how many requests it has served, with a per-request delay.

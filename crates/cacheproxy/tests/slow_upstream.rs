@@ -38,7 +38,11 @@ async fn hits_are_served_while_slow_upstream_requests_fill_the_limit() {
     let stuck: Vec<_> = (0..4)
         .map(|i| tokio::spawn(async move { get(addr, &format!("/slow/{i}"), &[]).await }))
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // the page, then the four slow requests, have reached the origin
+    support::until("4 slow requests at the origin", || async {
+        origin.requests.load(Ordering::Relaxed) == 5
+    })
+    .await;
     for _ in 0..20 {
         let g = get(p.addr, "/page", &[]).await;
         assert_eq!(

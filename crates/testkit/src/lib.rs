@@ -162,3 +162,18 @@ pub async fn spawn_origin(handler: Handler) -> Origin {
 pub async fn fast_origin() -> Origin {
     spawn_origin(Arc::new(|_req, _t| Reply::ok("hello from the origin"))).await
 }
+
+/// Waits until `cond` holds, looking every 5 ms for at most 10 s: how a test
+/// orders itself after an event in another task (a request reached the
+/// origin, a waiter joined the lock) instead of sleeping and hoping.
+pub async fn until<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "waited 10 s for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

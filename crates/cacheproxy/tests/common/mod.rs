@@ -174,24 +174,6 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Got 
     request(addr, "GET", path, headers, "").await
 }
 
-/// Waits until `cond` holds, looking every 5 ms for at most 10 s: how a test
-/// orders itself after an event in another task (a request reached the
-/// origin, a waiter joined the lock) instead of sleeping and hoping.
-pub async fn until<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited 10 s for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// A counter or gauge from the admin API's `/metrics` (0 when absent).
 pub async fn metric(admin: SocketAddr, name: &str) -> f64 {
     get(admin, "/metrics", &[])

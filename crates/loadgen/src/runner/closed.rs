@@ -126,13 +126,10 @@ impl ClosedWorker {
             let key = k << 40 | iteration;
             iteration += 1;
             let route = pick_route(&self.picks, self.seed, key);
-            let in_flight = shared.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-            shared
-                .max_in_flight
-                .fetch_max(in_flight as u64, Ordering::Relaxed);
+            shared.in_flight.enter();
             let s = shared.exchange_on(&self.pools, route, now, key).await;
             shared.record(&s);
-            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            shared.in_flight.leave();
         }
     }
 }

@@ -165,8 +165,7 @@ impl LoadTest {
                     })
                 })
                 .collect(),
-            in_flight: AtomicUsize::new(0),
-            max_in_flight: AtomicU64::new(0),
+            in_flight: InFlight::default(),
             dropped: AtomicU64::new(0),
             second_dropped: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -209,10 +208,10 @@ impl LoadTest {
             }
         };
         // let every request of the schedule finish, within the graceful stop
-        let drain_until = Instant::now() + self.graceful_stop;
-        while shared.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < drain_until {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        shared
+            .in_flight
+            .drained(Instant::now() + self.graceful_stop)
+            .await;
         let elapsed = start.elapsed();
         shared.stop.store(true, Ordering::Release);
         let aborted = ticker.await.unwrap_or_default();
@@ -225,7 +224,7 @@ impl LoadTest {
             metrics.merge(&s.lock().unwrap_or_else(|p| p.into_inner()).total);
         }
         metrics.dropped = shared.dropped.load(Ordering::Acquire);
-        metrics.max_in_flight = shared.max_in_flight.load(Ordering::Acquire);
+        metrics.max_in_flight = shared.in_flight.max();
         if let Some(points) = &shared.points {
             points.finish()?;
         }
@@ -350,13 +349,61 @@ struct Shared {
     checks: Arc<[Check]>,
     timeout: Duration,
     shards: Box<[Mutex<Shard>]>,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicU64,
+    in_flight: InFlight,
     dropped: AtomicU64,
     second_dropped: AtomicU64,
     stop: AtomicBool,
     points: Option<PointWriter>,
     series: Mutex<Vec<SecondRow>>,
+}
+
+/// The requests under way: how many now, the most at once, and a wake-up
+/// for the end of the run when the last one finishes.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicUsize,
+    max: AtomicU64,
+    idle: tokio::sync::Notify,
+}
+
+impl InFlight {
+    /// The requests under way now.
+    fn load(&self) -> usize {
+        self.now.load(Ordering::Acquire)
+    }
+
+    /// The most that were under way at once.
+    fn max(&self) -> u64 {
+        self.max.load(Ordering::Acquire)
+    }
+
+    /// A request starts; returns how many are under way with it.
+    fn enter(&self) -> usize {
+        let n = self.now.fetch_add(1, Ordering::AcqRel) + 1;
+        self.max.fetch_max(n as u64, Ordering::Relaxed);
+        n
+    }
+
+    /// A request ends.
+    fn leave(&self) {
+        if self.now.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // a permit is kept when nobody waits: `drained` then looks
+            // once more at the count, which is what it would do anyway
+            self.idle.notify_one();
+        }
+    }
+
+    /// Waits until no request is under way, or until `until`.
+    async fn drained(&self, until: Instant) {
+        while self.load() > 0 {
+            if tokio::time::timeout_at(until, self.idle.notified())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
 }
 
 struct Shard {

@@ -156,7 +156,7 @@ impl Dispatch {
         }
         self.send(arrival.index, due);
         let mut n = 1;
-        if now > due && self.shared.in_flight.load(Ordering::Acquire) >= self.max_vus {
+        if now > due && self.shared.in_flight.load() >= self.max_vus {
             let k = schedule.skip_until(now - start);
             self.drop_many(k);
             n += k;
@@ -171,22 +171,17 @@ impl Dispatch {
 
     fn send(&self, index: u64, due: Instant) {
         let shared = &self.shared;
-        let in_flight = shared.in_flight.load(Ordering::Acquire);
-        if in_flight >= self.max_vus {
-            shared.dropped.fetch_add(1, Ordering::Relaxed);
-            shared.second_dropped.fetch_add(1, Ordering::Relaxed);
+        if shared.in_flight.load() >= self.max_vus {
+            self.drop_many(1);
             return;
         }
-        shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        shared
-            .max_in_flight
-            .fetch_max(in_flight as u64 + 1, Ordering::Relaxed);
+        shared.in_flight.enter();
         let route = pick_route(&self.picks, self.seed, index);
         let shared = shared.clone();
         self.handle.spawn(async move {
             let s = shared.exchange(route, due, index).await;
             shared.record(&s);
-            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            shared.in_flight.leave();
         });
     }
 }

@@ -74,7 +74,7 @@ pub(super) async fn tick(
         row.p50_ms = merged.stat_ms(TrendStat::Med);
         row.p95_ms = merged.stat_ms(TrendStat::Percentile(95.0));
         row.p99_ms = merged.stat_ms(TrendStat::Percentile(99.0));
-        row.in_flight = shared.in_flight.load(Ordering::Acquire) as u64;
+        row.in_flight = shared.in_flight.load() as u64;
         requests += row.requests;
         failed += row.failed;
         if !(stopping && row.requests == 0 && row.dropped == 0) {
@@ -124,7 +124,7 @@ fn check_abort(shared: &Shared, a: &AbortChecker, elapsed: Duration) -> bool {
         metrics.merge(&s.lock().unwrap_or_else(|p| p.into_inner()).total);
     }
     metrics.dropped = shared.dropped.load(Ordering::Relaxed);
-    metrics.max_in_flight = shared.max_in_flight.load(Ordering::Relaxed);
+    metrics.max_in_flight = shared.in_flight.max();
     let snapshot = Snapshot {
         metrics,
         active_secs: elapsed.as_secs_f64(),
