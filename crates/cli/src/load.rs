@@ -17,14 +17,14 @@ use crate::{report, EXIT_FAILURE, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE};
 #[derive(Args, Debug)]
 #[command(
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  atlas load http://127.0.0.1:8080/ --rate 500 --duration 60s --threshold 'http_req_duration: p(95)<200'\n  atlas load http://127.0.0.1:8080 --route /=9 --route /static/app.js=1 --rate 1000 --duration 10s\n  atlas load http://127.0.0.1:8080/ --vus 64 --duration 10s\n  atlas load --scenario gate.toml --segment 0:1/2 --results a.json   # then: atlas load merge a.json b.json\n\nThresholds follow k6: METRIC[{tag:value}]: STAT OP NUMBER[, abortOnFail]\n  metrics: http_reqs, http_req_failed, http_req_duration, http_req_service_time, http_req_waiting,\n           schedule_lag, iterations, dropped_iterations, data_sent, data_received, checks, cache_hit, vus, vus_max\nChecks: status==200, header:NAME, header:NAME==VALUE, body~TEXT, body!~TEXT
+    after_help = "Examples:\n  atlas load http://127.0.0.1:8080/ --rate 500 --duration 60s --threshold 'http_req_duration: p(95)<200'\n  atlas load http://127.0.0.1:8080 --route /=9 --route /static/app.js=1 --rate 1000 --duration 10s\n  atlas load http://127.0.0.1:8080/ --vus 64 --duration 10s\n  atlas load --scenario gate.toml --segment 0:1/2 --results a.json   # then: atlas load merge a.json b.json\n\nThresholds follow k6: METRIC[{tag:value}]: STAT OP NUMBER[, abortOnFail]\n  metrics: http_reqs, http_req_failed, http_req_duration, http_req_blocked, http_req_connecting,\n           http_req_tls_handshaking, http_req_sending, http_req_waiting, http_req_receiving,\n           http_req_service_time, schedule_lag, iterations, dropped_iterations, data_sent, data_received, checks, cache_hit, vus, vus_max\nChecks: status==200, header:NAME, header:NAME==VALUE, body~TEXT, body!~TEXT
   (body checks scan the whole body as it streams in and keep none of it)"
 )]
 pub(crate) struct LoadArgs {
     #[command(subcommand)]
     merge: Option<LoadCommand>,
 
-    /// Target base URL (http://host:port/path); routes are joined to it
+    /// Target base URL (http:// or https://host:port/path); routes are joined to it
     url: Option<String>,
 
     /// Open model: arrivals per second (constant-arrival-rate; with --stage, the start rate)
@@ -99,6 +99,34 @@ pub(crate) struct LoadArgs {
     /// The run's W3C trace id (32 lowercase hex) [default: random]; share it across segments
     #[arg(long, value_name = "HEX")]
     trace_id: Option<String>,
+
+    /// Trust the certificate authorities of this PEM file besides the system's (repeat)
+    #[arg(long, value_name = "FILE")]
+    cacert: Vec<PathBuf>,
+
+    /// Accept any server certificate (k6's insecureSkipTLSVerify); the summary says so
+    #[arg(long)]
+    insecure_skip_tls_verify: bool,
+
+    /// Connect to ADDR for HOST:PORT, keeping HOST for SNI and Host (curl's; repeat)
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    resolve: Vec<String>,
+
+    /// HTTP/1.1 only [default: HTTP/2 when an https server offers it, else HTTP/1.1]
+    #[arg(long, conflicts_with = "http2")]
+    http1: bool,
+
+    /// HTTP/2 only: by ALPN over https (else each request fails as h2_refused), h2c over http
+    #[arg(long)]
+    http2: bool,
+
+    /// A new connection (and TLS handshake) for every request (k6's noConnectionReuse)
+    #[arg(long)]
+    no_connection_reuse: bool,
+
+    /// Concurrent streams per HTTP/2 connection before another opens [default: 100]
+    #[arg(long, value_name = "N")]
+    h2_max_streams: Option<usize>,
 
     /// A scenario file (TOML) holding any of the above; flags override it
     #[arg(long, value_name = "FILE")]
@@ -255,6 +283,19 @@ fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
     }
     if args.precise_timing {
         cfg.timing = atlas_loadgen::Timing::Precise;
+    }
+    cfg.cacert.extend(args.cacert.iter().cloned());
+    cfg.insecure_skip_tls_verify |= args.insecure_skip_tls_verify;
+    cfg.resolve.extend(args.resolve.iter().cloned());
+    cfg.no_connection_reuse |= args.no_connection_reuse;
+    if args.http1 {
+        cfg.http = atlas_loadgen::HttpVersion::Http1;
+    }
+    if args.http2 {
+        cfg.http = atlas_loadgen::HttpVersion::Http2;
+    }
+    if let Some(n) = args.h2_max_streams {
+        cfg.h2_max_streams = n;
     }
     Ok(cfg)
 }

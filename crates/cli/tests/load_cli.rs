@@ -163,6 +163,39 @@ fn bad_input_exits_2_naming_the_problem() {
             &["load", "merge", "/nonexistent/a.json"],
             "/nonexistent/a.json",
         ),
+        (
+            &[
+                "load",
+                "https://127.0.0.1:9/",
+                "--rate",
+                "10",
+                "--cacert",
+                "/nonexistent/ca.pem",
+            ],
+            "invalid cacert: /nonexistent/ca.pem",
+        ),
+        (
+            &[
+                "load",
+                "https://127.0.0.1:9/",
+                "--rate",
+                "10",
+                "--resolve",
+                "example.com:443",
+            ],
+            "HOST:PORT:ADDR",
+        ),
+        (
+            &[
+                "load",
+                "https://127.0.0.1:9/",
+                "--rate",
+                "10",
+                "--http1",
+                "--http2",
+            ],
+            "--http2",
+        ),
     ];
     let scratch = Scratch::new("bad");
     let dir = &scratch.0;

@@ -1,21 +1,18 @@
-//! The HTTP/1.1 client side: keep-alive connection pools per host and one
-//! request/response exchange, classified and timed.
+//! One request/response exchange over a pooled connection
+//! ([`crate::transport`]), classified and timed.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::check::{BodyScan, Check};
 use crate::metrics::{CacheLabel, ErrorClass, Sample};
 use crate::trace::TraceparentBuilder;
+use crate::transport::{Connector, HostPool, SetUp};
 
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
@@ -25,8 +22,11 @@ static X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
 pub(crate) struct Target {
     pub name: String,
     pub method: Method,
-    /// Origin-form (`/path?query`).
+    /// Origin-form (`/path?query`), for HTTP/1.1.
     pub uri: Uri,
+    /// Absolute form (`https://host/path?query`), for HTTP/2's
+    /// `:scheme` and `:authority`.
+    pub absolute: Uri,
     /// Host and the request's own headers.
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -37,11 +37,18 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    pub(crate) fn request(&self, traceparent: &[u8; 55]) -> Request<Full<Bytes>> {
+    /// The request for one arrival; `h2` gives the HTTP/2 form (absolute
+    /// URI, no `Host` header: `:authority` carries it).
+    pub(crate) fn request(&self, traceparent: &[u8; 55], h2: bool) -> Request<Full<Bytes>> {
         let mut req = Request::new(Full::new(self.body.clone()));
         *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
         let mut headers = self.headers.clone();
+        if h2 {
+            *req.uri_mut() = self.absolute.clone();
+            headers.remove(http::header::HOST);
+        } else {
+            *req.uri_mut() = self.uri.clone();
+        }
         headers.insert(
             TRACEPARENT.clone(),
             HeaderValue::from_bytes(traceparent).expect("traceparent is visible ASCII"),
@@ -51,66 +58,10 @@ impl Target {
     }
 }
 
-type Conn = SendRequest<Full<Bytes>>;
-
-/// Idle keep-alive connections to one `host:port`.
-#[derive(Debug)]
-pub(crate) struct HostPool {
-    authority: String,
-    idle: Mutex<Vec<Conn>>,
-}
-
-impl HostPool {
-    pub(crate) fn new(authority: String) -> Self {
-        HostPool {
-            authority,
-            idle: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn take(&self) -> Option<Conn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(c) = idle.pop() {
-            if !c.is_closed() {
-                return Some(c);
-            }
-        }
-        None
-    }
-
-    fn put(&self, c: Conn) {
-        if !c.is_closed() {
-            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
-        }
-    }
-
-    async fn connect(&self) -> Result<Conn, ErrorClass> {
-        let stream = TcpStream::connect(&self.authority)
-            .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => ErrorClass::ConnectRefused,
-                _ => ErrorClass::ConnectError,
-            })?;
-        let _ = stream.set_nodelay(true);
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| ErrorClass::ConnectError)?;
-        tokio::spawn(async move {
-            // ends when the peer closes or every SendRequest is dropped
-            let _ = conn.await;
-        });
-        Ok(send)
-    }
-
-    /// Drops every idle connection (at the end of a run).
-    pub(crate) fn clear(&self) {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    }
-}
-
 /// What the exchange needs besides the target.
 pub(crate) struct ExchangeCtx<'a> {
     pub pools: &'a [HostPool],
+    pub connector: &'a Connector,
     pub traceparent: &'a TraceparentBuilder,
     pub checks: &'a [Check],
     pub timeout: Duration,
@@ -134,39 +85,43 @@ pub(crate) async fn exchange(
         ..Sample::default()
     };
     let mut sent = started;
+    let mut set_up = SetUp::default();
+    let mut in_hand = started;
+    let mut written = None;
     let mut first_byte = started;
+    let mut info = None;
     let outcome = tokio::time::timeout(ctx.timeout, async {
         // A pooled connection the server closed meanwhile fails before any
         // response byte; such a request is retried once on a new connection.
-        let mut reused = true;
+        let mut retried = false;
         loop {
-            let mut conn = match pool.take() {
-                Some(c) => c,
-                None => {
-                    reused = false;
-                    pool.connect().await?
-                }
-            };
-            if conn.ready().await.is_err() {
+            let (mut lease, s) = pool.lease(ctx.connector, retried).await?;
+            set_up = s;
+            let reused = lease.reused;
+            if lease.ready().await.is_err() {
                 if reused {
-                    reused = false;
+                    retried = true;
                     continue;
                 }
                 return Err(ErrorClass::Reset);
             }
-            sent = Instant::now();
-            let resp = match conn.send_request(target.request(&traceparent)).await {
+            info = Some(lease.info());
+            in_hand = Instant::now();
+            sent = in_hand;
+            let req = target.request(&traceparent, lease.is_h2());
+            let resp = match lease.send(req).await {
                 Ok(r) => r,
                 Err(e)
                     if reused
                         && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) =>
                 {
-                    reused = false;
+                    retried = true;
                     continue;
                 }
                 Err(e) => return Err(classify(&e)),
             };
             first_byte = Instant::now();
+            written = lease.written_since(sent).filter(|&w| w <= first_byte);
             let (parts, mut body) = resp.into_parts();
             let mut received = 0u64;
             let mut scan = BodyScan::new(ctx.checks);
@@ -179,7 +134,7 @@ pub(crate) async fn exchange(
                     }
                 }
             }
-            pool.put(conn);
+            pool.put(ctx.connector, lease);
             return Ok((parts, received, scan));
         }
     })
@@ -191,8 +146,20 @@ pub(crate) async fn exchange(
     };
     sample.duration_us = micros(done.saturating_duration_since(due));
     sample.service_us = micros(done.saturating_duration_since(sent));
-    sample.waiting_us = micros(first_byte.saturating_duration_since(sent));
     sample.lag_us = micros(sent.saturating_duration_since(due));
+    sample.blocked_us = micros(in_hand.saturating_duration_since(started));
+    sample.connecting_us = micros(set_up.connecting);
+    sample.tls_us = micros(set_up.tls);
+    let sending_end = written.unwrap_or(sent);
+    sample.sending_us = micros(sending_end.saturating_duration_since(sent));
+    sample.waiting_us = micros(first_byte.saturating_duration_since(sending_end));
+    if outcome.is_ok() {
+        sample.receiving_us = micros(done.saturating_duration_since(first_byte));
+    }
+    if let Some(i) = info {
+        sample.proto = Some(i.proto);
+        sample.tls = i.tls;
+    }
     match outcome {
         Ok((parts, received, scan)) => {
             let status = parts.status.as_u16();

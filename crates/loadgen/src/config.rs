@@ -26,6 +26,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_GRACEFUL_STOP: Duration = Duration::from_secs(30);
 /// Default in-flight limit of the arrival-rate executors (k6's `maxVUs`).
 pub const DEFAULT_MAX_VUS: usize = 1000;
+/// Default for [`LoadConfig::h2_max_streams`] (Go's HTTP/2 client, which k6
+/// uses, also opens 100 streams per connection before it waits).
+pub const DEFAULT_H2_MAX_STREAMS: usize = 100;
 
 fn default_timeout() -> Duration {
     DEFAULT_TIMEOUT
@@ -35,6 +38,9 @@ fn default_graceful_stop() -> Duration {
 }
 fn default_max_vus() -> usize {
     DEFAULT_MAX_VUS
+}
+fn default_h2_max_streams() -> usize {
+    DEFAULT_H2_MAX_STREAMS
 }
 fn default_weight() -> u32 {
     1
@@ -102,6 +108,47 @@ pub struct LoadConfig {
     /// How the open model waits for due times (default `runtime`).
     #[serde(default)]
     pub timing: Timing,
+    /// The HTTP version (default `auto`: HTTP/2 when an `https://` server
+    /// offers it by ALPN, else HTTP/1.1).
+    #[serde(default)]
+    pub http: HttpVersion,
+    /// PEM files of certificate authorities trusted besides the system's
+    /// roots (curl's and k6's `--cacert`).
+    #[serde(default)]
+    pub cacert: Vec<std::path::PathBuf>,
+    /// Accept any server certificate (k6's `insecureSkipTLSVerify`). The
+    /// summary says when it was on.
+    #[serde(default)]
+    pub insecure_skip_tls_verify: bool,
+    /// `HOST:PORT:ADDR` (curl's `--resolve`): connect to `ADDR` for
+    /// `HOST:PORT`, keeping `HOST` for SNI, the certificate and `Host`.
+    #[serde(default)]
+    pub resolve: Vec<String>,
+    /// A new connection (and TLS handshake) for every request (k6's
+    /// `noConnectionReuse`).
+    #[serde(default)]
+    pub no_connection_reuse: bool,
+    /// Concurrent streams per HTTP/2 connection before another connection
+    /// is opened (default 100; a server's lower `MAX_CONCURRENT_STREAMS`
+    /// applies too).
+    #[serde(default = "default_h2_max_streams")]
+    pub h2_max_streams: usize,
+}
+
+/// Which HTTP version requests use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HttpVersion {
+    /// k6's default: over TLS, HTTP/2 when the server offers it by ALPN,
+    /// else HTTP/1.1; over plain TCP, HTTP/1.1.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only (`--http1`).
+    Http1,
+    /// HTTP/2 only (`--http2`): by ALPN over TLS, failing each request as
+    /// `h2_refused` when the server does not offer it; with prior knowledge
+    /// (h2c, as h2load does) over plain TCP.
+    Http2,
 }
 
 /// How the open-model executors wait for each arrival's due time.
@@ -540,6 +587,12 @@ impl LoadConfig {
             seed: 0,
             trace_id: None,
             timing: Timing::Runtime,
+            http: HttpVersion::Auto,
+            cacert: Vec::new(),
+            insecure_skip_tls_verify: false,
+            resolve: Vec::new(),
+            no_connection_reuse: false,
+            h2_max_streams: DEFAULT_H2_MAX_STREAMS,
         }
     }
 

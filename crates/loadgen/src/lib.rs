@@ -59,17 +59,19 @@ mod segment;
 mod summary;
 mod threshold;
 mod trace;
+mod transport;
 
 pub use check::Check;
 pub use config::{
-    parse_duration, Executor, ExecutorFlags, LoadConfig, RequestSpec, Stage, Timing,
-    DEFAULT_DURATION, DEFAULT_GRACEFUL_STOP, DEFAULT_MAX_VUS, DEFAULT_TIMEOUT,
+    parse_duration, Executor, ExecutorFlags, HttpVersion, LoadConfig, RequestSpec, Stage, Timing,
+    DEFAULT_DURATION, DEFAULT_GRACEFUL_STOP, DEFAULT_H2_MAX_STREAMS, DEFAULT_MAX_VUS,
+    DEFAULT_TIMEOUT,
 };
 pub use error::{Error, Result};
 pub use histogram::{Trend, TrendStat, MAX_MICROS};
 pub use metrics::{
-    CacheLabel, CacheStatus, CheckCount, Counts, ErrorClass, Label, Metrics, RouteMetrics,
-    SecondRow, StatusCounts,
+    CacheLabel, CacheStatus, CheckCount, Counts, ErrorClass, Label, Metrics, Proto, RouteMetrics,
+    SecondRow, StatusCounts, TlsVersion,
 };
 pub use result::{write_atomic, RunResult, FORMAT_VERSION};
 pub use runner::{LoadTest, NoObserver, Observer, Progress, RunOptions};

@@ -89,6 +89,18 @@ pub enum ErrorClass {
     Http5xx,
     /// A status outside 200–399 that is neither 4xx nor 5xx.
     UnexpectedStatus,
+    /// The server's certificate chains to no trusted root (k6's 1311 class:
+    /// `x509: certificate signed by unknown authority`).
+    TlsUnknownIssuer,
+    /// The server's certificate (or one in its chain) is expired or not yet valid.
+    TlsExpired,
+    /// The server's certificate is not valid for the host of the URL.
+    TlsWrongHost,
+    /// The TLS handshake failed otherwise (no shared version or cipher, an
+    /// alert from the server, not TLS at all).
+    TlsHandshake,
+    /// HTTP/2 was required (`--http2`) and the server did not offer it.
+    H2Refused,
 }
 
 impl Label for ErrorClass {
@@ -101,6 +113,11 @@ impl Label for ErrorClass {
         ErrorClass::Http4xx,
         ErrorClass::Http5xx,
         ErrorClass::UnexpectedStatus,
+        ErrorClass::TlsUnknownIssuer,
+        ErrorClass::TlsExpired,
+        ErrorClass::TlsWrongHost,
+        ErrorClass::TlsHandshake,
+        ErrorClass::H2Refused,
     ];
     fn as_str(self) -> &'static str {
         match self {
@@ -112,6 +129,55 @@ impl Label for ErrorClass {
             ErrorClass::Http4xx => "http_4xx",
             ErrorClass::Http5xx => "http_5xx",
             ErrorClass::UnexpectedStatus => "unexpected_status",
+            ErrorClass::TlsUnknownIssuer => "tls_unknown_issuer",
+            ErrorClass::TlsExpired => "tls_expired",
+            ErrorClass::TlsWrongHost => "tls_wrong_host",
+            ErrorClass::TlsHandshake => "tls_handshake",
+            ErrorClass::H2Refused => "h2_refused",
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The protocol a response came over (k6's `proto` tag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    /// `HTTP/1.1`.
+    Http11,
+    /// `HTTP/2.0`.
+    Http2,
+}
+
+impl Label for Proto {
+    const ALL: &'static [Self] = &[Proto::Http11, Proto::Http2];
+    fn as_str(self) -> &'static str {
+        match self {
+            Proto::Http11 => "HTTP/1.1",
+            Proto::Http2 => "HTTP/2.0",
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The TLS version a response came over (k6's `tls_version` tag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TlsVersion {
+    /// `tls1.2`.
+    Tls12,
+    /// `tls1.3`.
+    Tls13,
+}
+
+impl Label for TlsVersion {
+    const ALL: &'static [Self] = &[TlsVersion::Tls12, TlsVersion::Tls13];
+    fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "tls1.2",
+            TlsVersion::Tls13 => "tls1.3",
         }
     }
     fn index(self) -> usize {
@@ -291,10 +357,33 @@ pub struct Metrics {
     pub duration_ok: Trend,
     /// `http_req_service_time`: from the actual send to the last byte.
     pub service_time: Trend,
-    /// `http_req_waiting`: from the actual send to the first response byte.
+    /// `http_req_waiting`: from the last request byte written to the first
+    /// response byte.
     pub waiting: Trend,
     /// `schedule_lag`: from the scheduled time to the actual send (connection set-up included).
     pub schedule_lag: Trend,
+    /// `http_req_blocked`: from the request's start until a connection was
+    /// in hand (connecting and handshaking included, as k6 counts it).
+    #[serde(default)]
+    pub blocked: Trend,
+    /// `http_req_connecting`: TCP connect; 0 on a reused connection.
+    #[serde(default)]
+    pub connecting: Trend,
+    /// `http_req_tls_handshaking`: the TLS handshake; 0 on a reused or plain connection.
+    #[serde(default)]
+    pub tls_handshaking: Trend,
+    /// `http_req_sending`: writing the request.
+    #[serde(default)]
+    pub sending: Trend,
+    /// `http_req_receiving`: from the first response byte to the last.
+    #[serde(default)]
+    pub receiving: Trend,
+    /// Responses per protocol (`proto` tag).
+    #[serde(default)]
+    pub protos: Counts<Proto>,
+    /// Responses per TLS version (`tls_version` tag); plain ones are not counted.
+    #[serde(default)]
+    pub tls_versions: Counts<TlsVersion>,
     /// Per route, in the order of the request mix.
     pub routes: Vec<RouteMetrics>,
 }
@@ -324,8 +413,19 @@ impl Metrics {
         self.service_time.record(s.service_us);
         self.waiting.record(s.waiting_us);
         self.schedule_lag.record(s.lag_us);
+        self.blocked.record(s.blocked_us);
+        self.connecting.record(s.connecting_us);
+        self.tls_handshaking.record(s.tls_us);
+        self.sending.record(s.sending_us);
+        self.receiving.record(s.receiving_us);
         if s.status != 0 {
             self.statuses.incr(s.status);
+            if let Some(p) = s.proto {
+                self.protos.incr(p);
+            }
+            if let Some(v) = s.tls {
+                self.tls_versions.incr(v);
+            }
         }
         if let Some(c) = s.cache {
             self.cache.incr(c);
@@ -378,6 +478,13 @@ impl Metrics {
         self.service_time.merge(&other.service_time);
         self.waiting.merge(&other.waiting);
         self.schedule_lag.merge(&other.schedule_lag);
+        self.blocked.merge(&other.blocked);
+        self.connecting.merge(&other.connecting);
+        self.tls_handshaking.merge(&other.tls_handshaking);
+        self.sending.merge(&other.sending);
+        self.receiving.merge(&other.receiving);
+        self.protos.merge(&other.protos);
+        self.tls_versions.merge(&other.tls_versions);
         for (a, b) in self.routes.iter_mut().zip(&other.routes) {
             a.requests += b.requests;
             a.failed += b.failed;
@@ -385,6 +492,28 @@ impl Metrics {
             a.statuses.merge(&b.statuses);
             a.cache.merge(&b.cache);
         }
+    }
+
+    /// The timing trends besides `http_req_duration`, by k6 metric name,
+    /// in the order summaries list them.
+    pub fn timings(&self) -> [(&'static str, &Trend); 8] {
+        [
+            ("http_req_blocked", &self.blocked),
+            ("http_req_connecting", &self.connecting),
+            ("http_req_tls_handshaking", &self.tls_handshaking),
+            ("http_req_sending", &self.sending),
+            ("http_req_waiting", &self.waiting),
+            ("http_req_receiving", &self.receiving),
+            ("http_req_service_time", &self.service_time),
+            ("schedule_lag", &self.schedule_lag),
+        ]
+    }
+
+    /// One of [`Metrics::timings`] by name.
+    pub fn timing(&self, name: &str) -> Option<&Trend> {
+        self.timings()
+            .into_iter()
+            .find_map(|(n, t)| (n == name).then_some(t))
     }
 
     /// HIT / responses that carry `X-Cache-Status`; `None` when none did.
@@ -464,6 +593,13 @@ pub(crate) struct Sample {
     pub service_us: u64,
     pub waiting_us: u64,
     pub lag_us: u64,
+    pub blocked_us: u64,
+    pub connecting_us: u64,
+    pub tls_us: u64,
+    pub sending_us: u64,
+    pub receiving_us: u64,
+    pub proto: Option<Proto>,
+    pub tls: Option<TlsVersion>,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     /// Bit `i` set when check `i` passed.

@@ -81,6 +81,8 @@ impl PointWriter {
                         "expected_response": if s.error.is_none() { "true" } else { "false" },
                         "error_code": s.error.map(|e| e.as_str()).unwrap_or(""),
                         "cache_status": s.cache.map(|c| c.as_str()).unwrap_or(""),
+                        "proto": s.proto.map(|v| v.as_str()).unwrap_or(""),
+                        "tls_version": s.tls.map(|v| v.as_str()).unwrap_or(""),
                         "scenario": "default",
                     });
                     for (metric, value) in [

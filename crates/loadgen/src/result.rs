@@ -43,6 +43,10 @@ pub struct RunResult {
     pub scheduled: u64,
     /// True when an `abortOnFail` threshold stopped the run early.
     pub aborted: bool,
+    /// True when server certificates were not verified
+    /// (`--insecure-skip-tls-verify`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_tls_verify: bool,
     /// Check names, in order (matching `metrics.checks`).
     pub checks: Vec<String>,
     /// Thresholds to evaluate, per metric.
@@ -141,6 +145,7 @@ impl RunResult {
             out.started_at = out.started_at.clone().min(p.started_at.clone());
             out.scheduled += p.scheduled;
             out.aborted |= p.aborted;
+            out.insecure_skip_tls_verify |= p.insecure_skip_tls_verify;
             out.metrics.merge(&p.metrics);
             for row in &p.series {
                 match out.series.iter_mut().find(|r| r.second == row.second) {
@@ -294,9 +299,7 @@ fn value_of(
             }
             (None, None) => trend(&m.duration),
         },
-        "http_req_service_time" => trend(&m.service_time),
-        "http_req_waiting" => trend(&m.waiting),
-        "schedule_lag" => trend(&m.schedule_lag),
+        name if m.timing(name).is_some() => m.timing(name).and_then(trend),
         "vus" => Some(m.max_in_flight as f64),
         "vus_max" => Some(max_vus as f64),
         _ => None,

@@ -111,24 +111,9 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
         "time",
         trend_values(&m.duration_ok),
     );
-    put(
-        "http_req_service_time".into(),
-        "trend",
-        "time",
-        trend_values(&m.service_time),
-    );
-    put(
-        "http_req_waiting".into(),
-        "trend",
-        "time",
-        trend_values(&m.waiting),
-    );
-    put(
-        "schedule_lag".into(),
-        "trend",
-        "time",
-        trend_values(&m.schedule_lag),
-    );
+    for (name, t) in m.timings() {
+        put(name.into(), "trend", "time", trend_values(t));
+    }
     put(
         "vus".into(),
         "gauge",
@@ -239,6 +224,9 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
             "scheduled": r.scheduled,
             "dropped": m.dropped,
             "aborted": r.aborted,
+            "insecure_skip_tls_verify": r.insecure_skip_tls_verify,
+            "protos": m.protos,
+            "tls_versions": m.tls_versions,
             "errors": errors,
             "statuses": m.statuses,
             "cache_statuses": cache,
@@ -283,6 +271,12 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
     let _ = writeln!(out, "  trace id:  {}", r.trace_id);
     if r.aborted {
         let _ = writeln!(out, "  ABORTED by a threshold with abortOnFail");
+    }
+    if r.insecure_skip_tls_verify {
+        let _ = writeln!(
+            out,
+            "  WARN: TLS certificates were not verified (--insecure-skip-tls-verify)"
+        );
     }
     let _ = writeln!(out);
     for (name, c) in r.checks.iter().zip(&m.checks) {
@@ -428,30 +422,32 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
             .collect();
         line(&mut out, "", "  errors", errors.join(" "));
     }
-    line(
-        &mut out,
-        "http_req_service_time",
-        "http_req_service_time",
-        trend(&m.service_time),
-    );
-    line(
-        &mut out,
-        "http_req_waiting",
-        "http_req_waiting",
-        trend(&m.waiting),
-    );
+    for (name, t) in m.timings() {
+        // connection set-up only where there was some, as k6 prints it
+        let set_up = matches!(name, "http_req_connecting" | "http_req_tls_handshaking");
+        if !(set_up && t.histogram().max() == 0) {
+            line(&mut out, name, name, trend(t));
+        }
+    }
     line(
         &mut out,
         "http_reqs",
         "http_reqs",
         format!("{} {:.2}/s", m.requests, per_sec(m.requests)),
     );
-    line(
-        &mut out,
-        "schedule_lag",
-        "schedule_lag",
-        trend(&m.schedule_lag),
-    );
+    if m.protos.total() > 0 {
+        let protos: Vec<String> = m
+            .protos
+            .iter()
+            .map(|(l, n)| format!("{}={n}", l.as_str()))
+            .chain(
+                m.tls_versions
+                    .iter()
+                    .map(|(l, n)| format!("{}={n}", l.as_str())),
+            )
+            .collect();
+        line(&mut out, "", "  protocols", protos.join(" "));
+    }
     line(&mut out, "vus", "vus", format!("max={}", m.max_in_flight));
     line(&mut out, "vus_max", "vus_max", format!("{}", r.max_vus));
     // tagged thresholds that are not printed above

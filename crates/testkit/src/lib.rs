@@ -1,9 +1,11 @@
 //! # atlas-testkit
 //!
 //! What the Atlas crates' tests share, as a dev-dependency (it was one file
-//! included by `#[path]` into eight test binaries): a real HTTP/1.1 origin
-//! on `127.0.0.1:0` whose answers a test scripts, counting requests and
-//! keeping the last `traceparent`.
+//! included by `#[path]` into eight test binaries): a real origin on
+//! `127.0.0.1:0` whose answers a test scripts, counting requests and
+//! keeping the last `traceparent`; over TLS ([`spawn_tls_origin`]) it
+//! speaks HTTP/2 or HTTP/1.1 by ALPN, with certificates made at test time
+//! ([`Pki`]).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -81,31 +83,51 @@ pub struct Origin {
     pub addr: SocketAddr,
     /// Requests received so far.
     pub requests: Arc<AtomicU64>,
+    /// Connections accepted so far (TCP; a TLS handshake may still fail).
+    pub connections: Arc<AtomicU64>,
     /// `traceparent` of the last request seen.
     pub last_traceparent: Arc<std::sync::Mutex<Option<String>>>,
+    /// The HTTP version of every request seen, in order.
+    pub versions: Arc<std::sync::Mutex<Vec<http::Version>>>,
+    scheme: &'static str,
     _stop: watch::Sender<()>,
 }
 
 impl Origin {
-    /// `http://addr` + `path`.
+    /// `http://addr` (or `https://`) + `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 }
 
 /// Starts an origin on loopback with `handler`; the handler gets the time since the origin started.
 pub async fn spawn_origin(handler: Handler) -> Origin {
+    spawn_origin_on(handler, None).await
+}
+
+/// [`spawn_origin`] speaking TLS with `tls` (see [`Pki::server`]): HTTP/2
+/// when the client offers it by ALPN, else HTTP/1.1.
+pub async fn spawn_tls_origin(handler: Handler, tls: Arc<rustls::ServerConfig>) -> Origin {
+    spawn_origin_on(handler, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+}
+
+async fn spawn_origin_on(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicU64::new(0));
+    let connections = Arc::new(AtomicU64::new(0));
     let last_tp = Arc::new(std::sync::Mutex::new(None));
+    let versions = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let (stop_tx, stop_rx) = watch::channel(());
     let started = Instant::now();
     {
         let requests = requests.clone();
         let last_tp = last_tp.clone();
+        let versions = versions.clone();
+        let connections = connections.clone();
         tokio::spawn(async move {
             let mut stop = stop_rx;
             loop {
@@ -114,17 +136,22 @@ pub async fn spawn_origin(handler: Handler) -> Origin {
                     _ = stop.changed() => return,
                 };
                 let _ = stream.set_nodelay(true);
+                connections.fetch_add(1, Ordering::Relaxed);
                 let handler = handler.clone();
                 let requests = requests.clone();
                 let last_tp = last_tp.clone();
+                let versions = versions.clone();
                 let mut stop = stop.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let handler = handler.clone();
                         let requests = requests.clone();
                         let last_tp = last_tp.clone();
+                        let versions = versions.clone();
                         async move {
                             requests.fetch_add(1, Ordering::Relaxed);
+                            versions.lock().unwrap().push(req.version());
                             if let Some(tp) = req.headers().get("traceparent") {
                                 *last_tp.lock().unwrap() =
                                     Some(tp.to_str().unwrap_or("").to_string());
@@ -140,10 +167,34 @@ pub async fn spawn_origin(handler: Handler) -> Origin {
                             Ok::<_, Infallible>(resp.body(Full::new(reply.body)).unwrap())
                         }
                     });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc);
+                    let serve = async move {
+                        match tls {
+                            None => {
+                                let _ = hyper::server::conn::http1::Builder::new()
+                                    .serve_connection(TokioIo::new(stream), svc)
+                                    .await;
+                            }
+                            Some(tls) => {
+                                // a client that fails the handshake is its own business
+                                let Ok(stream) = tls.accept(stream).await else {
+                                    return;
+                                };
+                                if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                    let _ = hyper::server::conn::http2::Builder::new(
+                                        hyper_util::rt::TokioExecutor::new(),
+                                    )
+                                    .serve_connection(TokioIo::new(stream), svc)
+                                    .await;
+                                } else {
+                                    let _ = hyper::server::conn::http1::Builder::new()
+                                        .serve_connection(TokioIo::new(stream), svc)
+                                        .await;
+                                }
+                            }
+                        }
+                    };
                     tokio::select! {
-                        _ = conn => {}
+                        _ = serve => {}
                         _ = stop.changed() => {}
                     }
                 });
@@ -152,8 +203,11 @@ pub async fn spawn_origin(handler: Handler) -> Origin {
     }
     Origin {
         addr,
+        scheme,
         requests,
+        connections,
         last_traceparent: last_tp,
+        versions,
         _stop: stop_tx,
     }
 }
@@ -177,3 +231,6 @@ where
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+pub mod pki;
+pub use pki::Pki;

@@ -15,28 +15,31 @@ impl LoadConfig {
 }
 
 struct BaseUrl {
-    authority: String,
+    endpoint: Endpoint,
+    /// `scheme://authority`, for HTTP/2's absolute request URIs.
+    origin: String,
+    /// The `Host` header: the URL's authority as written.
     host: String,
     path: String,
 }
 
-fn parse_http_url(field: &str, s: &str) -> Result<BaseUrl> {
+fn parse_http_url(field: &str, s: &str, resolve: &[Resolve]) -> Result<BaseUrl> {
     let bad = |m: &str| Error::config(field, format!("{s:?}: {m}"));
     let uri: Uri = s.parse().map_err(|e| bad(&format!("not a URL ({e})")))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(bad(
-                "https is not supported yet; use http:// (loopback and private targets)",
-            ))
+    let (tls, default_port) = match uri.scheme_str() {
+        Some("http") => (false, 80),
+        Some("https") => (true, 443),
+        Some(other) => {
+            return Err(bad(&format!(
+                "unsupported scheme {other:?}; use http:// or https://"
+            )))
         }
-        Some(other) => return Err(bad(&format!("unsupported scheme {other:?}; use http://"))),
         None => {
             return Err(bad(
                 "expected an absolute URL such as http://127.0.0.1:8080/",
             ))
         }
-    }
+    };
     let auth = uri.authority().ok_or_else(|| bad("the URL has no host"))?;
     if auth.as_str().contains('@') {
         return Err(bad(
@@ -47,18 +50,58 @@ fn parse_http_url(field: &str, s: &str) -> Result<BaseUrl> {
     if host.is_empty() {
         return Err(bad("the URL has no host"));
     }
-    let port = auth.port_u16().unwrap_or(80);
-    let connect_host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
+    let port = auth.port_u16().unwrap_or(default_port);
+    let connect = match resolve.iter().find(|r| r.host == host && r.port == port) {
+        Some(r) => r.addr.to_string(),
+        None if host.contains(':') => format!("[{host}]:{port}"),
+        None => format!("{host}:{port}"),
     };
     Ok(BaseUrl {
-        authority: format!("{connect_host}:{port}"),
+        endpoint: Endpoint {
+            tls,
+            host: host.to_string(),
+            port,
+            connect,
+        },
+        origin: format!("{}://{}", if tls { "https" } else { "http" }, auth.as_str()),
         host: auth.as_str().to_string(),
         path: uri
             .path_and_query()
             .map_or("/".to_string(), |p| p.as_str().to_string()),
+    })
+}
+
+/// One `--resolve HOST:PORT:ADDR`.
+#[derive(Debug)]
+struct Resolve {
+    host: String,
+    port: u16,
+    addr: std::net::SocketAddr,
+}
+
+fn parse_resolve(s: &str) -> Result<Resolve> {
+    let bad = |m: &str| Error::config("resolve", format!("{s:?}: {m}"));
+    let (host, rest) = s
+        .split_once(':')
+        .ok_or_else(|| bad("expected HOST:PORT:ADDR, e.g. example.com:443:127.0.0.1"))?;
+    let (port, addr) = rest
+        .split_once(':')
+        .ok_or_else(|| bad("expected HOST:PORT:ADDR, e.g. example.com:443:127.0.0.1"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad(&format!("{port:?} is not a port")))?;
+    let ip: std::net::IpAddr = addr
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| bad(&format!("{addr:?} is not an IP address")))?;
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    Ok(Resolve {
+        host: host.to_string(),
+        port,
+        addr: std::net::SocketAddr::new(ip, port),
     })
 }
 
@@ -84,10 +127,15 @@ impl LoadTest {
         if cfg.timeout.is_zero() {
             return Err(Error::config("timeout", "must be longer than 0s"));
         }
+        let resolve = cfg
+            .resolve
+            .iter()
+            .map(|r| parse_resolve(r))
+            .collect::<Result<Vec<_>>>()?;
         let base = cfg
             .target
             .as_deref()
-            .map(|t| parse_http_url("target", t))
+            .map(|t| parse_http_url("target", t, &resolve))
             .transpose()?;
         let common = header_map("headers", &cfg.headers)?;
         let specs: Vec<RequestSpec> = if cfg.requests.is_empty() {
@@ -98,7 +146,7 @@ impl LoadTest {
         } else {
             cfg.requests.clone()
         };
-        let mut authorities: Vec<String> = Vec::new();
+        let mut endpoints: Vec<Endpoint> = Vec::new();
         let mut targets = Vec::with_capacity(specs.len());
         let mut cumulative_weights = Vec::with_capacity(specs.len());
         let mut total = 0u64;
@@ -113,18 +161,22 @@ impl LoadTest {
                 })?;
                 (
                     BaseUrl {
-                        authority: base.authority.clone(),
+                        endpoint: base.endpoint.clone(),
+                        origin: base.origin.clone(),
                         host: base.host.clone(),
                         path: String::new(),
                     },
                     spec.url.clone(),
                 )
             } else {
-                let u = parse_http_url(&field("url"), &spec.url)?;
+                let u = parse_http_url(&field("url"), &spec.url, &resolve)?;
                 let p = u.path.clone();
                 (u, p)
             };
             let uri: Uri = path
+                .parse()
+                .map_err(|e| Error::config(field("url"), format!("{path:?}: {e}")))?;
+            let absolute: Uri = format!("{}{path}", url.origin)
                 .parse()
                 .map_err(|e| Error::config(field("url"), format!("{path:?}: {e}")))?;
             let method = Method::from_bytes(spec.method.as_bytes()).map_err(|_| {
@@ -150,11 +202,11 @@ impl LoadTest {
                 );
             }
             let body = Bytes::from(spec.body.clone().unwrap_or_default());
-            let pool = match authorities.iter().position(|a| *a == url.authority) {
+            let pool = match endpoints.iter().position(|e| *e == url.endpoint) {
                 Some(p) => p,
                 None => {
-                    authorities.push(url.authority.clone());
-                    authorities.len() - 1
+                    endpoints.push(url.endpoint.clone());
+                    endpoints.len() - 1
                 }
             };
             total += u64::from(spec.weight);
@@ -171,6 +223,7 @@ impl LoadTest {
                 name,
                 method,
                 uri,
+                absolute,
                 headers,
                 body,
                 pool,
@@ -204,6 +257,14 @@ impl LoadTest {
             }
             threshold_specs.push((metric.clone(), specs.clone()));
         }
+        let connector = Connector::new(&ConnectorSpec {
+            http: cfg.http,
+            cacert: &cfg.cacert,
+            insecure: cfg.insecure_skip_tls_verify,
+            reuse: !cfg.no_connection_reuse,
+            h2_max_streams: cfg.h2_max_streams,
+            needs_tls: endpoints.iter().any(|e| e.tls),
+        })?;
         let trace = match &cfg.trace_id {
             Some(s) => s.parse()?,
             None => TraceId::random(),
@@ -211,7 +272,9 @@ impl LoadTest {
         Ok(LoadTest {
             executor: cfg.executor.clone(),
             targets: targets.into(),
-            authorities,
+            endpoints,
+            connector,
+            insecure_skip_tls_verify: cfg.insecure_skip_tls_verify,
             cumulative_weights,
             checks: checks.into(),
             thresholds,

@@ -34,7 +34,7 @@ impl LoadTest {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let worker = ClosedWorker {
                 shared: shared.clone(),
-                pools: self.pools(),
+                endpoints: self.endpoints.clone(),
                 wanted: wanted.clone(),
                 picks: picks.clone(),
                 seed: self.seed,
@@ -76,10 +76,11 @@ impl LoadTest {
     }
 }
 
-/// The VUs of one closed-model thread, with that thread's connections.
+/// The VUs of one closed-model thread. Each VU has connections of its own,
+/// as in k6: one HTTP/1.1 connection or one HTTP/2 connection per host.
 struct ClosedWorker {
     shared: Arc<Shared>,
-    pools: Box<[HostPool]>,
+    endpoints: Vec<Endpoint>,
     wanted: Arc<AtomicUsize>,
     picks: Arc<[u64]>,
     seed: u64,
@@ -103,13 +104,11 @@ impl ClosedWorker {
             .await;
             set.abort_all();
         });
-        for p in me.pools.iter() {
-            p.clear();
-        }
     }
 
     async fn vu(self: Arc<Self>, k: u64) {
         let shared = &self.shared;
+        let pools: Box<[HostPool]> = self.endpoints.iter().cloned().map(HostPool::new).collect();
         let mut iteration = 0u64;
         loop {
             if shared.stop.load(Ordering::Relaxed) {
@@ -127,7 +126,7 @@ impl ClosedWorker {
             iteration += 1;
             let route = pick_route(&self.picks, self.seed, key);
             shared.in_flight.enter();
-            let s = shared.exchange_on(&self.pools, route, now, key).await;
+            let s = shared.exchange_on(&pools, route, now, key).await;
             shared.record(&s);
             shared.in_flight.leave();
         }

@@ -11,7 +11,7 @@ use http::{Method, Uri};
 use tokio::time::Instant;
 
 use crate::check::Check;
-use crate::client::{exchange, request_bytes, ExchangeCtx, HostPool, Target};
+use crate::client::{exchange, request_bytes, ExchangeCtx, Target};
 use crate::config::{Executor, LoadConfig, RequestSpec, Timing};
 use crate::error::{Error, Result};
 use crate::histogram::{Trend, TrendStat};
@@ -22,6 +22,7 @@ use crate::schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};
 use crate::segment::Segment;
 use crate::threshold::{Threshold, ThresholdSpec};
 use crate::trace::{splitmix64, TraceId, TraceparentBuilder};
+use crate::transport::{Connector, ConnectorSpec, Endpoint, HostPool};
 
 mod build;
 mod closed;
@@ -83,7 +84,9 @@ pub struct RunOptions {
 pub struct LoadTest {
     executor: Executor,
     targets: Arc<[Target]>,
-    authorities: Vec<String>,
+    endpoints: Vec<Endpoint>,
+    connector: Connector,
+    insecure_skip_tls_verify: bool,
     cumulative_weights: Vec<u64>,
     checks: Arc<[Check]>,
     thresholds: Vec<Threshold>,
@@ -125,7 +128,7 @@ impl LoadTest {
     /// When `route` is not an index of the mix.
     pub fn request(&self, route: usize, seq: u64) -> http::Request<http_body_util::Full<Bytes>> {
         let traceparent = TraceparentBuilder::new(self.trace).header(seq);
-        self.targets[route].request(&traceparent)
+        self.targets[route].request(&traceparent, false)
     }
 
     /// Runs the test on the current Tokio runtime and returns what it measured.
@@ -154,6 +157,7 @@ impl LoadTest {
         let shared = Arc::new(Shared {
             targets: self.targets.clone(),
             pools: self.pools(),
+            connector: self.connector.clone(),
             traceparent: TraceparentBuilder::new(self.trace),
             checks: self.checks.clone(),
             timeout: self.timeout,
@@ -248,6 +252,7 @@ impl LoadTest {
             elapsed_secs: elapsed.as_secs_f64(),
             scheduled,
             aborted,
+            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
             checks: self.checks.iter().map(|c| c.name().to_string()).collect(),
             thresholds: self.threshold_specs.clone(),
             metrics,
@@ -316,11 +321,7 @@ impl LoadTest {
     }
     /// Empty connection pools, one per host of the mix.
     fn pools(&self) -> Box<[HostPool]> {
-        self.authorities
-            .iter()
-            .cloned()
-            .map(HostPool::new)
-            .collect()
+        self.endpoints.iter().cloned().map(HostPool::new).collect()
     }
 
     /// This segment's VU limit (`vus_max`): its share of an arrival-rate
@@ -345,6 +346,7 @@ impl LoadTest {
 struct Shared {
     targets: Arc<[Target]>,
     pools: Box<[HostPool]>,
+    connector: Connector,
     traceparent: TraceparentBuilder,
     checks: Arc<[Check]>,
     timeout: Duration,
@@ -454,6 +456,7 @@ impl Shared {
     ) -> Sample {
         let ctx = ExchangeCtx {
             pools,
+            connector: &self.connector,
             traceparent: &self.traceparent,
             checks: &self.checks,
             timeout: self.timeout,

@@ -1,0 +1,715 @@
+//! Connections to one host: TCP, TLS by rustls, and HTTP/1.1 or HTTP/2 (by
+//! ALPN over TLS, by prior knowledge over plain TCP), pooled for reuse.
+//!
+//! HTTP/1.1 connections carry one request at a time and wait idle in the
+//! pool between requests. An HTTP/2 connection carries up to
+//! `h2_max_streams` requests at once: the pool hands out streams on it,
+//! and opens another connection only when every one is full, so the open
+//! model multiplexes arrivals instead of queueing them behind each other.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::config::HttpVersion;
+use crate::error::{Error, Result};
+use crate::metrics::{ErrorClass, Proto, TlsVersion};
+
+type Body = Full<Bytes>;
+
+/// How every connection of a run is made: TLS settings, the HTTP version,
+/// reuse. Built once, when the test is validated.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    tls: Option<tokio_rustls::TlsConnector>,
+    http: HttpVersion,
+    reuse: bool,
+    h2_max_streams: usize,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("tls", &self.tls.is_some())
+            .field("http", &self.http)
+            .field("reuse", &self.reuse)
+            .field("h2_max_streams", &self.h2_max_streams)
+            .finish()
+    }
+}
+
+/// The TLS and HTTP settings of a [`Connector`], as configured.
+pub(crate) struct ConnectorSpec<'a> {
+    pub http: HttpVersion,
+    pub cacert: &'a [std::path::PathBuf],
+    pub insecure: bool,
+    pub reuse: bool,
+    pub h2_max_streams: usize,
+    /// Whether any target is `https://` (the system's roots are read only then).
+    pub needs_tls: bool,
+}
+
+impl Connector {
+    /// Builds the TLS client configuration (roots, ALPN) once.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `cacert` for a file that cannot be read or
+    /// holds no certificate, or `h2_max_streams` for 0.
+    pub(crate) fn new(spec: &ConnectorSpec<'_>) -> Result<Connector> {
+        if spec.h2_max_streams == 0 {
+            return Err(Error::config("h2_max_streams", "must be at least 1"));
+        }
+        // the CA files are checked even without an https target, so a typo
+        // in a flag is never silently ignored
+        let extra = read_cacerts(spec.cacert)?;
+        let tls = if spec.needs_tls {
+            Some(tokio_rustls::TlsConnector::from(Arc::new(client_config(
+                spec.http,
+                extra,
+                spec.insecure,
+            )?)))
+        } else {
+            None
+        };
+        Ok(Connector {
+            tls,
+            http: spec.http,
+            reuse: spec.reuse,
+            h2_max_streams: spec.h2_max_streams,
+        })
+    }
+}
+
+fn read_cacerts(files: &[std::path::PathBuf]) -> Result<Vec<CertificateDer<'static>>> {
+    let mut certs = Vec::new();
+    for f in files {
+        let bad = |m: String| Error::config("cacert", format!("{}: {m}", f.display()));
+        let before = certs.len();
+        for c in CertificateDer::pem_file_iter(f).map_err(|e| bad(pem_error(&e)))? {
+            certs.push(c.map_err(|e| bad(pem_error(&e)))?);
+        }
+        if certs.len() == before {
+            return Err(bad("holds no PEM certificate".into()));
+        }
+    }
+    Ok(certs)
+}
+
+fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
+        other => format!("not a PEM file ({other:?})"),
+    }
+}
+
+fn client_config(
+    http: HttpVersion,
+    extra: Vec<CertificateDer<'static>>,
+    insecure: bool,
+) -> Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::config("tls", e.to_string()))?;
+    let webpki = if insecure {
+        None
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        // the system's roots (unreadable ones are skipped, as curl does)
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        for c in &extra {
+            roots
+                .add(c.clone())
+                .map_err(|e| Error::config("cacert", format!("a certificate is unusable: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(Error::config(
+                "cacert",
+                "no certificate authority to trust: the system has none (install \
+                 ca-certificates) and none is given; or skip verification with \
+                 insecure_skip_tls_verify",
+            ));
+        }
+        Some(
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| Error::config("cacert", e.to_string()))?,
+        )
+    };
+    let verifier = Verifier {
+        algorithms: provider.signature_verification_algorithms,
+        webpki,
+        pinned: extra,
+    };
+    let mut cfg = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    cfg.alpn_protocols = match http {
+        HttpVersion::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        HttpVersion::Http1 => vec![b"http/1.1".to_vec()],
+        HttpVersion::Http2 => vec![b"h2".to_vec()],
+    };
+    Ok(cfg)
+}
+
+/// How server certificates are checked: against the system's roots and
+/// `--cacert`'s by webpki; and, as curl and k6 accept it, a self-signed
+/// certificate given with `--cacert` that the server shows as itself (what
+/// `openssl req -x509` makes: a CA certificate, which webpki refuses as a
+/// server's). Such a pinned certificate is trusted for the names it holds;
+/// its dates are not checked, as it is trusted as given.
+///
+/// With `--insecure-skip-tls-verify` (`webpki` is `None`) any certificate
+/// is accepted; the handshake's signatures are still checked, so the
+/// session is encrypted with the key the server showed.
+#[derive(Debug)]
+struct Verifier {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+    webpki: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl Verifier {
+    /// Whether `e` is webpki refusing a CA certificate as a server's.
+    fn ca_as_server(e: &rustls::Error) -> bool {
+        matches!(
+            e,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))
+                if o.0.downcast_ref::<webpki::Error>() == Some(&webpki::Error::CaUsedAsEndEntity)
+        )
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use rustls::client::danger::ServerCertVerified;
+        use rustls::CertificateError;
+        let Some(webpki) = &self.webpki else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(e) if Self::ca_as_server(&e) && self.pinned.iter().any(|p| p == end_entity) => {
+                let bad = |c| rustls::Error::InvalidCertificate(c);
+                webpki::EndEntityCert::try_from(end_entity)
+                    .map_err(|_| bad(CertificateError::BadEncoding))?
+                    .verify_is_valid_for_subject_name(server_name)
+                    .map_err(|_| bad(CertificateError::NotValidForName))?;
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Where one pool's connections go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// `https://` (TLS) or `http://`.
+    pub tls: bool,
+    /// The URL's host, for SNI and the certificate.
+    pub host: String,
+    /// The URL's port (or the scheme's).
+    pub port: u16,
+    /// What to connect to: `host:port`, or the `--resolve` address.
+    pub connect: String,
+}
+
+/// What a connection negotiated, for the `proto` and `tls_version` tags.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnInfo {
+    pub proto: Proto,
+    pub tls: Option<TlsVersion>,
+}
+
+/// How long the set-up of a new connection took (k6's
+/// `http_req_connecting` and `http_req_tls_handshaking`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SetUp {
+    pub connecting: std::time::Duration,
+    pub tls: std::time::Duration,
+}
+
+struct H1 {
+    send: http1::SendRequest<Body>,
+    info: ConnInfo,
+    wrote: Arc<WriteClock>,
+}
+
+struct H2 {
+    send: http2::SendRequest<Body>,
+    info: ConnInfo,
+    streams: Arc<AtomicUsize>,
+}
+
+/// A connection in hand for one request: an HTTP/1.1 connection taken from
+/// the pool, or a stream on a shared HTTP/2 connection.
+pub(crate) struct Lease {
+    conn: LeaseConn,
+    /// Whether the connection served requests before this one.
+    pub reused: bool,
+}
+
+enum LeaseConn {
+    H1(H1),
+    H2 {
+        send: http2::SendRequest<Body>,
+        info: ConnInfo,
+        _stream: StreamSlot,
+    },
+}
+
+/// One of an HTTP/2 connection's streams, given back when dropped.
+struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Lease {
+    /// What the connection negotiated.
+    pub(crate) fn info(&self) -> ConnInfo {
+        match &self.conn {
+            LeaseConn::H1(c) => c.info,
+            LeaseConn::H2 { info, .. } => *info,
+        }
+    }
+
+    /// Waits until the connection can take a request; an error means it
+    /// closed meanwhile.
+    pub(crate) async fn ready(&mut self) -> std::result::Result<(), hyper::Error> {
+        match &mut self.conn {
+            LeaseConn::H1(c) => c.send.ready().await,
+            LeaseConn::H2 { send, .. } => send.ready().await,
+        }
+    }
+
+    /// Sends a request; resolves with the response head.
+    pub(crate) async fn send(
+        &mut self,
+        req: http::Request<Body>,
+    ) -> std::result::Result<http::Response<hyper::body::Incoming>, hyper::Error> {
+        match &mut self.conn {
+            LeaseConn::H1(c) => c.send.send_request(req).await,
+            LeaseConn::H2 { send, .. } => send.send_request(req).await,
+        }
+    }
+
+    /// When the request's last byte was written, if this lease knows: on
+    /// an HTTP/1.1 connection (one request at a time) the last write that
+    /// finished at or after `since`. An HTTP/2 stream does not know: its
+    /// frames share the connection's writes with other streams', so its
+    /// sending counts as ending when it was handed to the connection.
+    pub(crate) fn written_since(&self, since: Instant) -> Option<Instant> {
+        match &self.conn {
+            LeaseConn::H1(c) => c.wrote.since(since),
+            LeaseConn::H2 { .. } => None,
+        }
+    }
+
+    /// Whether this lease is a stream of an HTTP/2 connection.
+    pub(crate) fn is_h2(&self) -> bool {
+        matches!(self.conn, LeaseConn::H2 { .. })
+    }
+}
+
+/// Connections to one endpoint.
+pub(crate) struct HostPool {
+    endpoint: Endpoint,
+    server_name: ServerName<'static>,
+    idle: Mutex<Vec<H1>>,
+    h2: Mutex<Vec<H2>>,
+    /// What the server's connections negotiated so far ([`Alpn`]).
+    alpn: AtomicU8,
+    /// Held while an HTTP/2 connection is being opened, so a burst of
+    /// requests waits for its streams instead of each opening a connection.
+    dialing: tokio::sync::Mutex<()>,
+}
+
+/// What connections to an endpoint negotiate, once one has.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Alpn {
+    Unknown = 0,
+    Http1 = 1,
+    Http2 = 2,
+}
+
+impl std::fmt::Debug for HostPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostPool")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostPool {
+    pub(crate) fn new(endpoint: Endpoint) -> Self {
+        let server_name = ServerName::try_from(endpoint.host.clone())
+            .unwrap_or_else(|_| ServerName::try_from("invalid.invalid").expect("a DNS name"));
+        HostPool {
+            endpoint,
+            server_name,
+            idle: Mutex::new(Vec::new()),
+            h2: Mutex::new(Vec::new()),
+            alpn: AtomicU8::new(Alpn::Unknown as u8),
+            dialing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A connection for one request: a reused one when `fresh` is false
+    /// and one is free, else a new one. While the endpoint may speak
+    /// HTTP/2, new connections are opened one at a time and the requests
+    /// waiting meanwhile take streams on it.
+    pub(crate) async fn lease(
+        &self,
+        c: &Connector,
+        fresh: bool,
+    ) -> std::result::Result<(Lease, SetUp), ErrorClass> {
+        if !fresh {
+            if let Some(l) = self.take(c) {
+                return Ok((l, SetUp::default()));
+            }
+        }
+        if fresh || !c.reuse || !self.may_multiplex(c) {
+            return self.connect(c).await;
+        }
+        let _dialing = self.dialing.lock().await;
+        if let Some(l) = self.take(c) {
+            return Ok((l, SetUp::default()));
+        }
+        self.connect(c).await
+    }
+
+    fn may_multiplex(&self, c: &Connector) -> bool {
+        let offered = match c.http {
+            HttpVersion::Http1 => false,
+            HttpVersion::Http2 => true,
+            HttpVersion::Auto => self.endpoint.tls,
+        };
+        offered && self.alpn.load(Ordering::Acquire) != Alpn::Http1 as u8
+    }
+
+    /// A reused connection, if one is free: a stream on an HTTP/2
+    /// connection with room, else an idle HTTP/1.1 connection.
+    fn take(&self, c: &Connector) -> Option<Lease> {
+        if !c.reuse {
+            return None;
+        }
+        {
+            let mut h2 = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+            h2.retain(|c| !c.send.is_closed());
+            for conn in h2.iter() {
+                if let Some(lease) = stream_on(conn, c.h2_max_streams, true) {
+                    return Some(lease);
+                }
+            }
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(conn) = idle.pop() {
+            if !conn.send.is_closed() {
+                return Some(Lease {
+                    conn: LeaseConn::H1(conn),
+                    reused: true,
+                });
+            }
+        }
+        None
+    }
+
+    /// Gives a connection back after its response was read whole.
+    pub(crate) fn put(&self, c: &Connector, lease: Lease) {
+        if let LeaseConn::H1(conn) = lease.conn {
+            if c.reuse && !conn.send.is_closed() {
+                self.idle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(conn);
+            }
+        }
+        // an HTTP/2 stream is given back by dropping its slot
+    }
+
+    /// Opens a new connection (TCP, TLS, HTTP handshake) and leases it.
+    async fn connect(&self, c: &Connector) -> std::result::Result<(Lease, SetUp), ErrorClass> {
+        let t0 = Instant::now();
+        let tcp = TcpStream::connect(&self.endpoint.connect)
+            .await
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::ConnectionRefused => ErrorClass::ConnectRefused,
+                _ => ErrorClass::ConnectError,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let t1 = Instant::now();
+        let mut set_up = SetUp {
+            connecting: t1 - t0,
+            tls: std::time::Duration::ZERO,
+        };
+        if !self.endpoint.tls {
+            let h2 = c.http == HttpVersion::Http2;
+            let info = ConnInfo {
+                proto: if h2 { Proto::Http2 } else { Proto::Http11 },
+                tls: None,
+            };
+            return Ok((self.handshake(c, tcp, h2, info).await?, set_up));
+        }
+        let Some(tls) = &c.tls else {
+            return Err(ErrorClass::TlsHandshake);
+        };
+        let stream = tls
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| tls_error(&e, c.http))?;
+        set_up.tls = t1.elapsed();
+        let session = stream.get_ref().1;
+        let h2 = session.alpn_protocol() == Some(b"h2");
+        if c.http == HttpVersion::Http2 && !h2 {
+            return Err(ErrorClass::H2Refused);
+        }
+        let info = ConnInfo {
+            proto: if h2 { Proto::Http2 } else { Proto::Http11 },
+            tls: match session.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_2) => Some(TlsVersion::Tls12),
+                Some(rustls::ProtocolVersion::TLSv1_3) => Some(TlsVersion::Tls13),
+                _ => None,
+            },
+        };
+        Ok((self.handshake(c, stream, h2, info).await?, set_up))
+    }
+
+    /// The HTTP handshake over a connected stream (TCP or TLS).
+    async fn handshake<S>(
+        &self,
+        c: &Connector,
+        stream: S,
+        h2: bool,
+        info: ConnInfo,
+    ) -> std::result::Result<Lease, ErrorClass>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let alpn = if h2 { Alpn::Http2 } else { Alpn::Http1 };
+        self.alpn.store(alpn as u8, Ordering::Release);
+        if h2 {
+            let (send, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|_| ErrorClass::H2Refused)?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let shared = H2 {
+                send,
+                info,
+                streams: Arc::new(AtomicUsize::new(0)),
+            };
+            let lease = stream_on(&shared, usize::MAX, false).expect("a new connection has room");
+            if c.reuse {
+                self.h2
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(shared);
+            }
+            return Ok(lease);
+        }
+        // only HTTP/1.1 times its writes: one request at a time owns them
+        let wrote = Arc::new(WriteClock::default());
+        let (send, conn) = http1::handshake(TokioIo::new(Timed::new(stream, wrote.clone())))
+            .await
+            .map_err(|_| ErrorClass::ConnectError)?;
+        tokio::spawn(async move {
+            // ends when the peer closes or every SendRequest is dropped
+            let _ = conn.await;
+        });
+        Ok(Lease {
+            conn: LeaseConn::H1(H1 { send, info, wrote }),
+            reused: false,
+        })
+    }
+
+    /// Drops every pooled connection (at the end of a run).
+    pub(crate) fn clear(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.h2.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// A stream on `conn` when it has fewer than `max` open.
+fn stream_on(conn: &H2, max: usize, reused: bool) -> Option<Lease> {
+    let taken = conn
+        .streams
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        });
+    taken.ok()?;
+    Some(Lease {
+        conn: LeaseConn::H2 {
+            send: conn.send.clone(),
+            info: conn.info,
+            _stream: StreamSlot(conn.streams.clone()),
+        },
+        reused,
+    })
+}
+
+/// The error class of a failed TLS handshake.
+fn tls_error(e: &io::Error, http: HttpVersion) -> ErrorClass {
+    use rustls::CertificateError as C;
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        // the peer closed or reset the connection mid-handshake, or spoke
+        // something else than TLS
+        return ErrorClass::TlsHandshake;
+    };
+    match tls {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer | C::BadSignature => ErrorClass::TlsUnknownIssuer,
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => ErrorClass::TlsExpired,
+            C::NotValidForName | C::NotValidForNameContext { .. } => ErrorClass::TlsWrongHost,
+            _ => ErrorClass::TlsHandshake,
+        },
+        rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
+        | rustls::Error::NoApplicationProtocol
+            if http == HttpVersion::Http2 =>
+        {
+            ErrorClass::H2Refused
+        }
+        _ => ErrorClass::TlsHandshake,
+    }
+}
+
+/// When a connection last finished a write, in microseconds since
+/// [`clock_base`] (0: never).
+#[derive(Default)]
+struct WriteClock(AtomicU64);
+
+impl WriteClock {
+    fn mark(&self) {
+        let us = clock_base().elapsed().as_micros() as u64;
+        self.0.store(us.max(1), Ordering::Relaxed);
+    }
+
+    fn since(&self, since: Instant) -> Option<Instant> {
+        let us = self.0.load(Ordering::Relaxed);
+        if us == 0 {
+            return None;
+        }
+        let at = Instant::from_std(*clock_base()) + std::time::Duration::from_micros(us);
+        (at >= since).then_some(at)
+    }
+}
+
+fn clock_base() -> &'static std::time::Instant {
+    static BASE: OnceLock<std::time::Instant> = OnceLock::new();
+    BASE.get_or_init(std::time::Instant::now)
+}
+
+/// A stream that notes when each write completes, so a request's sending
+/// time can be told from its waiting time.
+struct Timed<S> {
+    inner: S,
+    wrote: Arc<WriteClock>,
+}
+
+impl<S> Timed<S> {
+    fn new(inner: S, wrote: Arc<WriteClock>) -> Self {
+        Timed { inner, wrote }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(_))) {
+            self.wrote.mark();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(_))) {
+            self.wrote.mark();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
