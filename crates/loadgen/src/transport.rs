@@ -17,8 +17,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -71,16 +70,28 @@ impl Connector {
         if spec.h2_max_streams == 0 {
             return Err(Error::config("h2_max_streams", "must be at least 1"));
         }
-        // the CA files are checked even without an https target, so a typo
-        // in a flag is never silently ignored
-        let extra = read_cacerts(spec.cacert)?;
+        let tls_error = |e: atlas_tls::Error| match e {
+            atlas_tls::Error::NoRoots => Error::config(
+                "cacert",
+                format!("{e}; or skip verification with insecure_skip_tls_verify"),
+            ),
+            e => Error::config("cacert", e.to_string()),
+        };
+        let alpn: &[&[u8]] = match spec.http {
+            HttpVersion::Auto => &[b"h2", b"http/1.1"],
+            HttpVersion::Http1 => &[b"http/1.1"],
+            HttpVersion::Http2 => &[b"h2"],
+        };
         let tls = if spec.needs_tls {
-            Some(tokio_rustls::TlsConnector::from(Arc::new(client_config(
-                spec.http,
-                extra,
-                spec.insecure,
-            )?)))
+            let cfg =
+                atlas_tls::client_config(spec.cacert, spec.insecure, alpn).map_err(tls_error)?;
+            Some(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
         } else {
+            // the CA files are checked even without an https target, so a
+            // typo in a flag is never silently ignored
+            for f in spec.cacert {
+                atlas_tls::read_certs(f).map_err(tls_error)?;
+            }
             None
         };
         Ok(Connector {
@@ -89,160 +100,6 @@ impl Connector {
             reuse: spec.reuse,
             h2_max_streams: spec.h2_max_streams,
         })
-    }
-}
-
-fn read_cacerts(files: &[std::path::PathBuf]) -> Result<Vec<CertificateDer<'static>>> {
-    let mut certs = Vec::new();
-    for f in files {
-        let bad = |m: String| Error::config("cacert", format!("{}: {m}", f.display()));
-        let before = certs.len();
-        for c in CertificateDer::pem_file_iter(f).map_err(|e| bad(pem_error(&e)))? {
-            certs.push(c.map_err(|e| bad(pem_error(&e)))?);
-        }
-        if certs.len() == before {
-            return Err(bad("holds no PEM certificate".into()));
-        }
-    }
-    Ok(certs)
-}
-
-fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
-    match e {
-        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
-        other => format!("not a PEM file ({other:?})"),
-    }
-}
-
-fn client_config(
-    http: HttpVersion,
-    extra: Vec<CertificateDer<'static>>,
-    insecure: bool,
-) -> Result<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::config("tls", e.to_string()))?;
-    let webpki = if insecure {
-        None
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        // the system's roots (unreadable ones are skipped, as curl does)
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        for c in &extra {
-            roots
-                .add(c.clone())
-                .map_err(|e| Error::config("cacert", format!("a certificate is unusable: {e}")))?;
-        }
-        if roots.is_empty() {
-            return Err(Error::config(
-                "cacert",
-                "no certificate authority to trust: the system has none (install \
-                 ca-certificates) and none is given; or skip verification with \
-                 insecure_skip_tls_verify",
-            ));
-        }
-        Some(
-            rustls::client::WebPkiServerVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider.clone(),
-            )
-            .build()
-            .map_err(|e| Error::config("cacert", e.to_string()))?,
-        )
-    };
-    let verifier = Verifier {
-        algorithms: provider.signature_verification_algorithms,
-        webpki,
-        pinned: extra,
-    };
-    let mut cfg = builder
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    cfg.alpn_protocols = match http {
-        HttpVersion::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-        HttpVersion::Http1 => vec![b"http/1.1".to_vec()],
-        HttpVersion::Http2 => vec![b"h2".to_vec()],
-    };
-    Ok(cfg)
-}
-
-/// How server certificates are checked: against the system's roots and
-/// `--cacert`'s by webpki; and, as curl and k6 accept it, a self-signed
-/// certificate given with `--cacert` that the server shows as itself (what
-/// `openssl req -x509` makes: a CA certificate, which webpki refuses as a
-/// server's). Such a pinned certificate is trusted for the names it holds;
-/// its dates are not checked, as it is trusted as given.
-///
-/// With `--insecure-skip-tls-verify` (`webpki` is `None`) any certificate
-/// is accepted; the handshake's signatures are still checked, so the
-/// session is encrypted with the key the server showed.
-#[derive(Debug)]
-struct Verifier {
-    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
-    webpki: Option<Arc<rustls::client::WebPkiServerVerifier>>,
-    pinned: Vec<CertificateDer<'static>>,
-}
-
-impl Verifier {
-    /// Whether `e` is webpki refusing a CA certificate as a server's.
-    fn ca_as_server(e: &rustls::Error) -> bool {
-        matches!(
-            e,
-            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))
-                if o.0.downcast_ref::<webpki::Error>() == Some(&webpki::Error::CaUsedAsEndEntity)
-        )
-    }
-}
-
-impl rustls::client::danger::ServerCertVerifier for Verifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: rustls::pki_types::UnixTime,
-    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        use rustls::client::danger::ServerCertVerified;
-        use rustls::CertificateError;
-        let Some(webpki) = &self.webpki else {
-            return Ok(ServerCertVerified::assertion());
-        };
-        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(e) if Self::ca_as_server(&e) && self.pinned.iter().any(|p| p == end_entity) => {
-                let bad = |c| rustls::Error::InvalidCertificate(c);
-                webpki::EndEntityCert::try_from(end_entity)
-                    .map_err(|_| bad(CertificateError::BadEncoding))?
-                    .verify_is_valid_for_subject_name(server_name)
-                    .map_err(|_| bad(CertificateError::NotValidForName))?;
-                Ok(ServerCertVerified::assertion())
-            }
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }
 
