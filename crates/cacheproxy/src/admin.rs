@@ -271,7 +271,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
                     return json_response(StatusCode::BAD_REQUEST, &ErrorBody::new(e.to_string()))
                 }
             };
-            match state.swap_config(next) {
+            match state.swap_config(next, false) {
                 Ok(previous) => {
                     tracing::info!(target: "atlas_admin", changes = %changes, "config swapped");
                     json_response(
@@ -317,7 +317,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
 async fn ready(state: &State) -> Response<ProxyBody> {
     let live = state.live.load_full();
     let uri = Uri::builder()
-        .scheme("http")
+        .scheme(live.upstream.scheme.clone())
         .authority(live.upstream.authority.clone())
         .path_and_query("/")
         .build()

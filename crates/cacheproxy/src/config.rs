@@ -5,6 +5,7 @@
 //! in `PUT /config` (`{"cache.ttl": "60s"}`), in metrics and in the healer.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -76,8 +77,9 @@ const MAX_CONNECTIONS: usize = 1 << 20;
 /// threads and what sizes their connections, the admin token): changing
 /// them takes a restart. `PUT /config` refuses a change to any of them, and
 /// SIGHUP keeps their running values.
-pub const FIXED_WHILE_RUNNING: [&str; 6] = [
+pub const FIXED_WHILE_RUNNING: [&str; 7] = [
     "listen",
+    "tls.listen",
     "admin",
     "workers",
     "max_connections",
@@ -133,8 +135,19 @@ pub struct ProxyConfig {
     /// start; never shown by `GET /config`.
     #[serde(skip_serializing)]
     pub admin_token: Option<AdminToken>,
-    /// The upstream origin, `http://host:port` (required).
+    /// The upstream origin, `http://host:port` or `https://host:port`
+    /// (required). Over https the upstream's certificate is checked against
+    /// the system's roots and `upstream_ca`, for the host named here (SNI);
+    /// upstream connections speak HTTP/1.1 and are pooled as plain ones.
     pub upstream: String,
+    /// A PEM file of certificate authorities trusted for an `https://`
+    /// upstream besides the system's (default none); a self-signed
+    /// certificate given here is trusted as itself, as curl does.
+    pub upstream_ca: Option<PathBuf>,
+    /// Accept any certificate from an `https://` upstream (default false).
+    pub upstream_insecure: bool,
+    /// HTTPS for clients (off until `tls.cert` and `tls.key` are set).
+    pub tls: TlsConfig,
     /// Idle keep-alive connections kept to the upstream (default 64).
     pub upstream_pool: usize,
     /// Threads serving client connections, each with an event loop of its
@@ -179,6 +192,38 @@ pub struct ProxyConfig {
     pub routes: Vec<RouteRule>,
     /// Fault injection (off by default).
     pub fault: FaultConfig,
+}
+
+/// The TLS listener's knobs. With `cert` and `key` set the proxy listens on
+/// `tls.listen` too, beside the plain `listen`, offering HTTP/2 and
+/// HTTP/1.1 by ALPN; SIGHUP (or `PUT /config`) re-reads both files, and a
+/// pair that does not load is refused with the running one kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Where HTTPS clients connect (default `127.0.0.1:8443`). Read at start.
+    pub listen: SocketAddr,
+    /// The certificate chain, PEM, the server's own first (default none).
+    pub cert: Option<PathBuf>,
+    /// Its private key, PEM (PKCS #8, PKCS #1 or SEC1).
+    pub key: Option<PathBuf>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            listen: "127.0.0.1:8443".parse().expect("static address"),
+            cert: None,
+            key: None,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// The certificate and key files, when the TLS listener is on.
+    pub fn files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        Some((self.cert.as_deref()?, self.key.as_deref()?))
+    }
 }
 
 /// The micro-cache's knobs.
@@ -287,6 +332,9 @@ impl Default for ProxyConfig {
             admin: "127.0.0.1:9080".parse().expect("static address"),
             admin_token: None,
             upstream: String::new(),
+            upstream_ca: None,
+            upstream_insecure: false,
+            tls: TlsConfig::default(),
             upstream_pool: 64,
             workers: 0,
             connect_timeout: d(2),
@@ -343,6 +391,8 @@ impl Default for FaultConfig {
 /// The upstream, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upstream {
+    /// `http` or `https`.
+    pub scheme: http::uri::Scheme,
     /// `host:port`.
     pub authority: http::uri::Authority,
 }
@@ -452,6 +502,7 @@ impl ProxyConfig {
         };
         let differs = [
             moved(self.listen, running.listen),
+            moved(self.tls.listen, running.tls.listen),
             moved(self.admin, running.admin),
             self.worker_threads() != running.worker_threads(),
             self.connection_limit() != running.connection_limit(),
@@ -470,6 +521,7 @@ impl ProxyConfig {
     pub fn keep_fixed(&mut self, running: &ProxyConfig) -> Vec<&'static str> {
         let changed = self.fixed_changes(running);
         self.listen = running.listen;
+        self.tls.listen = running.tls.listen;
         self.admin = running.admin;
         self.workers = running.workers;
         self.max_connections = running.max_connections;
@@ -656,6 +708,24 @@ impl ProxyConfig {
                 ));
             }
         }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => return Err(Error::config("tls.key", "not set, but tls.cert is")),
+            (None, Some(_)) => return Err(Error::config("tls.cert", "not set, but tls.key is")),
+            _ => {}
+        }
+        if self.tls.files().is_some() {
+            for (knob, a, b) in [
+                ("tls.listen", self.tls.listen, self.listen),
+                ("tls.listen", self.tls.listen, self.admin),
+            ] {
+                if a == b && a.port() != 0 {
+                    return Err(Error::config(
+                        knob,
+                        format!("{a} is also another listener's address"),
+                    ));
+                }
+            }
+        }
         if self.listen == self.admin && self.listen.port() != 0 {
             return Err(Error::config(
                 "admin",
@@ -677,12 +747,16 @@ pub fn parse_upstream(s: &str) -> Result<Upstream> {
     let uri: http::Uri = s
         .parse()
         .map_err(|e| Error::config("upstream", format!("{s:?} is not a URL ({e})")))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(Error::config(
-            "upstream",
-            format!("{s:?}: only http:// upstreams are supported"),
-        ));
-    }
+    let scheme = match uri.scheme_str() {
+        Some("http") => http::uri::Scheme::HTTP,
+        Some("https") => http::uri::Scheme::HTTPS,
+        _ => {
+            return Err(Error::config(
+                "upstream",
+                format!("{s:?}: give an http:// or https:// URL"),
+            ))
+        }
+    };
     let authority = uri
         .authority()
         .cloned()
@@ -693,7 +767,7 @@ pub fn parse_upstream(s: &str) -> Result<Upstream> {
             format!("{s:?}: a path prefix is not supported; give http://host:port"),
         ));
     }
-    Ok(Upstream { authority })
+    Ok(Upstream { scheme, authority })
 }
 
 fn flatten(prefix: &str, obj: &serde_json::Map<String, Value>, out: &mut Vec<(String, Value)>) {

@@ -53,6 +53,16 @@ pub struct Metrics {
     pub accept_errors: Counter,
     /// Client connections closed because the client took nothing for `send_timeout`.
     pub send_timeouts: Counter,
+    /// Config file reloads (SIGHUP), by result: `ok`, or `refused` (the
+    /// running config and certificate kept).
+    pub reloads: Family<ReloadLabels, Counter>,
+}
+
+/// Labels of the reload counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `ok` or `refused`.
+    pub result: &'static str,
 }
 
 /// Labels of the refused-request counter.
@@ -177,9 +187,16 @@ impl Metrics {
             "Client connections closed because the client took nothing for send_timeout",
             send_timeouts.clone(),
         );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads (SIGHUP: the file and the TLS certificate read again), by result",
+            reloads.clone(),
+        );
         Metrics {
             registry,
             send_timeouts,
+            reloads,
             refused,
             not_stored,
             pending_budget_exceeded,

@@ -32,8 +32,8 @@ use crate::request_rules::{admit, Admission, Refusal, ALLOWED_METHODS};
 use crate::status::CacheStatus;
 use crate::store::{Entry, Slot, Store};
 
-/// The upstream client.
-pub type UpstreamClient = Client<HttpConnector, ClientBody>;
+/// The upstream client: plain or TLS connections, pooled alike.
+pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, ClientBody>;
 
 /// The configuration in force, with what is derived from it.
 pub struct Live {
@@ -43,44 +43,92 @@ pub struct Live {
     pub upstream: Upstream,
     /// A client with its pool settings.
     pub client: UpstreamClient,
+    /// The TLS listener's certificate, when it is on.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
+/// ALPN for clients of the TLS listener: HTTP/2 first, as nginx offers it.
+const CLIENT_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
 impl Live {
-    /// Derives the running parts of a validated config.
+    /// Derives the running parts of a validated config, reading its
+    /// certificate files.
     pub fn new(cfg: ProxyConfig) -> crate::Result<Self> {
         let upstream = cfg.validate()?;
-        let mut conn = HttpConnector::new();
-        conn.set_connect_timeout(Some(cfg.connect_timeout));
-        conn.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            // a body frame keeps its whole read buffer alive while it is
-            // held (streaming to a slow client, or waiting to be stored):
-            // 64 KiB reads instead of hyper's ~400 KiB bound that memory
-            .http1_max_buf_size(UPSTREAM_READ_BUF)
-            .pool_max_idle_per_host(cfg.upstream_pool)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(conn);
+        Ok(Live {
+            client: upstream_client(&cfg)?,
+            tls: acceptor(&cfg)?,
+            upstream,
+            cfg,
+        })
+    }
+
+    /// A copy using `cfg`, keeping the client when its settings did not
+    /// change, and the certificate when its files did not, unless `reread`
+    /// (SIGHUP: the files may hold a renewed certificate).
+    pub fn with_config(&self, cfg: ProxyConfig, reread: bool) -> crate::Result<Self> {
+        let upstream = cfg.validate()?;
+        let same_client = cfg.upstream_pool == self.cfg.upstream_pool
+            && cfg.connect_timeout == self.cfg.connect_timeout
+            && cfg.upstream_ca == self.cfg.upstream_ca
+            && cfg.upstream_insecure == self.cfg.upstream_insecure;
+        let client = if same_client {
+            self.client.clone()
+        } else {
+            upstream_client(&cfg)?
+        };
+        let tls = if reread || cfg.tls != self.cfg.tls {
+            acceptor(&cfg)?
+        } else {
+            self.tls.clone()
+        };
         Ok(Live {
             cfg,
             upstream,
             client,
+            tls,
         })
     }
+}
 
-    /// A copy using `cfg`, keeping the client when its settings did not change.
-    pub fn with_config(&self, cfg: ProxyConfig) -> crate::Result<Self> {
-        let same_pool = cfg.upstream_pool == self.cfg.upstream_pool
-            && cfg.connect_timeout == self.cfg.connect_timeout;
-        if same_pool {
-            Ok(Live {
-                upstream: cfg.validate()?,
-                client: self.client.clone(),
-                cfg,
-            })
-        } else {
-            Live::new(cfg)
-        }
-    }
+/// The TLS listener's acceptor, from `tls.cert` and `tls.key`.
+fn acceptor(cfg: &ProxyConfig) -> crate::Result<Option<tokio_rustls::TlsAcceptor>> {
+    let Some((cert, key)) = cfg.tls.files() else {
+        return Ok(None);
+    };
+    // each file on its own first, so the error names the knob at fault;
+    // a pair that does not match is the key's
+    atlas_tls::read_certs(cert).map_err(|e| crate::Error::config("tls.cert", e.to_string()))?;
+    let server = atlas_tls::server_config(cert, key, CLIENT_ALPN)
+        .map_err(|e| crate::Error::config("tls.key", e.to_string()))?;
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))))
+}
+
+fn upstream_client(cfg: &ProxyConfig) -> crate::Result<UpstreamClient> {
+    let mut conn = HttpConnector::new();
+    conn.set_connect_timeout(Some(cfg.connect_timeout));
+    conn.set_nodelay(true);
+    conn.enforce_http(false);
+    let upstream_https = cfg.upstream.starts_with("https:");
+    let tls = atlas_tls::client_config(
+        cfg.upstream_ca.as_slice(),
+        cfg.upstream_insecure || !upstream_https,
+        &[], // hyper-rustls sets ALPN (http/1.1) itself
+    )
+    .map_err(|e| crate::Error::config("upstream_ca", e.to_string()))?;
+    let conn = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(conn);
+    Ok(Client::builder(TokioExecutor::new())
+        // a body frame keeps its whole read buffer alive while it is
+        // held (streaming to a slow client, or waiting to be stored):
+        // 64 KiB reads instead of hyper's ~400 KiB bound that memory
+        .http1_max_buf_size(UPSTREAM_READ_BUF)
+        .pool_max_idle_per_host(cfg.upstream_pool)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(conn))
 }
 
 /// The largest read from an upstream connection.
@@ -132,8 +180,9 @@ impl State {
         })
     }
 
-    /// Swaps the config; returns the previous one.
-    pub fn swap_config(&self, mut cfg: ProxyConfig) -> crate::Result<ProxyConfig> {
+    /// Swaps the config; returns the previous one. With `reread` the TLS
+    /// certificate files are read again even when their names are the same.
+    pub fn swap_config(&self, mut cfg: ProxyConfig, reread: bool) -> crate::Result<ProxyConfig> {
         let current = self.live.load_full();
         if let Some(knob) = cfg.fixed_changes(&current.cfg).first() {
             return Err(crate::Error::config(
@@ -143,7 +192,15 @@ impl State {
         }
         // asked as started (port 0, workers 0) or as running: keep what runs
         cfg.keep_fixed(&current.cfg);
-        let next = current.with_config(cfg)?;
+        let next = current.with_config(cfg, reread);
+        if reread {
+            let result = if next.is_ok() { "ok" } else { "refused" };
+            self.metrics
+                .reloads
+                .get_or_create(&crate::metrics::ReloadLabels { result })
+                .inc();
+        }
+        let next = next?;
         self.store.set_max_bytes(next.cfg.cache.max_bytes.0);
         self.live.store(Arc::new(next));
         Ok(current.cfg.clone())
@@ -769,7 +826,7 @@ async fn forward(
     }
     let pq = ctx.uri.path_and_query().map_or("/", |p| p.as_str());
     let uri = Uri::builder()
-        .scheme("http")
+        .scheme(live.upstream.scheme.clone())
         .authority(live.upstream.authority.clone())
         .path_and_query(pq)
         .build()

@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -17,11 +17,12 @@ use crate::error::{Error, Result};
 use crate::proxy::{self, State};
 use crate::send_timeout::SendTimeout;
 
-/// A bound proxy: both listeners are open; [`Proxy::run`] serves them.
+/// A bound proxy: its listeners are open; [`Proxy::run`] serves them.
 pub struct Proxy {
     state: Arc<State>,
     listener: TcpListener,
     admin: TcpListener,
+    tls_listener: Option<TcpListener>,
 }
 
 /// A handle on a running proxy's state (config swaps, metrics, the cache).
@@ -38,7 +39,15 @@ impl ProxyHandle {
 
     /// Swaps in `cfg` (validated); returns the previous config.
     pub fn swap_config(&self, cfg: ProxyConfig) -> Result<ProxyConfig> {
-        self.state.swap_config(cfg)
+        self.state.swap_config(cfg, false)
+    }
+
+    /// [`ProxyHandle::swap_config`] for a config file read again (SIGHUP):
+    /// the TLS certificate and key are read again too, so a renewed
+    /// certificate under the same file names takes effect. New TLS
+    /// connections get it; open ones keep theirs.
+    pub fn reload(&self, cfg: ProxyConfig) -> Result<ProxyConfig> {
+        self.state.swap_config(cfg, true)
     }
 
     /// Bytes and entries in the cache.
@@ -66,7 +75,11 @@ impl Proxy {
         };
         let listener = bind(cfg.listen).await?;
         let admin = bind(cfg.admin).await?;
-        Proxy::from_listeners(cfg, listener, admin)
+        let tls = match cfg.tls.files() {
+            Some(_) => Some(bind(cfg.tls.listen).await?),
+            None => None,
+        };
+        Proxy::from_listeners(cfg, listener, admin)?.tls_listener(tls)
     }
 
     /// A proxy on listeners the caller bound (socket activation, a test
@@ -92,7 +105,39 @@ impl Proxy {
             state: Arc::new(State::new(cfg)?),
             listener,
             admin,
+            tls_listener: None,
         })
+    }
+
+    /// Serves HTTPS on `listener` (bound by the caller) with `tls.cert` and
+    /// `tls.key`; `tls.listen` becomes its address. `None` serves none.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `tls.cert` when a listener is given but no
+    /// certificate is configured; [`Error::Io`] when it has no local address.
+    pub fn tls_listener(mut self, listener: Option<TcpListener>) -> Result<Proxy> {
+        if let Some(l) = &listener {
+            let live = self.state.live.load();
+            if live.tls.is_none() {
+                return Err(Error::config(
+                    "tls.cert",
+                    "a TLS listener needs tls.cert and tls.key",
+                ));
+            }
+            let mut cfg = live.cfg.clone();
+            cfg.tls.listen = l.local_addr()?;
+            let next = live.with_config(cfg, false)?;
+            self.state.live.store(Arc::new(next));
+        }
+        self.tls_listener = listener;
+        Ok(self)
+    }
+
+    /// Where HTTPS clients connect, when the TLS listener is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_listener
+            .as_ref()
+            .map(|_| self.state.live.load().cfg.tls.listen)
     }
 
     /// Where clients connect.
@@ -146,6 +191,7 @@ impl Proxy {
             state,
             listener,
             admin,
+            tls_listener,
         } = self;
         tokio::pin!(shutdown);
         let graceful = GracefulShutdown::new();
@@ -166,35 +212,48 @@ impl Proxy {
         let client_slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
         let admin_slots = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
 
-        let clients = async {
-            let mut next = 0;
-            loop {
-                let Ok(slot) = client_slots.clone().acquire_owned().await else {
-                    return;
-                };
-                let (stream, peer) = match listener.accept().await {
-                    Ok(x) => x,
-                    Err(_) => {
-                        state.metrics.accept_errors.inc();
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+        let next_worker = std::sync::atomic::AtomicUsize::new(0);
+        let clients = |listener: TcpListener, tls: bool| {
+            let (state, graceful, workers, http) = (&state, &graceful, &workers, &http);
+            let (client_slots, next_worker) = (&client_slots, &next_worker);
+            async move {
+                loop {
+                    let Ok(slot) = client_slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let (stream, peer) = match listener.accept().await {
+                        Ok(x) => x,
+                        Err(_) => {
+                            state.metrics.accept_errors.inc();
+                            tokio::time::sleep(ACCEPT_BACKOFF).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let Ok(stream) = stream.into_std() else {
                         continue;
+                    };
+                    let conn = Accepted {
+                        stream,
+                        peer,
+                        tls,
+                        watcher: graceful.watcher(),
+                        slot: ConnSlot::new(state, slot),
+                    };
+                    let next = next_worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        % workers.len();
+                    if let Err(back) = workers[next].conns.send(conn) {
+                        // the worker is gone (it panicked): serve here instead
+                        serve_client(state, http, back.0);
                     }
-                };
-                let _ = stream.set_nodelay(true);
-                let Ok(stream) = stream.into_std() else {
-                    continue;
-                };
-                let conn = Accepted {
-                    stream,
-                    peer,
-                    watcher: graceful.watcher(),
-                    slot: ConnSlot::new(&state, slot),
-                };
-                next = (next + 1) % workers.len();
-                if let Err(back) = workers[next].conns.send(conn) {
-                    // the worker is gone (it panicked): serve here instead
-                    serve_client(&state, &http, back.0);
                 }
+            }
+        };
+        let plain = clients(listener, false);
+        let secure = async {
+            match tls_listener {
+                Some(l) => clients(l, true).await,
+                None => std::future::pending().await,
             }
         };
         let admins = async {
@@ -225,10 +284,10 @@ impl Proxy {
         };
         tokio::select! {
             _ = shutdown => {}
-            _ = clients => {}
+            _ = plain => {}
+            _ = secure => {}
             _ = admins => {}
         }
-        drop(listener);
         drop(admin);
         let grace = state.live.load().cfg.shutdown_grace;
         let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
@@ -239,6 +298,9 @@ impl Proxy {
     }
 }
 
+/// Time a TLS client has to finish its handshake (nginx's
+/// `ssl_handshake_timeout` is 60 s; a proxy in front of a cache needs less).
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept()` before the next (nginx waits 500 ms).
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(500);
 /// Admin connections open at once; more wait in the backlog.
@@ -274,6 +336,8 @@ impl Drop for ConnSlot {
 struct Accepted {
     stream: std::net::TcpStream,
     peer: SocketAddr,
+    /// Accepted on the TLS listener: the worker shakes hands first.
+    tls: bool,
     watcher: Watcher,
     slot: ConnSlot,
 }
@@ -309,30 +373,65 @@ impl Worker {
     }
 }
 
-/// Serves one client connection on the current runtime.
+/// Serves one client connection on the current runtime: HTTP/1.1 on the
+/// plain listener; on the TLS listener, the handshake (with the certificate
+/// in force when it started), then HTTP/2 or HTTP/1.1 by ALPN.
 fn serve_client(state: &Arc<State>, http: &http1::Builder, conn: Accepted) {
     let Accepted {
         stream,
         peer,
+        tls,
         watcher,
         slot,
     } = conn;
     let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
         return;
     };
+    let live = state.live.load();
     let stream = SendTimeout::new(
         stream,
-        state.live.load().cfg.send_timeout,
+        live.cfg.send_timeout,
         state.metrics.send_timeouts.clone(),
     );
+    let acceptor = if tls { live.tls.clone() } else { None };
+    let max_header_bytes = u32::try_from(live.cfg.max_header_bytes.0).unwrap_or(u32::MAX);
+    drop(live);
     let state = state.clone();
     let svc = service_fn(move |req| {
         let state = state.clone();
         async move { Ok::<_, std::convert::Infallible>(proxy::handle(state, req, peer).await) }
     });
-    let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), svc));
+    if !tls {
+        let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), svc));
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(slot);
+        });
+        return;
+    }
+    let http = http.clone();
     tokio::spawn(async move {
-        let _ = conn.await;
+        let Some(acceptor) = acceptor else {
+            return; // the certificate was switched off since the accept
+        };
+        let Ok(Ok(stream)) =
+            tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+        else {
+            return; // a failed or stalled handshake: nothing to answer
+        };
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            let mut h2 = http2::Builder::new(TokioExecutor::new());
+            // the same bound on a request head as HTTP/1.1's (431 beyond)
+            h2.timer(TokioTimer::new())
+                .max_header_list_size(max_header_bytes);
+            let _ = watcher
+                .watch(h2.serve_connection(TokioIo::new(stream), svc))
+                .await;
+        } else {
+            let _ = watcher
+                .watch(http.serve_connection(TokioIo::new(stream), svc))
+                .await;
+        }
         drop(slot);
     });
 }

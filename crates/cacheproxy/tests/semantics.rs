@@ -25,7 +25,6 @@ async fn counting_origin(delay_ms: u64) -> (support::Origin, Arc<AtomicU64>) {
     (origin, n)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miss_then_hit_then_expired() {
     let (origin, n) = counting_origin(0).await;
     let p = start(&origin.url(""), |c| {
@@ -55,7 +54,6 @@ async fn miss_then_hit_then_expired() {
     assert_eq!(get(p.addr, "/", &[]).await.cache(), "HIT");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updating_is_served_at_once_with_exactly_one_background_refresh() {
     let n = Arc::new(AtomicU64::new(0));
     let c = n.clone();
@@ -107,7 +105,6 @@ async fn futures_join(
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_while_the_upstream_is_down_then_502_beyond_the_window() {
     let (origin, _n) = counting_origin(0).await;
     let p = start(&origin.url(""), |c| {
@@ -133,7 +130,6 @@ async fn stale_while_the_upstream_is_down_then_502_beyond_the_window() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_timeout_is_504_and_unreachable_is_502() {
     let (slow, _) = counting_origin(2000).await;
     let p = start(&slow.url(""), |c| {
@@ -152,7 +148,6 @@ async fn upstream_timeout_is_504_and_unreachable_is_502() {
     assert!(r.headers.contains_key("x-request-id"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_cold_requests_make_one_upstream_request() {
     let (origin, n) = counting_origin(300).await;
     let p = start(&origin.url(""), |_| {}).await;
@@ -173,7 +168,6 @@ async fn a_thousand_cold_requests_make_one_upstream_request() {
     assert_eq!(statuses.get("MISS"), Some(&1), "{statuses:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_takes_over_when_the_writer_is_cancelled() {
     let (origin, n) = counting_origin(600).await;
     let p = start(&origin.url(""), |_| {}).await;
@@ -202,7 +196,6 @@ async fn a_waiter_takes_over_when_the_writer_is_cancelled() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_cookie_is_never_replayed() {
     let n = Arc::new(AtomicU64::new(0));
     let c = n.clone();
@@ -247,7 +240,6 @@ async fn set_cookie_is_never_replayed() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_bypasses_and_methods_other_than_get_pass() {
     let (origin, n) = counting_origin(0).await;
     let p = start(&origin.url(""), |_| {}).await;
@@ -270,7 +262,6 @@ async fn authorization_bypasses_and_methods_other_than_get_pass() {
     assert!(h.body.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accept_encoding_sets_and_query_order_share_one_entry() {
     let (origin, n) = counting_origin(0).await;
     let p = start(&origin.url(""), |_| {}).await;
@@ -301,7 +292,6 @@ async fn accept_encoding_sets_and_query_order_share_one_entry() {
     assert_eq!(n.load(Ordering::SeqCst), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vary_makes_variants_and_vary_star_is_not_stored() {
     let origin = spawn_origin(Arc::new(
         |req: &hyper::Request<hyper::body::Incoming>, _t| {
@@ -335,7 +325,6 @@ async fn vary_makes_variants_and_vary_star_is_not_stored() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_is_bounded_with_eviction() {
     let origin = spawn_origin(Arc::new(|_r, _t| {
         Reply::ok(Box::leak("x".repeat(16 * 1024).into_boxed_str()))
@@ -362,7 +351,6 @@ async fn memory_is_bounded_with_eviction() {
     assert!(evictions > 0.0, "{metrics}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_answer_properly() {
     let (origin, _) = counting_origin(400).await;
     let p = start(&origin.url(""), |c| c.max_in_flight = 2).await;
@@ -396,7 +384,6 @@ async fn limits_answer_properly() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn variants_per_key_are_capped() {
     let origin = spawn_origin(Arc::new(
         |req: &hyper::Request<hyper::body::Incoming>, _t| {
@@ -433,7 +420,6 @@ async fn variants_per_key_are_capped() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_faults_change_at_run_time() {
     let (origin, n) = counting_origin(0).await;
     let p = start(&origin.url(""), |c| c.cache.stale_if_error = Duration::ZERO).await;
@@ -490,7 +476,6 @@ async fn injected_faults_change_at_run_time() {
     assert!(n.load(Ordering::SeqCst) >= 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_entry_is_revalidated_with_its_etag() {
     let n = Arc::new(AtomicU64::new(0));
     let c = n.clone();
@@ -529,7 +514,6 @@ async fn an_expired_entry_is_revalidated_with_its_etag() {
     assert_eq!(n.load(Ordering::SeqCst), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_overrides_hosts_and_malformed_requests() {
     let (origin, _n) = counting_origin(0).await;
     let p = start(&origin.url(""), |c| {
@@ -574,7 +558,7 @@ async fn route_overrides_hosts_and_malformed_requests() {
     );
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(p.plain).await.unwrap();
     s.write_all(b"THIS IS NOT HTTP\r\n\r\n").await.unwrap();
     let mut buf = vec![0u8; 64];
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
@@ -596,7 +580,6 @@ async fn route_overrides_hosts_and_malformed_requests() {
 /// Regression (issue 14, item 6): with `honor_origin_cache_control` off (the
 /// default) a page the origin marked `private` or `no-store` was stored and
 /// replayed to every client for the TTL.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_and_no_store_are_never_stored_unless_the_operator_says_so() {
     let origin = spawn_origin(Arc::new(
         |req: &hyper::Request<hyper::body::Incoming>, _t| {
@@ -650,3 +633,45 @@ async fn private_and_no_store_are_never_stored_unless_the_operator_says_so() {
     assert_eq!(get(q.addr, "/private", &[]).await.cache(), "MISS");
     assert_eq!(get(q.addr, "/private", &[]).await.cache(), "HIT");
 }
+
+/// Runs a semantics test twice: over HTTP/1.1 on the plain listener, and
+/// over HTTP/2 on the TLS listener.
+macro_rules! over_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::common::{speak, Proto};
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn http1() {
+                speak(Proto::Http1);
+                super::$name().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn http2_tls() {
+                speak(Proto::Http2);
+                super::$name().await
+            }
+        }
+    )*};
+}
+
+over_both!(
+    miss_then_hit_then_expired,
+    updating_is_served_at_once_with_exactly_one_background_refresh,
+    stale_while_the_upstream_is_down_then_502_beyond_the_window,
+    upstream_timeout_is_504_and_unreachable_is_502,
+    a_thousand_cold_requests_make_one_upstream_request,
+    a_waiter_takes_over_when_the_writer_is_cancelled,
+    set_cookie_is_never_replayed,
+    authorization_bypasses_and_methods_other_than_get_pass,
+    accept_encoding_sets_and_query_order_share_one_entry,
+    vary_makes_variants_and_vary_star_is_not_stored,
+    memory_is_bounded_with_eviction,
+    limits_answer_properly,
+    variants_per_key_are_capped,
+    injected_faults_change_at_run_time,
+    an_expired_entry_is_revalidated_with_its_etag,
+    route_overrides_hosts_and_malformed_requests,
+    private_and_no_store_are_never_stored_unless_the_operator_says_so,
+);

@@ -62,6 +62,21 @@ pub(crate) struct ProxyArgs {
     /// cache.max_bytes, e.g. 256MiB [default: 256MiB]
     #[arg(long, value_name = "SIZE", value_parser = ByteSize::parse)]
     max_bytes: Option<ByteSize>,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this certificate chain, PEM (knob `tls.cert`; re-read on SIGHUP)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key, PEM (knob `tls.key`)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Where HTTPS clients connect (knob `tls.listen`) [default: 127.0.0.1:8443]
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Option<SocketAddr>,
+    /// CA certificates (PEM) trusted for an https:// upstream besides the system's (knob `upstream_ca`)
+    #[arg(long, value_name = "FILE")]
+    upstream_ca: Option<PathBuf>,
+    /// Accept any certificate from an https:// upstream (knob `upstream_insecure`)
+    #[arg(long)]
+    upstream_insecure: bool,
 }
 
 impl ProxyArgs {
@@ -111,6 +126,19 @@ impl ProxyArgs {
         if let Some(b) = self.max_bytes {
             cfg.cache.max_bytes = b;
         }
+        if let Some(p) = &self.tls_cert {
+            cfg.tls.cert = Some(p.clone());
+        }
+        if let Some(p) = &self.tls_key {
+            cfg.tls.key = Some(p.clone());
+        }
+        if let Some(a) = self.tls_listen {
+            cfg.tls.listen = a;
+        }
+        if let Some(p) = &self.upstream_ca {
+            cfg.upstream_ca = Some(p.clone());
+        }
+        cfg.upstream_insecure |= self.upstream_insecure;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -180,8 +208,12 @@ async fn serve(args: ProxyArgs, cfg: ProxyConfig) -> anyhow::Result<()> {
         };
         proxy = proxy.access_log(AccessLog::new(std::io::stderr(), format));
     }
+    let https = proxy
+        .tls_addr()
+        .map(|a| format!("; https on https://{a}"))
+        .unwrap_or_default();
     eprintln!(
-        "atlas proxy: listening on http://{} -> {}; admin on http://{}",
+        "atlas proxy: listening on http://{} -> {}; admin on http://{}{https}",
         proxy.local_addr(),
         cfg.upstream,
         proxy.admin_addr()
@@ -209,7 +241,7 @@ async fn serve(args: ProxyArgs, cfg: ProxyConfig) -> anyhow::Result<()> {
                                 kept.join(", ")
                             );
                         }
-                        match handle.swap_config(next) {
+                        match handle.reload(next) {
                             Ok(_) => eprintln!("atlas proxy: config reloaded (SIGHUP)"),
                             Err(e) => eprintln!("atlas proxy: SIGHUP: config kept: {e}"),
                         }

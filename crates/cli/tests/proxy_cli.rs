@@ -392,3 +392,117 @@ async fn out_of_file_descriptors_the_proxy_waits_instead_of_spinning() {
     drop(held);
     drop(child);
 }
+
+/// `atlas load https://ADDR/ --cacert CA` as a process: its summary, as JSON.
+async fn load_https(addr: SocketAddr, ca: &std::path::Path, s: &Scratch) -> serde_json::Value {
+    let summary = s.path("summary.json");
+    let _ = std::fs::remove_file(&summary);
+    let mut cmd = atlas();
+    cmd.args([
+        "load",
+        &format!("https://{addr}/"),
+        "--rate",
+        "20",
+        "--duration",
+        "1s",
+        "-q",
+    ])
+    .arg("--cacert")
+    .arg(ca)
+    .arg("--summary-export")
+    .arg(&summary);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_listener_speaks_http2_and_sighup_reloads_its_certificate() {
+    let origin = support::fast_origin().await;
+    let s = Scratch::new("tls");
+    let ca_of = |pki: &support::Pki, name: &str| {
+        let dir = s.path(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        pki.write_ca(&dir)
+    };
+    let old = support::Pki::new();
+    let old_ca = ca_of(&old, "old");
+    let (cert, key) = old.server_cert(&["127.0.0.1"]).write(&s.0, "proxy");
+    let (child, first) = common::spawn_announced(
+        ["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+        &[
+            "--upstream",
+            &origin.url(""),
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let tls = common::proxy_tls_addr(&first).expect("the first line names the https address");
+
+    let run = load_https(tls, &old_ca, &s).await;
+    let atlas = &run["atlas"];
+    assert_eq!(atlas["protos"]["HTTP/2.0"], 20, "{atlas}");
+    let (hit, miss) = (
+        &atlas["cache_statuses"]["HIT"],
+        &atlas["cache_statuses"]["MISS"],
+    );
+    assert_eq!(
+        hit.as_u64().unwrap_or(0) + miss.as_u64().unwrap_or(0),
+        20,
+        "{atlas}"
+    );
+    assert!(miss.as_u64().unwrap_or(0) >= 1, "{atlas}");
+
+    // a renewed certificate from another CA, same files, then SIGHUP
+    let admin = common::proxy_addrs(&first).1;
+    let reloads = |result: &'static str| async move {
+        let m = get(admin, "/metrics").await.1;
+        let line = format!("atlas_proxy_config_reloads_total{{result=\"{result}\"}}");
+        m.lines()
+            .find_map(|l| l.strip_prefix(line.as_str())?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let new = support::Pki::new();
+    let new_ca = ca_of(&new, "new");
+    new.server_cert(&["127.0.0.1"]).write(&s.0, "proxy");
+    signal(&child, "-HUP");
+    support::until("the reload", || async move { reloads("ok").await == 1.0 }).await;
+    let seen = load_https(tls, &new_ca, &s).await;
+    assert!(
+        seen["atlas"]["errors"]
+            .as_object()
+            .is_some_and(|e| e.is_empty()),
+        "{seen}"
+    );
+    let old_run = load_https(tls, &old_ca, &s).await;
+    assert_eq!(
+        old_run["atlas"]["errors"]["tls_unknown_issuer"], 20,
+        "{old_run}"
+    );
+
+    // a broken key sent by SIGHUP: refused, the running certificate kept
+    std::fs::write(&key, "not a key\n").unwrap();
+    signal(&child, "-HUP");
+    support::until("the refused reload", || async move {
+        reloads("refused").await == 1.0
+    })
+    .await;
+    let kept = load_https(tls, &new_ca, &s).await;
+    assert!(
+        kept["atlas"]["errors"]
+            .as_object()
+            .is_some_and(|e| e.is_empty()),
+        "{kept}"
+    );
+    signal(&child, "-TERM");
+    let status = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(status.success());
+}

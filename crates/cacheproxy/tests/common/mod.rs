@@ -4,9 +4,11 @@
 pub mod raw;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use atlas_cacheproxy::{Proxy, ProxyConfig, ProxyHandle};
+use atlas_tls::rustls;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::{BodyExt, Full};
@@ -14,9 +16,43 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+/// What [`start`] serves a test over: HTTP/1.1 on the plain listener, or
+/// HTTP/2 on the TLS listener (a certificate made for the proxy). The
+/// semantics tests run over both; [`request`] picks the protocol by the
+/// address it is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Http1,
+    Http2,
+}
+
+thread_local! {
+    static PROTO: std::cell::Cell<Proto> = const { std::cell::Cell::new(Proto::Http1) };
+}
+
+/// Makes [`start`] on this thread serve over `proto` (a test's body runs on
+/// its own thread, so each test sets it once, first).
+pub fn speak(proto: Proto) {
+    PROTO.with(|p| p.set(proto));
+}
+
+/// TLS listeners of the proxies started over HTTP/2, with a client config
+/// that trusts their certificate.
+fn tls_clients(
+) -> &'static std::sync::Mutex<std::collections::HashMap<SocketAddr, Arc<rustls::ClientConfig>>> {
+    static CLIENTS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<SocketAddr, Arc<rustls::ClientConfig>>>,
+    > = std::sync::OnceLock::new();
+    CLIENTS.get_or_init(Default::default)
+}
+
 /// A proxy running on loopback; stopped when dropped.
 pub struct Running {
+    /// Where the test's requests go: the plain listener, or the TLS one
+    /// when the test speaks HTTP/2.
     pub addr: SocketAddr,
+    /// The plain listener, whatever the test speaks (raw-bytes tests).
+    pub plain: SocketAddr,
     pub admin: SocketAddr,
     pub handle: ProxyHandle,
     stop: Option<oneshot::Sender<()>>,
@@ -80,6 +116,22 @@ async fn start_inner(
         upstream: upstream.to_string(),
         ..ProxyConfig::default()
     };
+    let proto = PROTO.with(|p| p.get());
+    let mut ca = None;
+    if proto == Proto::Http2 {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("atlas-proxy-tls-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = atlas_testkit::Pki::new();
+        let (cert, key) = pki
+            .server_cert(&["127.0.0.1", "localhost"])
+            .write(&dir, "proxy");
+        ca = Some(pki.write_ca(&dir));
+        cfg.tls.cert = Some(cert);
+        cfg.tls.key = Some(key);
+        cfg.tls.listen = "127.0.0.1:0".parse().unwrap();
+    }
     tune(&mut cfg);
     let mut proxy = Proxy::bind(cfg).await.expect("proxy binds");
     if let Some(log) = log {
@@ -88,13 +140,22 @@ async fn start_inner(
             atlas_cacheproxy::AccessLogFormat::Json,
         ));
     }
-    let (addr, admin, handle) = (proxy.local_addr(), proxy.admin_addr(), proxy.handle());
+    let (plain, admin, handle) = (proxy.local_addr(), proxy.admin_addr(), proxy.handle());
+    let addr = match (proxy.tls_addr(), ca) {
+        (Some(tls), Some(ca)) => {
+            let client = atlas_tls::client_config(&[ca], false, &[b"h2"]).expect("trusts the CA");
+            tls_clients().lock().unwrap().insert(tls, Arc::new(client));
+            tls
+        }
+        _ => plain,
+    };
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(proxy.run(async move {
         let _ = rx.await;
     }));
     Running {
         addr,
+        plain,
         admin,
         handle,
         stop: Some(tx),
@@ -121,7 +182,9 @@ impl Got {
     }
 }
 
-/// One request on a fresh connection, bounded by 10 s.
+/// One request on a fresh connection, bounded by 10 s: HTTP/1.1, or
+/// HTTP/2 over TLS to a proxy's TLS listener (the `host` header then
+/// becomes the `:authority`).
 pub async fn request(
     addr: SocketAddr,
     method: &str,
@@ -129,21 +192,50 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Got {
+    let tls = tls_clients().lock().unwrap().get(&addr).cloned();
     tokio::time::timeout(Duration::from_secs(10), async {
         let stream = TcpStream::connect(addr).await.expect("connect");
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
-        let mut b = http::Request::builder().method(method).uri(path);
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-            b = b.header("host", addr.to_string());
-        }
-        for (k, v) in headers {
+        let host = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+            .map_or(addr.to_string(), |(_, v)| v.to_string());
+        let mut b = http::Request::builder().method(method);
+        for (k, v) in headers
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+        {
             b = b.header(*k, *v);
         }
-        let req = b.body(Full::new(Bytes::from(body.to_string()))).unwrap();
-        let resp = send.send_request(req).await.expect("response");
+        let body = Full::new(Bytes::from(body.to_string()));
+        let resp = match tls {
+            None => {
+                let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .expect("handshake");
+                tokio::spawn(conn);
+                let req = b.uri(path).header("host", host).body(body).unwrap();
+                send.send_request(req).await.expect("response")
+            }
+            Some(cfg) => {
+                let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                let stream = tokio_rustls::TlsConnector::from(cfg)
+                    .connect(name, stream)
+                    .await
+                    .expect("TLS handshake");
+                assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+                let (mut send, conn) = hyper::client::conn::http2::handshake(
+                    hyper_util::rt::TokioExecutor::new(),
+                    TokioIo::new(stream),
+                )
+                .await
+                .expect("HTTP/2 handshake");
+                tokio::spawn(conn);
+                let req = b.uri(format!("https://{host}{path}")).body(body).unwrap();
+                let resp = send.send_request(req).await.expect("response");
+                assert_eq!(resp.version(), http::Version::HTTP_2);
+                resp
+            }
+        };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.into_body().collect().await.expect("body").to_bytes();

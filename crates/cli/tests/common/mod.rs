@@ -110,7 +110,7 @@ impl Drop for Proc {
 /// writes on stderr (where it says what it listens on). The rest of stderr
 /// (the access log) is drained on a thread so the child never blocks on a
 /// full pipe.
-fn spawn_announced<const N: usize>(fixed: [&str; N], args: &[&str]) -> (Proc, String) {
+pub fn spawn_announced<const N: usize>(fixed: [&str; N], args: &[&str]) -> (Proc, String) {
     let mut cmd = atlas();
     cmd.args(fixed).args(args);
     announced(cmd)
@@ -156,15 +156,23 @@ pub fn spawn_proxy(args: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
 /// The (proxy, admin) addresses in `atlas proxy`'s first line:
 /// "listening on http://PROXY -> UPSTREAM; admin on http://ADMIN".
 pub fn proxy_addrs(first: &str) -> (SocketAddr, SocketAddr) {
-    let addrs: Vec<SocketAddr> = first
-        .split_whitespace()
-        .filter_map(|w| {
-            w.strip_prefix("http://")
-                .and_then(|a| a.trim_end_matches(';').parse().ok())
-        })
-        .collect();
-    assert_eq!(addrs.len(), 3, "first line: {first:?}");
-    (addrs[0], addrs[2])
+    let after = |marker: &str| -> SocketAddr {
+        let rest = &first[first
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker} in {first:?}"))
+            + marker.len()..];
+        let end = rest.find([';', ' ', '\n']).unwrap_or(rest.len());
+        rest[..end]
+            .parse()
+            .unwrap_or_else(|_| panic!("an address after {marker} in {first:?}"))
+    };
+    (after("listening on http://"), after("admin on http://"))
+}
+
+/// The HTTPS address in `atlas proxy`'s first line ("; https on https://ADDR").
+pub fn proxy_tls_addr(first: &str) -> Option<SocketAddr> {
+    let at = first.find("https on https://")? + "https on https://".len();
+    first[at..].split([';', ' ', '\n']).next()?.parse().ok()
 }
 
 /// Starts `atlas demo-app` on a free port with `args`; returns the child and its address.
