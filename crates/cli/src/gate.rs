@@ -40,6 +40,12 @@ pub(crate) struct GateArgs {
     /// The Atlas proxy's admin API in front of --target (its token from ATLAS_ADMIN_TOKEN); without it the healer only observes
     #[arg(long, env = "ATLAS_ADMIN", value_name = "URL")]
     admin: Option<String>,
+    /// CA certificates (PEM) trusted for an https:// --target besides the system's (repeat)
+    #[arg(long, value_name = "FILE")]
+    cacert: Vec<PathBuf>,
+    /// Accept any certificate from an https:// --target (k6's insecureSkipTLSVerify)
+    #[arg(long)]
+    insecure_skip_tls_verify: bool,
     /// Constant arrival rate, requests/s [default: 500]
     #[arg(long, env = "ATLAS_RATE", value_name = "N")]
     rate: Option<f64>,
@@ -96,6 +102,8 @@ impl GateArgs {
         }
         set(&mut cfg.target, &self.target);
         set(&mut cfg.admin, &self.admin);
+        cfg.cacert.extend(self.cacert.iter().cloned());
+        cfg.insecure_skip_tls_verify |= self.insecure_skip_tls_verify;
         set(&mut cfg.out, &self.out);
         set(&mut cfg.lighthouse, &self.lighthouse);
         set(&mut cfg.chromium, &self.chromium);

@@ -241,6 +241,56 @@ fn external_mode_heals_a_users_proxy_through_its_admin_api() {
     );
 }
 
+/// The same over HTTPS: the proxy's TLS listener (a certificate made for
+/// the test), the gate's load, probes and samples over HTTP/2 with --cacert.
+#[test]
+fn an_https_target_is_gated_and_healed_over_http2() {
+    let (_demo, app) = spawn_demo(&["--set-cookie", "/playground"]);
+    let dir = Scratch::new("gate-https");
+    let pki = atlas_testkit::Pki::new();
+    let (cert, key) = pki.server_cert(&["127.0.0.1"]).write(&dir.0, "proxy");
+    let ca = pki.write_ca(&dir.0);
+    let (_proxy, first) = common::spawn_announced(
+        ["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+        &[
+            "--upstream",
+            &format!("http://{app}"),
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let (_, admin) = common::proxy_addrs(&first);
+    let tls = common::proxy_tls_addr(&first).expect("an https address");
+    let out = dir.path("bundle");
+    let o = gate(&[
+        "--target",
+        &format!("https://{tls}"),
+        "--admin",
+        &format!("http://{admin}"),
+        "--cacert",
+        ca.to_str().unwrap(),
+        "--duration",
+        "3s",
+        "--rate",
+        "300",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("cache.ignore_set_cookie false → true"),
+        "{}",
+        text(&o)
+    );
+    verified(&out);
+    let summary = json(&out, "summary.json");
+    assert_eq!(summary["atlas"]["protos"]["HTTP/2.0"], 900, "{summary}");
+}
+
 #[test]
 fn bad_usage_exits_2_naming_what_is_wrong_and_writes_nothing() {
     let dir = Scratch::new("gate-usage");
@@ -251,6 +301,11 @@ fn bad_usage_exits_2_naming_what_is_wrong_and_writes_nothing() {
             vec!["--target".into(), "ftp://x".into()],
             "",
             "invalid target",
+        ),
+        (
+            vec!["--cacert".into(), "ca.pem".into()],
+            "",
+            "applies to an https:// target",
         ),
         (vec![], "rate = 500\nspeed = 2\n", "speed"),
         (vec![], "[proxy]\n\"cache.tll\" = \"2s\"\n", "cache.tll"),

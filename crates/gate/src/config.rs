@@ -28,9 +28,16 @@ pub struct PolicyTable {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GateConfig {
-    /// Gate your own service at this URL (an Atlas proxy, or any proxy).
-    /// Default: none, the embedded demo app behind an embedded Atlas proxy.
+    /// Gate your own service at this URL (an Atlas proxy, or any proxy;
+    /// `http://` or `https://`). Default: none, the embedded demo app
+    /// behind an embedded Atlas proxy.
     pub target: Option<String>,
+    /// CA files (PEM) trusted for an `https://` target besides the
+    /// system's (default none).
+    pub cacert: Vec<PathBuf>,
+    /// Accept any certificate from an `https://` target (default off; the
+    /// load summary says so).
+    pub insecure_skip_tls_verify: bool,
     /// The Atlas proxy's admin API in front of `target` (the healer changes
     /// knobs through it). Default: none, the healer only observes.
     pub admin: Option<String>,
@@ -78,6 +85,8 @@ impl Default for GateConfig {
     fn default() -> Self {
         GateConfig {
             target: None,
+            cacert: Vec::new(),
+            insecure_skip_tls_verify: false,
             admin: None,
             admin_token: None,
             rate: 500.0,
@@ -184,18 +193,33 @@ impl GateConfig {
             }
             other => other.into(),
         })?;
-        for (name, u) in [("target", &self.target), ("admin", &self.admin)] {
+        // the target may be https; the admin API is plain HTTP on the machine
+        for (name, u, schemes) in [
+            ("target", &self.target, &["http", "https"][..]),
+            ("admin", &self.admin, &["http"][..]),
+        ] {
             if let Some(u) = u {
-                let ok = u
-                    .parse::<http::Uri>()
-                    .is_ok_and(|x| x.scheme_str() == Some("http") && x.host().is_some());
+                let ok = u.parse::<http::Uri>().is_ok_and(|x| {
+                    x.scheme_str().is_some_and(|s| schemes.contains(&s)) && x.host().is_some()
+                });
                 if !ok {
+                    let want = if schemes.len() == 2 {
+                        "http(s)"
+                    } else {
+                        "http"
+                    };
                     return Err(Error::config(
                         self.at(name),
-                        format!("`{u}` is not an http://host:port URL"),
+                        format!("`{u}` is not an {want}://host:port URL"),
                     ));
                 }
             }
+        }
+        if self.target.is_none() && (!self.cacert.is_empty() || self.insecure_skip_tls_verify) {
+            return Err(Error::config(
+                self.at("cacert"),
+                "applies to an https:// target; the embedded stack is plain HTTP",
+            ));
         }
         if self.admin.is_some() && self.target.is_none() {
             return Err(Error::config(

@@ -59,6 +59,8 @@ pub(crate) async fn run(
         poisson: false,
     });
     lc.target = Some(target.to_string());
+    lc.cacert = cfg.cacert.clone();
+    lc.insecure_skip_tls_verify = cfg.insecure_skip_tls_verify;
     lc.requests = cfg.requests.clone();
     lc.trace_id = Some(trace.to_string());
     for (metric, expr) in thresholds(cfg) {

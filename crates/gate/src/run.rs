@@ -241,6 +241,8 @@ impl Gate {
         )?;
 
         let mut hcfg = HealerConfig::new(stack.target.clone());
+        hcfg.cacert = cfg.cacert.clone();
+        hcfg.insecure_skip_tls_verify = cfg.insecure_skip_tls_verify;
         hcfg.admin = stack.admin.clone();
         hcfg.admin_token = stack.admin_token.clone();
         hcfg.app = stack.app.clone();

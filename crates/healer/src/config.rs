@@ -75,8 +75,13 @@ impl Thresholds {
 /// the public fields; [`Healer::new`](crate::Healer::new) validates it.
 #[derive(Clone, Debug)]
 pub struct HealerConfig {
-    /// The proxy's URL, where users' requests go (`http://127.0.0.1:8090`).
+    /// The proxy's URL, where users' requests go (`http://127.0.0.1:8090`
+    /// or `https://...`).
     pub target: String,
+    /// CA files (PEM) trusted for an `https://` target besides the system's.
+    pub cacert: Vec<std::path::PathBuf>,
+    /// Accept any certificate from an `https://` target.
+    pub insecure_skip_tls_verify: bool,
     /// The proxy's admin API (`http://127.0.0.1:9090`). Without it the
     /// healer observes and diagnoses only: every fix becomes a blocker.
     pub admin: Option<String>,
@@ -118,6 +123,8 @@ impl HealerConfig {
     pub fn new(target: impl Into<String>) -> Self {
         HealerConfig {
             target: target.into(),
+            cacert: Vec::new(),
+            insecure_skip_tls_verify: false,
             admin: None,
             admin_token: None,
             app: None,
@@ -147,11 +154,16 @@ impl HealerConfig {
             ("app", self.app.as_ref()),
         ] {
             if let Some(u) = url {
-                if http::host_port(u).is_none() {
-                    return Err(Error::config(
-                        field,
-                        format!("`{u}` is not an http://host:port URL"),
-                    ));
+                // only the target may be https: the admin API and the app
+                // are reached over plain HTTP on the machine
+                let https_ok = field == "target";
+                if http::host_port(u).is_none() || (!https_ok && http::is_https(u)) {
+                    let want = if https_ok {
+                        "an http(s)://host:port"
+                    } else {
+                        "an http://host:port"
+                    };
+                    return Err(Error::config(field, format!("`{u}` is not {want} URL")));
                 }
             }
         }

@@ -60,14 +60,44 @@ impl Reply {
     }
 }
 
-/// `host:port` of an `http://` URL (port 80 when absent).
+/// `host:port` of an `http://` or `https://` URL (port 80 or 443 when absent).
 pub fn host_port(url: &str) -> Option<(String, u16)> {
     let uri: Uri = url.parse().ok()?;
-    if uri.scheme_str() != Some("http") {
-        return None;
-    }
+    let default_port = match uri.scheme_str() {
+        Some("http") => 80,
+        Some("https") => 443,
+        _ => return None,
+    };
     let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
-    Some((host.to_string(), uri.port_u16().unwrap_or(80)))
+    Some((host.to_string(), uri.port_u16().unwrap_or(default_port)))
+}
+
+/// Whether `url` is `https://`.
+pub fn is_https(url: &str) -> bool {
+    url.starts_with("https://")
+}
+
+/// How probes of an `https://` URL check its certificate.
+#[derive(Clone)]
+pub struct Tls(tokio_rustls::TlsConnector);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls(..)")
+    }
+}
+
+impl Tls {
+    /// Trusting the system's roots and those of `cacert`, or anything when `insecure`.
+    ///
+    /// # Errors
+    /// The CA file that cannot be read, or no root to trust.
+    pub fn new(cacert: &[std::path::PathBuf], insecure: bool) -> Result<Tls, atlas_tls::Error> {
+        let cfg = atlas_tls::client_config(cacert, insecure, &[b"http/1.1"])?;
+        Ok(Tls(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+            cfg,
+        ))))
+    }
 }
 
 /// Resolves `host:port` to socket addresses.
@@ -122,14 +152,40 @@ pub async fn send(
     limit: Duration,
     bearer: Option<&Bearer>,
 ) -> Result<Reply, Failure> {
+    send_tls(method, base, path, body, limit, bearer, None).await
+}
+
+/// [`send`] to an `http://` or, with `tls`, an `https://` base.
+pub async fn send_tls(
+    method: Method,
+    base: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    limit: Duration,
+    bearer: Option<&Bearer>,
+    tls: Option<&Tls>,
+) -> Result<Reply, Failure> {
     let (host, port) =
         host_port(base).ok_or_else(|| Failure::Protocol(format!("not an http:// URL: {base}")))?;
     let work = async {
         let stream = connect(&host, port, limit).await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| Failure::Protocol(e.to_string()))?;
-        tokio::spawn(conn);
+        let mut sender = match (is_https(base), tls) {
+            (false, _) => handshake(stream).await?,
+            (true, None) => {
+                return Err(Failure::Protocol(format!(
+                    "{base}: https needs TLS settings"
+                )))
+            }
+            (true, Some(Tls(connector))) => {
+                let stream = connector
+                    .connect(rustls_name(&host)?, stream)
+                    .await
+                    .map_err(|e| {
+                        Failure::Protocol(format!("TLS: {}", atlas_tls::Refusal::of(&e)))
+                    })?;
+                handshake(stream).await?
+            }
+        };
         let bytes = body
             .map(|b| Bytes::from(serde_json::to_vec(b).expect("JSON serializes")))
             .unwrap_or_default();
@@ -174,6 +230,35 @@ pub async fn send(
 /// `GET base+path` on a fresh connection, the whole answer within `limit`.
 pub async fn get(base: &str, path: &str, limit: Duration) -> Result<Reply, Failure> {
     send(Method::GET, base, path, None, limit, None).await
+}
+
+/// [`get`] of an `http://` or, with `tls`, an `https://` base.
+pub async fn get_tls(
+    base: &str,
+    path: &str,
+    limit: Duration,
+    tls: Option<&Tls>,
+) -> Result<Reply, Failure> {
+    send_tls(Method::GET, base, path, None, limit, None, tls).await
+}
+
+/// HTTP/1.1 over a connected stream, its connection driven on a task.
+async fn handshake<S>(
+    stream: S,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, Failure>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| Failure::Protocol(e.to_string()))?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+fn rustls_name(host: &str) -> Result<atlas_tls::rustls::pki_types::ServerName<'static>, Failure> {
+    atlas_tls::rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|_| Failure::Protocol(format!("{host} is not a name TLS can check")))
 }
 
 /// `GET base+path` with a bearer token, when there is one.

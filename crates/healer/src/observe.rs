@@ -322,10 +322,17 @@ pub async fn observe(cfg: &HealerConfig, max_vus: usize, with_sample: bool) -> R
         _ => None,
     };
 
+    let tls = if http::is_https(&cfg.target) {
+        let tls = http::Tls::new(&cfg.cacert, cfg.insecure_skip_tls_verify)
+            .map_err(|e| crate::Error::config("cacert", e.to_string()))?;
+        Some(tls)
+    } else {
+        None
+    };
     let mut routes = Vec::new();
     if target.open() {
         for path in cfg.paths() {
-            routes.push(probe_route(&cfg.target, &path).await);
+            routes.push(probe_route(&cfg.target, &path, tls.as_ref()).await);
         }
     }
     let answered = routes.iter().any(|r| r.status.is_some_and(|s| s < 500));
@@ -372,11 +379,11 @@ async fn admin_view(url: &str, bearer: Option<&http::Bearer>) -> AdminView {
     }
 }
 
-async fn probe_route(base: &str, path: &str) -> RouteProbe {
+async fn probe_route(base: &str, path: &str, tls: Option<&http::Tls>) -> RouteProbe {
     let mut cache = Vec::new();
     let mut last = None;
     for _ in 0..2 {
-        match http::get(base, path, PROBE_LIMIT).await {
+        match http::get_tls(base, path, PROBE_LIMIT, tls).await {
             Ok(r) => {
                 cache.push(r.header("x-cache-status").unwrap_or("").to_string());
                 last = Some(Ok(r));
@@ -389,7 +396,7 @@ async fn probe_route(base: &str, path: &str) -> RouteProbe {
     }
     let mut reordered = None;
     if let (Some(Ok(_)), Some(other)) = (&last, reordered_query(path)) {
-        if let Ok(r) = http::get(base, &other, PROBE_LIMIT).await {
+        if let Ok(r) = http::get_tls(base, &other, PROBE_LIMIT, tls).await {
             let status = r.header("x-cache-status").unwrap_or("").to_string();
             reordered = Some((other, status));
         }
@@ -512,6 +519,8 @@ pub async fn sample(cfg: &HealerConfig, max_vus: usize) -> Result<Sample> {
         poisson: false,
     });
     load.target = Some(cfg.target.clone());
+    load.cacert = cfg.cacert.clone();
+    load.insecure_skip_tls_verify = cfg.insecure_skip_tls_verify;
     load.requests = cfg.mix.clone();
     load.timeout = Duration::from_secs(10);
     load.graceful_stop = Duration::from_secs(10);

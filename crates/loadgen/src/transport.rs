@@ -458,26 +458,11 @@ fn stream_on(conn: &H2, max: usize, reused: bool) -> Option<Lease> {
 
 /// The error class of a failed TLS handshake.
 fn tls_error(e: &io::Error, http: HttpVersion) -> ErrorClass {
-    use rustls::CertificateError as C;
-    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
-        // the peer closed or reset the connection mid-handshake, or spoke
-        // something else than TLS
-        return ErrorClass::TlsHandshake;
-    };
-    match tls {
-        rustls::Error::InvalidCertificate(c) => match c {
-            C::UnknownIssuer | C::BadSignature => ErrorClass::TlsUnknownIssuer,
-            C::Expired
-            | C::ExpiredContext { .. }
-            | C::NotValidYet
-            | C::NotValidYetContext { .. } => ErrorClass::TlsExpired,
-            C::NotValidForName | C::NotValidForNameContext { .. } => ErrorClass::TlsWrongHost,
-            _ => ErrorClass::TlsHandshake,
-        },
-        rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
-        | rustls::Error::NoApplicationProtocol
-            if http == HttpVersion::Http2 =>
-        {
+    match atlas_tls::Refusal::of(e) {
+        atlas_tls::Refusal::UnknownIssuer => ErrorClass::TlsUnknownIssuer,
+        atlas_tls::Refusal::Expired => ErrorClass::TlsExpired,
+        atlas_tls::Refusal::WrongHost => ErrorClass::TlsWrongHost,
+        atlas_tls::Refusal::NoApplicationProtocol if http == HttpVersion::Http2 => {
             ErrorClass::H2Refused
         }
         _ => ErrorClass::TlsHandshake,

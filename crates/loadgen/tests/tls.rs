@@ -111,6 +111,8 @@ async fn each_tls_failure_is_its_own_error_class() {
         pki.server_cert(&["127.0.0.1"]).server(H1_ONLY),
     )
     .await;
+    let self_signed =
+        spawn_tls_origin(ok_handler(), Pki::self_signed(&["127.0.0.1"]).server(BOTH)).await;
     let plain = fast_origin().await;
     let https_to_plain = format!("https://{}/", plain.addr);
 
@@ -119,6 +121,13 @@ async fn each_tls_failure_is_its_own_error_class() {
             "no cacert: the test CA is unknown",
             good.url("/"),
             None,
+            HttpVersion::Auto,
+            ErrorClass::TlsUnknownIssuer,
+        ),
+        (
+            "a self-signed certificate not given as cacert",
+            self_signed.url("/"),
+            Some(ca.clone()),
             HttpVersion::Auto,
             ErrorClass::TlsUnknownIssuer,
         ),

@@ -51,6 +51,70 @@ pub enum Error {
 /// A result with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Why a client's TLS handshake failed, by what a user would do about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The certificate chains to no trusted root (a self-signed one not
+    /// given as a CA file, a private CA not given).
+    UnknownIssuer,
+    /// The certificate (or one of its chain) is expired or not yet valid.
+    Expired,
+    /// The certificate is not valid for the host that was asked for.
+    WrongHost,
+    /// The server offers none of the protocols asked for by ALPN.
+    NoApplicationProtocol,
+    /// Anything else: no shared version or cipher, an alert, not TLS at all.
+    Handshake,
+}
+
+impl Refusal {
+    /// The refusal behind an error of a TLS connect (tokio-rustls reports
+    /// rustls' error inside an `io::Error`).
+    pub fn of(e: &std::io::Error) -> Refusal {
+        use rustls::CertificateError as C;
+        let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+            // closed or reset mid-handshake, or something else than TLS
+            return Refusal::Handshake;
+        };
+        match tls {
+            rustls::Error::InvalidCertificate(c) => match c {
+                C::UnknownIssuer | C::BadSignature => Refusal::UnknownIssuer,
+                C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. } => Refusal::Expired,
+                C::NotValidForName | C::NotValidForNameContext { .. } => Refusal::WrongHost,
+                // a self-signed (CA) certificate shown by a server, not given as trusted
+                C::Other(o)
+                    if o.0.downcast_ref::<webpki::Error>()
+                        == Some(&webpki::Error::CaUsedAsEndEntity) =>
+                {
+                    Refusal::UnknownIssuer
+                }
+                _ => Refusal::Handshake,
+            },
+            rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
+            | rustls::Error::NoApplicationProtocol => Refusal::NoApplicationProtocol,
+            _ => Refusal::Handshake,
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::UnknownIssuer => {
+                "the certificate is signed by an unknown authority (give its CA, or the \
+                 self-signed certificate itself, as a CA file)"
+            }
+            Refusal::Expired => "the certificate is expired or not yet valid",
+            Refusal::WrongHost => "the certificate is not valid for this host",
+            Refusal::NoApplicationProtocol => "the server offers none of the protocols asked for",
+            Refusal::Handshake => "the TLS handshake failed",
+        })
+    }
+}
+
 /// The crypto provider every Atlas TLS config uses (ring).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
