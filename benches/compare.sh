@@ -14,6 +14,15 @@
 #               (a rate above what the target serves here is reported, not judged)
 #   stampede    upstream requests for one cold key under 1 000 concurrent
 #               clients (origin answers in 200 ms): Atlas, nginx, Varnish
+#   tls-proxy   cache hits over TLS, HTTP/1.1 keep-alive, wrk -t1 -c64:
+#               atlas proxy --tls-cert / the nginx TLS anchor (tls-anchor.sh)
+#   tls-gen     the generator over TLS on the nginx TLS anchor, 64 connections:
+#               atlas load --vus 64 --http1 / wrk -t2 -c64 https:// (/ oha)
+#   h2          HTTP/2 on the nginx TLS anchor, 64 connections x 1 stream:
+#               atlas load --vus 64 --http2 / h2load -c64 -m1 (nghttp2-client)
+#   handshake   a TLS handshake per request: atlas load --vus 64
+#               --no-connection-reuse (/ oha --disable-keepalive when present)
+#   tls-memory  the proxy's RSS per open idle TLS connection (2 000 of them)
 #
 #   bash benches/compare.sh                    # ~14 min with the defaults
 #   REPEATS=1 DURATION=5 bash benches/compare.sh
@@ -33,7 +42,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ANCHORS="${ANCHORS:-$ROOT/../shared/anchors}"
 DURATION="${DURATION:-10}"
 REPEATS="${REPEATS:-3}"
-SECTIONS="${SECTIONS:-proxy,proxy-rate,generators,gen-cpu,rate,stampede}"
+SECTIONS="${SECTIONS:-proxy,proxy-rate,generators,gen-cpu,rate,stampede,tls-proxy,tls-gen,h2,handshake,tls-memory}"
 PROXY_RATE="${PROXY_RATE:-20000}"
 CPU_RATE="${CPU_RATE:-5000}"
 RATES="${RATES:-500 5000 20000 50000}"
@@ -45,6 +54,7 @@ ATLAS="${ATLAS:-$ROOT/target/release/atlas}"
 LIB="$ANCHORS/anchors_lib.py"
 RESULTS="$OUTDIR/results.jsonl"
 ORIGIN=http://127.0.0.1:3000 NGINX=http://127.0.0.1:8080 VARNISH=http://127.0.0.1:8081 PROXY=http://127.0.0.1:8090
+NGINX_TLS=https://127.0.0.1:8443 PROXY_TLS=https://127.0.0.1:8453
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 PIDS=()
@@ -62,7 +72,7 @@ section_on() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 for cmd in nginx varnishd wrk curl python3 /usr/bin/time; do
   command -v "$cmd" >/dev/null || { log "missing $cmd (apt-get install nginx libnginx-mod-http-echo varnish wrk time curl python3)"; exit 2; }
 done
-for p in 3000 8080 8081 8090 9090; do
+for p in 3000 8080 8081 8090 9090 8443 8453; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then log "port $p is in use"; exit 2; fi
 done
 HAVE_K6=0; [[ -x "$K6" ]] && HAVE_K6=1
@@ -89,16 +99,25 @@ start() { local name=$1; shift; "$@" >"$RUNDIR/$name.log" 2>&1 & PIDS+=($!); log
 start origin nginx -p "$RUNDIR/origin/" -c "$RUNDIR/origin/nginx.conf" -e "$RUNDIR/origin/error.log"
 start nginx nginx -p "$RUNDIR/nginx/" -c "$ANCHORS/nginx-microcache.conf" -e "$RUNDIR/nginx/error.log"
 start varnish varnishd -F -a 127.0.0.1:8081 -T none -n "$RUNDIR/varnish" -f "$ANCHORS/varnish.vcl" -s malloc,256m
-start atlas "$ATLAS" proxy --listen 127.0.0.1:8090 --admin 127.0.0.1:9090 --upstream "$ORIGIN" --no-access-log
+# the TLS anchor: a self-signed certificate (openssl) and the nginx
+# micro-cache on :8443 with TLS and HTTP/2; Atlas serves the same pair
+bash "$ANCHORS/tls-anchor.sh" "$RUNDIR/nginx-tls" 127.0.0.1:3000 8443
+CERT="$RUNDIR/nginx-tls/cert.pem" KEY="$RUNDIR/nginx-tls/key.pem"
+start nginx-tls nginx -p "$RUNDIR/nginx-tls/" -c "$RUNDIR/nginx-tls/nginx.conf" -e "$RUNDIR/nginx-tls/error.log"
+start atlas "$ATLAS" proxy --listen 127.0.0.1:8090 --admin 127.0.0.1:9090 --upstream "$ORIGIN" --no-access-log \
+  --tls-listen 127.0.0.1:8453 --tls-cert "$CERT" --tls-key "$KEY"
 ATLAS_PID=${PIDS[-1]}
 for u in "$ORIGIN/healthz" "$NGINX/__proxy_health" "$VARNISH/healthz" "http://127.0.0.1:9090/health"; do
   for _ in $(seq 150); do curl -s -o /dev/null --max-time 1 "$u" && break; sleep 0.1; done
 done
+for u in "$NGINX_TLS/__proxy_health" "$PROXY_TLS/"; do
+  for _ in $(seq 150); do curl -sk -o /dev/null --max-time 1 "$u" && break; sleep 0.1; done
+done
 prime() {
   local u st
-  for u in "$NGINX" "$VARNISH" "$PROXY"; do
+  for u in "$NGINX" "$VARNISH" "$PROXY" "$NGINX_TLS" "$PROXY_TLS"; do
     for _ in $(seq 30); do
-      st=$(curl -s -o /dev/null -D - "$u/" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache-status"{print $2}')
+      st=$(curl -sk -o /dev/null -D - "$u/" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache-status"{print $2}')
       [[ "$st" == HIT ]] && break; sleep 0.1
     done
     [[ "$st" == HIT ]] || log "warning: $u/ not HIT after priming (got '$st')"
@@ -111,7 +130,7 @@ prime
   echo "host: $(uname -srm); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
   echo "atlas: $("$ATLAS" --version) ($(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo ?))"
   echo "nginx: $(nginx -v 2>&1 | cut -d/ -f2); varnish: $(varnishd -V 2>&1 | head -1)"
-  echo "wrk: $(dpkg-query -W -f='${Version}' wrk 2>/dev/null || echo ?)"
+  echo "wrk: $(dpkg-query -W -f='${Version}' wrk 2>/dev/null || echo ?); h2load: $(dpkg-query -W -f='${Version}' nghttp2-client 2>/dev/null || echo 'not installed (skipped)')"
   echo "k6: $([[ $HAVE_K6 == 1 ]] && "$K6" version 2>/dev/null | head -1 || echo 'not installed (skipped)')"
   echo "oha: $([[ $HAVE_OHA == 1 ]] && "$OHA" --version || echo 'not installed (skipped)')"
   echo "duration ${DURATION}s x $REPEATS repeats; sections $SECTIONS"
@@ -136,7 +155,9 @@ run_one() {
     /usr/bin/time -v -o "$base.time" "${argv[@]}" >"$base.out" 2>"$base.err" || rc=$?
   a1=$(cpu_ticks "$ATLAS_PID")
   src="$base.out"; [[ $tool == k6 ]] && src="$base.json"
-  python3 "$LIB" parse "$tool" "$src" "$base.time" section="$section" name="$name" rep="$rep" rc="$rc" \
+  local parse=(python3 "$LIB" parse "$tool")
+  [[ $tool == h2load ]] && parse=(python3 "$ROOT/benches/h2load_parse.py" "$ANCHORS")
+  "${parse[@]}" "$src" "$base.time" section="$section" name="$name" rep="$rep" rc="$rc" \
     atlas_proxy_cpu_s="$(awk -v t=$((a1 - a0)) -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", t/hz}')" \
     "${extras[@]}" >>"$RESULTS"
   log "$section | $name | rep $rep | $(tail -1 "$RESULTS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("rps=%.0f p50=%s p99=%s cpu=%ss rss=%sMB rc=%s" % (r.get("rps") or 0, r.get("p50_ms"), r.get("p99_ms"), round(r.get("gen_user_s",0)+r.get("gen_sys_s",0),2), r.get("gen_maxrss_mb"), r.get("rc")))')"
@@ -228,6 +249,55 @@ print(json.dumps({"section": "stampede", "name": f"{target} 1000 cold clients", 
 PY
       log "stampede | $target | rep $rep | $(tail -1 "$RESULTS")"
     done
+  fi
+  if section_on tls-proxy; then
+    for target in nginx:$NGINX_TLS atlas:$PROXY_TLS; do
+      run_one tls-proxy "${target%%:*} wrk -t1 -c64 https" wrk "$rep" target="${target%%:*}" -- \
+        wrk -t1 -c64 "-d$D" --latency -s "$WRK_LUA" "${target#*:}/"
+    done
+  fi
+  if section_on tls-gen; then
+    run_one tls-gen "wrk -t2 -c64 https" wrk "$rep" gen=wrk -- wrk -t2 -c64 "-d$D" --latency -s "$WRK_LUA" "$NGINX_TLS/"
+    run_one tls-gen "atlas load --vus 64 --http1" k6 "$rep" gen=atlas -- \
+      "$ATLAS" load "$NGINX_TLS/" --vus 64 --http1 --cacert "$CERT" --duration "$D" -q --summary-export @JSON@
+    [[ $HAVE_OHA == 1 ]] && run_one tls-gen "oha -c64 https" oha "$rep" gen=oha -- \
+      "$OHA" -z "$D" -c 64 --insecure --http-version 1.1 --no-tui --output-format json "$NGINX_TLS/"
+  fi
+  if section_on h2 && command -v h2load >/dev/null; then
+    run_one h2 "h2load -c64 -m1" h2load "$rep" gen=h2load -- h2load -c64 -m1 -t2 -D "$DURATION" "$NGINX_TLS/"
+    run_one h2 "atlas load --vus 64 --http2" k6 "$rep" gen=atlas -- \
+      "$ATLAS" load "$NGINX_TLS/" --vus 64 --http2 --cacert "$CERT" --duration "$D" -q --summary-export @JSON@
+  fi
+  if section_on handshake; then
+    run_one handshake "atlas load --vus 64 --no-connection-reuse" k6 "$rep" gen=atlas -- \
+      "$ATLAS" load "$NGINX_TLS/" --vus 64 --http1 --no-connection-reuse --cacert "$CERT" --duration "$D" -q --summary-export @JSON@
+    [[ $HAVE_OHA == 1 ]] && run_one handshake "oha -c64 --disable-keepalive" oha "$rep" gen=oha -- \
+      "$OHA" -z "$D" -c 64 --insecure --disable-keepalive --http-version 1.1 --no-tui --output-format json "$NGINX_TLS/"
+  fi
+  if section_on tls-memory; then
+    # 2 000 TLS connections, handshaken and idle, held open; the proxy's RSS
+    # before and with them
+    python3 - "$ATLAS_PID" 2000 >>"$RESULTS" <<'PY'
+import json, socket, ssl, sys, time
+pid, n = int(sys.argv[1]), int(sys.argv[2])
+def rss_kb():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+ctx = ssl.create_default_context()
+ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+before, held = rss_kb(), []
+for _ in range(n):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", 8453)), server_hostname="127.0.0.1")
+    held.append(s)
+time.sleep(1)
+after = rss_kb()
+print(json.dumps({"section": "tls-memory", "name": f"atlas {n} idle TLS connections", "connections": n,
+                  "rss_before_kb": before, "rss_after_kb": after, "kb_per_conn": round((after - before) / n, 2)}))
+for s in held:
+    s.close()
+PY
+    log "tls-memory | $(tail -1 "$RESULTS")"
   fi
 done
 

@@ -195,6 +195,46 @@ def main():
                 aims.append(("one upstream request per key under a cold stampede", s["max"] == 1, f"{s['max']:.0f}"))
         out.append("")
 
+    # TLS and HTTP/2 (issue 16)
+    if pick("tls-proxy"):
+        out += ["## Proxy cache hits over TLS (wrk -t1 -c64, HTTP/1.1 keep-alive)", "",
+                "| target | req/s | p50 ms | p99 ms |", "|---|---|---|---|"]
+        for t in ("nginx", "atlas"):
+            rs = pick("tls-proxy", target=t)
+            if rs:
+                rps = fig(f"tls-proxy {t} rps", stats([r.get("rps") for r in rs]))
+                out.append(f"| {t} | {fmt(rps)} | {fmt(stats([r.get('p50_ms') for r in rs]), 2)} | "
+                           f"{fmt(stats([r.get('p99_ms') for r in rs]), 2)} |")
+        n = ratio("tls-proxy atlas/nginx", figures.get("tls-proxy atlas rps"), figures.get("tls-proxy nginx rps"))
+        out += ["", f"- Atlas / nginx over TLS **{r2(n)}**", ""]
+        if n is not None:
+            aims.append(("TLS proxy hits ≥ 1.2× nginx's", n >= 1.2, r2(n)))
+    for section, title, anchor, aim in (
+        ("tls-gen", "Generator over TLS (nginx TLS anchor, 64 connections, HTTP/1.1)", "wrk", "TLS generator ≥ 1.0× wrk"),
+        ("h2", "Generator over HTTP/2 (nginx TLS anchor, 64 connections × 1 stream)", "h2load", "HTTP/2 generator ≥ 1.0× h2load"),
+        ("handshake", "A TLS handshake per request (nginx TLS anchor, 64 connections)", "oha", "handshakes ≥ 1.0× oha's"),
+    ):
+        if not pick(section):
+            continue
+        out += [f"## {title}", "", "| generator | req/s | p50 ms | p99 ms | CPU s | errors |", "|---|---|---|---|---|---|"]
+        for g in ("wrk", "h2load", "oha", "atlas"):
+            rs = pick(section, gen=g)
+            if rs:
+                rps = fig(f"{section} {g} rps", stats([r.get("rps") for r in rs]))
+                errs = sum(r.get("errors") or 0 for r in rs)
+                out.append(f"| {rs[0]['name']} | {fmt(rps)} | {fmt(stats([r.get('p50_ms') for r in rs]), 2)} | "
+                           f"{fmt(stats([r.get('p99_ms') for r in rs]), 2)} | {fmt(stats([cpu_s(r) for r in rs]), 1)} | {errs} |")
+        x = ratio(f"{section} atlas/{anchor}", figures.get(f"{section} atlas rps"), figures.get(f"{section} {anchor} rps"))
+        out += ["", f"- Atlas / {anchor} **{r2(x)}**", ""]
+        if x is not None:
+            aims.append((aim, x >= 1.0, r2(x)))
+    if pick("tls-memory"):
+        rs = pick("tls-memory")
+        per = fig("tls-memory kb_per_conn", stats([x["kb_per_conn"] for x in rs]))
+        out += ["## Proxy memory per open TLS connection", "",
+                f"- {rs[0]['connections']:,} idle TLS connections held open: RSS growth "
+                f"**{fmt(per, 1)} kB per connection** ({len(rs)} run{'s' if len(rs) > 1 else ''})", ""]
+
     if aims:
         out += ["## Aims", "", "| aim | met | measured |", "|---|---|---|"]
         out += [f"| {a} | {'–' if ok is None else 'yes' if ok else '**no**'} | {m} |" for a, ok, m in aims]

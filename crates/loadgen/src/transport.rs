@@ -299,7 +299,8 @@ impl HostPool {
         if !c.reuse {
             return None;
         }
-        {
+        // plain HTTP/1.1 endpoints never look at the HTTP/2 list
+        if self.alpn.load(Ordering::Acquire) == Alpn::Http2 as u8 {
             let mut h2 = self.h2.lock().unwrap_or_else(|p| p.into_inner());
             h2.retain(|c| !c.send.is_closed());
             for conn in h2.iter() {
