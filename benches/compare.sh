@@ -101,21 +101,29 @@ start nginx nginx -p "$RUNDIR/nginx/" -c "$ANCHORS/nginx-microcache.conf" -e "$R
 start varnish varnishd -F -a 127.0.0.1:8081 -T none -n "$RUNDIR/varnish" -f "$ANCHORS/varnish.vcl" -s malloc,256m
 # the TLS anchor: a self-signed certificate (openssl) and the nginx
 # micro-cache on :8443 with TLS and HTTP/2; Atlas serves the same pair
-bash "$ANCHORS/tls-anchor.sh" "$RUNDIR/nginx-tls" 127.0.0.1:3000 8443
-CERT="$RUNDIR/nginx-tls/cert.pem" KEY="$RUNDIR/nginx-tls/key.pem"
-start nginx-tls nginx -p "$RUNDIR/nginx-tls/" -c "$RUNDIR/nginx-tls/nginx.conf" -e "$RUNDIR/nginx-tls/error.log"
-start atlas "$ATLAS" proxy --listen 127.0.0.1:8090 --admin 127.0.0.1:9090 --upstream "$ORIGIN" --no-access-log \
-  --tls-listen 127.0.0.1:8453 --tls-cert "$CERT" --tls-key "$KEY"
+# (only for the TLS sections: a build from before issue 16 has no TLS flags)
+TLS_ARGS=()
+if section_on tls-proxy || section_on tls-gen || section_on h2 || section_on handshake || section_on tls-memory; then
+  bash "$ANCHORS/tls-anchor.sh" "$RUNDIR/nginx-tls" 127.0.0.1:3000 8443
+  CERT="$RUNDIR/nginx-tls/cert.pem" KEY="$RUNDIR/nginx-tls/key.pem"
+  start nginx-tls nginx -p "$RUNDIR/nginx-tls/" -c "$RUNDIR/nginx-tls/nginx.conf" -e "$RUNDIR/nginx-tls/error.log"
+  TLS_ARGS=(--tls-listen 127.0.0.1:8453 --tls-cert "$CERT" --tls-key "$KEY")
+else
+  NGINX_TLS="" PROXY_TLS=""
+fi
+start atlas "$ATLAS" proxy --listen 127.0.0.1:8090 --admin 127.0.0.1:9090 --upstream "$ORIGIN" --no-access-log "${TLS_ARGS[@]}"
 ATLAS_PID=${PIDS[-1]}
 for u in "$ORIGIN/healthz" "$NGINX/__proxy_health" "$VARNISH/healthz" "http://127.0.0.1:9090/health"; do
   for _ in $(seq 150); do curl -s -o /dev/null --max-time 1 "$u" && break; sleep 0.1; done
 done
-for u in "$NGINX_TLS/__proxy_health" "$PROXY_TLS/"; do
-  for _ in $(seq 150); do curl -sk -o /dev/null --max-time 1 "$u" && break; sleep 0.1; done
-done
+if [[ -n $NGINX_TLS ]]; then
+  for u in "$NGINX_TLS/__proxy_health" "$PROXY_TLS/"; do
+    for _ in $(seq 150); do curl -sk -o /dev/null --max-time 1 "$u" && break; sleep 0.1; done
+  done
+fi
 prime() {
   local u st
-  for u in "$NGINX" "$VARNISH" "$PROXY" "$NGINX_TLS" "$PROXY_TLS"; do
+  for u in "$NGINX" "$VARNISH" "$PROXY" ${NGINX_TLS:+"$NGINX_TLS" "$PROXY_TLS"}; do
     for _ in $(seq 30); do
       st=$(curl -sk -o /dev/null -D - "$u/" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache-status"{print $2}')
       [[ "$st" == HIT ]] && break; sleep 0.1
