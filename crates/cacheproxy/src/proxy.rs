@@ -56,7 +56,7 @@ impl Live {
     pub fn new(cfg: ProxyConfig) -> crate::Result<Self> {
         let upstream = cfg.validate()?;
         Ok(Live {
-            client: upstream_client(&cfg)?,
+            client: upstream_client(&cfg, &upstream)?,
             tls: acceptor(&cfg)?,
             upstream,
             cfg,
@@ -68,14 +68,17 @@ impl Live {
     /// (SIGHUP: the files may hold a renewed certificate).
     pub fn with_config(&self, cfg: ProxyConfig, reread: bool) -> crate::Result<Self> {
         let upstream = cfg.validate()?;
+        // the scheme too: a client made for an http:// upstream checks no
+        // certificate, and must not be kept for an https:// one
         let same_client = cfg.upstream_pool == self.cfg.upstream_pool
             && cfg.connect_timeout == self.cfg.connect_timeout
             && cfg.upstream_ca == self.cfg.upstream_ca
-            && cfg.upstream_insecure == self.cfg.upstream_insecure;
+            && cfg.upstream_insecure == self.cfg.upstream_insecure
+            && upstream.scheme == self.upstream.scheme;
         let client = if same_client {
             self.client.clone()
         } else {
-            upstream_client(&cfg)?
+            upstream_client(&cfg, &upstream)?
         };
         let tls = if reread || cfg.tls != self.cfg.tls {
             acceptor(&cfg)?
@@ -104,15 +107,16 @@ fn acceptor(cfg: &ProxyConfig) -> crate::Result<Option<tokio_rustls::TlsAcceptor
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))))
 }
 
-fn upstream_client(cfg: &ProxyConfig) -> crate::Result<UpstreamClient> {
+fn upstream_client(cfg: &ProxyConfig, upstream: &Upstream) -> crate::Result<UpstreamClient> {
     let mut conn = HttpConnector::new();
     conn.set_connect_timeout(Some(cfg.connect_timeout));
     conn.set_nodelay(true);
     conn.enforce_http(false);
-    let upstream_https = cfg.upstream.starts_with("https:");
+    // the system's roots are read only for an https:// upstream
+    let https = upstream.scheme == http::uri::Scheme::HTTPS;
     let tls = atlas_tls::client_config(
         cfg.upstream_ca.as_slice(),
-        cfg.upstream_insecure || !upstream_https,
+        cfg.upstream_insecure || !https,
         &[], // hyper-rustls sets ALPN (http/1.1) itself
     )
     .map_err(|e| crate::Error::config("upstream_ca", e.to_string()))?;

@@ -151,6 +151,22 @@ async fn an_https_upstream_is_verified_against_upstream_ca_and_served_over_http2
         "{metrics}"
     );
 
+    // a proxy started on a plain upstream and switched to the https one
+    // checks its certificate: the plain upstream's client is not kept
+    let plain = support::fast_origin().await;
+    let (addr, _admin, handle, _stop) =
+        start(tls_config(plain.url(""), cert.clone(), key.clone())).await;
+    let mut send = h2(addr, &proxy_ca).await.unwrap();
+    assert_eq!(get_on(&mut send, addr, "/a").await.0, 200);
+    let mut switched = handle.config();
+    switched.upstream = origin.url("");
+    handle.swap_config(switched).unwrap();
+    assert_eq!(
+        get_on(&mut send, addr, "/b").await.0,
+        502,
+        "unknown CA after the switch"
+    );
+
     // upstream_insecure accepts it
     let mut cfg = tls_config(origin.url(""), cert, key);
     cfg.upstream_insecure = true;
