@@ -250,21 +250,7 @@ fn an_https_target_is_gated_and_healed_over_http2() {
     let pki = atlas_testkit::Pki::new();
     let (cert, key) = pki.server_cert(&["127.0.0.1"]).write(&dir.0, "proxy");
     let ca = pki.write_ca(&dir.0);
-    let (_proxy, first) = common::spawn_announced(
-        ["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
-        &[
-            "--upstream",
-            &format!("http://{app}"),
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
-    let (_, admin) = common::proxy_addrs(&first);
-    let tls = common::proxy_tls_addr(&first).expect("an https address");
+    let (_proxy, _, admin, tls) = common::spawn_tls_proxy(&format!("http://{app}"), &cert, &key);
     let out = dir.path("bundle");
     let o = gate(&[
         "--target",

@@ -430,20 +430,7 @@ async fn the_tls_listener_speaks_http2_and_sighup_reloads_its_certificate() {
     let old = support::Pki::new();
     let old_ca = ca_of(&old, "old");
     let (cert, key) = old.server_cert(&["127.0.0.1"]).write(&s.0, "proxy");
-    let (child, first) = common::spawn_announced(
-        ["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
-        &[
-            "--upstream",
-            &origin.url(""),
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
-    let tls = common::proxy_tls_addr(&first).expect("the first line names the https address");
+    let (child, _, admin, tls) = common::spawn_tls_proxy(&origin.url(""), &cert, &key);
 
     let run = load_https(tls, &old_ca, &s).await;
     let atlas = &run["atlas"];
@@ -460,7 +447,6 @@ async fn the_tls_listener_speaks_http2_and_sighup_reloads_its_certificate() {
     assert!(miss.as_u64().unwrap_or(0) >= 1, "{atlas}");
 
     // a renewed certificate from another CA, same files, then SIGHUP
-    let admin = common::proxy_addrs(&first).1;
     let reloads = |result: &'static str| async move {
         let m = get(admin, "/metrics").await.1;
         let line = format!("atlas_proxy_config_reloads_total{{result=\"{result}\"}}");

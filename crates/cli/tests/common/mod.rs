@@ -110,7 +110,7 @@ impl Drop for Proc {
 /// writes on stderr (where it says what it listens on). The rest of stderr
 /// (the access log) is drained on a thread so the child never blocks on a
 /// full pipe.
-pub fn spawn_announced<const N: usize>(fixed: [&str; N], args: &[&str]) -> (Proc, String) {
+fn spawn_announced<const N: usize>(fixed: [&str; N], args: &[&str]) -> (Proc, String) {
     let mut cmd = atlas();
     cmd.args(fixed).args(args);
     announced(cmd)
@@ -167,6 +167,32 @@ pub fn proxy_addrs(first: &str) -> (SocketAddr, SocketAddr) {
             .unwrap_or_else(|_| panic!("an address after {marker} in {first:?}"))
     };
     (after("listening on http://"), after("admin on http://"))
+}
+
+/// Starts `atlas proxy` in front of `upstream` with a TLS listener on a free
+/// port serving `cert` and `key`; returns the child and (proxy, admin, https)
+/// addresses.
+pub fn spawn_tls_proxy(
+    upstream: &str,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> (Proc, SocketAddr, SocketAddr, SocketAddr) {
+    let (proc, first) = spawn_announced(
+        ["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+        &[
+            "--upstream",
+            upstream,
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let (addr, admin) = proxy_addrs(&first);
+    let tls = proxy_tls_addr(&first).expect("the first line names the https address");
+    (proc, addr, admin, tls)
 }
 
 /// The HTTPS address in `atlas proxy`'s first line ("; https on https://ADDR").
