@@ -6,7 +6,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
-use http_body_util::{BodyExt, Full};
 use tokio::time::Instant;
 
 use crate::check::{BodyScan, Check};
@@ -29,6 +28,8 @@ pub(crate) struct Target {
     pub absolute: Uri,
     /// Host and the request's own headers.
     pub headers: HeaderMap,
+    /// The same without `Host`, for HTTP/2 (`:authority` carries it).
+    pub h2_headers: HeaderMap,
     pub body: Bytes,
     /// Index into the pools.
     pub pool: usize,
@@ -39,20 +40,22 @@ pub(crate) struct Target {
 impl Target {
     /// The request for one arrival; `h2` gives the HTTP/2 form (absolute
     /// URI, no `Host` header: `:authority` carries it).
-    pub(crate) fn request(&self, traceparent: &[u8; 55], h2: bool) -> Request<Full<Bytes>> {
-        let mut req = Request::new(Full::new(self.body.clone()));
+    pub(crate) fn request(&self, traceparent: &[u8; 55], h2: bool) -> Request<Bytes> {
+        let mut req = Request::new(self.body.clone());
         *req.method_mut() = self.method.clone();
-        let mut headers = self.headers.clone();
-        if h2 {
+        let mut headers = if h2 {
             *req.uri_mut() = self.absolute.clone();
-            headers.remove(http::header::HOST);
+            self.h2_headers.clone()
         } else {
             *req.uri_mut() = self.uri.clone();
-        }
-        headers.insert(
-            TRACEPARENT.clone(),
-            HeaderValue::from_bytes(traceparent).expect("traceparent is visible ASCII"),
-        );
+            self.headers.clone()
+        };
+        let mut value = HeaderValue::from_bytes(traceparent).expect("traceparent is visible ASCII");
+        // never indexed by HPACK: a value unique to each request would
+        // only evict the connection's reusable entries (`:authority`, the
+        // user's headers) from the table, and cost an insertion per request
+        value.set_sensitive(true);
+        headers.insert(TRACEPARENT.clone(), value);
         *req.headers_mut() = headers;
         req
     }
@@ -98,7 +101,7 @@ pub(crate) async fn exchange(
             let (mut lease, s) = pool.lease(ctx.connector, retried).await?;
             set_up = s;
             let reused = lease.reused;
-            if lease.ready().await.is_err() {
+            if !lease.ready().await {
                 if reused {
                     retried = true;
                     continue;
@@ -111,27 +114,22 @@ pub(crate) async fn exchange(
             let req = target.request(&traceparent, lease.is_h2());
             let resp = match lease.send(req).await {
                 Ok(r) => r,
-                Err(e)
-                    if reused
-                        && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) =>
-                {
+                Err(f) if reused && f.unsent => {
                     retried = true;
                     continue;
                 }
-                Err(e) => return Err(classify(&e)),
+                Err(f) => return Err(f.class),
             };
             first_byte = Instant::now();
             written = lease.written_since(sent).filter(|&w| w <= first_byte);
             let (parts, mut body) = resp.into_parts();
             let mut received = 0u64;
             let mut scan = BodyScan::new(ctx.checks);
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| classify(&e))?;
-                if let Ok(data) = frame.into_data() {
-                    received += data.len() as u64;
-                    if let Some(s) = scan.as_mut() {
-                        s.feed(&data);
-                    }
+            while let Some(data) = body.chunk().await {
+                let data = data?;
+                received += data.len() as u64;
+                if let Some(s) = scan.as_mut() {
+                    s.feed(&data);
                 }
             }
             pool.put(ctx.connector, lease);
@@ -196,16 +194,6 @@ fn head_bytes(parts: &http::response::Parts) -> u64 {
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
     (17 + headers + 2) as u64
-}
-
-fn classify(e: &hyper::Error) -> ErrorClass {
-    if e.is_parse() || e.is_parse_status() {
-        return ErrorClass::InvalidResponse;
-    }
-    if e.is_timeout() {
-        return ErrorClass::Timeout;
-    }
-    ErrorClass::Reset
 }
 
 /// `data_sent` estimate for a request: request line, headers, traceparent, body.

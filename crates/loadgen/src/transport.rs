@@ -6,17 +6,24 @@
 //! `h2_max_streams` requests at once: the pool hands out streams on it,
 //! and opens another connection only when every one is full, so the open
 //! model multiplexes arrivals instead of queueing them behind each other.
+//!
+//! HTTP/1.1 is hyper's client. HTTP/2 is the `h2` crate's client used
+//! directly, as hyper itself uses it, without hyper's dispatch in between:
+//! that layer passes each request through a channel to the connection's
+//! task and spawns a task per response, a sixth of the generator's
+//! instructions per HTTP/2 request (callgrind), which a load generator
+//! that sends the same few requests has no use for.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -27,6 +34,14 @@ use crate::error::{Error, Result};
 use crate::metrics::{ErrorClass, Proto, TlsVersion};
 
 type Body = Full<Bytes>;
+
+/// What a TLS connection reads from its socket at once: one whole record.
+const READ_AHEAD: usize = 16 * 1024 + 5 + 256;
+
+/// HTTP/2 flow-control windows, as hyper's client sets them: wide enough
+/// that a connection's responses are never held up by WINDOW_UPDATEs.
+const H2_STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+const H2_CONN_WINDOW: u32 = 5 * 1024 * 1024;
 
 /// How every connection of a run is made: TLS settings, the HTTP version,
 /// reuse. Built once, when the test is validated.
@@ -138,9 +153,17 @@ struct H1 {
 }
 
 struct H2 {
-    send: http2::SendRequest<Body>,
+    send: h2::client::SendRequest<Bytes>,
     info: ConnInfo,
     streams: Arc<AtomicUsize>,
+    /// Set when the connection's task ends (closed by either side).
+    closed: Arc<AtomicBool>,
+}
+
+impl H2 {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
 }
 
 /// A connection in hand for one request: an HTTP/1.1 connection taken from
@@ -154,10 +177,87 @@ pub(crate) struct Lease {
 enum LeaseConn {
     H1(H1),
     H2 {
-        send: http2::SendRequest<Body>,
+        send: h2::client::SendRequest<Bytes>,
         info: ConnInfo,
         _stream: StreamSlot,
     },
+}
+
+/// Why a request failed on its connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Failure {
+    pub class: ErrorClass,
+    /// The connection closed before the server could have acted on the
+    /// request (closed while idle in the pool, or refused by an HTTP/2
+    /// GOAWAY), so it may be sent again on a new connection.
+    pub unsent: bool,
+}
+
+/// A response body being read.
+pub(crate) enum RespBody {
+    H1(hyper::body::Incoming),
+    H2(h2::RecvStream),
+}
+
+impl RespBody {
+    /// The body's next bytes; `None` at its end (trailers are skipped).
+    pub(crate) async fn chunk(&mut self) -> Option<std::result::Result<Bytes, ErrorClass>> {
+        match self {
+            RespBody::H1(body) => {
+                use http_body_util::BodyExt;
+                loop {
+                    match body.frame().await? {
+                        Ok(frame) => {
+                            if let Ok(data) = frame.into_data() {
+                                return Some(Ok(data));
+                            }
+                        }
+                        Err(e) => return Some(Err(h1_failure(&e).class)),
+                    }
+                }
+            }
+            RespBody::H2(body) => Some(match body.data().await? {
+                Ok(data) => {
+                    // read, so the server may send as much again
+                    let _ = body.flow_control().release_capacity(data.len());
+                    Ok(data)
+                }
+                Err(e) => Err(h2_failure(&e).class),
+            }),
+        }
+    }
+}
+
+/// The failure of hyper's HTTP/1.1 client.
+fn h1_failure(e: &hyper::Error) -> Failure {
+    let class = if e.is_parse() || e.is_parse_status() {
+        ErrorClass::InvalidResponse
+    } else if e.is_timeout() {
+        ErrorClass::Timeout
+    } else {
+        ErrorClass::Reset
+    };
+    Failure {
+        class,
+        unsent: e.is_canceled() || e.is_closed() || e.is_incomplete_message(),
+    }
+}
+
+/// The failure of an HTTP/2 stream or connection.
+fn h2_failure(e: &h2::Error) -> Failure {
+    use h2::Reason;
+    let class = match e.reason() {
+        Some(Reason::PROTOCOL_ERROR | Reason::COMPRESSION_ERROR | Reason::FRAME_SIZE_ERROR)
+            if !e.is_remote() =>
+        {
+            ErrorClass::InvalidResponse
+        }
+        _ => ErrorClass::Reset,
+    };
+    Failure {
+        class,
+        unsent: e.is_go_away() || e.is_io() || e.reason() == Some(Reason::REFUSED_STREAM),
+    }
 }
 
 /// One of an HTTP/2 connection's streams, given back when dropped.
@@ -178,23 +278,42 @@ impl Lease {
         }
     }
 
-    /// Waits until the connection can take a request; an error means it
+    /// Waits until the connection can take a request; false means it
     /// closed meanwhile.
-    pub(crate) async fn ready(&mut self) -> std::result::Result<(), hyper::Error> {
+    pub(crate) async fn ready(&mut self) -> bool {
         match &mut self.conn {
-            LeaseConn::H1(c) => c.send.ready().await,
-            LeaseConn::H2 { send, .. } => send.ready().await,
+            LeaseConn::H1(c) => c.send.ready().await.is_ok(),
+            LeaseConn::H2 { send, .. } => {
+                std::future::poll_fn(|cx| send.poll_ready(cx)).await.is_ok()
+            }
         }
     }
 
     /// Sends a request; resolves with the response head.
     pub(crate) async fn send(
         &mut self,
-        req: http::Request<Body>,
-    ) -> std::result::Result<http::Response<hyper::body::Incoming>, hyper::Error> {
+        req: http::Request<Bytes>,
+    ) -> std::result::Result<http::Response<RespBody>, Failure> {
         match &mut self.conn {
-            LeaseConn::H1(c) => c.send.send_request(req).await,
-            LeaseConn::H2 { send, .. } => send.send_request(req).await,
+            LeaseConn::H1(c) => c
+                .send
+                .send_request(req.map(Full::new))
+                .await
+                .map(|r| r.map(RespBody::H1))
+                .map_err(|e| h1_failure(&e)),
+            LeaseConn::H2 { send, .. } => {
+                let (head, body) = req.into_parts();
+                let end = body.is_empty();
+                let (response, mut stream) = send
+                    .send_request(http::Request::from_parts(head, ()), end)
+                    .map_err(|e| h2_failure(&e))?;
+                if !end {
+                    // queued whole: h2 sends it as the peer's window allows
+                    stream.send_data(body, true).map_err(|e| h2_failure(&e))?;
+                }
+                let response = response.await.map_err(|e| h2_failure(&e))?;
+                Ok(response.map(RespBody::H2))
+            }
         }
     }
 
@@ -248,8 +367,10 @@ impl std::fmt::Debug for HostPool {
 
 impl HostPool {
     pub(crate) fn new(endpoint: Endpoint) -> Self {
+        // an https:// host was checked as a server name when the URL was
+        // parsed; a plain one is never sent as SNI
         let server_name = ServerName::try_from(endpoint.host.clone())
-            .unwrap_or_else(|_| ServerName::try_from("invalid.invalid").expect("a DNS name"));
+            .unwrap_or_else(|_| ServerName::try_from("plain.invalid").expect("a DNS name"));
         HostPool {
             endpoint,
             server_name,
@@ -306,7 +427,7 @@ impl HostPool {
         // plain HTTP/1.1 endpoints never look at the HTTP/2 list
         if self.alpn.load(Ordering::Acquire) == Alpn::Http2 as u8 {
             let mut h2 = self.h2.lock().unwrap_or_else(|p| p.into_inner());
-            h2.retain(|c| !c.send.is_closed());
+            h2.retain(|c| !c.is_closed());
             for conn in h2.iter() {
                 if let Some(lease) = stream_on(conn, c.h2_max_streams, true) {
                     return Some(lease);
@@ -364,6 +485,10 @@ impl HostPool {
         let Some(tls) = &c.tls else {
             return Err(ErrorClass::TlsHandshake);
         };
+        // rustls reads the socket 4 KiB at a time: a response of a few KiB
+        // would take two or three reads. Reading ahead one TLS record's worth
+        // (16 KiB plus its header) takes it in one system call.
+        let tcp = tokio::io::BufReader::with_capacity(READ_AHEAD, tcp);
         let stream = tls
             .connect(self.server_name.clone(), tcp)
             .await
@@ -399,18 +524,25 @@ impl HostPool {
         let alpn = if h2 { Alpn::Http2 } else { Alpn::Http1 };
         self.alpn.store(alpn as u8, Ordering::Release);
         if h2 {
-            let (send, conn) = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .handshake(TokioIo::new(stream))
+            let (send, conn) = h2::client::Builder::new()
+                .initial_window_size(H2_STREAM_WINDOW)
+                .initial_connection_window_size(H2_CONN_WINDOW)
+                .enable_push(false)
+                .handshake::<_, Bytes>(stream)
                 .await
                 .map_err(|_| ErrorClass::H2Refused)?;
+            let closed = Arc::new(AtomicBool::new(false));
+            let ended = closed.clone();
             tokio::spawn(async move {
+                // ends when the peer closes or every SendRequest is dropped
                 let _ = conn.await;
+                ended.store(true, Ordering::Release);
             });
             let shared = H2 {
                 send,
                 info,
                 streams: Arc::new(AtomicUsize::new(0)),
+                closed,
             };
             let lease = stream_on(&shared, usize::MAX, false).expect("a new connection has room");
             if c.reuse {

@@ -361,3 +361,69 @@ fn a_missing_or_empty_cacert_is_a_configuration_error_naming_it() {
         );
     }
 }
+
+#[test]
+fn an_https_host_that_cannot_be_a_tls_server_name_is_refused_before_the_run() {
+    // `_` is valid in a URL's host but not in a DNS name: rustls can neither
+    // send it as SNI nor match a certificate to it
+    let err = forty("https://my_host:8443/".into()).build().unwrap_err();
+    assert!(err.is_usage(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("my_host") && text.contains("TLS server"),
+        "{text}"
+    );
+    // over plain HTTP the same host is fine: it is only ever a Host header
+    forty("http://my_host:8080/".into())
+        .build()
+        .expect("a plain URL needs no server name");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_request_body_larger_than_the_flow_control_window_arrives_whole() {
+    // 3 MiB: more than the server's stream and connection windows, so the
+    // body is sent as the server opens them
+    const BODY: usize = 3 * 1024 * 1024;
+    let pki = Pki::new();
+    let dir = scratch("h2-body");
+    let ca = pki.write_ca(&dir);
+    let origin = spawn_tls_origin(
+        Arc::new(|req, _t| {
+            let length = req.headers().get("content-length");
+            if length.and_then(|v| v.to_str().ok()) == Some(&BODY.to_string()) {
+                Reply::ok("got it")
+            } else {
+                Reply::ok("no content-length").status(400)
+            }
+        }),
+        pki.server_cert(&["127.0.0.1"]).server(BOTH),
+    )
+    .await;
+    let mut cfg = LoadConfig::new(Executor::ConstantArrivalRate {
+        rate: 10.0,
+        duration: Duration::from_secs(1),
+        max_vus: 10,
+        poisson: false,
+    });
+    cfg.target = Some(origin.url("/"));
+    cfg.timeout = Duration::from_secs(20);
+    cfg.cacert = vec![ca];
+    cfg.http = HttpVersion::Http2;
+    cfg.requests = vec![atlas_loadgen::RequestSpec {
+        method: "POST".into(),
+        url: "/upload".into(),
+        headers: Default::default(),
+        body: Some("x".repeat(BODY)),
+        name: None,
+        weight: 1,
+    }];
+    let r = run(cfg).await;
+    assert_eq!(r.metrics.failed, 0, "errors: {:?}", r.metrics.errors);
+    assert_eq!(r.metrics.requests, 10);
+    assert_eq!(r.metrics.protos.get(Proto::Http2), 10);
+    assert_eq!(
+        origin.body_bytes.load(Ordering::Relaxed),
+        10 * BODY as u64,
+        "every body arrived whole"
+    );
+}

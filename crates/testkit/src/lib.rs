@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -89,6 +89,9 @@ pub struct Origin {
     pub last_traceparent: Arc<std::sync::Mutex<Option<String>>>,
     /// The HTTP version of every request seen, in order.
     pub versions: Arc<std::sync::Mutex<Vec<http::Version>>>,
+    /// Request body bytes received, over all requests (each body is read
+    /// whole before the answer).
+    pub body_bytes: Arc<AtomicU64>,
     scheme: &'static str,
     _stop: watch::Sender<()>,
 }
@@ -120,6 +123,7 @@ async fn spawn_origin_on(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor
     let connections = Arc::new(AtomicU64::new(0));
     let last_tp = Arc::new(std::sync::Mutex::new(None));
     let versions = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let body_bytes = Arc::new(AtomicU64::new(0));
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (stop_tx, stop_rx) = watch::channel(());
     let started = Instant::now();
@@ -128,6 +132,7 @@ async fn spawn_origin_on(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor
         let last_tp = last_tp.clone();
         let versions = versions.clone();
         let connections = connections.clone();
+        let body_bytes = body_bytes.clone();
         tokio::spawn(async move {
             let mut stop = stop_rx;
             loop {
@@ -141,6 +146,7 @@ async fn spawn_origin_on(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor
                 let requests = requests.clone();
                 let last_tp = last_tp.clone();
                 let versions = versions.clone();
+                let body_bytes = body_bytes.clone();
                 let mut stop = stop.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
@@ -149,6 +155,7 @@ async fn spawn_origin_on(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor
                         let requests = requests.clone();
                         let last_tp = last_tp.clone();
                         let versions = versions.clone();
+                        let body_bytes = body_bytes.clone();
                         async move {
                             requests.fetch_add(1, Ordering::Relaxed);
                             versions.lock().unwrap().push(req.version());
@@ -157,6 +164,12 @@ async fn spawn_origin_on(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor
                                     Some(tp.to_str().unwrap_or("").to_string());
                             }
                             let reply = handler(&req, started.elapsed());
+                            let mut body = req.into_body();
+                            while let Some(Ok(frame)) = body.frame().await {
+                                if let Some(data) = frame.data_ref() {
+                                    body_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                                }
+                            }
                             if !reply.delay.is_zero() {
                                 tokio::time::sleep(reply.delay).await;
                             }
@@ -208,6 +221,7 @@ async fn spawn_origin_on(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor
         connections,
         last_traceparent: last_tp,
         versions,
+        body_bytes,
         _stop: stop_tx,
     }
 }

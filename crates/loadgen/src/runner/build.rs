@@ -50,6 +50,12 @@ fn parse_http_url(field: &str, s: &str, resolve: &[Resolve]) -> Result<BaseUrl> 
     if host.is_empty() {
         return Err(bad("the URL has no host"));
     }
+    if tls && rustls::pki_types::ServerName::try_from(host).is_err() {
+        // rustls would refuse to send it as SNI or check a certificate for it
+        return Err(bad(&format!(
+            "{host:?} is neither a DNS name nor an IP address, so it cannot name a TLS server"
+        )));
+    }
     let port = auth.port_u16().unwrap_or(default_port);
     let connect = match resolve.iter().find(|r| r.host == host && r.port == port) {
         Some(r) => r.addr.to_string(),
@@ -218,8 +224,15 @@ impl LoadTest {
                     format!("{name:?} names two requests; give each a distinct name"),
                 ));
             }
+            let mut h2_headers = headers.clone();
+            h2_headers.remove(HOST);
+            // HTTP/1.1 gets it from hyper; HTTP/2 sends the head as given
+            if !body.is_empty() && !h2_headers.contains_key(http::header::CONTENT_LENGTH) {
+                h2_headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            }
             targets.push(Target {
                 bytes_out: request_bytes(&method, &uri, &headers, body.len()),
+                h2_headers,
                 name,
                 method,
                 uri,

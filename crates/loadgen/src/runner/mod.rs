@@ -126,7 +126,7 @@ impl LoadTest {
     ///
     /// # Panics
     /// When `route` is not an index of the mix.
-    pub fn request(&self, route: usize, seq: u64) -> http::Request<http_body_util::Full<Bytes>> {
+    pub fn request(&self, route: usize, seq: u64) -> http::Request<Bytes> {
         let traceparent = TraceparentBuilder::new(self.trace).header(seq);
         self.targets[route].request(&traceparent, false)
     }
