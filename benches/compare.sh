@@ -81,6 +81,10 @@ ulimit -n 8192 2>/dev/null || true
 mkdir -p "$OUTDIR/raw"; : >"$RESULTS"
 log "building atlas (release)"
 (cd "$ROOT" && cargo build --release -q --bin atlas)
+# the handleSummary shape the parser reads: --summary-json since issue 17,
+# --summary-export before (so an older ATLAS binary still runs here)
+SUMMARY_JSON=--summary-json
+"$ATLAS" load --help | grep -q -- --summary-json || SUMMARY_JSON=--summary-export
 
 # ------------------------------------------------------------------ servers
 mkdir -p "$RUNDIR/origin" "$RUNDIR/nginx/tmp" "$RUNDIR/varnish"
@@ -193,18 +197,18 @@ for rep in $(seq "$REPEATS"); do
   if section_on proxy-rate; then
     for target in nginx:$NGINX varnish:$VARNISH atlas:$PROXY; do
       run_one proxy-rate "${target%%:*} at $PROXY_RATE/s" k6 "$rep" target="${target%%:*}" target_rps="$PROXY_RATE" -- \
-        "$ATLAS" load "${target#*:}/" --rate "$PROXY_RATE" --duration "$D" -q --summary-export @JSON@
+        "$ATLAS" load "${target#*:}/" --rate "$PROXY_RATE" --duration "$D" -q "$SUMMARY_JSON" @JSON@
     done
   fi
   if section_on generators; then
     run_one generators "wrk -t2 -c64" wrk "$rep" gen=wrk -- wrk -t2 -c64 "-d$D" --latency -s "$WRK_LUA" "$NGINX/"
-    run_one generators "atlas load --vus 64" k6 "$rep" gen=atlas -- "$ATLAS" load "$NGINX/" --vus 64 --duration "$D" -q --summary-export @JSON@
+    run_one generators "atlas load --vus 64" k6 "$rep" gen=atlas -- "$ATLAS" load "$NGINX/" --vus 64 --duration "$D" -q "$SUMMARY_JSON" @JSON@
     [[ $HAVE_OHA == 1 ]] && run_one generators "oha -c64" oha "$rep" gen=oha -- "$OHA" -z "$D" -c 64 --no-tui --output-format json "$NGINX/"
     [[ $HAVE_K6 == 1 ]] && k6_run generators "k6 constant-vus 64" "$rep" max 64 0 "$NGINX/"
   fi
   if section_on gen-cpu; then
     run_one gen-cpu "atlas load --rate $CPU_RATE" k6 "$rep" gen=atlas target_rps="$CPU_RATE" -- \
-      "$ATLAS" load "$NGINX/" --rate "$CPU_RATE" --duration "$D" -q --summary-export @JSON@
+      "$ATLAS" load "$NGINX/" --rate "$CPU_RATE" --duration "$D" -q "$SUMMARY_JSON" @JSON@
     [[ $HAVE_OHA == 1 ]] && run_one gen-cpu "oha -q $CPU_RATE -c64" oha "$rep" gen=oha target_rps="$CPU_RATE" -- \
       "$OHA" -z "$D" -c 64 -q "$CPU_RATE" --no-tui --output-format json "$NGINX/"
     [[ $HAVE_K6 == 1 ]] && k6_run gen-cpu "k6 arrival-rate $CPU_RATE" "$rep" rate 64 "$CPU_RATE" "$NGINX/"
@@ -212,7 +216,7 @@ for rep in $(seq "$REPEATS"); do
   if section_on rate; then
     for q in $RATES; do
       run_one rate "atlas load --rate $q" k6 "$rep" target_rps="$q" planned_s="$DURATION" -- \
-        "$ATLAS" load "$NGINX/" --rate "$q" --duration "$D" -q --summary-export @JSON@
+        "$ATLAS" load "$NGINX/" --rate "$q" --duration "$D" -q "$SUMMARY_JSON" @JSON@
     done
   fi
   if section_on stampede; then
@@ -267,18 +271,18 @@ PY
   if section_on tls-gen; then
     run_one tls-gen "wrk -t2 -c64 https" wrk "$rep" gen=wrk -- wrk -t2 -c64 "-d$D" --latency -s "$WRK_LUA" "$NGINX_TLS/"
     run_one tls-gen "atlas load --vus 64 --http1" k6 "$rep" gen=atlas -- \
-      "$ATLAS" load "$NGINX_TLS/" --vus 64 --http1 --cacert "$CERT" --duration "$D" -q --summary-export @JSON@
+      "$ATLAS" load "$NGINX_TLS/" --vus 64 --http1 --cacert "$CERT" --duration "$D" -q "$SUMMARY_JSON" @JSON@
     [[ $HAVE_OHA == 1 ]] && run_one tls-gen "oha -c64 https" oha "$rep" gen=oha -- \
       "$OHA" -z "$D" -c 64 --insecure --http-version 1.1 --no-tui --output-format json "$NGINX_TLS/"
   fi
   if section_on h2 && command -v h2load >/dev/null; then
     run_one h2 "h2load -c64 -m1" h2load "$rep" gen=h2load -- h2load -c64 -m1 -t2 -D "$DURATION" "$NGINX_TLS/"
     run_one h2 "atlas load --vus 64 --http2" k6 "$rep" gen=atlas -- \
-      "$ATLAS" load "$NGINX_TLS/" --vus 64 --http2 --cacert "$CERT" --duration "$D" -q --summary-export @JSON@
+      "$ATLAS" load "$NGINX_TLS/" --vus 64 --http2 --cacert "$CERT" --duration "$D" -q "$SUMMARY_JSON" @JSON@
   fi
   if section_on handshake; then
     run_one handshake "atlas load --vus 64 --no-connection-reuse" k6 "$rep" gen=atlas -- \
-      "$ATLAS" load "$NGINX_TLS/" --vus 64 --http1 --no-connection-reuse --cacert "$CERT" --duration "$D" -q --summary-export @JSON@
+      "$ATLAS" load "$NGINX_TLS/" --vus 64 --http1 --no-connection-reuse --cacert "$CERT" --duration "$D" -q "$SUMMARY_JSON" @JSON@
     [[ $HAVE_OHA == 1 ]] && run_one handshake "oha -c64 --disable-keepalive" oha "$rep" gen=oha -- \
       "$OHA" -z "$D" -c 64 --insecure --disable-keepalive --http-version 1.1 --no-tui --output-format json "$NGINX_TLS/"
   fi

@@ -1,18 +1,19 @@
 //! `atlas load` and `atlas load merge`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use atlas_loadgen::{
-    k6_summary, parse_duration, text_summary, threshold_specs, write_atomic, ExecutorFlags,
-    LoadConfig, RequestSpec, RunOptions, RunResult, Segment, Stage, ThresholdOutcome,
+    k6_summary, k6_summary_export, parse_duration, text_summary, threshold_specs, write_atomic,
+    ExecutorFlags, Interrupt, LoadConfig, RequestSpec, RunOptions, RunResult, Segment, Stage,
+    ThresholdOutcome,
 };
 use clap::{Args, Subcommand};
 
 use crate::progress::Reporter;
-use crate::{report, EXIT_FAILURE, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE};
+use crate::{report, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE};
 
 #[derive(Args, Debug)]
 #[command(
@@ -25,120 +26,132 @@ pub(crate) struct LoadArgs {
     merge: Option<LoadCommand>,
 
     /// Target base URL (http:// or https://host:port/path); routes are joined to it
+    #[arg(env = "ATLAS_LOAD_URL")]
     url: Option<String>,
 
     /// Open model: arrivals per second (constant-arrival-rate; with --stage, the start rate)
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "ATLAS_LOAD_RATE", value_name = "N")]
     rate: Option<f64>,
 
     /// Closed model: virtual users (constant-vus; with --stage, the start VUs)
-    #[arg(long, value_name = "N", conflicts_with = "rate")]
+    #[arg(
+        long,
+        env = "ATLAS_LOAD_VUS",
+        value_name = "N",
+        conflicts_with = "rate"
+    )]
     vus: Option<usize>,
 
     /// Length of the run [default: 30s, or the scenario's]
-    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    #[arg(long, env = "ATLAS_LOAD_DURATION", value_name = "D", value_parser = parse_duration)]
     duration: Option<Duration>,
 
     /// A ramping stage, DURATION:TARGET (repeat); ramps the rate with --rate, else VUs
-    #[arg(long = "stage", value_name = "D:TARGET", value_parser = str::parse::<Stage>, conflicts_with = "duration")]
+    #[arg(long = "stage", env = "ATLAS_LOAD_STAGE", value_name = "D:TARGET", value_parser = str::parse::<Stage>, conflicts_with = "duration")]
     stages: Vec<Stage>,
 
     /// Most requests in flight for the open model; arrivals beyond are dropped and counted [default: 1000]
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "ATLAS_LOAD_MAX_VUS", value_name = "N")]
     max_vus: Option<usize>,
 
     /// Poisson (exponential) gaps between arrivals instead of even spacing
-    #[arg(long)]
+    #[arg(long, env = "ATLAS_LOAD_POISSON")]
     poisson: bool,
 
     /// Wake for every arrival on a dedicated thread (within tens of µs of its due time)
     /// instead of the runtime's 1 ms timer; costs several times the CPU at high rates
-    #[arg(long)]
+    #[arg(long, env = "ATLAS_LOAD_PRECISE_TIMING")]
     precise_timing: bool,
 
     /// A route of the mix, PATH[=WEIGHT] (repeat) [default: the URL's path]
-    #[arg(long = "route", value_name = "PATH[=WEIGHT]", value_parser = RequestSpec::route)]
+    #[arg(long = "route", env = "ATLAS_LOAD_ROUTE", value_name = "PATH[=WEIGHT]", value_parser = RequestSpec::route)]
     routes: Vec<RequestSpec>,
 
     /// A header for every request, 'Name: value' (repeat)
-    #[arg(long = "header", short = 'H', value_name = "'K: V'", value_parser = header_arg)]
+    #[arg(long = "header", env = "ATLAS_LOAD_HEADER", short = 'H', value_name = "'K: V'", value_parser = header_arg)]
     headers: Vec<(String, String)>,
 
     /// A check on every response (repeat): status==200, header:X-Cache-Status, body~TEXT
-    #[arg(long = "check", value_name = "EXPR")]
+    #[arg(long = "check", env = "ATLAS_LOAD_CHECK", value_name = "EXPR")]
     checks: Vec<String>,
 
     /// Per-request timeout, connection included [default: 60s]
-    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    #[arg(long, env = "ATLAS_LOAD_TIMEOUT", value_name = "D", value_parser = parse_duration)]
     timeout: Option<Duration>,
 
     /// A threshold, 'METRIC: EXPR[, abortOnFail]' (repeat), e.g. 'http_req_duration: p(95)<200'
-    #[arg(long = "threshold", value_name = "EXPR")]
+    #[arg(long = "threshold", env = "ATLAS_LOAD_THRESHOLD", value_name = "EXPR")]
     thresholds: Vec<String>,
 
-    /// Write the end-of-test summary as JSON in the shape of k6's handleSummary data
-    #[arg(long, value_name = "FILE")]
+    /// Write the end-of-test summary in the layout of k6's --summary-export
+    /// (metrics.http_req_duration["p(95)"], thresholds true when failed)
+    #[arg(long, env = "ATLAS_LOAD_SUMMARY_EXPORT", value_name = "FILE")]
     summary_export: Option<PathBuf>,
 
+    /// Write the end-of-test summary as k6's handleSummary data (metrics.NAME.values),
+    /// with Atlas's own figures under "atlas"
+    #[arg(long, env = "ATLAS_LOAD_SUMMARY_JSON", value_name = "FILE")]
+    summary_json: Option<PathBuf>,
+
     /// Write every request as k6 NDJSON points: --out json=FILE
-    #[arg(long, value_name = "json=FILE", value_parser = out_arg)]
+    #[arg(long, env = "ATLAS_LOAD_OUT", value_name = "json=FILE", value_parser = out_arg)]
     out: Option<PathBuf>,
 
     /// Write the mergeable results (HDR histograms and counters) for `atlas load merge`
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "ATLAS_LOAD_RESULTS", value_name = "FILE")]
     results: Option<PathBuf>,
 
     /// Run only this execution segment, FROM:TO (k6 style: 0:1/2, 1/2:1)
-    #[arg(long, value_name = "FROM:TO")]
+    #[arg(long, env = "ATLAS_LOAD_SEGMENT", value_name = "FROM:TO")]
     segment: Option<String>,
 
     /// Seed for Poisson gaps and the request mix [default: 0]
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "ATLAS_LOAD_SEED", value_name = "N")]
     seed: Option<u64>,
 
     /// The run's W3C trace id (32 lowercase hex) [default: random]; share it across segments
-    #[arg(long, value_name = "HEX")]
+    #[arg(long, env = "ATLAS_LOAD_TRACE_ID", value_name = "HEX")]
     trace_id: Option<String>,
 
     /// Trust the certificate authorities of this PEM file besides the system's (repeat)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "ATLAS_LOAD_CACERT", value_name = "FILE")]
     cacert: Vec<PathBuf>,
 
     /// Accept any server certificate (k6's insecureSkipTLSVerify); the summary says so
-    #[arg(long)]
+    #[arg(long, env = "ATLAS_LOAD_INSECURE_SKIP_TLS_VERIFY")]
     insecure_skip_tls_verify: bool,
 
     /// Connect to ADDR for HOST:PORT, keeping HOST for SNI and Host (curl's; repeat)
-    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    #[arg(long, env = "ATLAS_LOAD_RESOLVE", value_name = "HOST:PORT:ADDR")]
     resolve: Vec<String>,
 
     /// HTTP/1.1 only [default: HTTP/2 when an https server offers it, else HTTP/1.1]
-    #[arg(long, conflicts_with = "http2")]
+    #[arg(long, env = "ATLAS_LOAD_HTTP1", conflicts_with = "http2")]
     http1: bool,
 
     /// HTTP/2 only: by ALPN over https (else each request fails as h2_refused), h2c over http
-    #[arg(long)]
+    #[arg(long, env = "ATLAS_LOAD_HTTP2")]
     http2: bool,
 
     /// A new connection (and TLS handshake) for every request (k6's noConnectionReuse)
-    #[arg(long)]
+    #[arg(long, env = "ATLAS_LOAD_NO_CONNECTION_REUSE")]
     no_connection_reuse: bool,
 
     /// Concurrent streams per HTTP/2 connection before another opens [default: 100]
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "ATLAS_LOAD_H2_MAX_STREAMS", value_name = "N")]
     h2_max_streams: Option<usize>,
 
     /// A scenario file (TOML) holding any of the above; flags override it
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "ATLAS_LOAD_SCENARIO", value_name = "FILE")]
     scenario: Option<PathBuf>,
 
     /// Runtime worker threads, at most 256 [default: open model 1 per 10 000 req/s of
     /// peak rate, at least 1; closed model one per CPU]
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "ATLAS_LOAD_THREADS", value_name = "N")]
     threads: Option<usize>,
 
     /// No progress output
-    #[arg(long, short = 'q')]
+    #[arg(long, env = "ATLAS_LOAD_QUIET", short = 'q')]
     quiet: bool,
 }
 
@@ -161,9 +174,13 @@ struct MergeArgs {
     #[arg(long = "threshold", value_name = "EXPR")]
     thresholds: Vec<String>,
 
-    /// Write the merged summary as k6 handleSummary JSON
+    /// Write the merged summary in the layout of k6's --summary-export
     #[arg(long, value_name = "FILE")]
     summary_export: Option<PathBuf>,
+
+    /// Write the merged summary as k6's handleSummary data
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
 
     /// Write the merged results
     #[arg(long, value_name = "FILE")]
@@ -321,19 +338,65 @@ fn run(args: LoadArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    let interrupt = Interrupt::new();
+    let signals = {
+        // the handlers are in place before the first arrival
+        use tokio::signal::unix::{signal, SignalKind};
+        let _in_runtime = runtime.enter();
+        let int = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+        let term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+        runtime.spawn(stop_on_signals(
+            [int, term],
+            interrupt.clone(),
+            args.out.as_deref().map(atlas_loadgen::partial_path),
+        ))
+    };
     let result = runtime.block_on(test.run_with(RunOptions {
         observer: Some(reporter.clone()),
         out_json: args.out.clone(),
+        interrupt: Some(interrupt),
     }));
+    signals.abort();
     reporter.finish();
     let result = result.map_err(lib_err)?;
     let outcomes = result.evaluate(Some(test.thresholds())).map_err(lib_err)?;
     finish(
         &result,
         &outcomes,
-        args.summary_export.as_deref(),
-        args.results.as_deref(),
+        &Exports {
+            summary_export: args.summary_export.as_deref(),
+            summary_json: args.summary_json.as_deref(),
+            results: args.results.as_deref(),
+        },
     )
+}
+
+/// Ctrl-C or SIGTERM once: the run stops scheduling, lets its requests in
+/// flight finish (within the graceful stop) and writes everything, as k6
+/// does. Twice: the process ends at once, writing nothing, and removes the
+/// NDJSON file it was writing (`partial`).
+async fn stop_on_signals(
+    [mut int, mut term]: [tokio::signal::unix::Signal; 2],
+    interrupt: Interrupt,
+    partial: Option<PathBuf>,
+) {
+    let name = tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    eprintln!(
+        "atlas: {name}: no more arrivals; waiting for the requests in flight, then writing the summary (again to quit at once)"
+    );
+    interrupt.interrupt();
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    if let Some(p) = partial {
+        let _ = std::fs::remove_file(p);
+    }
+    eprintln!("atlas: stopped at once; nothing written");
+    std::process::exit(i32::from(EXIT_INTERRUPTED));
 }
 
 fn merge(args: MergeArgs) -> anyhow::Result<u8> {
@@ -351,24 +414,41 @@ fn merge(args: MergeArgs) -> anyhow::Result<u8> {
     finish(
         &merged,
         &outcomes,
-        args.summary_export.as_deref(),
-        args.results.as_deref(),
+        &Exports {
+            summary_export: args.summary_export.as_deref(),
+            summary_json: args.summary_json.as_deref(),
+            results: args.results.as_deref(),
+        },
     )
+}
+
+/// The files a run or a merge writes at its end.
+struct Exports<'a> {
+    summary_export: Option<&'a Path>,
+    summary_json: Option<&'a Path>,
+    results: Option<&'a Path>,
 }
 
 fn finish(
     result: &RunResult,
     outcomes: &[ThresholdOutcome],
-    summary_export: Option<&std::path::Path>,
-    results: Option<&std::path::Path>,
+    exports: &Exports<'_>,
 ) -> anyhow::Result<u8> {
     print!("{}", text_summary(result, outcomes));
-    if let Some(p) = summary_export {
-        let json = serde_json::to_vec_pretty(&k6_summary(result, outcomes))?;
-        write_atomic(p, &json)?;
+    if let Some(p) = exports.summary_export {
+        let json = serde_json::to_vec_pretty(&k6_summary_export(result, outcomes))?;
+        write_atomic(p, &json).with_context(|| format!("--summary-export {}", p.display()))?;
     }
-    if let Some(p) = results {
+    if let Some(p) = exports.summary_json {
+        let json = serde_json::to_vec_pretty(&k6_summary(result, outcomes))?;
+        write_atomic(p, &json).with_context(|| format!("--summary-json {}", p.display()))?;
+    }
+    if let Some(p) = exports.results {
         result.write(p)?;
+    }
+    if result.interrupted {
+        eprintln!("atlas: interrupted; the summary and files cover what ran");
+        return Ok(EXIT_INTERRUPTED);
     }
     if outcomes.iter().all(|o| o.ok) {
         Ok(EXIT_OK)

@@ -24,6 +24,9 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_THRESHOLDS: u8 = 99;
 /// Exit code for a BLOCKER packet (`atlas heal`, and `atlas gate` when no threshold is the cause).
 pub const EXIT_BLOCKER: u8 = 3;
+/// Exit code for a run stopped from outside, Ctrl-C or SIGTERM (k6's
+/// `ExternalAbort`).
+pub const EXIT_INTERRUPTED: u8 = 105;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,7 +34,7 @@ pub const EXIT_BLOCKER: u8 = 3;
     version,
     about = "Prove that a web service behind a micro-cache holds its performance gate",
     after_help = "Exit codes:\n  0   success: every threshold held\n  1   runtime failure (I/O, the runtime could not start)\n  2   bad usage, bad configuration, or a bundle that fails `atlas evidence verify`
-      (the message names the flag, field, expression or file)\n  3   BLOCKER: the healer names what stops the gate (atlas heal, atlas gate)\n  99  one or more thresholds failed (as k6)"
+      (the message names the flag, field, expression or file)\n  3   BLOCKER: the healer names what stops the gate (atlas heal, atlas gate)\n  99  one or more thresholds failed (as k6)\n  105 atlas load stopped by Ctrl-C or SIGTERM; its summary and files cover what ran (as k6)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -55,7 +58,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(usage_error(&e)),
+    };
     let code = match cli.command {
         Command::Gate(args) => gate::main(*args),
         Command::Load(args) => load::main(*args),
@@ -65,6 +71,59 @@ fn main() -> ExitCode {
         Command::Heal(args) => heal::main(*args),
     };
     ExitCode::from(code)
+}
+
+/// Prints clap's error, saying which variable a bad value came from when it
+/// came from one (clap names only the flag); returns the exit code (2).
+fn usage_error(e: &clap::Error) -> u8 {
+    let mut text = e.render().to_string();
+    if let Some(var) = env_source(e) {
+        let note = format!(" (the value came from {var})");
+        match text.find('\n') {
+            Some(i) => text.insert_str(i, &note),
+            None => text.push_str(&note),
+        }
+    }
+    if e.use_stderr() {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE)
+}
+
+/// The `ATLAS_*` variable that supplied the value an error is about: a
+/// variable of that flag which holds that very value.
+fn env_source(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let flag = match e.get(ContextKind::InvalidArg)? {
+        ContextValue::String(s) => s.split_whitespace().next()?.to_string(),
+        _ => return None,
+    };
+    let value = match e.get(ContextKind::InvalidValue)? {
+        ContextValue::String(s) => s.clone(),
+        _ => return None,
+    };
+    fn walk(c: &clap::Command, flag: &str, value: &str) -> Option<String> {
+        for a in c.get_arguments() {
+            let named = a.get_long().is_some_and(|l| flag == format!("--{l}"))
+                || a.get_value_names().is_some_and(|n| {
+                    n.iter()
+                        .any(|n| flag == format!("<{n}>") || flag == n.as_str())
+                })
+                || flag == a.get_id().as_str();
+            if !named {
+                continue;
+            }
+            if let Some(var) = a.get_env() {
+                if std::env::var_os(var).is_some_and(|v| v.to_str() == Some(value)) {
+                    return Some(var.to_string_lossy().into_owned());
+                }
+            }
+        }
+        c.get_subcommands().find_map(|sub| walk(sub, flag, value))
+    }
+    walk(&<Cli as clap::CommandFactory>::command(), &flag, &value)
 }
 
 /// Every `ATLAS_*` variable a subcommand's flags read (`ATLAS_RATE`, ...).

@@ -1,17 +1,72 @@
 //! Live progress of a load run on stderr: a bar on a terminal, a plain line
-//! every ten seconds otherwise.
+//! every ten seconds otherwise, and a WARN line when requests fail without a
+//! response (as k6 logs one), even with `-q`.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use atlas_loadgen::{Observer, Progress};
+use atlas_loadgen::{Counts, ErrorClass, Label, Observer, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 
-pub(crate) enum Reporter {
+/// How often a class that keeps failing is warned about again.
+const WARN_AGAIN_SECS: u64 = 10;
+
+pub(crate) struct Reporter {
+    view: View,
+    label: &'static str,
+    warned: Mutex<Vec<Warned>>,
+}
+
+enum View {
     Bar(ProgressBar),
-    Lines(Mutex<u64>, &'static str),
+    Lines(Mutex<u64>),
     Quiet,
+}
+
+/// The last warning about one error class.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Warned {
+    class: ErrorClass,
+    count: u64,
+    second: u64,
+}
+
+/// The WARN lines due at `second`, given the failures so far and the
+/// warnings already given (updated): a transport error class the first
+/// time it appears, then every [`WARN_AGAIN_SECS`] while it keeps growing.
+fn warnings(warned: &mut Vec<Warned>, errors: &Counts<ErrorClass>, second: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    for &class in ErrorClass::ALL.iter().filter(|c| c.is_transport()) {
+        let count = errors.get(class);
+        if count == 0 {
+            continue;
+        }
+        let last = warned.iter_mut().find(|w| w.class == class);
+        let line = match last {
+            None => format!(
+                "WARN[{second:>4}s] {}: {count} request{} failed: {}",
+                class.as_str(),
+                if count == 1 { "" } else { "s" },
+                class.describe()
+            ),
+            Some(w) if count > w.count && second >= w.second + WARN_AGAIN_SECS => format!(
+                "WARN[{second:>4}s] {}: {count} requests failed so far (+{} in {}s)",
+                class.as_str(),
+                count - w.count,
+                second - w.second
+            ),
+            Some(_) => continue,
+        };
+        warned.retain(|w| w.class != class);
+        warned.push(Warned {
+            class,
+            count,
+            second,
+        });
+        out.push(line);
+    }
+    out
 }
 
 impl Reporter {
@@ -21,8 +76,24 @@ impl Reporter {
 
     /// A reporter whose lines and bar start with `label` (the gate's phase).
     pub(crate) fn labelled(planned: Duration, quiet: bool, label: &'static str) -> Self {
+        Reporter {
+            view: View::new(planned, quiet, label),
+            label,
+            warned: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn finish(&self) {
+        if let View::Bar(b) = &self.view {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl View {
+    fn new(planned: Duration, quiet: bool, label: &'static str) -> Self {
         if quiet {
-            return Reporter::Quiet;
+            return View::Quiet;
         }
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(planned.as_secs().max(1));
@@ -33,15 +104,9 @@ impl Reporter {
                 .expect("static template")
                 .progress_chars("=> "),
             );
-            Reporter::Bar(bar)
+            View::Bar(bar)
         } else {
-            Reporter::Lines(Mutex::new(0), label)
-        }
-    }
-
-    pub(crate) fn finish(&self) {
-        if let Reporter::Bar(b) = self {
-            b.finish_and_clear();
+            View::Lines(Mutex::new(0))
         }
     }
 }
@@ -68,12 +133,23 @@ fn line(p: &Progress) -> String {
 
 impl Observer for Reporter {
     fn on_second(&self, p: &Progress) {
-        match self {
-            Reporter::Bar(b) => {
+        let due = {
+            let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+            warnings(&mut warned, &p.errors, p.elapsed.as_secs())
+        };
+        for w in due {
+            match &self.view {
+                View::Bar(b) => b.suspend(|| eprintln!("{}{w}", self.label)),
+                _ => eprintln!("{}{w}", self.label),
+            }
+        }
+        let label = self.label;
+        match &self.view {
+            View::Bar(b) => {
                 b.set_position(p.elapsed.as_secs().min(p.planned.as_secs()));
                 b.set_message(line(p));
             }
-            Reporter::Lines(last, label) => {
+            View::Lines(last) => {
                 let s = p.elapsed.as_secs();
                 let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
                 if s >= *last + 10 {
@@ -81,7 +157,67 @@ impl Observer for Reporter {
                     eprintln!("{label}[{:>4}s/{}s] {}", s, p.planned.as_secs(), line(p));
                 }
             }
-            Reporter::Quiet => {}
+            View::Quiet => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(of: &[(ErrorClass, u64)]) -> Counts<ErrorClass> {
+        let mut c = Counts::new();
+        for &(class, n) in of {
+            for _ in 0..n {
+                c.incr(class);
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn a_failing_class_is_warned_at_once_then_every_ten_seconds_while_it_grows() {
+        let mut warned = Vec::new();
+        let refused = |n| counts(&[(ErrorClass::ConnectRefused, n)]);
+        assert!(warnings(&mut warned, &refused(0), 1).is_empty());
+        let first = warnings(&mut warned, &refused(50), 2);
+        assert_eq!(first.len(), 1);
+        assert!(
+            first[0].contains("connect_refused: 50 requests failed: connection refused"),
+            "{first:?}"
+        );
+        assert!(
+            warnings(&mut warned, &refused(100), 5).is_empty(),
+            "not yet"
+        );
+        let again = warnings(&mut warned, &refused(550), 12);
+        assert_eq!(again.len(), 1);
+        assert!(
+            again[0].contains("550 requests failed so far (+500 in 10s)"),
+            "{again:?}"
+        );
+        assert!(
+            warnings(&mut warned, &refused(550), 30).is_empty(),
+            "no news, no line"
+        );
+    }
+
+    #[test]
+    fn statuses_are_counted_not_warned_and_each_class_is_its_own_line() {
+        let mut warned = Vec::new();
+        let both = counts(&[
+            (ErrorClass::Http5xx, 10),
+            (ErrorClass::Timeout, 1),
+            (ErrorClass::TlsUnknownIssuer, 3),
+        ]);
+        let lines = warnings(&mut warned, &both, 3);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains("timeout: 1 request failed"), "{lines:?}");
+        assert!(
+            lines[1].contains("tls_unknown_issuer: 3 requests"),
+            "{lines:?}"
+        );
+        assert!(lines.iter().all(|l| !l.contains("http_5xx")));
     }
 }

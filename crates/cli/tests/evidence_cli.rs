@@ -47,7 +47,7 @@ async fn a_load_run_bundles_verifies_and_tampering_fails_closed() {
                 "--threshold",
                 "http_req_failed: rate<0.01",
             ])
-            .arg("--summary-export")
+            .arg("--summary-json")
             .arg(&summary)
             .arg("--results")
             .arg(&results)

@@ -4,23 +4,11 @@ use atlas_testkit as support;
 
 mod common;
 
-use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{args, atlas, text, Scratch};
+use common::{args, atlas, run, text, Scratch};
 use support::{fast_origin, spawn_origin, Reply};
-
-/// Runs the CLI off the runtime's threads, bounded in time.
-async fn run(args: Vec<String>) -> Output {
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || atlas().args(args).output().expect("atlas runs")),
-    )
-    .await
-    .expect("atlas ends by itself")
-    .unwrap()
-}
 
 #[test]
 fn bad_input_exits_2_naming_the_problem() {
@@ -245,7 +233,7 @@ async fn passing_and_failing_thresholds_exit_0_and_99() {
         "http_reqs: count>=396",
         "--check",
         "status==200",
-        "--summary-export",
+        "--summary-json",
         summary.to_str().unwrap(),
         "--out",
         &format!("json={}", ndjson.display()),
@@ -343,7 +331,7 @@ async fn segments_run_as_processes_merge_with_thresholds() {
         "merge",
         dir.join("0.json").to_str().unwrap(),
         dir.join("1.json").to_str().unwrap(),
-        "--summary-export",
+        "--summary-json",
         summary.to_str().unwrap(),
     ]))
     .await;
@@ -385,7 +373,7 @@ async fn a_rate_beyond_the_machine_ends_with_its_duration() {
         "--timeout",
         "2s",
         "-q",
-        "--summary-export",
+        "--summary-json",
         summary.to_str().unwrap(),
     ]))
     .await;
@@ -402,5 +390,86 @@ async fn a_rate_beyond_the_machine_ends_with_its_duration() {
         reqs + dropped,
         1e7,
         "every arrival of the schedule is sent or counted as dropped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_fail_without_a_response_are_warned_about_and_send_no_data() {
+    // nothing listens on port 9 of loopback: every connection is refused
+    let scratch = Scratch::new("refused");
+    let summary = scratch.0.join("summary.json");
+    let out = run(args(&[
+        "load",
+        "http://127.0.0.1:9/",
+        "--rate",
+        "50",
+        "--duration",
+        "1s",
+        "-q",
+        "--summary-export",
+        summary.to_str().unwrap(),
+    ]))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WARN[")
+            && stderr.contains("connect_refused: ")
+            && stderr.contains("connection refused"),
+        "{}",
+        text(&out)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(json["metrics"]["http_reqs"]["count"], 50);
+    assert_eq!(
+        json["metrics"]["http_req_failed"]["passes"], 50,
+        "all failed"
+    );
+    assert_eq!(
+        json["metrics"]["data_sent"]["count"], 0,
+        "no request left the machine"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atlas_load_variables_set_its_flags_and_a_bad_one_is_named() {
+    let origin = fast_origin().await;
+    let scratch = Scratch::new("env");
+    let summary = scratch.0.join("summary.json");
+    let (url, file) = (origin.url("/"), summary.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        atlas()
+            .arg("load")
+            .env("ATLAS_LOAD_URL", url)
+            .env("ATLAS_LOAD_RATE", "40")
+            .env("ATLAS_LOAD_DURATION", "1s")
+            .env("ATLAS_LOAD_QUIET", "true")
+            .env("ATLAS_LOAD_SUMMARY_EXPORT", file)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(json["metrics"]["http_reqs"]["count"], 40);
+
+    // a bad variable is named, not only the flag it stands for
+    let url = origin.url("/");
+    let out = tokio::task::spawn_blocking(move || {
+        atlas()
+            .args(["load", &url, "--duration", "1s"])
+            .env("ATLAS_LOAD_RATE", "fast")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("'fast'") && stderr.contains("ATLAS_LOAD_RATE"),
+        "{stderr}"
     );
 }

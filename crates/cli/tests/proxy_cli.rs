@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
-use common::{atlas, spawn_proxy, Proc, Scratch};
+use common::{atlas, signal, spawn_proxy, wait_exit, Proc, Scratch};
 use support::{spawn_origin, Reply};
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -35,29 +35,6 @@ async fn try_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.ok()?.to_bytes();
     Some((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-fn signal(child: &Proc, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
-fn wait_exit(mut proc: Proc, within: Duration) -> std::process::ExitStatus {
-    let mut child = proc.0.take().expect("running");
-    let until = std::time::Instant::now() + within;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if std::time::Instant::now() > until {
-            let _ = child.kill();
-            panic!("the proxy did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,7 +386,7 @@ async fn load_https(addr: SocketAddr, ca: &std::path::Path, s: &Scratch) -> serd
     ])
     .arg("--cacert")
     .arg(ca)
-    .arg("--summary-export")
+    .arg("--summary-json")
     .arg(&summary);
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await

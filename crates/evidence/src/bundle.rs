@@ -229,8 +229,10 @@ impl BundleBuilder {
     }
 
     /// Takes the verdict, thresholds, samples, trace id and start time from a
-    /// k6-shaped summary (`atlas load --summary-export`, k6's handleSummary
-    /// data): GREEN when every threshold held on at least one request, RED otherwise.
+    /// k6-shaped summary: k6's handleSummary data (`atlas load
+    /// --summary-json`) or the layout of k6's `--summary-export` (from Atlas or
+    /// from k6 itself, where a threshold's value is true when it *failed*).
+    /// GREEN when every threshold held on at least one request, RED otherwise.
     ///
     /// # Errors
     /// [`Error::Input`] when the file is not such a summary or its trace id is invalid.
@@ -243,9 +245,11 @@ impl BundleBuilder {
             .get("metrics")
             .and_then(Value::as_object)
             .ok_or_else(|| Error::input(what(), "no \"metrics\" object: not a k6 summary"))?;
+        // handleSummary nests each metric's figures under `values`; the
+        // --summary-export layout has them flat
         let samples = metrics
             .get("http_reqs")
-            .and_then(|m| m.pointer("/values/count"))
+            .and_then(|m| m.pointer("/values/count").or_else(|| m.get("count")))
             .and_then(Value::as_u64)
             .unwrap_or(0);
         let actuals: BTreeMap<(String, String), Option<f64>> = v
@@ -269,7 +273,11 @@ impl BundleBuilder {
         for (metric, m) in metrics {
             if let Some(ths) = m.get("thresholds").and_then(Value::as_object) {
                 for (expr, t) in ths {
-                    let ok = t.get("ok").and_then(Value::as_bool).unwrap_or(false);
+                    let ok = match t {
+                        // --summary-export: k6 writes whether the threshold failed
+                        Value::Bool(failed) => !failed,
+                        t => t.get("ok").and_then(Value::as_bool).unwrap_or(false),
+                    };
                     let actual = actuals
                         .get(&(metric.clone(), expr.clone()))
                         .copied()

@@ -84,9 +84,11 @@ pub(crate) async fn exchange(
     let traceparent = ctx.traceparent.header(seq);
     let mut sample = Sample {
         route,
-        bytes_sent: target.bytes_out,
         ..Sample::default()
     };
+    // data_sent counts a request once it is known to have left: its
+    // response began, or (HTTP/1.1) its last byte was written
+    let mut left = false;
     let mut sent = started;
     let mut set_up = SetUp::default();
     let mut in_hand = started;
@@ -118,8 +120,12 @@ pub(crate) async fn exchange(
                     retried = true;
                     continue;
                 }
-                Err(f) => return Err(f.class),
+                Err(f) => {
+                    left = lease.written_since(sent).is_some();
+                    return Err(f.class);
+                }
             };
+            left = true;
             first_byte = Instant::now();
             written = lease.written_since(sent).filter(|&w| w <= first_byte);
             let (parts, mut body) = resp.into_parts();
@@ -138,6 +144,9 @@ pub(crate) async fn exchange(
     })
     .await;
     let done = Instant::now();
+    if left {
+        sample.bytes_sent = target.bytes_out;
+    }
     let outcome = match outcome {
         Ok(r) => r,
         Err(_elapsed) => Err(ErrorClass::Timeout),

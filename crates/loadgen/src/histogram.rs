@@ -45,11 +45,12 @@ impl Trend {
         Trend { hist }
     }
 
-    /// Records one duration in microseconds (0 is recorded as 1, larger than
-    /// [`MAX_MICROS`] as [`MAX_MICROS`]).
+    /// Records one duration in microseconds (larger than [`MAX_MICROS`] as
+    /// [`MAX_MICROS`]). 0 stays 0: a reused connection's `connecting` is
+    /// no time at all, and k6 reports it as 0.
     #[inline]
     pub fn record(&mut self, micros: u64) {
-        self.hist.saturating_record(micros.clamp(1, MAX_MICROS));
+        self.hist.saturating_record(micros.min(MAX_MICROS));
     }
 
     /// Adds every value of `other`.

@@ -14,7 +14,7 @@
 //!   Distributions are HDR histograms (1 µs – 1 h, 3 significant digits).
 //! - **Checks and thresholds** in k6's grammar (`http_req_duration: p(95)<200`,
 //!   `cache_hit: rate>=0.98`, `http_req_duration{name:/keys}: p(99)<300`).
-//! - **Summaries** in k6's shapes ([`k6_summary`], [`text_summary`]) and
+//! - **Summaries** in k6's shapes ([`k6_summary`], [`k6_summary_export`], [`text_summary`]) and
 //!   **mergeable results** ([`RunResult`]): runs of execution segments
 //!   (`0:1/2`, `1/2:1`) merge into exactly the whole.
 //! - Every request carries a W3C `traceparent` with the run's trace id.
@@ -73,11 +73,12 @@ pub use metrics::{
     CacheLabel, CacheStatus, CheckCount, Counts, ErrorClass, Label, Metrics, Proto, RouteMetrics,
     SecondRow, StatusCounts, TlsVersion,
 };
+pub use output::partial_path;
 pub use result::{write_atomic, RunResult, FORMAT_VERSION};
-pub use runner::{LoadTest, NoObserver, Observer, Progress, RunOptions};
+pub use runner::{Interrupt, LoadTest, NoObserver, Observer, Progress, RunOptions};
 pub use schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};
 pub use segment::Segment;
-pub use summary::{k6_summary, text_summary, TREND_STATS};
+pub use summary::{k6_summary, k6_summary_export, text_summary, TREND_STATS};
 pub use threshold::{
     threshold_specs, Aggregation, MetricRef, MetricSource, MetricType, Op, Threshold,
     ThresholdOutcome, ThresholdSpec, METRICS,

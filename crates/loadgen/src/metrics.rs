@@ -195,6 +195,38 @@ impl ErrorClass {
             _ => Some(ErrorClass::UnexpectedStatus),
         }
     }
+
+    /// Whether the request failed without a response (k6 logs a WARN for
+    /// those; a 4xx or 5xx is a response, counted but not warned about).
+    pub fn is_transport(self) -> bool {
+        !matches!(
+            self,
+            ErrorClass::Http4xx | ErrorClass::Http5xx | ErrorClass::UnexpectedStatus
+        )
+    }
+
+    /// What happened, for a person reading the terminal.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ErrorClass::ConnectRefused => "connection refused: nothing listens there",
+            ErrorClass::ConnectError => {
+                "could not connect (unreachable, or the name did not resolve)"
+            }
+            ErrorClass::Timeout => "no complete response within the request timeout",
+            ErrorClass::Reset => "the connection was reset or closed mid-exchange",
+            ErrorClass::InvalidResponse => "the response was not valid HTTP",
+            ErrorClass::Http4xx => "a 4xx status",
+            ErrorClass::Http5xx => "a 5xx status",
+            ErrorClass::UnexpectedStatus => "a status outside 200-599",
+            ErrorClass::TlsUnknownIssuer => {
+                "the server's certificate chains to no trusted root (--cacert FILE adds one)"
+            }
+            ErrorClass::TlsExpired => "the server's certificate is expired or not yet valid",
+            ErrorClass::TlsWrongHost => "the server's certificate is not for this host",
+            ErrorClass::TlsHandshake => "the TLS handshake failed",
+            ErrorClass::H2Refused => "HTTP/2 was required and the server did not offer it",
+        }
+    }
 }
 
 /// Counts per label, serialized as a map from the label's string.

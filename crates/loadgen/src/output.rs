@@ -152,7 +152,9 @@ impl PointWriter {
     }
 }
 
-fn partial_path(path: &Path) -> PathBuf {
+/// Where `--out json=FILE` writes until the run ends and renames it to
+/// FILE: FILE with `.partial` appended.
+pub fn partial_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
     path.with_file_name(name)

@@ -43,6 +43,10 @@ pub struct RunResult {
     pub scheduled: u64,
     /// True when an `abortOnFail` threshold stopped the run early.
     pub aborted: bool,
+    /// True when the run was stopped from outside (Ctrl-C, SIGTERM: an
+    /// [`crate::Interrupt`]) before its schedule ended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
     /// True when server certificates were not verified
     /// (`--insecure-skip-tls-verify`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -145,6 +149,7 @@ impl RunResult {
             out.started_at = out.started_at.clone().min(p.started_at.clone());
             out.scheduled += p.scheduled;
             out.aborted |= p.aborted;
+            out.interrupted |= p.interrupted;
             out.insecure_skip_tls_verify |= p.insecure_skip_tls_verify;
             out.metrics.merge(&p.metrics);
             for row in &p.series {

@@ -1,5 +1,6 @@
 //! End-of-test summaries in k6's shapes: the object k6 hands to
-//! `handleSummary` (also written by `--summary-export`), and the human text.
+//! `handleSummary` (`--summary-json`), the older layout of k6's
+//! `--summary-export`, and the human text.
 
 use std::fmt::Write as _;
 
@@ -39,16 +40,18 @@ fn rate_values(passes: u64, total: u64) -> Value {
     json!({"rate": rate, "passes": passes, "fails": total - passes})
 }
 
-/// The `handleSummary` object for a result and its threshold verdicts.
-///
-/// Shape as k6 v1 writes it (`state`, `metrics.<name>.{type, contains, values,
-/// thresholds.<expr>.ok}`, `root_group.checks`, `options`), plus an `atlas`
-/// object with what k6 does not have: target and achieved rate, dropped
-/// arrivals, error classes, statuses, cache statuses, per-route figures, the
-/// time series and the trace id.
-pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
+/// One metric of a summary: its name (with a `{tag:value}` suffix for a
+/// submetric), k6's type and `contains`, and its statistics.
+struct Entry {
+    name: String,
+    ty: &'static str,
+    contains: &'static str,
+    values: Value,
+}
+
+/// Every metric a summary reports, in one place for both of k6's shapes.
+fn entries(r: &RunResult) -> Vec<Entry> {
     let m = &r.metrics;
-    let mut metrics = Map::new();
     let per_sec = |n: u64| {
         if r.active_secs > 0.0 {
             n as f64 / r.active_secs
@@ -56,41 +59,41 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
             0.0
         }
     };
-    let mut put = |name: String, ty: &str, contains: &str, values: Value| {
-        metrics.insert(
+    let mut out = Vec::new();
+    let mut put = |name: String, ty: &'static str, contains: &'static str, values: Value| {
+        out.push(Entry {
             name,
-            json!({"type": ty, "contains": contains, "values": values}),
-        );
+            ty,
+            contains,
+            values,
+        });
     };
+    let counter = |n: u64| json!({"count": n, "rate": per_sec(n)});
     put(
         "http_reqs".into(),
         "counter",
         "default",
-        json!({"count": m.requests, "rate": per_sec(m.requests)}),
+        counter(m.requests),
     );
+    // one iteration sends one request: k6 counts the iteration with it
     put(
         "iterations".into(),
         "counter",
         "default",
-        json!({"count": m.requests, "rate": per_sec(m.requests)}),
+        counter(m.requests),
     );
     put(
         "dropped_iterations".into(),
         "counter",
         "default",
-        json!({"count": m.dropped, "rate": per_sec(m.dropped)}),
+        counter(m.dropped),
     );
-    put(
-        "data_sent".into(),
-        "counter",
-        "data",
-        json!({"count": m.data_sent, "rate": per_sec(m.data_sent)}),
-    );
+    put("data_sent".into(), "counter", "data", counter(m.data_sent));
     put(
         "data_received".into(),
         "counter",
         "data",
-        json!({"count": m.data_received, "rate": per_sec(m.data_received)}),
+        counter(m.data_received),
     );
     // k6's quirk kept: for http_req_failed, `passes` counts failed requests
     put(
@@ -110,6 +113,13 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
         "trend",
         "time",
         trend_values(&m.duration_ok),
+    );
+    // an iteration is its one request, timed from its scheduled start
+    put(
+        "iteration_duration".into(),
+        "trend",
+        "time",
+        trend_values(&m.duration),
     );
     for (name, t) in m.timings() {
         put(name.into(), "trend", "time", trend_values(t));
@@ -155,7 +165,7 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
             format!("http_reqs{{name:{}}}", route.name),
             "counter",
             "default",
-            json!({"count": route.requests, "rate": per_sec(route.requests)}),
+            counter(route.requests),
         );
         put(
             format!("http_req_failed{{name:{}}}", route.name),
@@ -172,6 +182,46 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
             );
         }
     }
+    out
+}
+
+/// k6's id of a group or check: the hex MD5 of its path.
+fn k6_id(path: &str) -> String {
+    use md5::Digest;
+    md5::Md5::digest(path.as_bytes())
+        .iter()
+        .fold(String::with_capacity(32), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The root group's checks as k6 lists them (`name`, `path`, `id`, counts).
+fn checks_of(r: &RunResult) -> impl Iterator<Item = (String, Value)> + '_ {
+    r.checks.iter().zip(&r.metrics.checks).map(|(name, c)| {
+        let path = format!("::{name}");
+        let check = json!({"name": name, "path": path, "id": k6_id(&path), "passes": c.passes, "fails": c.fails});
+        (name.clone(), check)
+    })
+}
+
+/// The `handleSummary` object for a result and its threshold verdicts
+/// (`atlas load --summary-json`, and the gate's bundle).
+///
+/// Shape as k6 v1 writes it (`state`, `metrics.<name>.{type, contains, values,
+/// thresholds.<expr>.ok}`, `root_group.checks`, `options`), plus an `atlas`
+/// object with what k6 does not have: target and achieved rate, dropped
+/// arrivals, error classes, statuses, cache statuses, per-route figures, the
+/// time series and the trace id.
+pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
+    let m = &r.metrics;
+    let mut metrics = Map::new();
+    for e in entries(r) {
+        metrics.insert(
+            e.name,
+            json!({"type": e.ty, "contains": e.contains, "values": e.values}),
+        );
+    }
     for o in outcomes {
         let entry = metrics
             .entry(o.metric.clone())
@@ -180,12 +230,7 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
         let ths = obj.entry("thresholds").or_insert_with(|| json!({}));
         ths[&o.expr] = json!({"ok": o.ok});
     }
-    let checks: Vec<Value> = r
-        .checks
-        .iter()
-        .zip(&m.checks)
-        .map(|(name, c)| json!({"name": name, "path": format!("::{name}"), "passes": c.passes, "fails": c.fails}))
-        .collect();
+    let checks: Vec<Value> = checks_of(r).map(|(_, c)| c).collect();
     let errors: Map<String, Value> = m
         .errors
         .iter()
@@ -211,7 +256,7 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
     json!({
         "state": {"testRunDurationMs": r.elapsed_secs * 1000.0, "isStdOutTTY": false, "isStdErrTTY": false},
         "metrics": metrics,
-        "root_group": {"name": "", "path": "", "groups": [], "checks": checks},
+        "root_group": {"name": "", "path": "", "id": k6_id(""), "groups": [], "checks": checks},
         "options": {"summaryTrendStats": TREND_STATS.iter().map(|(n, _)| *n).collect::<Vec<_>>(), "summaryTimeUnit": "", "noColor": false},
         "atlas": {
             "trace_id": r.trace_id,
@@ -224,6 +269,7 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
             "scheduled": r.scheduled,
             "dropped": m.dropped,
             "aborted": r.aborted,
+            "interrupted": r.interrupted,
             "insecure_skip_tls_verify": r.insecure_skip_tls_verify,
             "protos": m.protos,
             "tls_versions": m.tls_versions,
@@ -235,6 +281,38 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
             "thresholds": outcomes,
             "series": r.series,
         },
+    })
+}
+
+/// The summary in the layout of k6's `--summary-export FILE`, the one
+/// k6 users' scripts and dashboards read (`jq
+/// '.metrics.http_req_duration["p(95)"]'`): each metric's statistics flat
+/// under its name, a rate's `value`, and `thresholds.<expr>` as k6 writes
+/// it there, **true when the threshold failed**; `root_group.checks` keyed
+/// by name, with k6's ids.
+pub fn k6_summary_export(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
+    let mut metrics = Map::new();
+    for e in entries(r) {
+        let mut values = e.values;
+        if e.ty == "rate" {
+            // k6 names the rate `value` in this layout
+            let obj = values.as_object_mut().expect("rate values are objects");
+            if let Some(rate) = obj.remove("rate") {
+                obj.insert("value".into(), rate);
+            }
+        }
+        metrics.insert(e.name, values);
+    }
+    for o in outcomes {
+        let entry = metrics.entry(o.metric.clone()).or_insert_with(|| json!({}));
+        let obj = entry.as_object_mut().expect("metric entries are objects");
+        let ths = obj.entry("thresholds").or_insert_with(|| json!({}));
+        ths[&o.expr] = json!(!o.ok);
+    }
+    let checks: Map<String, Value> = checks_of(r).collect();
+    json!({
+        "root_group": {"name": "", "path": "", "id": k6_id(""), "groups": {}, "checks": checks},
+        "metrics": metrics,
     })
 }
 
@@ -271,6 +349,13 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
     let _ = writeln!(out, "  trace id:  {}", r.trace_id);
     if r.aborted {
         let _ = writeln!(out, "  ABORTED by a threshold with abortOnFail");
+    }
+    if r.interrupted {
+        let _ = writeln!(
+            out,
+            "  INTERRUPTED from outside (Ctrl-C or SIGTERM) after {:.1}s: the figures cover what ran",
+            r.active_secs
+        );
     }
     if r.insecure_skip_tls_verify {
         let _ = writeln!(
@@ -481,7 +566,10 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
 }
 
 fn fmt_ms(ms: f64) -> String {
-    if ms >= 1000.0 {
+    if ms == 0.0 {
+        // as k6 prints a duration of nothing
+        "0s".to_string()
+    } else if ms >= 1000.0 {
         format!("{:.2}s", ms / 1000.0)
     } else if ms >= 1.0 {
         format!("{ms:.2}ms")

@@ -210,3 +210,39 @@ pub fn spawn_demo(args: &[&str]) -> (Proc, SocketAddr) {
         .unwrap_or_else(|| panic!("first line: {first:?}"));
     (proc, addr)
 }
+
+/// Sends `sig` (`-TERM`, `-HUP`, `-INT`) to a child with procps' kill.
+pub fn signal(child: &Proc, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Waits for a child to exit; kills it and fails past `within`.
+pub fn wait_exit(mut proc: Proc, within: Duration) -> std::process::ExitStatus {
+    let mut child = proc.0.take().expect("running");
+    let until = std::time::Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            panic!("atlas did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the CLI with `args` off the runtime's threads, bounded in time.
+pub async fn run(args: Vec<String>) -> Output {
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || atlas().args(args).output().expect("atlas runs")),
+    )
+    .await
+    .expect("atlas ends by itself")
+    .unwrap()
+}

@@ -15,7 +15,7 @@ use crate::client::{exchange, request_bytes, ExchangeCtx, Target};
 use crate::config::{Executor, LoadConfig, RequestSpec, Timing};
 use crate::error::{Error, Result};
 use crate::histogram::{Trend, TrendStat};
-use crate::metrics::{CacheStatus, Metrics, Sample, SecondRow};
+use crate::metrics::{CacheStatus, Counts, ErrorClass, Metrics, Sample, SecondRow};
 use crate::output::PointWriter;
 use crate::result::{RunResult, Snapshot, FORMAT_VERSION};
 use crate::schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};
@@ -50,6 +50,8 @@ pub struct Progress {
     pub dropped: u64,
     /// Requests in flight now.
     pub in_flight: u64,
+    /// Failed requests so far, by cause.
+    pub errors: Counts<ErrorClass>,
 }
 
 /// Hooks called while a test runs. Every method has a default that does nothing.
@@ -73,6 +75,48 @@ pub struct RunOptions {
     pub observer: Option<Arc<dyn Observer>>,
     /// Write k6-shaped NDJSON points (`--out json=FILE`) here.
     pub out_json: Option<PathBuf>,
+    /// Stops the run from outside (Ctrl-C).
+    pub interrupt: Option<Interrupt>,
+}
+
+/// Stops a run from outside, as Ctrl-C stops k6: no arrival is scheduled
+/// after it, the requests in flight finish within the graceful stop, and
+/// the result is complete and marked [`RunResult::interrupted`].
+#[derive(Clone, Debug, Default)]
+pub struct Interrupt(Arc<InterruptState>);
+
+#[derive(Debug, Default)]
+struct InterruptState {
+    set: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Interrupt {
+    /// A handle not yet set.
+    pub fn new() -> Self {
+        Interrupt::default()
+    }
+
+    /// Stops the runs this handle was given to (and any later one).
+    pub fn interrupt(&self) {
+        self.0.set.store(true, Ordering::Release);
+        self.0.wake.notify_waiters();
+    }
+
+    /// Whether [`Interrupt::interrupt`] was called.
+    pub fn is_interrupted(&self) -> bool {
+        self.0.set.load(Ordering::Acquire)
+    }
+
+    async fn wait(&self) {
+        loop {
+            let woken = self.0.wake.notified();
+            if self.is_interrupted() {
+                return;
+            }
+            woken.await;
+        }
+    }
 }
 
 /// A validated load test, ready to run (as many times as wanted).
@@ -180,6 +224,13 @@ impl LoadTest {
         let start = Instant::now();
         let planned = self.executor.duration();
         let curve = self.rate_curve();
+        let interrupted = opts.interrupt.clone().map(|i| {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                i.wait().await;
+                shared.stop.store(true, Ordering::Release);
+            })
+        });
         let ticker = tokio::spawn(tick(
             shared.clone(),
             start,
@@ -219,6 +270,13 @@ impl LoadTest {
         let elapsed = start.elapsed();
         shared.stop.store(true, Ordering::Release);
         let aborted = ticker.await.unwrap_or_default();
+        if let Some(watch) = interrupted {
+            watch.abort();
+        }
+        let interrupted = opts
+            .interrupt
+            .as_ref()
+            .is_some_and(Interrupt::is_interrupted);
         let series = std::mem::take(&mut *shared.series.lock().unwrap_or_else(|p| p.into_inner()));
         for p in shared.pools.iter() {
             p.clear();
@@ -252,6 +310,7 @@ impl LoadTest {
             elapsed_secs: elapsed.as_secs_f64(),
             scheduled,
             aborted,
+            interrupted,
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
             checks: self.checks.iter().map(|c| c.name().to_string()).collect(),
             thresholds: self.threshold_specs.clone(),

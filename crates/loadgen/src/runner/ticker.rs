@@ -56,8 +56,10 @@ pub(super) async fn tick(
             ..SecondRow::default()
         };
         merged.reset();
+        let mut errors = Counts::<ErrorClass>::new();
         for s in shared.shards.iter() {
             let mut shard = s.lock().unwrap_or_else(|p| p.into_inner());
+            errors.merge(&shard.total.errors);
             let acc = &mut shard.second;
             row.requests += acc.requests;
             row.failed += acc.failed;
@@ -93,6 +95,7 @@ pub(super) async fn tick(
                 failed,
                 dropped: shared.dropped.load(Ordering::Relaxed),
                 in_flight: row.in_flight,
+                errors,
             });
         }
         if let Some(a) = &abort {
