@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use atlas_loadgen::{
     k6_summary, k6_summary_export, parse_duration, text_summary, threshold_specs, write_atomic,
-    ExecutorFlags, Interrupt, LoadConfig, RequestSpec, RunOptions, RunResult, Segment, Stage,
-    ThresholdOutcome,
+    ExecutorFlags, Interrupt, LoadConfig, Output, RequestSpec, RunOptions, RunResult, Segment,
+    Stage, ThresholdOutcome,
 };
 use clap::{Args, Subcommand};
 
@@ -93,9 +93,10 @@ pub(crate) struct LoadArgs {
     #[arg(long, env = "ATLAS_LOAD_SUMMARY_JSON", value_name = "FILE")]
     summary_json: Option<PathBuf>,
 
-    /// Write every request as k6 NDJSON points: --out json=FILE
-    #[arg(long, env = "ATLAS_LOAD_OUT", value_name = "json=FILE", value_parser = out_arg)]
-    out: Option<PathBuf>,
+    /// k6's streaming output, written as the run goes (repeat): json=FILE (NDJSON points),
+    /// json=FILE.gz, json=- (standard output; the summary then goes to stderr), csv=FILE
+    #[arg(long, env = "ATLAS_LOAD_OUT", value_name = "json=FILE", value_parser = str::parse::<Output>)]
+    out: Vec<Output>,
 
     /// Write the mergeable results (HDR histograms and counters) for `atlas load merge`
     #[arg(long, env = "ATLAS_LOAD_RESULTS", value_name = "FILE")]
@@ -195,13 +196,6 @@ fn header_arg(s: &str) -> Result<(String, String), String> {
         return Err(format!("{s:?}: the header name is empty"));
     }
     Ok((k.trim().to_string(), v.trim().to_string()))
-}
-
-fn out_arg(s: &str) -> Result<PathBuf, String> {
-    match s.split_once('=') {
-        Some(("json", f)) if !f.is_empty() => Ok(PathBuf::from(f)),
-        _ => Err(format!("{s:?}: the only output is json=FILE")),
-    }
 }
 
 /// A usage error (exit 2) rather than a runtime failure.
@@ -345,15 +339,11 @@ fn run(args: LoadArgs) -> anyhow::Result<u8> {
         let _in_runtime = runtime.enter();
         let int = signal(SignalKind::interrupt()).context("handling SIGINT")?;
         let term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
-        runtime.spawn(stop_on_signals(
-            [int, term],
-            interrupt.clone(),
-            args.out.as_deref().map(atlas_loadgen::partial_path),
-        ))
+        runtime.spawn(stop_on_signals([int, term], interrupt.clone()))
     };
     let result = runtime.block_on(test.run_with(RunOptions {
         observer: Some(reporter.clone()),
-        out_json: args.out.clone(),
+        outputs: args.out.clone(),
         interrupt: Some(interrupt),
     }));
     signals.abort();
@@ -367,18 +357,18 @@ fn run(args: LoadArgs) -> anyhow::Result<u8> {
             summary_export: args.summary_export.as_deref(),
             summary_json: args.summary_json.as_deref(),
             results: args.results.as_deref(),
+            summary_to_stderr: args.out.iter().any(Output::is_stdout),
         },
     )
 }
 
 /// Ctrl-C or SIGTERM once: the run stops scheduling, lets its requests in
 /// flight finish (within the graceful stop) and writes everything, as k6
-/// does. Twice: the process ends at once, writing nothing, and removes the
-/// NDJSON file it was writing (`partial`).
+/// does. Twice: the process ends at once; the summaries are not written, a
+/// `--out` file keeps the whole lines written so far.
 async fn stop_on_signals(
     [mut int, mut term]: [tokio::signal::unix::Signal; 2],
     interrupt: Interrupt,
-    partial: Option<PathBuf>,
 ) {
     let name = tokio::select! {
         _ = int.recv() => "SIGINT",
@@ -392,10 +382,7 @@ async fn stop_on_signals(
         _ = int.recv() => {}
         _ = term.recv() => {}
     }
-    if let Some(p) = partial {
-        let _ = std::fs::remove_file(p);
-    }
-    eprintln!("atlas: stopped at once; nothing written");
+    eprintln!("atlas: stopped at once; no summary written");
     std::process::exit(i32::from(EXIT_INTERRUPTED));
 }
 
@@ -418,6 +405,7 @@ fn merge(args: MergeArgs) -> anyhow::Result<u8> {
             summary_export: args.summary_export.as_deref(),
             summary_json: args.summary_json.as_deref(),
             results: args.results.as_deref(),
+            summary_to_stderr: false,
         },
     )
 }
@@ -427,6 +415,8 @@ struct Exports<'a> {
     summary_export: Option<&'a Path>,
     summary_json: Option<&'a Path>,
     results: Option<&'a Path>,
+    /// Standard output carries `--out json=-`: the text goes to stderr.
+    summary_to_stderr: bool,
 }
 
 fn finish(
@@ -434,7 +424,12 @@ fn finish(
     outcomes: &[ThresholdOutcome],
     exports: &Exports<'_>,
 ) -> anyhow::Result<u8> {
-    print!("{}", text_summary(result, outcomes));
+    let text = text_summary(result, outcomes);
+    if exports.summary_to_stderr {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
     if let Some(p) = exports.summary_export {
         let json = serde_json::to_vec_pretty(&k6_summary_export(result, outcomes))?;
         write_atomic(p, &json).with_context(|| format!("--summary-export {}", p.display()))?;

@@ -111,9 +111,9 @@ fn bad_input_exits_2_naming_the_problem() {
                 "--rate",
                 "10",
                 "--out",
-                "csv=x",
+                "influxdb=http://127.0.0.1:8086/k6",
             ],
-            "json=FILE",
+            "unknown output \"influxdb\"",
         ),
         (
             &["load", "--scenario", "/nonexistent/atlas.toml"],

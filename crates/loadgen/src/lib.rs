@@ -73,7 +73,7 @@ pub use metrics::{
     CacheLabel, CacheStatus, CheckCount, Counts, ErrorClass, Label, Metrics, Proto, RouteMetrics,
     SecondRow, StatusCounts, TlsVersion,
 };
-pub use output::partial_path;
+pub use output::{OutDest, OutFormat, Output, OutputReport};
 pub use result::{write_atomic, RunResult, FORMAT_VERSION};
 pub use runner::{Interrupt, LoadTest, NoObserver, Observer, Progress, RunOptions};
 pub use schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};

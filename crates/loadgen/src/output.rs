@@ -1,174 +1,826 @@
-//! `--out json=FILE`: one k6-shaped NDJSON line per metric point, written by
-//! a background thread so the send path never waits on the disk.
+//! k6's streaming outputs, `--out json=FILE` and `--out csv=FILE`: every
+//! metric point k6 writes for a request (the timing breakdown, data, checks,
+//! iterations) with k6's tags, and once a second `vus`, `vus_max` and the
+//! dropped arrivals. Written by a thread of their own as the run goes (`tail
+//! -f` works), so the send path never waits on the disk: a point the disk
+//! cannot take in time is counted, not waited for, and the run keeps going.
+//!
+//! `FILE.gz` is gzip; `-` is standard output.
 
-use std::io::{BufWriter, Write};
+use std::fmt::Write as _;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::client::Target;
 use crate::error::{Error, Result};
-use crate::metrics::{Label, Sample};
+use crate::metrics::{ErrorClass, Label, Sample};
 use crate::threshold::Threshold;
 
-/// Points queued beyond this are dropped and counted rather than slowing the test.
-const QUEUE: usize = 1 << 16;
+/// Requests (and seconds) queued beyond this are counted as not written
+/// rather than slowing the test: about 3 s of points at 5,000 req/s.
+const QUEUE: usize = 1 << 14;
 
-struct Point {
-    time: SystemTime,
-    sample: Sample,
-    name: String,
-    method: &'static str,
+/// How often a file is flushed while the run goes, for `tail -f`.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// One `--out`: k6's syntax, `json=FILE`, `json=FILE.gz`, `json=-`, `csv=FILE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// NDJSON or CSV.
+    pub format: OutFormat,
+    /// A file, or standard output.
+    pub dest: OutDest,
 }
 
+/// The layout of an [`Output`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutFormat {
+    /// k6's `json` output: one `Metric` or `Point` object a line.
+    Json,
+    /// k6's `csv` output.
+    Csv,
+}
+
+/// Where an [`Output`] goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutDest {
+    /// A file, gzip when its name ends in `.gz`.
+    File(PathBuf),
+    /// Standard output (`-`).
+    Stdout,
+}
+
+impl FromStr for Output {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (kind, to) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?}: expected json=FILE, json=-, or csv=FILE"))?;
+        let format = match kind {
+            "json" => OutFormat::Json,
+            "csv" => OutFormat::Csv,
+            other => {
+                return Err(format!(
+                    "{s:?}: unknown output {other:?}; Atlas writes json and csv"
+                ))
+            }
+        };
+        let dest = match to {
+            "" => return Err(format!("{s:?}: no file after {kind}=")),
+            "-" => OutDest::Stdout,
+            f => OutDest::File(PathBuf::from(f)),
+        };
+        Ok(Output { format, dest })
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.format {
+            OutFormat::Json => "json",
+            OutFormat::Csv => "csv",
+        };
+        match &self.dest {
+            OutDest::File(p) => write!(f, "{kind}={}", p.display()),
+            OutDest::Stdout => write!(f, "{kind}=-"),
+        }
+    }
+}
+
+impl Output {
+    /// Whether it writes to standard output (the text summary then goes to
+    /// standard error).
+    pub fn is_stdout(&self) -> bool {
+        self.dest == OutDest::Stdout
+    }
+}
+
+/// What an output wrote, for the result and the summary.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutputReport {
+    /// The output as given (`json=points.ndjson`).
+    pub output: String,
+    /// Points written.
+    pub written: u64,
+    /// Points not written: the disk could not keep up, or a write failed.
+    pub not_written: u64,
+    /// The write error that stopped the output, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One thing to write.
+enum Msg {
+    /// A finished request.
+    Request { time: SystemTime, sample: Sample },
+    /// A second of the run ended.
+    Second {
+        time: SystemTime,
+        vus: u64,
+        vus_max: u64,
+        dropped: u64,
+    },
+}
+
+impl Msg {
+    /// How many points it writes, with `checks` checks.
+    fn points(&self, checks: usize) -> u64 {
+        match self {
+            Msg::Request { .. } => request_points(checks),
+            Msg::Second { dropped, .. } => 2 + u64::from(*dropped > 0),
+        }
+    }
+}
+
+/// What a line needs to know about a request's target, rendered once.
+struct TargetTags {
+    /// `"method":"GET","name":"/","url":"http://..."` (JSON) and the CSV
+    /// fields `method,name` and `url`.
+    json: String,
+    csv_method_name: String,
+    csv_url: String,
+}
+
+/// What the writer thread ends with.
+struct Written {
+    /// Points handed to the file (or standard output).
+    written: u64,
+    /// Points queued but lost to a write error.
+    lost: u64,
+    error: Option<String>,
+}
+
+/// Writes the points of one run to one [`Output`].
 pub(crate) struct PointWriter {
-    tx: Mutex<Option<SyncSender<Point>>>,
-    thread: Mutex<Option<JoinHandle<std::io::Result<()>>>>,
-    dropped: AtomicU64,
-    path: PathBuf,
+    output: Output,
+    tx: Mutex<Option<SyncSender<Msg>>>,
+    thread: Mutex<Option<JoinHandle<Written>>>,
+    not_written: AtomicU64,
 }
 
 impl std::fmt::Debug for PointWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PointWriter")
-            .field("path", &self.path)
-            .finish()
+            .field("output", &self.output)
+            .finish_non_exhaustive()
     }
 }
 
 impl PointWriter {
-    pub(crate) fn create(path: &Path, thresholds: &[Threshold]) -> Result<Self> {
-        // written beside the target and renamed into place by `finish`, so a
-        // failed run leaves no half-written file under the asked-for name
-        let tmp = partial_path(path);
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::file(path, e))?;
-        let mut out = BufWriter::with_capacity(1 << 16, file);
-        let ths = |name: &str| -> Vec<String> {
-            thresholds
-                .iter()
-                .filter(|t| t.metric.to_string() == name)
-                .map(|t| t.expr.clone())
-                .collect()
-        };
-        for (name, ty, contains) in [
-            ("http_reqs", "counter", "default"),
-            ("http_req_duration", "trend", "time"),
-            ("http_req_failed", "rate", "default"),
-        ] {
-            let line = json!({"type": "Metric", "data": {"name": name, "type": ty, "contains": contains,
-                "thresholds": ths(name), "submetrics": null}, "metric": name});
-            writeln!(out, "{line}").map_err(|e| Error::file(path, e))?;
-        }
-        let (tx, rx) = sync_channel::<Point>(QUEUE);
-        let thread = std::thread::Builder::new()
-            .name("atlas-out-json".into())
-            .spawn(move || -> std::io::Result<()> {
-                for p in rx {
-                    let time = humantime::format_rfc3339_nanos(p.time).to_string();
-                    let s = &p.sample;
-                    let status = if s.status == 0 {
-                        String::new()
-                    } else {
-                        s.status.to_string()
-                    };
-                    let tags = json!({
-                        "name": p.name, "method": p.method, "status": status,
-                        "expected_response": if s.error.is_none() { "true" } else { "false" },
-                        "error_code": s.error.map(|e| e.as_str()).unwrap_or(""),
-                        "cache_status": s.cache.map(|c| c.as_str()).unwrap_or(""),
-                        "proto": s.proto.map(|v| v.as_str()).unwrap_or(""),
-                        "tls_version": s.tls.map(|v| v.as_str()).unwrap_or(""),
-                        "scenario": "default",
-                    });
-                    for (metric, value) in [
-                        ("http_reqs", 1.0),
-                        ("http_req_duration", s.duration_us as f64 / 1000.0),
-                        ("http_req_failed", if s.error.is_some() { 1.0 } else { 0.0 }),
-                    ] {
-                        let line = json!({"metric": metric, "type": "Point",
-                            "data": {"time": time, "value": value, "tags": tags}});
-                        writeln!(out, "{line}")?;
-                    }
+    /// Opens the output (creating or truncating the file) and starts its thread.
+    ///
+    /// # Errors
+    /// [`Error::File`] when the file cannot be created.
+    pub(crate) fn create(
+        output: &Output,
+        targets: &[Target],
+        checks: &[String],
+        thresholds: &[Threshold],
+    ) -> Result<Self> {
+        Self::with_queue(output, targets, checks, thresholds, QUEUE)
+    }
+
+    fn with_queue(
+        output: &Output,
+        targets: &[Target],
+        checks: &[String],
+        thresholds: &[Threshold],
+        queue: usize,
+    ) -> Result<Self> {
+        let sink = match &output.dest {
+            OutDest::Stdout => Sink::Stdout(std::io::stdout()),
+            OutDest::File(path) => {
+                let file = std::fs::File::create(path).map_err(|e| Error::file(path, e))?;
+                if path.extension().is_some_and(|e| e == "gz") {
+                    Sink::Gz(flate2::write::GzEncoder::new(
+                        file,
+                        flate2::Compression::fast(),
+                    ))
+                } else {
+                    Sink::File(file)
                 }
-                out.flush()
-            })?;
+            }
+        };
+        let tags: Vec<TargetTags> = targets.iter().map(target_tags).collect();
+        let mut lines = Lines {
+            format: output.format,
+            sink,
+            buf: Vec::with_capacity(BUFFER + 1024),
+            buffered: 0,
+            line: String::with_capacity(512),
+            declared: Vec::new(),
+            thresholds: thresholds
+                .iter()
+                .map(|t| (t.metric.to_string(), t.expr.clone()))
+                .collect(),
+            checks: checks.iter().map(|c| json_str(c)).collect(),
+            csv_checks: checks.iter().map(|c| csv_field(c)).collect(),
+            tags,
+            written: 0,
+        };
+        lines.start().map_err(|e| output_error(output, e))?;
+        let (tx, rx) = sync_channel::<Msg>(queue);
+        let thread = std::thread::Builder::new()
+            .name("atlas-out".into())
+            .spawn(move || {
+                let mut last_flush = std::time::Instant::now();
+                let checks = lines.checks.len();
+                let stopped = loop {
+                    let msg = match rx.recv_timeout(FLUSH_EVERY) {
+                        Ok(m) => Some(m),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break lines.finish().err(),
+                    };
+                    let mut res = match &msg {
+                        Some(m) => lines.write(m),
+                        None => Ok(()),
+                    };
+                    if res.is_ok() && last_flush.elapsed() >= FLUSH_EVERY {
+                        last_flush = std::time::Instant::now();
+                        res = lines.flush();
+                    }
+                    if let Err(e) = res {
+                        break Some(e);
+                    }
+                };
+                // after a write error, what is still queued is lost too
+                let mut lost = if stopped.is_some() { lines.buffered } else { 0 };
+                for m in rx {
+                    lost += m.points(checks);
+                }
+                Written {
+                    written: lines.written,
+                    lost,
+                    error: stopped.map(|e| e.to_string()),
+                }
+            })
+            .map_err(|e| output_error(output, e))?;
         Ok(PointWriter {
+            output: output.clone(),
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
-            dropped: AtomicU64::new(0),
-            path: path.to_path_buf(),
+            not_written: AtomicU64::new(0),
         })
     }
 
-    pub(crate) fn send(&self, sample: &Sample, target: &Target) {
+    fn send(&self, msg: Msg, points: u64) {
+        // a full queue or a stopped writer: counted, never waited for
         let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = guard.as_ref() {
-            let p = Point {
-                time: SystemTime::now(),
-                sample: *sample,
-                name: target.name.clone(),
-                method: method_str(&target.method),
-            };
-            if let Err(TrySendError::Full(_)) = tx.try_send(p) {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(msg) {
+                self.not_written.fetch_add(points, Ordering::Relaxed);
             }
         }
     }
 
-    /// Closes the queue, waits for the writer, reports write errors.
-    pub(crate) fn finish(&self) -> Result<()> {
+    /// Queues a finished request's points.
+    pub(crate) fn request(&self, sample: &Sample, checks: usize) {
+        let msg = Msg::Request {
+            time: SystemTime::now(),
+            sample: *sample,
+        };
+        self.send(msg, request_points(checks));
+    }
+
+    /// Queues a second's `vus`, `vus_max` and dropped arrivals.
+    pub(crate) fn second(&self, vus: u64, vus_max: u64, dropped: u64) {
+        let msg = Msg::Second {
+            time: SystemTime::now(),
+            vus,
+            vus_max,
+            dropped,
+        };
+        let points = msg.points(0);
+        self.send(msg, points);
+    }
+
+    /// Closes the queue and waits for the writer: what it wrote.
+    pub(crate) fn finish(&self) -> OutputReport {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            match t.join() {
-                Ok(r) => r.map_err(|e| {
-                    let _ = std::fs::remove_file(partial_path(&self.path));
-                    Error::file(&self.path, e)
-                })?,
-                Err(_) => {
-                    return Err(Error::file(
-                        &self.path,
-                        std::io::Error::other("writer thread panicked"),
-                    ))
+        let done = match self
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .map(JoinHandle::join)
+        {
+            Some(Ok(w)) => w,
+            Some(Err(_)) => Written {
+                written: 0,
+                lost: 0,
+                error: Some("the writer thread panicked".to_string()),
+            },
+            None => Written {
+                written: 0,
+                lost: 0,
+                error: None,
+            },
+        };
+        OutputReport {
+            output: self.output.to_string(),
+            written: done.written,
+            not_written: self.not_written.load(Ordering::Relaxed) + done.lost,
+            error: done.error,
+        }
+    }
+}
+
+fn output_error(output: &Output, e: std::io::Error) -> Error {
+    match &output.dest {
+        OutDest::File(p) => Error::file(p, e),
+        OutDest::Stdout => Error::file(Path::new("-"), e),
+    }
+}
+
+/// The per-request metrics, in the order k6 writes them: (name, k6 type, contains).
+const REQUEST_METRICS: &[(&str, &str, &str)] = &[
+    ("http_reqs", "counter", "default"),
+    ("http_req_duration", "trend", "time"),
+    ("http_req_blocked", "trend", "time"),
+    ("http_req_connecting", "trend", "time"),
+    ("http_req_tls_handshaking", "trend", "time"),
+    ("http_req_sending", "trend", "time"),
+    ("http_req_waiting", "trend", "time"),
+    ("http_req_receiving", "trend", "time"),
+    ("http_req_failed", "rate", "default"),
+];
+
+/// The per-iteration metrics after a request's, tagged with the scenario only.
+const ITERATION_METRICS: &[(&str, &str, &str)] = &[
+    ("data_sent", "counter", "data"),
+    ("data_received", "counter", "data"),
+    ("iteration_duration", "trend", "time"),
+    ("iterations", "counter", "default"),
+];
+
+const CHECKS: (&str, &str, &str) = ("checks", "rate", "default");
+const SECOND_METRICS: &[(&str, &str, &str)] = &[
+    ("vus", "gauge", "default"),
+    ("vus_max", "gauge", "default"),
+    ("dropped_iterations", "counter", "default"),
+];
+
+/// Points one request writes.
+fn request_points(checks: usize) -> u64 {
+    (REQUEST_METRICS.len() + checks + ITERATION_METRICS.len()) as u64
+}
+
+/// The header of k6's CSV output.
+const CSV_HEADER: &str = "metric_name,timestamp,metric_value,check,error,error_code,expected_response,group,method,name,proto,scenario,service,status,subproto,tls_version,url,extra_tags,metadata";
+
+/// k6's `error_code` of a failure (its numbers, so scripts filtering on
+/// them work): 1000 + the status for a status error.
+pub(crate) fn k6_error_code(class: ErrorClass, status: u16) -> u32 {
+    match class {
+        ErrorClass::Http4xx | ErrorClass::Http5xx | ErrorClass::UnexpectedStatus => {
+            1000 + u32::from(status)
+        }
+        ErrorClass::ConnectRefused => 1212,
+        ErrorClass::ConnectError => 1210,
+        ErrorClass::Timeout => 1050,
+        ErrorClass::Reset => 1220,
+        ErrorClass::InvalidResponse => 1000,
+        ErrorClass::TlsUnknownIssuer => 1310,
+        ErrorClass::TlsWrongHost => 1311,
+        ErrorClass::TlsExpired | ErrorClass::TlsHandshake => 1300,
+        ErrorClass::H2Refused => 1600,
+    }
+}
+
+/// Where the lines go.
+enum Sink {
+    File(std::fs::File),
+    Gz(flate2::write::GzEncoder<std::fs::File>),
+    Stdout(std::io::Stdout),
+}
+
+impl Sink {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::File(f) => f.write_all(bytes),
+            Sink::Gz(g) => g.write_all(bytes),
+            Sink::Stdout(o) => o.write_all(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File(f) => f.flush(),
+            // a sync flush: what is written so far can be read (zcat)
+            Sink::Gz(g) => g.flush(),
+            Sink::Stdout(o) => o.flush(),
+        }
+    }
+
+    /// The gzip trailer, when it is gzip.
+    fn finish(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Gz(g) => g.try_finish(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Bytes gathered before they are written out.
+const BUFFER: usize = 64 * 1024;
+
+/// The writer's state: the sink, the metrics declared so far, the scratch line.
+struct Lines {
+    format: OutFormat,
+    sink: Sink,
+    /// Whole lines not yet written to the sink, and the points among them.
+    buf: Vec<u8>,
+    buffered: u64,
+    line: String,
+    /// Metric names whose `Metric` line (JSON) is written.
+    declared: Vec<&'static str>,
+    /// (metric, expression) of every threshold.
+    thresholds: Vec<(String, String)>,
+    /// The checks' names as JSON strings, and as CSV fields.
+    checks: Vec<String>,
+    csv_checks: Vec<String>,
+    tags: Vec<TargetTags>,
+    written: u64,
+}
+
+impl Lines {
+    fn start(&mut self) -> std::io::Result<()> {
+        if self.format == OutFormat::Csv {
+            self.line.clear();
+            self.line.push_str(CSV_HEADER);
+            self.line.push('\n');
+            self.emit()?;
+        }
+        Ok(())
+    }
+
+    /// Adds the scratch line to the buffer, written out whole lines at a
+    /// time: a reader never sees half a line.
+    fn emit(&mut self) -> std::io::Result<()> {
+        self.buf.extend_from_slice(self.line.as_bytes());
+        if self.buf.len() >= BUFFER {
+            self.write_out()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffer to the sink; its points count as written once it took them.
+    fn write_out(&mut self) -> std::io::Result<()> {
+        self.sink.write_all(&self.buf)?;
+        self.buf.clear();
+        self.written += std::mem::take(&mut self.buffered);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.write_out()?;
+        self.sink.flush()
+    }
+
+    /// The last lines, and the gzip trailer when it is gzip.
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.flush()?;
+        self.sink.finish()
+    }
+
+    /// The `Metric` line the first time a metric appears (JSON), as k6.
+    fn declare(&mut self, (name, ty, contains): (&'static str, &str, &str)) -> std::io::Result<()> {
+        if self.format != OutFormat::Json || self.declared.contains(&name) {
+            return Ok(());
+        }
+        self.declared.push(name);
+        self.line.clear();
+        let ths: Vec<String> = self
+            .thresholds
+            .iter()
+            .filter(|(m, _)| m == name)
+            .map(|(_, e)| json_str(e))
+            .collect();
+        let _ = writeln!(
+            self.line,
+            r#"{{"type":"Metric","data":{{"name":"{name}","type":"{ty}","contains":"{contains}","thresholds":[{}],"submetrics":null}},"metric":"{name}"}}"#,
+            ths.join(",")
+        );
+        self.emit()
+    }
+
+    /// One point: `tags` is the JSON object's inside (JSON) or the CSV
+    /// columns after the value.
+    fn point(
+        &mut self,
+        metric: (&'static str, &str, &str),
+        time: &Time,
+        value: f64,
+        tags: &str,
+    ) -> std::io::Result<()> {
+        self.declare(metric)?;
+        self.line.clear();
+        match self.format {
+            OutFormat::Json => {
+                let _ = writeln!(
+                    self.line,
+                    r#"{{"metric":"{}","type":"Point","data":{{"time":"{}","value":{},"tags":{{{tags}}}}}}}"#,
+                    metric.0,
+                    time.rfc3339,
+                    Num(value)
+                );
+            }
+            OutFormat::Csv => {
+                let _ = writeln!(
+                    self.line,
+                    "{},{},{},{tags}",
+                    metric.0,
+                    time.unix,
+                    Num(value)
+                );
+            }
+        }
+        self.buffered += 1;
+        self.emit()
+    }
+
+    fn write(&mut self, msg: &Msg) -> std::io::Result<()> {
+        match msg {
+            Msg::Request { time, sample } => self.request(&Time::of(*time), sample),
+            Msg::Second {
+                time,
+                vus,
+                vus_max,
+                dropped,
+            } => {
+                let time = Time::of(*time);
+                let tags = self.scenario_tags(None);
+                let bare = self.bare_tags();
+                self.point(SECOND_METRICS[0], &time, *vus as f64, &bare)?;
+                self.point(SECOND_METRICS[1], &time, *vus_max as f64, &bare)?;
+                if *dropped > 0 {
+                    self.point(SECOND_METRICS[2], &time, *dropped as f64, &tags)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn request(&mut self, time: &Time, s: &Sample) -> std::io::Result<()> {
+        let tags = self.request_tags(s);
+        let ms = |us: u64| us as f64 / 1000.0;
+        let values = [
+            1.0,
+            ms(s.duration_us),
+            ms(s.blocked_us),
+            ms(s.connecting_us),
+            ms(s.tls_us),
+            ms(s.sending_us),
+            ms(s.waiting_us),
+            ms(s.receiving_us),
+            f64::from(u8::from(s.error.is_some())),
+        ];
+        for (&metric, value) in REQUEST_METRICS.iter().zip(values) {
+            self.point(metric, time, value, &tags)?;
+        }
+        for i in 0..self.checks.len() {
+            let tags = self.scenario_tags(Some(i));
+            let passed = s.checks_passed & (1 << i) != 0;
+            self.point(CHECKS, time, f64::from(u8::from(passed)), &tags)?;
+        }
+        let tags = self.scenario_tags(None);
+        let values = [
+            s.bytes_sent as f64,
+            s.bytes_received as f64,
+            ms(s.duration_us),
+            1.0,
+        ];
+        for (&metric, value) in ITERATION_METRICS.iter().zip(values) {
+            self.point(metric, time, value, &tags)?;
+        }
+        Ok(())
+    }
+
+    /// A request's tags, k6's set: `error_code` only when it failed, Atlas's
+    /// own `cache_status` and `tls_version` only when known.
+    fn request_tags(&self, s: &Sample) -> String {
+        let t = &self.tags[s.route];
+        // "0" when no response came, as k6 tags it
+        let status = s.status.to_string();
+        let expected = if s.error.is_none() { "true" } else { "false" };
+        let proto = s.proto.map_or("", |p| p.as_str());
+        let tls = s.tls.map_or("", |v| v.as_str());
+        let code = s.error.map(|e| k6_error_code(e, s.status));
+        let mut out = String::with_capacity(256);
+        match self.format {
+            OutFormat::Json => {
+                let _ = write!(
+                    out,
+                    r#""expected_response":"{expected}","group":"",{},"proto":"{proto}","scenario":"default","status":"{status}""#,
+                    t.json
+                );
+                if let Some(c) = code {
+                    let _ = write!(out, r#","error_code":"{c}""#);
+                }
+                if !tls.is_empty() {
+                    let _ = write!(out, r#","tls_version":"{tls}""#);
+                }
+                if let Some(c) = s.cache {
+                    let _ = write!(out, r#","cache_status":{}"#, json_str(c.as_str()));
                 }
             }
+            OutFormat::Csv => {
+                // check,error,error_code,expected_response,group,method,name,
+                // proto,scenario,service,status,subproto,tls_version,url,extra_tags,metadata
+                let error = s.error.map_or("", |e| e.as_str());
+                let code = code.map(|c| c.to_string()).unwrap_or_default();
+                let extra = s
+                    .cache
+                    .map(|c| csv_field(&format!("cache_status={}", c.as_str())))
+                    .unwrap_or_default();
+                let _ = write!(
+                    out,
+                    ",{error},{code},{expected},,{},{proto},default,,{status},,{tls},{},{extra},",
+                    t.csv_method_name, t.csv_url
+                );
+            }
         }
-        let dropped = self.dropped.load(Ordering::Relaxed);
-        if dropped > 0 {
-            let _ = std::fs::remove_file(partial_path(&self.path));
-            return Err(Error::file(
-                &self.path,
-                std::io::Error::other(format!(
-                    "{dropped} points dropped: the disk could not keep up"
-                )),
-            ));
+        out
+    }
+
+    /// `group` and `scenario`, and `check` for check `check`.
+    fn scenario_tags(&self, check: Option<usize>) -> String {
+        match self.format {
+            OutFormat::Json => match check {
+                Some(i) => format!(
+                    r#""check":{},"group":"","scenario":"default""#,
+                    self.checks[i]
+                ),
+                None => r#""group":"","scenario":"default""#.to_string(),
+            },
+            OutFormat::Csv => {
+                let check = check.map_or("", |i| self.csv_checks[i].as_str());
+                format!("{check},,,,,,,,default,,,,,,,")
+            }
         }
-        std::fs::rename(partial_path(&self.path), &self.path)
-            .map_err(|e| Error::file(&self.path, e))
+    }
+
+    /// No tags (`vus`, `vus_max`).
+    fn bare_tags(&self) -> String {
+        match self.format {
+            OutFormat::Json => String::new(),
+            OutFormat::Csv => ",,,,,,,,,,,,,,,".to_string(),
+        }
     }
 }
 
-/// Where `--out json=FILE` writes until the run ends and renames it to
-/// FILE: FILE with `.partial` appended.
-pub fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    path.with_file_name(name)
+fn target_tags(t: &Target) -> TargetTags {
+    let method = t.method.as_str();
+    let url = t.absolute.to_string();
+    TargetTags {
+        json: format!(
+            r#""method":{},"name":{},"url":{}"#,
+            json_str(method),
+            json_str(&t.name),
+            json_str(&url)
+        ),
+        csv_method_name: format!("{},{}", csv_field(method), csv_field(&t.name)),
+        csv_url: csv_field(&url),
+    }
 }
 
-fn method_str(m: &http::Method) -> &'static str {
-    match *m {
-        http::Method::GET => "GET",
-        http::Method::HEAD => "HEAD",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::PATCH => "PATCH",
-        http::Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
+/// A point's time as k6 writes it: RFC 3339 with nanoseconds (JSON), Unix
+/// seconds (CSV).
+struct Time {
+    rfc3339: String,
+    unix: u64,
+}
+
+impl Time {
+    fn of(t: SystemTime) -> Self {
+        Time {
+            rfc3339: humantime::format_rfc3339_nanos(t).to_string(),
+            unix: t
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+}
+
+/// A number as k6 writes it: integers without a fraction.
+struct Num(f64);
+
+impl std::fmt::Display for Num {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.fract() == 0.0 && self.0.abs() < 1e15 {
+            write!(f, "{}", self.0 as i64)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes")
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_parse_as_k6_spells_them() {
+        let json: Output = "json=points.ndjson".parse().unwrap();
+        assert_eq!(json.format, OutFormat::Json);
+        assert_eq!(json.dest, OutDest::File("points.ndjson".into()));
+        assert!("json=-".parse::<Output>().unwrap().is_stdout());
+        assert_eq!(
+            "csv=a.csv".parse::<Output>().unwrap().format,
+            OutFormat::Csv
+        );
+        for bad in ["json", "json=", "influxdb=http://x"] {
+            assert!(bad.parse::<Output>().is_err(), "{bad}");
+        }
+    }
+
+    /// A disk that stops taking writes: a FIFO whose reader never reads.
+    #[test]
+    fn a_stalled_output_counts_what_it_could_not_write_and_never_blocks_the_sender() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = std::env::temp_dir().join(format!("atlas-out-stall-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("points.ndjson");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // a reader that never reads (opened first, without blocking, so
+        // the writer's open finds it)
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(0o4000) // O_NONBLOCK
+            .open(&fifo)
+            .unwrap();
+        let target = [Target {
+            name: "/".into(),
+            method: http::Method::GET,
+            uri: "/".parse().unwrap(),
+            absolute: "http://127.0.0.1:9/".parse().unwrap(),
+            headers: http::HeaderMap::new(),
+            h2_headers: http::HeaderMap::new(),
+            body: bytes::Bytes::new(),
+            pool: 0,
+            bytes_out: 0,
+        }];
+        let output: Output = format!("json={}", fifo.display()).parse().unwrap();
+        let w = PointWriter::with_queue(&output, &target, &[], &[], 4).unwrap();
+        // the pipe holds ~64 KiB, the queue 4 requests: the rest is counted
+        // (a send that waited on the writer would hang here for good)
+        for _ in 0..2_000 {
+            w.request(&Sample::default(), 0);
+        }
+        drop(reader); // now the writer's next write fails
+        let report = w.finish();
+        let per_request = request_points(0);
+        assert_eq!(
+            report.written + report.not_written,
+            2_000 * per_request,
+            "{report:?}"
+        );
+        assert!(report.not_written > 0, "{report:?}");
+        assert!(report.error.is_some(), "{report:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn error_codes_are_k6s_numbers() {
+        assert_eq!(k6_error_code(ErrorClass::ConnectRefused, 0), 1212);
+        assert_eq!(k6_error_code(ErrorClass::Http5xx, 503), 1503);
+        assert_eq!(k6_error_code(ErrorClass::Http4xx, 404), 1404);
+        assert_eq!(k6_error_code(ErrorClass::TlsUnknownIssuer, 0), 1310);
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed() {
+        assert_eq!(csv_field("/keys"), "/keys");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(Num(1.0).to_string(), "1");
+        assert_eq!(Num(0.25).to_string(), "0.25");
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::histogram::Trend;
 use crate::metrics::{ratio, CacheStatus, Metrics, SecondRow};
+use crate::output::OutputReport;
 use crate::segment::Segment;
 use crate::threshold::{
     Aggregation, MetricRef, MetricSource, Threshold, ThresholdOutcome, ThresholdSpec,
@@ -47,6 +48,9 @@ pub struct RunResult {
     /// [`crate::Interrupt`]) before its schedule ended.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// What each `--out` wrote.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputReport>,
     /// True when server certificates were not verified
     /// (`--insecure-skip-tls-verify`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -150,6 +154,7 @@ impl RunResult {
             out.scheduled += p.scheduled;
             out.aborted |= p.aborted;
             out.interrupted |= p.interrupted;
+            out.outputs.extend(p.outputs.iter().cloned());
             out.insecure_skip_tls_verify |= p.insecure_skip_tls_verify;
             out.metrics.merge(&p.metrics);
             for row in &p.series {

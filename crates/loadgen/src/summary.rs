@@ -270,6 +270,7 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
             "dropped": m.dropped,
             "aborted": r.aborted,
             "interrupted": r.interrupted,
+            "outputs": r.outputs,
             "insecure_skip_tls_verify": r.insecure_skip_tls_verify,
             "protos": m.protos,
             "tls_versions": m.tls_versions,
@@ -356,6 +357,19 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
             "  INTERRUPTED from outside (Ctrl-C or SIGTERM) after {:.1}s: the figures cover what ran",
             r.active_secs
         );
+    }
+    for o in &r.outputs {
+        let _ = writeln!(out, "  output:    {}: {} points", o.output, o.written);
+        if o.not_written > 0 {
+            let _ = writeln!(
+                out,
+                "  WARN: {} points not written to {}: it could not keep up (the run's figures are whole)",
+                o.not_written, o.output
+            );
+        }
+        if let Some(e) = &o.error {
+            let _ = writeln!(out, "  WARN: {} stopped: {e}", o.output);
+        }
     }
     if r.insecure_skip_tls_verify {
         let _ = writeln!(

@@ -1,6 +1,5 @@
 //! [`LoadTest`]: a validated configuration, and the executors that run it.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -16,7 +15,7 @@ use crate::config::{Executor, LoadConfig, RequestSpec, Timing};
 use crate::error::{Error, Result};
 use crate::histogram::{Trend, TrendStat};
 use crate::metrics::{CacheStatus, Counts, ErrorClass, Metrics, Sample, SecondRow};
-use crate::output::PointWriter;
+use crate::output::{Output, PointWriter};
 use crate::result::{RunResult, Snapshot, FORMAT_VERSION};
 use crate::schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};
 use crate::segment::Segment;
@@ -73,8 +72,9 @@ impl Observer for NoObserver {}
 pub struct RunOptions {
     /// Called once per second.
     pub observer: Option<Arc<dyn Observer>>,
-    /// Write k6-shaped NDJSON points (`--out json=FILE`) here.
-    pub out_json: Option<PathBuf>,
+    /// k6's streaming outputs (`--out json=FILE`, `csv=FILE`), written as
+    /// the run goes.
+    pub outputs: Vec<Output>,
     /// Stops the run from outside (Ctrl-C).
     pub interrupt: Option<Interrupt>,
 }
@@ -190,11 +190,12 @@ impl LoadTest {
     /// [`LoadTest::run`] with an observer and outputs.
     pub async fn run_with(&self, opts: RunOptions) -> Result<RunResult> {
         let names: Vec<String> = self.targets.iter().map(|t| t.name.clone()).collect();
+        let check_names: Vec<String> = self.checks.iter().map(|c| c.name().to_string()).collect();
         let points = opts
-            .out_json
-            .as_deref()
-            .map(|p| PointWriter::create(p, &self.thresholds))
-            .transpose()?;
+            .outputs
+            .iter()
+            .map(|o| PointWriter::create(o, &self.targets, &check_names, &self.thresholds))
+            .collect::<Result<Vec<_>>>()?;
         let shards = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .max(1);
@@ -238,6 +239,7 @@ impl LoadTest {
             curve.clone(),
             opts.observer.clone(),
             self.abort_checker(&names, self.segment_max_vus()),
+            self.segment_max_vus(),
         ));
         let (scheduled, active, max_vus) = match &self.executor {
             Executor::ConstantArrivalRate { poisson, .. }
@@ -287,9 +289,7 @@ impl LoadTest {
         }
         metrics.dropped = shared.dropped.load(Ordering::Acquire);
         metrics.max_in_flight = shared.in_flight.max();
-        if let Some(points) = &shared.points {
-            points.finish()?;
-        }
+        let outputs = shared.points.iter().map(PointWriter::finish).collect();
         let target_rate = curve.map_or(0.0, |c| {
             let d = c.duration().as_secs_f64();
             if d > 0.0 {
@@ -311,6 +311,7 @@ impl LoadTest {
             scheduled,
             aborted,
             interrupted,
+            outputs,
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
             checks: self.checks.iter().map(|c| c.name().to_string()).collect(),
             thresholds: self.threshold_specs.clone(),
@@ -414,7 +415,8 @@ struct Shared {
     dropped: AtomicU64,
     second_dropped: AtomicU64,
     stop: AtomicBool,
-    points: Option<PointWriter>,
+    /// k6's streaming outputs.
+    points: Vec<PointWriter>,
     series: Mutex<Vec<SecondRow>>,
 }
 
@@ -537,8 +539,8 @@ impl Shared {
             }
             sec.duration.record(s.duration_us);
         }
-        if let Some(points) = &self.points {
-            points.send(s, &self.targets[s.route]);
+        for w in self.points.iter() {
+            w.request(s, self.checks.len());
         }
     }
 }

@@ -38,6 +38,7 @@ pub(super) async fn tick(
     curve: Option<RateCurve>,
     observer: Option<Arc<dyn Observer>>,
     abort: Option<AbortChecker>,
+    vus_max: u64,
 ) -> bool {
     let mut series: Vec<SecondRow> = Vec::new();
     let mut second = 0u32;
@@ -81,6 +82,9 @@ pub(super) async fn tick(
         failed += row.failed;
         if !(stopping && row.requests == 0 && row.dropped == 0) {
             series.push(row);
+        }
+        for w in shared.points.iter() {
+            w.second(row.in_flight, vus_max, row.dropped);
         }
         let elapsed = start.elapsed();
         if let Some(obs) = &observer {
