@@ -138,6 +138,11 @@ pub(crate) struct LoadArgs {
     #[arg(long, env = "ATLAS_LOAD_NO_CONNECTION_REUSE")]
     no_connection_reuse: bool,
 
+    /// Read the cache status from this header, NAME=HIT_VALUES (comma-separated): X-Cache=HIT
+    /// (Varnish), CF-Cache-Status=HIT [default: X-Cache-Status, else RFC 9211 Cache-Status]
+    #[arg(long, env = "ATLAS_LOAD_CACHE_HEADER", value_name = "NAME=HIT_VALUES")]
+    cache_header: Option<String>,
+
     /// Concurrent streams per HTTP/2 connection before another opens [default: 100]
     #[arg(long, env = "ATLAS_LOAD_H2_MAX_STREAMS", value_name = "N")]
     h2_max_streams: Option<usize>,
@@ -307,6 +312,9 @@ fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
     }
     if let Some(n) = args.h2_max_streams {
         cfg.h2_max_streams = n;
+    }
+    if let Some(rule) = &args.cache_header {
+        cfg.cache_header = Some(rule.clone());
     }
     Ok(cfg)
 }

@@ -10,6 +10,8 @@ use atlas_loadgen::{
 use serde::Serialize;
 use serde_json::Value;
 
+use atlas_vocab::CacheRule;
+
 use crate::config::HealerConfig;
 use crate::error::Result;
 use crate::http::{self, Failure};
@@ -379,13 +381,28 @@ async fn admin_view(url: &str, bearer: Option<&http::Bearer>) -> AdminView {
     }
 }
 
+/// The response's cache status by the same rule as the load's `cache_hit`
+/// (`X-Cache-Status`, else RFC 9211 `Cache-Status`): `HIT`, `MISS`, ...; the
+/// raw value when it is none of those; empty without one.
+fn cache_status(r: &http::Reply) -> String {
+    match CacheRule::Standard.read(|name| r.header(name)) {
+        Some(Some(s)) => s.as_str().to_string(),
+        Some(None) => r
+            .header("x-cache-status")
+            .or_else(|| r.header("cache-status"))
+            .unwrap_or("")
+            .to_string(),
+        None => String::new(),
+    }
+}
+
 async fn probe_route(base: &str, path: &str, tls: Option<&http::Tls>) -> RouteProbe {
     let mut cache = Vec::new();
     let mut last = None;
     for _ in 0..2 {
         match http::get_tls(base, path, PROBE_LIMIT, tls).await {
             Ok(r) => {
-                cache.push(r.header("x-cache-status").unwrap_or("").to_string());
+                cache.push(cache_status(&r));
                 last = Some(Ok(r));
             }
             Err(f) => {
@@ -397,7 +414,7 @@ async fn probe_route(base: &str, path: &str, tls: Option<&http::Tls>) -> RoutePr
     let mut reordered = None;
     if let (Some(Ok(_)), Some(other)) = (&last, reordered_query(path)) {
         if let Ok(r) = http::get_tls(base, &other, PROBE_LIMIT, tls).await {
-            let status = r.header("x-cache-status").unwrap_or("").to_string();
+            let status = cache_status(&r);
             reordered = Some((other, status));
         }
     }

@@ -14,7 +14,6 @@ use crate::trace::TraceparentBuilder;
 use crate::transport::{Connector, HostPool, SetUp};
 
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-static X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
 
 /// One request of the mix, resolved and ready to send many times.
 #[derive(Debug)]
@@ -67,6 +66,7 @@ pub(crate) struct ExchangeCtx<'a> {
     pub connector: &'a Connector,
     pub traceparent: &'a TraceparentBuilder,
     pub checks: &'a [Check],
+    pub cache_rule: &'a atlas_vocab::CacheRule,
     pub timeout: Duration,
 }
 
@@ -172,10 +172,10 @@ pub(crate) async fn exchange(
             let status = parts.status.as_u16();
             sample.status = status;
             sample.error = ErrorClass::of_status(status);
-            sample.cache = parts
-                .headers
-                .get(&X_CACHE_STATUS)
-                .map(|v| CacheLabel::parse(v.as_bytes()));
+            sample.cache = ctx
+                .cache_rule
+                .read(|name| parts.headers.get(name).and_then(|v| v.to_str().ok()))
+                .map(|s| s.map_or(CacheLabel::Other, CacheLabel::Known));
             sample.bytes_received = received + head_bytes(&parts);
             for (i, c) in ctx.checks.iter().enumerate() {
                 let found = scan.as_ref().and_then(|s| s.found(i));

@@ -133,6 +133,12 @@ pub struct LoadConfig {
     /// applies too).
     #[serde(default = "default_h2_max_streams")]
     pub h2_max_streams: usize,
+    /// Where a response's cache status is read (`cache_hit`, the `cache`
+    /// counts): `NAME=HIT_VALUES` such as `X-Cache=HIT` or
+    /// `CF-Cache-Status=HIT` (default: `X-Cache-Status`, else RFC 9211
+    /// `Cache-Status`).
+    #[serde(default)]
+    pub cache_header: Option<String>,
 }
 
 /// Which HTTP version requests use.
@@ -593,6 +599,7 @@ impl LoadConfig {
             resolve: Vec::new(),
             no_connection_reuse: false,
             h2_max_streams: DEFAULT_H2_MAX_STREAMS,
+            cache_header: None,
         }
     }
 

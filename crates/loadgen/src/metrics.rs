@@ -377,7 +377,9 @@ pub struct Metrics {
     pub errors: Counts<ErrorClass>,
     /// Responses by status code.
     pub statuses: StatusCounts,
-    /// Responses by `X-Cache-Status`; responses without the header are not counted.
+    /// Responses by cache status (`X-Cache-Status`, else RFC 9211
+    /// `Cache-Status`, or the `cache_header` rule); responses without one
+    /// are not counted.
     pub cache: Counts<CacheLabel>,
     /// Passes and fails per check, in the order the checks were given.
     pub checks: Vec<CheckCount>,

@@ -150,9 +150,192 @@ pub fn cache_status_detail(value: &str) -> Option<&str> {
         .map(|d| d.trim_matches('"'))
 }
 
+/// How a response's cache status is read, the one rule for `atlas load`'s
+/// `cache_hit`, the gate and the healer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CacheRule {
+    /// `X-Cache-Status` (nginx's usual header, Atlas's own), else the RFC 9211
+    /// `Cache-Status` field (`ExampleCache; hit`, `ExampleCache; fwd=miss`).
+    #[default]
+    Standard,
+    /// A header of the user's choice and the values of it that mean a hit,
+    /// compared without case: `X-Cache=HIT` (Varnish), `CF-Cache-Status=HIT`,
+    /// `X-Cache=Hit from cloudfront`. Another value is read as a status when
+    /// it is one (`MISS`, `EXPIRED`, ...), else as a miss.
+    Header {
+        /// The header's name, lowercase.
+        name: String,
+        /// The values that mean a hit.
+        hits: Vec<String>,
+    },
+}
+
+impl std::str::FromStr for CacheRule {
+    type Err = String;
+
+    /// `NAME=VALUE[,VALUE...]`, as `--cache-header` takes it.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, values) = s.split_once('=').ok_or_else(|| {
+            format!("{s:?}: expected NAME=HIT_VALUES, e.g. X-Cache=HIT or CF-Cache-Status=HIT")
+        })?;
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
+            return Err(format!("{s:?}: {name:?} is not a header name"));
+        }
+        let hits: Vec<String> = values
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        if hits.is_empty() {
+            return Err(format!("{s:?}: no value that means a hit after '='"));
+        }
+        Ok(CacheRule::Header {
+            name: name.to_ascii_lowercase(),
+            hits,
+        })
+    }
+}
+
+impl CacheRule {
+    /// The cache status of a response whose headers `header` looks up (by
+    /// lowercase name): `None` when it carries none; `Some(None)` for a
+    /// value the rule cannot place.
+    pub fn read<'a>(
+        &self,
+        header: impl Fn(&str) -> Option<&'a str>,
+    ) -> Option<Option<CacheStatus>> {
+        match self {
+            CacheRule::Standard => match header("x-cache-status") {
+                Some(v) => Some(CacheStatus::parse(v.as_bytes())),
+                None => header("cache-status").map(rfc9211_status),
+            },
+            CacheRule::Header { name, hits } => {
+                let v = header(name)?.trim();
+                if hits.iter().any(|h| h.eq_ignore_ascii_case(v)) {
+                    return Some(Some(CacheStatus::Hit));
+                }
+                Some(Some(
+                    CacheStatus::parse(v.as_bytes())
+                        .filter(|s| *s != CacheStatus::Hit)
+                        .unwrap_or(CacheStatus::Miss),
+                ))
+            }
+        }
+    }
+}
+
+/// The status an RFC 9211 `Cache-Status` field gives, from its last member
+/// (the cache nearest the client): `hit` is a hit; `fwd=bypass` a bypass;
+/// `fwd=stale` a revalidation when the origin answered 304, else expired;
+/// any other `fwd` a miss.
+fn rfc9211_status(field: &str) -> Option<CacheStatus> {
+    let member = field.rsplit(',').next()?;
+    let mut params = member.split(';').skip(1).map(str::trim);
+    let (mut hit, mut fwd, mut fwd_status) = (false, None, None);
+    for p in params.by_ref() {
+        match p.split_once('=') {
+            None if p == "hit" => hit = true,
+            Some(("fwd", v)) => fwd = Some(v.trim_matches('"')),
+            Some(("fwd-status", v)) => fwd_status = Some(v),
+            _ => {}
+        }
+    }
+    if hit {
+        return Some(CacheStatus::Hit);
+    }
+    match fwd? {
+        "bypass" => Some(CacheStatus::Bypass),
+        "stale" if fwd_status == Some("304") => Some(CacheStatus::Revalidated),
+        "stale" => Some(CacheStatus::Expired),
+        _ => Some(CacheStatus::Miss),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers<'a>(list: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> {
+        move |n| list.iter().find(|(k, _)| *k == n).map(|(_, v)| *v)
+    }
+
+    #[test]
+    fn the_standard_rule_reads_x_cache_status_then_rfc_9211() {
+        let std = CacheRule::Standard;
+        assert_eq!(
+            std.read(headers(&[("x-cache-status", "HIT")])),
+            Some(Some(CacheStatus::Hit))
+        );
+        assert_eq!(std.read(headers(&[])), None, "no header, not counted");
+        assert_eq!(
+            std.read(headers(&[("x-cache-status", "weird")])),
+            Some(None)
+        );
+        for (field, want) in [
+            ("ExampleCache; hit", CacheStatus::Hit),
+            ("Origin; fwd=miss, CDN; hit; ttl=30", CacheStatus::Hit),
+            ("CDN; hit, Edge; fwd=uri-miss; stored", CacheStatus::Miss),
+            ("Edge; fwd=bypass", CacheStatus::Bypass),
+            ("Edge; fwd=stale; fwd-status=304", CacheStatus::Revalidated),
+            ("Edge; fwd=stale; fwd-status=200", CacheStatus::Expired),
+            ("atlas; fwd=miss; detail=set-cookie", CacheStatus::Miss),
+        ] {
+            assert_eq!(
+                std.read(headers(&[("cache-status", field)])),
+                Some(Some(want)),
+                "{field}"
+            );
+        }
+        assert_eq!(
+            std.read(headers(&[("cache-status", "Edge; ttl=3")])),
+            Some(None)
+        );
+        // X-Cache-Status wins when both are there
+        assert_eq!(
+            std.read(headers(&[
+                ("x-cache-status", "MISS"),
+                ("cache-status", "atlas; hit")
+            ])),
+            Some(Some(CacheStatus::Miss))
+        );
+    }
+
+    #[test]
+    fn a_header_rule_names_the_header_and_its_hit_values() {
+        let cf: CacheRule = "X-Cache=Hit from cloudfront,RefreshHit from cloudfront"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            cf.read(headers(&[("x-cache", "Hit from cloudfront")])),
+            Some(Some(CacheStatus::Hit))
+        );
+        assert_eq!(
+            cf.read(headers(&[("x-cache", "hit FROM cloudfront")])),
+            Some(Some(CacheStatus::Hit))
+        );
+        assert_eq!(
+            cf.read(headers(&[("x-cache", "Miss from cloudfront")])),
+            Some(Some(CacheStatus::Miss))
+        );
+        assert_eq!(
+            cf.read(headers(&[("x-cache-status", "HIT")])),
+            None,
+            "only its header counts"
+        );
+        let varnish: CacheRule = "X-Cache=HIT".parse().unwrap();
+        assert_eq!(
+            varnish.read(headers(&[("x-cache", "EXPIRED")])),
+            Some(Some(CacheStatus::Expired))
+        );
+        for bad in ["X-Cache", "=HIT", "X Cache=HIT", "X-Cache="] {
+            assert!(bad.parse::<CacheRule>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn statuses_read_back_as_written() {

@@ -32,5 +32,5 @@ pub mod demo;
 pub mod duration;
 mod knob;
 
-pub use cache::{cache_status_detail, CacheStatus, NoCacheReason};
+pub use cache::{cache_status_detail, CacheRule, CacheStatus, NoCacheReason};
 pub use knob::ProxyKnob;

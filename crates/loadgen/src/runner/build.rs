@@ -278,6 +278,12 @@ impl LoadTest {
             h2_max_streams: cfg.h2_max_streams,
             needs_tls: endpoints.iter().any(|e| e.tls),
         })?;
+        let cache_rule = match &cfg.cache_header {
+            Some(s) => s
+                .parse::<atlas_vocab::CacheRule>()
+                .map_err(|e| Error::config("cache_header", e))?,
+            None => atlas_vocab::CacheRule::Standard,
+        };
         let trace = match &cfg.trace_id {
             Some(s) => s.parse()?,
             None => TraceId::random(),
@@ -290,6 +296,7 @@ impl LoadTest {
             insecure_skip_tls_verify: cfg.insecure_skip_tls_verify,
             cumulative_weights,
             checks: checks.into(),
+            cache_rule,
             thresholds,
             threshold_specs,
             trace,

@@ -133,6 +133,7 @@ pub struct LoadTest {
     insecure_skip_tls_verify: bool,
     cumulative_weights: Vec<u64>,
     checks: Arc<[Check]>,
+    cache_rule: atlas_vocab::CacheRule,
     thresholds: Vec<Threshold>,
     threshold_specs: Vec<(String, Vec<ThresholdSpec>)>,
     trace: TraceId,
@@ -205,6 +206,7 @@ impl LoadTest {
             connector: self.connector.clone(),
             traceparent: TraceparentBuilder::new(self.trace),
             checks: self.checks.clone(),
+            cache_rule: self.cache_rule.clone(),
             timeout: self.timeout,
             shards: (0..shards)
                 .map(|_| {
@@ -409,6 +411,7 @@ struct Shared {
     connector: Connector,
     traceparent: TraceparentBuilder,
     checks: Arc<[Check]>,
+    cache_rule: atlas_vocab::CacheRule,
     timeout: Duration,
     shards: Box<[Mutex<Shard>]>,
     in_flight: InFlight,
@@ -520,6 +523,7 @@ impl Shared {
             connector: &self.connector,
             traceparent: &self.traceparent,
             checks: &self.checks,
+            cache_rule: &self.cache_rule,
             timeout: self.timeout,
         };
         exchange(&ctx, route, &self.targets[route], due, seq).await
