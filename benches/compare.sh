@@ -217,6 +217,19 @@ for rep in $(seq "$REPEATS"); do
     for q in $RATES; do
       run_one rate "atlas load --rate $q" k6 "$rep" target_rps="$q" planned_s="$DURATION" -- \
         "$ATLAS" load "$NGINX/" --rate "$q" --duration "$D" -q "$SUMMARY_JSON" @JSON@
+      # the generator's own lateness: schedule_lag's p95 beside the record
+      python3 - "$RESULTS" "$OUTDIR/raw/$(echo "rate-atlas load --rate $q" | tr -c 'A-Za-z0-9._-' '_' | tr -s '_')-r$rep.json" <<'PY'
+import json, sys
+results, summary = sys.argv[1], sys.argv[2]
+lines = open(results).read().splitlines()
+rec = json.loads(lines[-1])
+try:
+    rec["lag_p95_ms"] = json.load(open(summary))["metrics"]["schedule_lag"]["values"]["p(95)"]
+except (OSError, KeyError, ValueError):
+    rec["lag_p95_ms"] = None
+lines[-1] = json.dumps(rec)
+open(results, "w").write("\n".join(lines) + "\n")
+PY
     done
   fi
   if section_on stampede; then

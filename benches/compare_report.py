@@ -151,14 +151,17 @@ def main():
     # rate accuracy
     if pick("rate"):
         out += ["## Rate accuracy of atlas load (nginx micro-cache HIT)", "",
-                "| asked req/s | expected | requests | error | dropped | p99 ms |", "|---|---|---|---|---|---|"]
+                "| asked req/s | expected | requests | error | dropped | p99 ms | schedule_lag p95 ms |", "|---|---|---|---|---|---|---|"]
         for q in sorted({r.get("target_rps") for r in pick("rate")}):
             rs = pick("rate", target_rps=q)
             expected = q * rs[0].get("planned_s", 0)
             err = fig(f"rate {q} error_pct", stats([abs((r.get("requests") or 0) - expected) / expected * 100 for r in rs]))
             reqs = stats([r.get("requests") for r in rs])
+            lag = fig(f"rate {q} lag_p95_ms", stats([r.get("lag_p95_ms") for r in rs]))
             out.append(f"| {q:,} | {expected:,.0f} | {fmt(reqs)} | {fmt(err, 3, ' %')} | {fmt(stats([r.get('dropped_iterations') for r in rs]))} | "
-                       f"{fmt(stats([r.get('p99_ms') for r in rs]), 2)} |")
+                       f"{fmt(stats([r.get('p99_ms') for r in rs]), 2)} | {fmt(lag, 3)} |")
+            if lag is not None and q <= 20000:
+                aims.append((f"schedule_lag p95 ≤ 0.3 ms at {q:,} req/s", lag["median"] <= 0.3, f"{lag['median']:.3f} ms"))
             if err is None:
                 continue
             # A rate above what the target serves on this machine (wrk's
@@ -204,7 +207,7 @@ def main():
             if rs:
                 rps = fig(f"tls-proxy {t} rps", stats([r.get("rps") for r in rs]))
                 out.append(f"| {t} | {fmt(rps)} | {fmt(stats([r.get('p50_ms') for r in rs]), 2)} | "
-                           f"{fmt(stats([r.get('p99_ms') for r in rs]), 2)} |")
+                           f"{fmt(stats([r.get('p99_ms') for r in rs]), 2)} | {fmt(lag, 3)} |")
         n = ratio("tls-proxy atlas/nginx", figures.get("tls-proxy atlas rps"), figures.get("tls-proxy nginx rps"))
         out += ["", f"- Atlas / nginx over TLS **{r2(n)}**", ""]
         if n is not None:

@@ -71,7 +71,7 @@ pub use error::{Error, Result};
 pub use histogram::{Trend, TrendStat, MAX_MICROS};
 pub use metrics::{
     CacheLabel, CacheStatus, CheckCount, Counts, ErrorClass, Label, Metrics, Proto, RouteMetrics,
-    SecondRow, StatusCounts, TlsVersion,
+    SecondRow, StatusCounts, TaggedMetrics, TlsVersion,
 };
 pub use output::{OutDest, OutFormat, Output, OutputReport};
 pub use result::{write_atomic, RunResult, FORMAT_VERSION};

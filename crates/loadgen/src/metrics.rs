@@ -360,6 +360,119 @@ pub struct RouteMetrics {
     pub cache: Counts<CacheLabel>,
 }
 
+/// The requests carrying one tag value, kept for the thresholds that filter
+/// on it (k6's submetrics): `http_reqs{status:200}`,
+/// `http_req_duration{cache_status:HIT}`, `http_req_failed{method:POST}`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TaggedMetrics {
+    /// The tag: `status`, `method`, `cache_status` or `group`.
+    pub tag: String,
+    /// Its value.
+    pub value: String,
+    /// Completed requests with it.
+    pub requests: u64,
+    /// Of which failed.
+    pub failed: u64,
+    /// Their `http_req_duration`.
+    pub duration: Trend,
+    /// Their cache statuses.
+    pub cache: Counts<CacheLabel>,
+    /// Which requests carry the value (not kept in results files: a merged
+    /// result is read, not recorded into).
+    #[serde(skip)]
+    on: TagMatch,
+}
+
+/// How a sample is told to carry a tag value.
+#[derive(Clone, Debug, Default, PartialEq)]
+enum TagMatch {
+    /// The response's status code.
+    Status(u16),
+    /// The response's cache status, by its name.
+    Cache(String),
+    /// The routes whose requests carry it (`method`, `group`).
+    Routes(Vec<bool>),
+    /// None.
+    #[default]
+    Never,
+}
+
+impl PartialEq for TaggedMetrics {
+    /// The figures, not how they were told apart (a results file does not
+    /// keep that).
+    fn eq(&self, o: &Self) -> bool {
+        (
+            &self.tag,
+            &self.value,
+            self.requests,
+            self.failed,
+            &self.duration,
+            &self.cache,
+        ) == (
+            &o.tag,
+            &o.value,
+            o.requests,
+            o.failed,
+            &o.duration,
+            &o.cache,
+        )
+    }
+}
+
+impl TaggedMetrics {
+    /// Figures for `tag:value`; `routes` tells, per route of the mix, its
+    /// method and group.
+    ///
+    /// # Errors
+    /// A message when the tag is not one a request carries or the value
+    /// cannot be one of its values.
+    pub(crate) fn new(tag: &str, value: &str, routes: &[(&str, &str)]) -> Result<Self, String> {
+        let on = match tag {
+            "status" => TagMatch::Status(
+                value
+                    .parse()
+                    .map_err(|_| format!("status {value:?} is not a status code"))?,
+            ),
+            "cache_status" => TagMatch::Cache(value.to_ascii_uppercase()),
+            "method" => {
+                let hits: Vec<bool> = routes
+                    .iter()
+                    .map(|(m, _)| m.eq_ignore_ascii_case(value))
+                    .collect();
+                if !hits.contains(&true) {
+                    return Err(format!("no request has method {value:?}"));
+                }
+                TagMatch::Routes(hits)
+            }
+            "group" => {
+                let hits: Vec<bool> = routes.iter().map(|(_, g)| *g == value).collect();
+                if !hits.contains(&true) {
+                    return Err(format!(
+                        "no request is in group {value:?} (requests are in group \"\")"
+                    ));
+                }
+                TagMatch::Routes(hits)
+            }
+            other => return Err(format!("requests have no tag {other:?}")),
+        };
+        Ok(TaggedMetrics {
+            tag: tag.to_string(),
+            value: value.to_string(),
+            on,
+            ..TaggedMetrics::default()
+        })
+    }
+
+    fn carries(&self, s: &Sample) -> bool {
+        match &self.on {
+            TagMatch::Status(code) => s.status == *code,
+            TagMatch::Cache(name) => s.cache.is_some_and(|c| c.as_str() == name),
+            TagMatch::Routes(hits) => hits.get(s.route).copied().unwrap_or(false),
+            TagMatch::Never => false,
+        }
+    }
+}
+
 /// Everything a run (or a merge of runs) counted.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -420,6 +533,9 @@ pub struct Metrics {
     pub tls_versions: Counts<TlsVersion>,
     /// Per route, in the order of the request mix.
     pub routes: Vec<RouteMetrics>,
+    /// Per tag value a threshold filters on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tagged: Vec<TaggedMetrics>,
 }
 
 impl Metrics {
@@ -490,6 +606,14 @@ impl Metrics {
         if s.error.is_some() {
             r.failed += 1;
         }
+        for t in self.tagged.iter_mut().filter(|t| t.carries(s)) {
+            t.requests += 1;
+            t.failed += u64::from(s.error.is_some());
+            t.duration.record(s.duration_us);
+            if let Some(c) = s.cache {
+                t.cache.incr(c);
+            }
+        }
     }
 
     /// Adds every count and distribution of `other` (same routes and checks).
@@ -525,6 +649,21 @@ impl Metrics {
             a.duration.merge(&b.duration);
             a.statuses.merge(&b.statuses);
             a.cache.merge(&b.cache);
+        }
+        for b in &other.tagged {
+            match self
+                .tagged
+                .iter_mut()
+                .find(|a| a.tag == b.tag && a.value == b.value)
+            {
+                Some(a) => {
+                    a.requests += b.requests;
+                    a.failed += b.failed;
+                    a.duration.merge(&b.duration);
+                    a.cache.merge(&b.cache);
+                }
+                None => self.tagged.push(b.clone()),
+            }
         }
     }
 

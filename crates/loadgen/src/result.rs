@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::histogram::Trend;
-use crate::metrics::{ratio, CacheStatus, Metrics, SecondRow};
+use crate::metrics::{ratio, CacheLabel, CacheStatus, Counts, Metrics, SecondRow};
 use crate::output::OutputReport;
 use crate::segment::Segment;
 use crate::threshold::{
@@ -254,6 +254,14 @@ impl MetricSource for Snapshot {
     }
 }
 
+/// The counts of the requests a tag filter narrows to.
+struct Part<'a> {
+    requests: u64,
+    failed: u64,
+    duration: &'a Trend,
+    cache: &'a Counts<CacheLabel>,
+}
+
 /// A metric's statistic from a run's counters: `rate` statistics divide by
 /// `active_secs`; `vus_max` is `max_vus`.
 fn value_of(
@@ -263,11 +271,27 @@ fn value_of(
     metric: &MetricRef,
     agg: Aggregation,
 ) -> Option<f64> {
-    let route = match &metric.tag {
-        Some((k, v)) if k == "name" => match m.routes.iter().find(|r| &r.name == v) {
-            Some(r) => Some(r),
-            None => return None,
-        },
+    // the requests a tag filter narrows to: a route by name, or a tag
+    // value counted apart (status, method, cache_status, group)
+    let part = match &metric.tag {
+        Some((k, v)) if k == "name" => {
+            let r = m.routes.iter().find(|r| &r.name == v)?;
+            Some(Part {
+                requests: r.requests,
+                failed: r.failed,
+                duration: &r.duration,
+                cache: &r.cache,
+            })
+        }
+        Some((k, v)) if k != "expected_response" => {
+            let t = m.tagged.iter().find(|t| &t.tag == k && &t.value == v)?;
+            Some(Part {
+                requests: t.requests,
+                failed: t.failed,
+                duration: &t.duration,
+                cache: &t.cache,
+            })
+        }
         _ => None,
     };
     let per_sec = |n: u64| (active_secs > 0.0).then(|| n as f64 / active_secs);
@@ -281,13 +305,13 @@ fn value_of(
         _ => None,
     };
     match metric.name.as_str() {
-        "http_reqs" => counter(route.map_or(m.requests, |r| r.requests)),
+        "http_reqs" => counter(part.as_ref().map_or(m.requests, |p| p.requests)),
         "iterations" => counter(m.requests),
         "dropped_iterations" => counter(m.dropped),
         "data_sent" => counter(m.data_sent),
         "data_received" => counter(m.data_received),
-        "http_req_failed" => match route {
-            Some(r) => ratio(r.failed, r.requests),
+        "http_req_failed" => match &part {
+            Some(p) => ratio(p.failed, p.requests),
             None => m.failure_ratio(),
         },
         "checks" => {
@@ -295,12 +319,12 @@ fn value_of(
             let fails: u64 = m.checks.iter().map(|c| c.fails).sum();
             ratio(passes, passes + fails)
         }
-        "cache_hit" => match route {
-            Some(r) => ratio(r.cache.get(CacheStatus::Hit), r.cache.total()),
+        "cache_hit" => match &part {
+            Some(p) => ratio(p.cache.get(CacheStatus::Hit), p.cache.total()),
             None => m.cache_hit_ratio(),
         },
-        "http_req_duration" => match (&metric.tag, route) {
-            (_, Some(r)) => trend(&r.duration),
+        "http_req_duration" => match (&metric.tag, &part) {
+            (_, Some(p)) => trend(p.duration),
             (Some((_, v)), None) if v == "true" => trend(&m.duration_ok),
             (Some(_), None) => {
                 // expected_response:false — the failed requests' durations are

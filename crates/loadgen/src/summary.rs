@@ -182,6 +182,31 @@ fn entries(r: &RunResult) -> Vec<Entry> {
             );
         }
     }
+    // the tag values thresholds filter on, as k6 lists submetrics
+    for t in &m.tagged {
+        let sub = |metric: &str| format!("{metric}{{{}:{}}}", t.tag, t.value);
+        put(
+            sub("http_req_duration"),
+            "trend",
+            "time",
+            trend_values(&t.duration),
+        );
+        put(sub("http_reqs"), "counter", "default", counter(t.requests));
+        put(
+            sub("http_req_failed"),
+            "rate",
+            "default",
+            rate_values(t.failed, t.requests),
+        );
+        if t.cache.total() > 0 {
+            put(
+                sub("cache_hit"),
+                "rate",
+                "default",
+                rate_values(t.cache.get(CacheStatus::Hit), t.cache.total()),
+            );
+        }
+    }
     out
 }
 

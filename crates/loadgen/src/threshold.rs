@@ -35,16 +35,26 @@ impl MetricType {
     }
 }
 
+/// The tags a request's counts can be filtered by in a threshold.
+const REQUEST_TAGS: &[&str] = &["name", "status", "method", "cache_status", "group"];
+
 /// Every metric Atlas reports: name, type, what it contains (k6's `contains`),
 /// and the tags it can be filtered by in a threshold.
 pub const METRICS: &[(&str, MetricType, &str, &[&str])] = &[
-    ("http_reqs", MetricType::Counter, "default", &["name"]),
-    ("http_req_failed", MetricType::Rate, "default", &["name"]),
+    ("http_reqs", MetricType::Counter, "default", REQUEST_TAGS),
+    ("http_req_failed", MetricType::Rate, "default", REQUEST_TAGS),
     (
         "http_req_duration",
         MetricType::Trend,
         "time",
-        &["name", "expected_response"],
+        &[
+            "name",
+            "expected_response",
+            "status",
+            "method",
+            "cache_status",
+            "group",
+        ],
     ),
     ("http_req_blocked", MetricType::Trend, "time", &[]),
     ("http_req_connecting", MetricType::Trend, "time", &[]),
@@ -59,7 +69,12 @@ pub const METRICS: &[(&str, MetricType, &str, &[&str])] = &[
     ("data_sent", MetricType::Counter, "data", &[]),
     ("data_received", MetricType::Counter, "data", &[]),
     ("checks", MetricType::Rate, "default", &[]),
-    ("cache_hit", MetricType::Rate, "default", &["name"]),
+    (
+        "cache_hit",
+        MetricType::Rate,
+        "default",
+        &["name", "method", "group"],
+    ),
     ("vus", MetricType::Gauge, "default", &[]),
     ("vus_max", MetricType::Gauge, "default", &[]),
 ];
@@ -296,7 +311,8 @@ impl Threshold {
     }
 
     /// Parses the one-line form used on the command line:
-    /// `METRIC: EXPR`, optionally followed by `, abortOnFail`.
+    /// `METRIC: EXPR`, optionally followed by `, abortOnFail` and
+    /// `, delayAbortEval=10s` (k6's options of the object form).
     pub fn parse_line(line: &str) -> Result<Self> {
         let bad = |message: &str| Error::Threshold {
             expr: line.to_string(),
@@ -313,10 +329,24 @@ impl Threshold {
         let expr = parts.next().unwrap_or("");
         let mut t = Threshold::parse(metric, expr)?;
         for opt in parts {
-            match opt.trim() {
-                "abortOnFail" => t.abort_on_fail = true,
-                other => return Err(bad(&format!("unknown option {other:?} (only abortOnFail)"))),
+            match opt.trim().split_once('=') {
+                None if opt.trim() == "abortOnFail" => t.abort_on_fail = true,
+                Some(("delayAbortEval", d)) => {
+                    t.delay_abort_eval = atlas_vocab::duration::parse(d)
+                        .map_err(|m| bad(&format!("delayAbortEval: {m}")))?;
+                }
+                _ => {
+                    return Err(bad(&format!(
+                        "unknown option {:?} (abortOnFail, delayAbortEval=DURATION)",
+                        opt.trim()
+                    )))
+                }
             }
+        }
+        if !t.delay_abort_eval.is_zero() && !t.abort_on_fail {
+            return Err(bad(
+                "delayAbortEval only delays abortOnFail; add abortOnFail",
+            ));
         }
         Ok(t)
     }
@@ -481,6 +511,12 @@ mod tests {
         assert_eq!(t.expr, "p(99)<300");
         let t = Threshold::parse_line("http_req_failed: rate<0.05, abortOnFail").unwrap();
         assert!(t.abort_on_fail);
+        assert_eq!(t.delay_abort_eval, Duration::ZERO);
+        let t =
+            Threshold::parse_line("http_req_failed: rate<0.05, abortOnFail, delayAbortEval=10s")
+                .unwrap();
+        assert!(t.abort_on_fail);
+        assert_eq!(t.delay_abort_eval, Duration::from_secs(10));
     }
 
     #[test]
@@ -497,6 +533,14 @@ mod tests {
             ("data_sent{name:/}: count>0", "no tags"),
             ("http_req_duration{name:/: p(95)<200", "ends with"),
             ("http_req_failed: rate<0.01, abortOnFial", "unknown option"),
+            (
+                "http_req_failed: rate<0.01, abortOnFail, delayAbortEval=soon",
+                "delayAbortEval",
+            ),
+            (
+                "http_req_failed: rate<0.01, delayAbortEval=10s",
+                "add abortOnFail",
+            ),
         ];
         for (line, want) in cases {
             let e = Threshold::parse_line(line).expect_err(line).to_string();

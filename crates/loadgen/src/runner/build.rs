@@ -255,16 +255,28 @@ impl LoadTest {
         }
         let mut thresholds = Vec::new();
         let mut threshold_specs = Vec::new();
+        let mut tagged: Vec<TaggedMetrics> = Vec::new();
+        // every request is in the root group until scenarios have groups
+        let routes: Vec<(&str, &str)> = targets.iter().map(|t| (t.method.as_str(), "")).collect();
         for (metric, specs) in &cfg.thresholds {
             for s in specs {
                 let t = Threshold::from_spec(metric, s)?;
-                if let Some((k, v)) = &t.metric.tag {
-                    if k == "name" && !targets.iter().any(|x| &x.name == v) {
-                        return Err(Error::Threshold {
-                            expr: format!("{}: {}", t.metric, t.expr),
-                            message: format!("no request is named {v:?}"),
-                        });
+                let bad = |message: String| Error::Threshold {
+                    expr: format!("{}: {}", t.metric, t.expr),
+                    message,
+                };
+                match &t.metric.tag {
+                    Some((k, v)) if k == "name" && !targets.iter().any(|x| &x.name == v) => {
+                        return Err(bad(format!("no request is named {v:?}")));
                     }
+                    Some((k, v))
+                        if k != "name"
+                            && k != "expected_response"
+                            && !tagged.iter().any(|x| &x.tag == k && &x.value == v) =>
+                    {
+                        tagged.push(TaggedMetrics::new(k, v, &routes).map_err(bad)?);
+                    }
+                    _ => {}
                 }
                 thresholds.push(t);
             }
@@ -297,6 +309,7 @@ impl LoadTest {
             cumulative_weights,
             checks: checks.into(),
             cache_rule,
+            tagged,
             thresholds,
             threshold_specs,
             trace,

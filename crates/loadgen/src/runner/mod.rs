@@ -14,7 +14,7 @@ use crate::client::{exchange, request_bytes, ExchangeCtx, Target};
 use crate::config::{Executor, LoadConfig, RequestSpec, Timing};
 use crate::error::{Error, Result};
 use crate::histogram::{Trend, TrendStat};
-use crate::metrics::{CacheStatus, Counts, ErrorClass, Metrics, Sample, SecondRow};
+use crate::metrics::{CacheStatus, Counts, ErrorClass, Metrics, Sample, SecondRow, TaggedMetrics};
 use crate::output::{Output, PointWriter};
 use crate::result::{RunResult, Snapshot, FORMAT_VERSION};
 use crate::schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};
@@ -134,6 +134,8 @@ pub struct LoadTest {
     cumulative_weights: Vec<u64>,
     checks: Arc<[Check]>,
     cache_rule: atlas_vocab::CacheRule,
+    /// The tag values thresholds filter on, each counted apart.
+    tagged: Vec<TaggedMetrics>,
     thresholds: Vec<Threshold>,
     threshold_specs: Vec<(String, Vec<ThresholdSpec>)>,
     trace: TraceId,
@@ -211,7 +213,10 @@ impl LoadTest {
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
-                        total: Metrics::new(&names, self.checks.len()),
+                        total: Metrics {
+                            tagged: self.tagged.clone(),
+                            ..Metrics::new(&names, self.checks.len())
+                        },
                         second: SecondAcc::new(),
                     })
                 })
