@@ -46,6 +46,10 @@ pub(crate) struct GateArgs {
     /// Accept any certificate from an https:// --target (k6's insecureSkipTLSVerify)
     #[arg(long)]
     insecure_skip_tls_verify: bool,
+    /// Read the cache status from this header, NAME=HIT_VALUES: X-Cache=HIT (Varnish),
+    /// CF-Cache-Status=HIT [default: X-Cache-Status, else RFC 9211 Cache-Status]
+    #[arg(long, env = "ATLAS_CACHE_HEADER", value_name = "NAME=HIT_VALUES")]
+    cache_header: Option<String>,
     /// Constant arrival rate, requests/s [default: 500]
     #[arg(long, env = "ATLAS_RATE", value_name = "N")]
     rate: Option<f64>,
@@ -104,6 +108,7 @@ impl GateArgs {
         set(&mut cfg.admin, &self.admin);
         cfg.cacert.extend(self.cacert.iter().cloned());
         cfg.insecure_skip_tls_verify |= self.insecure_skip_tls_verify;
+        set(&mut cfg.cache_header, &self.cache_header);
         set(&mut cfg.out, &self.out);
         set(&mut cfg.lighthouse, &self.lighthouse);
         set(&mut cfg.chromium, &self.chromium);

@@ -34,6 +34,10 @@ pub(crate) struct HealArgs {
     /// Where the application listens: the fix for SC-NAME points `upstream` there
     #[arg(long, value_name = "URL")]
     app: Option<String>,
+    /// Read the cache status from this header, NAME=HIT_VALUES: X-Cache=HIT (Varnish),
+    /// CF-Cache-Status=HIT [default: X-Cache-Status, else RFC 9211 Cache-Status]
+    #[arg(long, value_name = "NAME=HIT_VALUES")]
+    cache_header: Option<String>,
     /// Manage the proxy: start `atlas proxy --config FILE` when nothing listens (SC-NET)
     #[arg(long, value_name = "FILE")]
     proxy_config: Option<PathBuf>,
@@ -105,6 +109,7 @@ impl HealArgs {
                 .map(|t| atlas_healer::Bearer(t.expose().to_string()))
         });
         cfg.app = self.app.clone();
+        cfg.cache_header = self.cache_header.clone();
         cfg.dry_run = self.dry_run;
         cfg.max_iterations = self.max_iterations;
         cfg.max_attempts_per_knob = self.max_attempts;

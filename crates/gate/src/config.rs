@@ -38,6 +38,10 @@ pub struct GateConfig {
     /// Accept any certificate from an `https://` target (default off; the
     /// load summary says so).
     pub insecure_skip_tls_verify: bool,
+    /// Where responses' cache status is read, `NAME=HIT_VALUES` (`X-Cache=HIT`
+    /// for Varnish, `CF-Cache-Status=HIT`); default `X-Cache-Status`, else
+    /// RFC 9211 `Cache-Status`. The hit threshold and the healer use it.
+    pub cache_header: Option<String>,
     /// The Atlas proxy's admin API in front of `target` (the healer changes
     /// knobs through it). Default: none, the healer only observes.
     pub admin: Option<String>,
@@ -87,6 +91,7 @@ impl Default for GateConfig {
             target: None,
             cacert: Vec::new(),
             insecure_skip_tls_verify: false,
+            cache_header: None,
             admin: None,
             admin_token: None,
             rate: 500.0,
@@ -220,6 +225,10 @@ impl GateConfig {
                 self.at("cacert"),
                 "applies to an https:// target; the embedded stack is plain HTTP",
             ));
+        }
+        if let Some(rule) = &self.cache_header {
+            rule.parse::<atlas_vocab::CacheRule>()
+                .map_err(|e| Error::config(self.at("cache_header"), e))?;
         }
         if self.admin.is_some() && self.target.is_none() {
             return Err(Error::config(

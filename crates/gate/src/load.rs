@@ -60,6 +60,7 @@ pub(crate) async fn run(
     });
     lc.target = Some(target.to_string());
     lc.cacert = cfg.cacert.clone();
+    lc.cache_header = cfg.cache_header.clone();
     lc.insecure_skip_tls_verify = cfg.insecure_skip_tls_verify;
     lc.requests = cfg.requests.clone();
     lc.trace_id = Some(trace.to_string());

@@ -242,6 +242,7 @@ impl Gate {
 
         let mut hcfg = HealerConfig::new(stack.target.clone());
         hcfg.cacert = cfg.cacert.clone();
+        hcfg.cache_header = cfg.cache_header.clone();
         hcfg.insecure_skip_tls_verify = cfg.insecure_skip_tls_verify;
         hcfg.admin = stack.admin.clone();
         hcfg.admin_token = stack.admin_token.clone();

@@ -89,3 +89,59 @@ async fn the_stack_stands_up_and_shuts_down() {
         "nothing listens after shutdown"
     );
 }
+
+/// A cache speaking Varnish's `X-Cache: HIT` (a real server on loopback): the
+/// gate's hit threshold reads it with `cache_header`, and without it sees no
+/// cache status at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_header_rule_lets_the_gate_read_another_caches_hits() {
+    let varnish = atlas_testkit::spawn_origin(Arc::new(|_req, _t| {
+        atlas_testkit::Reply::ok("cached").header("x-cache", "HIT")
+    }))
+    .await;
+    let run = |cache_header: Option<&str>, name: &str| {
+        let cfg = GateConfig {
+            target: Some(varnish.url("")),
+            cache_header: cache_header.map(str::to_string),
+            rate: 50.0,
+            duration: Duration::from_secs(2),
+            heal: false,
+            out: Some(scratch(name)),
+            requests: vec![atlas_loadgen::RequestSpec::route("/").unwrap()],
+            ..GateConfig::default()
+        };
+        async move {
+            let gate = Gate::new(cfg).unwrap().audit(Box::new(NoAudit));
+            tokio::time::timeout(Duration::from_secs(120), gate.run())
+                .await
+                .expect("the gate ends by itself")
+                .unwrap()
+        }
+    };
+    let o = run(Some("X-Cache=HIT"), "varnish-rule").await;
+    assert_eq!(o.class, Class::Green, "{}", o.packet);
+    assert_eq!(o.loads[0].result.metrics.cache_hit_ratio(), Some(1.0));
+
+    let o = run(None, "varnish-no-rule").await;
+    assert_ne!(
+        o.class,
+        Class::Green,
+        "no cache status, no hits: {}",
+        o.packet
+    );
+    assert_eq!(
+        o.loads.last().map(|l| l.result.metrics.cache.total()),
+        Some(0)
+    );
+
+    let bad = GateConfig {
+        target: Some(varnish.url("")),
+        cache_header: Some("X-Cache".into()),
+        ..GateConfig::default()
+    };
+    let Err(err) = Gate::new(bad) else {
+        panic!("a malformed rule is refused");
+    };
+    let err = err.to_string();
+    assert!(err.contains("cache_header"), "{err}");
+}

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use atlas_loadgen::RequestSpec;
+use atlas_vocab::CacheRule;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -116,15 +117,33 @@ pub struct HealerConfig {
     pub passes: u32,
     /// Pause after a rollback, doubled each time (default 500 ms).
     pub backoff: Duration,
+    /// Where responses' cache status is read, `NAME=HIT_VALUES` as
+    /// `atlas load --cache-header` (default: `X-Cache-Status`, else RFC 9211
+    /// `Cache-Status`).
+    pub cache_header: Option<String>,
 }
 
 impl HealerConfig {
+    /// The rule that reads a response's cache status.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `cache_header` when it is malformed.
+    pub fn cache_rule(&self) -> Result<CacheRule> {
+        match &self.cache_header {
+            Some(s) => s
+                .parse()
+                .map_err(|e: String| Error::config("cache_header", e)),
+            None => Ok(CacheRule::Standard),
+        }
+    }
+
     /// A config for the proxy at `target`, with the defaults above.
     pub fn new(target: impl Into<String>) -> Self {
         HealerConfig {
             target: target.into(),
             cacert: Vec::new(),
             insecure_skip_tls_verify: false,
+            cache_header: None,
             admin: None,
             admin_token: None,
             app: None,
@@ -170,6 +189,7 @@ impl HealerConfig {
         if self.mix.is_empty() {
             return Err(Error::config("mix", "needs at least one request"));
         }
+        self.cache_rule()?;
         if !(self.sample_rate.is_finite() && self.sample_rate > 0.0) {
             return Err(Error::config("sample_rate", "must be a positive number"));
         }

@@ -331,10 +331,11 @@ pub async fn observe(cfg: &HealerConfig, max_vus: usize, with_sample: bool) -> R
     } else {
         None
     };
+    let rule = cfg.cache_rule()?;
     let mut routes = Vec::new();
     if target.open() {
         for path in cfg.paths() {
-            routes.push(probe_route(&cfg.target, &path, tls.as_ref()).await);
+            routes.push(probe_route(&cfg.target, &path, tls.as_ref(), &rule).await);
         }
     }
     let answered = routes.iter().any(|r| r.status.is_some_and(|s| s < 500));
@@ -382,10 +383,11 @@ async fn admin_view(url: &str, bearer: Option<&http::Bearer>) -> AdminView {
 }
 
 /// The response's cache status by the same rule as the load's `cache_hit`
-/// (`X-Cache-Status`, else RFC 9211 `Cache-Status`): `HIT`, `MISS`, ...; the
-/// raw value when it is none of those; empty without one.
-fn cache_status(r: &http::Reply) -> String {
-    match CacheRule::Standard.read(|name| r.header(name)) {
+/// (`X-Cache-Status`, else RFC 9211 `Cache-Status`, or the configured
+/// header): `HIT`, `MISS`, ...; the raw value when it is none of those;
+/// empty without one.
+fn cache_status(r: &http::Reply, rule: &CacheRule) -> String {
+    match rule.read(|name| r.header(name)) {
         Some(Some(s)) => s.as_str().to_string(),
         Some(None) => r
             .header("x-cache-status")
@@ -396,13 +398,18 @@ fn cache_status(r: &http::Reply) -> String {
     }
 }
 
-async fn probe_route(base: &str, path: &str, tls: Option<&http::Tls>) -> RouteProbe {
+async fn probe_route(
+    base: &str,
+    path: &str,
+    tls: Option<&http::Tls>,
+    rule: &CacheRule,
+) -> RouteProbe {
     let mut cache = Vec::new();
     let mut last = None;
     for _ in 0..2 {
         match http::get_tls(base, path, PROBE_LIMIT, tls).await {
             Ok(r) => {
-                cache.push(cache_status(&r));
+                cache.push(cache_status(&r, rule));
                 last = Some(Ok(r));
             }
             Err(f) => {
@@ -414,7 +421,7 @@ async fn probe_route(base: &str, path: &str, tls: Option<&http::Tls>) -> RoutePr
     let mut reordered = None;
     if let (Some(Ok(_)), Some(other)) = (&last, reordered_query(path)) {
         if let Ok(r) = http::get_tls(base, &other, PROBE_LIMIT, tls).await {
-            let status = cache_status(&r);
+            let status = cache_status(&r, rule);
             reordered = Some((other, status));
         }
     }
@@ -538,6 +545,7 @@ pub async fn sample(cfg: &HealerConfig, max_vus: usize) -> Result<Sample> {
     load.target = Some(cfg.target.clone());
     load.cacert = cfg.cacert.clone();
     load.insecure_skip_tls_verify = cfg.insecure_skip_tls_verify;
+    load.cache_header = cfg.cache_header.clone();
     load.requests = cfg.mix.clone();
     load.timeout = Duration::from_secs(10);
     load.graceful_stop = Duration::from_secs(10);
