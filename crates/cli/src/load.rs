@@ -18,7 +18,7 @@ use crate::{report, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLDS, EX
 #[derive(Args, Debug)]
 #[command(
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  atlas load http://127.0.0.1:8080/ --rate 500 --duration 60s --threshold 'http_req_duration: p(95)<200'\n  atlas load http://127.0.0.1:8080 --route /=9 --route /static/app.js=1 --rate 1000 --duration 10s\n  atlas load http://127.0.0.1:8080/ --vus 64 --duration 10s\n  atlas load --scenario gate.toml --segment 0:1/2 --results a.json   # then: atlas load merge a.json b.json\n\nThresholds follow k6: METRIC[{tag:value}]: STAT OP NUMBER[, abortOnFail]\n  metrics: http_reqs, http_req_failed, http_req_duration, http_req_blocked, http_req_connecting,\n           http_req_tls_handshaking, http_req_sending, http_req_waiting, http_req_receiving,\n           http_req_service_time, schedule_lag, iterations, dropped_iterations, data_sent, data_received, checks, cache_hit, vus, vus_max\nChecks: status==200, header:NAME, header:NAME==VALUE, body~TEXT, body!~TEXT
+    after_help = "Examples:\n  atlas load http://127.0.0.1:8080/ --rate 500 --duration 60s --threshold 'http_req_duration: p(95)<200'\n  atlas load http://127.0.0.1:8080 --route /=9 --route /static/app.js=1 --rate 1000 --duration 10s\n  atlas load http://127.0.0.1:8080/ --vus 64 --duration 10s\n  atlas load --scenario gate.toml --segment 0:1/2 --results a.json   # then: atlas load merge a.json b.json\n\nThresholds follow k6: METRIC[{tag:value}]: STAT OP NUMBER[, abortOnFail[, delayAbortEval=D]]\n  tags: name, status, method, cache_status, group (and expected_response on http_req_duration)\n  metrics: http_reqs, http_req_failed, http_req_duration, http_req_blocked, http_req_connecting,\n           http_req_tls_handshaking, http_req_sending, http_req_waiting, http_req_receiving,\n           http_req_service_time, schedule_lag, iterations, dropped_iterations, data_sent, data_received, checks, cache_hit, vus, vus_max\nChecks: status==200, header:NAME, header:NAME==VALUE, body~TEXT, body!~TEXT
   (body checks scan the whole body as it streams in and keep none of it)"
 )]
 pub(crate) struct LoadArgs {
@@ -79,7 +79,7 @@ pub(crate) struct LoadArgs {
     #[arg(long, env = "ATLAS_LOAD_TIMEOUT", value_name = "D", value_parser = parse_duration)]
     timeout: Option<Duration>,
 
-    /// A threshold, 'METRIC: EXPR[, abortOnFail]' (repeat), e.g. 'http_req_duration: p(95)<200'
+    /// A threshold, 'METRIC: EXPR[, abortOnFail[, delayAbortEval=D]]' (repeat), e.g. 'http_req_duration: p(95)<200'
     #[arg(long = "threshold", env = "ATLAS_LOAD_THRESHOLD", value_name = "EXPR")]
     thresholds: Vec<String>,
 

@@ -110,7 +110,7 @@ async fn sigint_once_stops_the_schedule_drains_and_writes_every_file_exiting_105
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_signal_ends_at_once_leaving_no_file() {
+async fn a_second_signal_ends_at_once_writing_no_summary() {
     // answers take 30 s: only a second signal ends the run before they do
     let origin = spawn_origin(Arc::new(|_r, _t| {
         Reply::ok("stuck").delayed(Duration::from_secs(30))
