@@ -102,6 +102,7 @@ pub(crate) async fn write(
     packet: &Packet,
     trace: &str,
     lighthouse: &str,
+    cache_rule: &str,
 ) -> Result<()> {
     if let Some(l) = loads.last() {
         write_json(
@@ -128,7 +129,7 @@ pub(crate) async fn write(
         write_json(
             &work.join("cache-status.json"),
             &json!({
-                "header": "X-Cache-Status",
+                "header": cache_rule,
                 "counts": counts(&m.cache),
                 "hit_ratio": m.cache_hit_ratio(),
                 "responses_with_header": m.cache.total(),

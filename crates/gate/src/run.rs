@@ -321,7 +321,23 @@ impl Gate {
             .audit(&stack.target, &work.join("lighthouse"))
             .await;
         hooks.phase("lighthouse", &lighthouse);
-        artifacts::write(&stack, work, &loads, &packet, trace, &lighthouse).await?;
+        // validated with the config: a rule that does not parse is not here
+        let cache_rule = match &self.cfg.cache_header {
+            Some(s) => s
+                .parse::<atlas_vocab::CacheRule>()
+                .map_or_else(|_| s.clone(), |r| r.to_string()),
+            None => atlas_vocab::CacheRule::Standard.to_string(),
+        };
+        artifacts::write(
+            &stack,
+            work,
+            &loads,
+            &packet,
+            trace,
+            &lighthouse,
+            &cache_rule,
+        )
+        .await?;
         let journal_entries = artifacts::read_journal(&work.join("journal.jsonl"));
         let html = report::render(&report::Input {
             packet: &packet,
@@ -474,7 +490,7 @@ fn route_checks(o: &Observation) -> Vec<String> {
             let ok = r.status.is_some_and(|c| (200..300).contains(&c))
                 && r.cache.last().is_some_and(|c| !c.is_empty());
             format!(
-                "{} {:<16} {} · X-Cache-Status {}{}",
+                "{} {:<16} {} · cache status {}{}",
                 if ok { "ok  " } else { "FAIL" },
                 r.path,
                 match (&r.failure, r.status) {

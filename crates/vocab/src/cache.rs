@@ -201,6 +201,17 @@ impl std::str::FromStr for CacheRule {
     }
 }
 
+impl std::fmt::Display for CacheRule {
+    /// What the rule reads, for reports: `X-Cache-Status, else Cache-Status
+    /// (RFC 9211)`, or `X-Cache (hit: HIT)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheRule::Standard => f.write_str("X-Cache-Status, else Cache-Status (RFC 9211)"),
+            CacheRule::Header { name, hits } => write!(f, "{name} (hit: {})", hits.join(", ")),
+        }
+    }
+}
+
 impl CacheRule {
     /// The cache status of a response whose headers `header` looks up (by
     /// lowercase name): `None` when it carries none; `Some(None)` for a
@@ -326,6 +337,14 @@ mod tests {
             cf.read(headers(&[("x-cache-status", "HIT")])),
             None,
             "only its header counts"
+        );
+        assert_eq!(
+            cf.to_string(),
+            "x-cache (hit: Hit from cloudfront, RefreshHit from cloudfront)"
+        );
+        assert_eq!(
+            CacheRule::Standard.to_string(),
+            "X-Cache-Status, else Cache-Status (RFC 9211)"
         );
         let varnish: CacheRule = "X-Cache=HIT".parse().unwrap();
         assert_eq!(

@@ -247,7 +247,7 @@ fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
         ),
         line_chart(
             "chart-hit",
-            "Cache hit ratio (X-Cache-Status: HIT)",
+            "Cache hit ratio (HIT among responses with a cache status)",
             "% hits",
             &[Series {
                 name: "hit ratio".into(),
@@ -321,7 +321,7 @@ fn distribution(last: &LoadRun) -> Distribution {
         ),
         bars: cache_bars(
             "chart-cache",
-            &format!("X-Cache-Status per route ({})", last.label),
+            &format!("Cache status per route ({})", last.label),
             &statuses,
             &bar_routes,
         ),
