@@ -104,34 +104,24 @@ fn env_source(e: &clap::Error) -> Option<String> {
         ContextValue::String(s) => s.clone(),
         _ => return None,
     };
-    fn walk(c: &clap::Command, flag: &str, value: &str) -> Option<String> {
-        for a in c.get_arguments() {
-            let named = a.get_long().is_some_and(|l| flag == format!("--{l}"))
-                || a.get_value_names().is_some_and(|n| {
-                    n.iter()
-                        .any(|n| flag == format!("<{n}>") || flag == n.as_str())
-                })
-                || flag == a.get_id().as_str();
-            if !named {
-                continue;
-            }
-            if let Some(var) = a.get_env() {
-                if std::env::var_os(var).is_some_and(|v| v.to_str() == Some(value)) {
-                    return Some(var.to_string_lossy().into_owned());
-                }
-            }
-        }
-        c.get_subcommands().find_map(|sub| walk(sub, flag, value))
-    }
-    walk(&<Cli as clap::CommandFactory>::command(), &flag, &value)
+    env_args().into_iter().find_map(|(a, var)| {
+        let named = a.get_long().is_some_and(|l| flag == format!("--{l}"))
+            || a.get_value_names().is_some_and(|n| {
+                n.iter()
+                    .any(|n| flag == format!("<{n}>") || flag == n.as_str())
+            })
+            || flag == a.get_id().as_str();
+        let holds = std::env::var_os(&var).is_some_and(|v| v.to_str() == Some(value.as_str()));
+        (named && holds).then_some(var)
+    })
 }
 
-/// Every `ATLAS_*` variable a subcommand's flags read (`ATLAS_RATE`, ...).
-pub(crate) fn known_env_vars() -> Vec<String> {
-    fn walk(c: &clap::Command, out: &mut Vec<String>) {
+/// Every argument of every subcommand that reads a variable, with its name.
+fn env_args() -> Vec<(clap::Arg, String)> {
+    fn walk(c: &clap::Command, out: &mut Vec<(clap::Arg, String)>) {
         for a in c.get_arguments() {
             if let Some(e) = a.get_env() {
-                out.push(e.to_string_lossy().into_owned());
+                out.push((a.clone(), e.to_string_lossy().into_owned()));
             }
         }
         for sub in c.get_subcommands() {
@@ -141,6 +131,11 @@ pub(crate) fn known_env_vars() -> Vec<String> {
     let mut out = Vec::new();
     walk(&<Cli as clap::CommandFactory>::command(), &mut out);
     out
+}
+
+/// Every `ATLAS_*` variable a subcommand's flags read (`ATLAS_RATE`, ...).
+pub(crate) fn known_env_vars() -> Vec<String> {
+    env_args().into_iter().map(|(_, var)| var).collect()
 }
 
 /// Prints an error the way every subcommand does and returns its exit code.

@@ -129,6 +129,8 @@ enum Msg {
         vus_max: u64,
         dropped: u64,
     },
+    /// The run ended: write what is left and stop.
+    Close,
 }
 
 impl Msg {
@@ -137,6 +139,7 @@ impl Msg {
         match self {
             Msg::Request { .. } => request_points(checks),
             Msg::Second { dropped, .. } => 2 + u64::from(*dropped > 0),
+            Msg::Close => 0,
         }
     }
 }
@@ -151,6 +154,7 @@ struct TargetTags {
 }
 
 /// What the writer thread ends with.
+#[derive(Default)]
 struct Written {
     /// Points handed to the file (or standard output).
     written: u64,
@@ -162,7 +166,9 @@ struct Written {
 /// Writes the points of one run to one [`Output`].
 pub(crate) struct PointWriter {
     output: Output,
-    tx: Mutex<Option<SyncSender<Msg>>>,
+    /// Shared by every request's task without a lock; `finish` ends the
+    /// writer with [`Msg::Close`].
+    tx: SyncSender<Msg>,
     thread: Mutex<Option<JoinHandle<Written>>>,
     not_written: AtomicU64,
 }
@@ -234,11 +240,14 @@ impl PointWriter {
             .spawn(move || {
                 let mut last_flush = std::time::Instant::now();
                 let checks = lines.checks.len();
-                let stopped = loop {
+                // ends with the run (Close) or at a write error
+                let (stopped, closed) = loop {
                     let msg = match rx.recv_timeout(FLUSH_EVERY) {
+                        Ok(Msg::Close) | Err(RecvTimeoutError::Disconnected) => {
+                            break (lines.finish().err(), true)
+                        }
                         Ok(m) => Some(m),
                         Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => break lines.finish().err(),
                     };
                     let mut res = match &msg {
                         Some(m) => lines.write(m),
@@ -249,13 +258,18 @@ impl PointWriter {
                         res = lines.flush();
                     }
                     if let Err(e) = res {
-                        break Some(e);
+                        break (Some(e), false);
                     }
                 };
-                // after a write error, what is still queued is lost too
-                let mut lost = if stopped.is_some() { lines.buffered } else { 0 };
-                for m in rx {
-                    lost += m.points(checks);
+                // after a write error, what is still buffered or queued is lost too
+                let mut lost = 0;
+                if stopped.is_some() {
+                    lost = lines.buffered;
+                }
+                if !closed {
+                    for m in rx.iter().take_while(|m| !matches!(m, Msg::Close)) {
+                        lost += m.points(checks);
+                    }
                 }
                 Written {
                     written: lines.written,
@@ -266,7 +280,7 @@ impl PointWriter {
             .map_err(|e| output_error(output, e))?;
         Ok(PointWriter {
             output: output.clone(),
-            tx: Mutex::new(Some(tx)),
+            tx,
             thread: Mutex::new(Some(thread)),
             not_written: AtomicU64::new(0),
         })
@@ -274,11 +288,8 @@ impl PointWriter {
 
     fn send(&self, msg: Msg, points: u64) {
         // a full queue or a stopped writer: counted, never waited for
-        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = guard.as_ref() {
-            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(msg) {
-                self.not_written.fetch_add(points, Ordering::Relaxed);
-            }
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(msg) {
+            self.not_written.fetch_add(points, Ordering::Relaxed);
         }
     }
 
@@ -303,9 +314,11 @@ impl PointWriter {
         self.send(msg, points);
     }
 
-    /// Closes the queue and waits for the writer: what it wrote.
+    /// Ends the writer after what is queued and waits for it: what it wrote.
+    /// (A point queued after this is counted as not written.)
     pub(crate) fn finish(&self) -> OutputReport {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // waits for room; fails only when the writer is gone already
+        let _ = self.tx.send(Msg::Close);
         let done = match self
             .thread
             .lock()
@@ -315,15 +328,10 @@ impl PointWriter {
         {
             Some(Ok(w)) => w,
             Some(Err(_)) => Written {
-                written: 0,
-                lost: 0,
                 error: Some("the writer thread panicked".to_string()),
+                ..Written::default()
             },
-            None => Written {
-                written: 0,
-                lost: 0,
-                error: None,
-            },
+            None => Written::default(),
         };
         OutputReport {
             output: self.output.to_string(),
@@ -551,6 +559,7 @@ impl Lines {
     fn write(&mut self, msg: &Msg) -> std::io::Result<()> {
         match msg {
             Msg::Request { time, sample } => self.request(&Time::of(*time), sample),
+            Msg::Close => Ok(()),
             Msg::Second {
                 time,
                 vus,

@@ -222,7 +222,7 @@ impl RespBody {
                     let _ = body.flow_control().release_capacity(data.len());
                     Ok(data)
                 }
-                Err(e) => Err(h2_failure(&e).class),
+                Err(e) => Err(h2_failure(&e, true).class),
             }),
         }
     }
@@ -243,8 +243,11 @@ fn h1_failure(e: &hyper::Error) -> Failure {
     }
 }
 
-/// The failure of an HTTP/2 stream or connection.
-fn h2_failure(e: &h2::Error) -> Failure {
+/// The failure of an HTTP/2 stream or connection. `handed` tells whether
+/// the request was already given to the connection: a connection that
+/// breaks after that may have delivered it, so only the server's own
+/// refusals (GOAWAY past the stream, REFUSED_STREAM) leave it unsent.
+fn h2_failure(e: &h2::Error, handed: bool) -> Failure {
     use h2::Reason;
     let class = match e.reason() {
         Some(Reason::PROTOCOL_ERROR | Reason::COMPRESSION_ERROR | Reason::FRAME_SIZE_ERROR)
@@ -256,7 +259,9 @@ fn h2_failure(e: &h2::Error) -> Failure {
     };
     Failure {
         class,
-        unsent: e.is_go_away() || e.is_io() || e.reason() == Some(Reason::REFUSED_STREAM),
+        unsent: e.is_go_away()
+            || e.reason() == Some(Reason::REFUSED_STREAM)
+            || (e.is_io() && !handed),
     }
 }
 
@@ -306,12 +311,14 @@ impl Lease {
                 let end = body.is_empty();
                 let (response, mut stream) = send
                     .send_request(http::Request::from_parts(head, ()), end)
-                    .map_err(|e| h2_failure(&e))?;
+                    .map_err(|e| h2_failure(&e, false))?;
                 if !end {
                     // queued whole: h2 sends it as the peer's window allows
-                    stream.send_data(body, true).map_err(|e| h2_failure(&e))?;
+                    stream
+                        .send_data(body, true)
+                        .map_err(|e| h2_failure(&e, true))?;
                 }
-                let response = response.await.map_err(|e| h2_failure(&e))?;
+                let response = response.await.map_err(|e| h2_failure(&e, true))?;
                 Ok(response.map(RespBody::H2))
             }
         }

@@ -144,10 +144,19 @@ impl fmt::Display for NoCacheReason {
 /// The `detail=` parameter of an RFC 9211 `Cache-Status` value
 /// (`atlas; fwd=miss; detail=set-cookie` → `set-cookie`), quotes removed.
 pub fn cache_status_detail(value: &str) -> Option<&str> {
-    value
+    params(value).find_map(|(k, v)| (k == "detail").then_some(v).flatten())
+}
+
+/// The parameters of one RFC 9211 list member (`atlas; fwd=miss; stored`):
+/// `(key, value)` with quotes removed, `None` for a bare flag such as `hit`.
+fn params(member: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+    member
         .split(';')
-        .find_map(|p| p.trim().strip_prefix("detail="))
-        .map(|d| d.trim_matches('"'))
+        .skip(1)
+        .map(|p| match p.trim().split_once('=') {
+            Some((k, v)) => (k, Some(v.trim_matches('"'))),
+            None => (p.trim(), None),
+        })
 }
 
 /// How a response's cache status is read, the one rule for `atlas load`'s
@@ -246,13 +255,12 @@ impl CacheRule {
 /// any other `fwd` a miss.
 fn rfc9211_status(field: &str) -> Option<CacheStatus> {
     let member = field.rsplit(',').next()?;
-    let mut params = member.split(';').skip(1).map(str::trim);
     let (mut hit, mut fwd, mut fwd_status) = (false, None, None);
-    for p in params.by_ref() {
-        match p.split_once('=') {
-            None if p == "hit" => hit = true,
-            Some(("fwd", v)) => fwd = Some(v.trim_matches('"')),
-            Some(("fwd-status", v)) => fwd_status = Some(v),
+    for (k, v) in params(member) {
+        match (k, v) {
+            ("hit", None) => hit = true,
+            ("fwd", v) => fwd = v,
+            ("fwd-status", v) => fwd_status = v,
             _ => {}
         }
     }

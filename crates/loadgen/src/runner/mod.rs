@@ -232,7 +232,7 @@ impl LoadTest {
         let start = Instant::now();
         let planned = self.executor.duration();
         let curve = self.rate_curve();
-        let interrupted = opts.interrupt.clone().map(|i| {
+        let watcher = opts.interrupt.clone().map(|i| {
             let shared = shared.clone();
             tokio::spawn(async move {
                 i.wait().await;
@@ -279,7 +279,7 @@ impl LoadTest {
         let elapsed = start.elapsed();
         shared.stop.store(true, Ordering::Release);
         let aborted = ticker.await.unwrap_or_default();
-        if let Some(watch) = interrupted {
+        if let Some(watch) = watcher {
             watch.abort();
         }
         let interrupted = opts
