@@ -67,16 +67,16 @@ impl Proxy {
     pub async fn bind(cfg: ProxyConfig) -> Result<Proxy> {
         cfg.validate()?;
         let _ = rlimit::increase_nofile_limit(u64::MAX);
-        let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|error| Error::Bind {
+        let bind = |addr: SocketAddr| {
+            listen(addr).map_err(|error| Error::Bind {
                 addr: addr.to_string(),
                 error,
             })
         };
-        let listener = bind(cfg.listen).await?;
-        let admin = bind(cfg.admin).await?;
+        let listener = bind(cfg.listen)?;
+        let admin = bind(cfg.admin)?;
         let tls = match cfg.tls.files() {
-            Some(_) => Some(bind(cfg.tls.listen).await?),
+            Some(_) => Some(bind(cfg.tls.listen)?),
             None => None,
         };
         Proxy::from_listeners(cfg, listener, admin)?.tls_listener(tls)
@@ -301,6 +301,24 @@ impl Proxy {
 /// Time a TLS client has to finish its handshake (nginx's
 /// `ssl_handshake_timeout` is 60 s; a proxy in front of a cache needs less).
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections the kernel completes and queues for `accept()` on each
+/// listener: nginx's default on Linux (`listen ... backlog=511`). std's and
+/// mio's 128 drops the SYNs of a burst of new clients, each then waiting a
+/// second for its retransmit.
+pub const LISTEN_BACKLOG: u32 = 511;
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`] (and
+/// `SO_REUSEADDR`, as tokio's `TcpListener::bind`).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Pause after a failed `accept()` before the next (nginx waits 500 ms).
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(500);
 /// Admin connections open at once; more wait in the backlog.
