@@ -62,6 +62,7 @@ fn request_building(c: &mut Criterion) {
         duration: Duration::from_secs(1),
         max_vus: 1,
         poisson: false,
+        pre_allocated_vus: None,
     });
     cfg.target = Some("http://127.0.0.1:8080".into());
     cfg.requests = RequestSpec::gate_mix();

@@ -17,6 +17,7 @@ async fn main() -> anyhow::Result<()> {
         duration: Duration::from_secs(5),
         max_vus: 100,
         poisson: false,
+        pre_allocated_vus: None,
     })
     .threshold("http_req_duration", "p(95)<200")
     .threshold("http_req_failed", "rate<0.01");

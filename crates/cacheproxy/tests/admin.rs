@@ -155,6 +155,7 @@ async fn config_swaps_under_load_fail_no_request() {
         duration: Duration::from_secs(3),
         max_vus: 200,
         poisson: false,
+        pre_allocated_vus: None,
     });
     cfg.target = Some(format!("http://{}", p.addr));
     cfg.requests = RequestSpec::gate_mix();

@@ -57,6 +57,7 @@ pub(crate) async fn run(
         duration: cfg.duration,
         max_vus: 1000,
         poisson: false,
+        pre_allocated_vus: None,
     });
     lc.target = Some(target.to_string());
     lc.cacert = cfg.cacert.clone();

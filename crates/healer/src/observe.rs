@@ -541,6 +541,7 @@ pub async fn sample(cfg: &HealerConfig, max_vus: usize) -> Result<Sample> {
         duration: cfg.sample_duration,
         max_vus,
         poisson: false,
+        pre_allocated_vus: None,
     });
     load.target = Some(cfg.target.clone());
     load.cacert = cfg.cacert.clone();

@@ -160,22 +160,31 @@ pub enum HttpVersion {
 /// How the open-model executors wait for each arrival's due time.
 ///
 /// Either way latency counts from the due time, so any lateness of the
-/// generator shows in `http_req_duration` and `schedule_lag`; the choice is
-/// between CPU and how late an arrival may leave.
+/// generator shows in `http_req_duration` and `schedule_lag`. Waking an idle
+/// generator costs CPU (here, on a 2-vCPU virtual machine, some 60 µs a
+/// wake-up), so the choice is between CPU and how late an arrival may leave
+/// (BENCHMARKS.md, "Waiting for due times").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Timing {
-    /// The runtime's timer (1 ms granularity): arrivals due in the same
-    /// millisecond leave together, up to ~1 ms late; one wake-up per batch.
-    /// The default: on a shared 2-core machine it leaves the CPU to the
-    /// system under test.
+    /// A wake-up at each arrival's due time while arrivals are at least
+    /// [`WAKE_WINDOW`] apart (up to 2 000 req/s), so each leaves within
+    /// ~0.1 ms of it; closer together, the arrivals due within one window
+    /// leave together at its end, at most 0.5 ms late, with at most 2 000
+    /// wake-ups a second whatever the rate. The default (`runtime`, the
+    /// name before issue 17, is read as this).
     #[default]
-    Runtime,
-    /// A dedicated thread sleeps until each due time: arrivals leave within
-    /// tens of microseconds of it, at one wake-up per arrival (several times
-    /// the CPU at high rates). For sub-millisecond latency work.
+    #[serde(alias = "runtime")]
+    Auto,
+    /// A wake-up at every arrival's due time at any rate: within ~0.1-0.2
+    /// ms of it up to 20 000 req/s, for up to 1.7x the CPU of `auto` (at
+    /// 5 000 req/s). For sub-millisecond latency work.
     Precise,
 }
+
+/// The shortest time between two wake-ups of the scheduler under
+/// [`Timing::Auto`]: the most an arrival is sent late by design.
+pub const WAKE_WINDOW: Duration = Duration::from_micros(500);
 
 /// A stage of a ramping executor: reach `target` linearly over `duration`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -228,7 +237,14 @@ pub struct ExecutorFlags {
     pub max_vus: Option<usize>,
     /// `--poisson`.
     pub poisson: bool,
+    /// `--pre-allocated-vus`.
+    pub pre_allocated_vus: Option<usize>,
 }
+
+/// The stretch of arrivals at the start rate whose connections an
+/// open-model run opens before its clock starts, when `pre_allocated_vus`
+/// is not given (see [`Executor::pre_allocated`]).
+pub const PRE_OPEN_WINDOW: Duration = Duration::from_millis(2);
 
 /// The duration of a run that names none.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(30);
@@ -253,6 +269,7 @@ impl ExecutorFlags {
                     stages: self.stages.clone(),
                     max_vus,
                     poisson: self.poisson,
+                    pre_allocated_vus: self.pre_allocated_vus,
                 },
                 (None, vus) => Executor::RampingVus {
                     start_vus: vus.unwrap_or(0),
@@ -266,6 +283,7 @@ impl ExecutorFlags {
                 duration: duration(),
                 max_vus,
                 poisson: self.poisson,
+                pre_allocated_vus: self.pre_allocated_vus,
             });
         }
         if let Some(vus) = self.vus {
@@ -285,19 +303,23 @@ impl ExecutorFlags {
                 duration: d,
                 max_vus: m,
                 poisson,
+                pre_allocated_vus: p,
                 ..
             } => {
                 *d = self.duration.unwrap_or(*d);
                 *m = self.max_vus.unwrap_or(*m);
                 *poisson |= self.poisson;
+                *p = self.pre_allocated_vus.or(*p);
             }
             Executor::RampingArrivalRate {
                 max_vus: m,
                 poisson,
+                pre_allocated_vus: p,
                 ..
             } => {
                 *m = self.max_vus.unwrap_or(*m);
                 *poisson |= self.poisson;
+                *p = self.pre_allocated_vus.or(*p);
             }
             Executor::ConstantVus { duration: d, .. } => *d = self.duration.unwrap_or(*d),
             Executor::RampingVus { .. } => {}
@@ -323,6 +345,12 @@ pub enum Executor {
         /// Exponential gaps (a Poisson process) instead of even spacing.
         #[serde(default)]
         poisson: bool,
+        /// Connections opened before the run's clock starts (k6's
+        /// `preAllocatedVUs`, which allocates VUs ahead; here the open
+        /// model's in-flight slots are free and connections are what
+        /// costs). Default: [`Executor::pre_allocated`]'s estimate.
+        #[serde(default, alias = "preAllocatedVUs")]
+        pre_allocated_vus: Option<usize>,
     },
     /// Open model: the rate moves linearly through `stages`, from `start_rate`.
     RampingArrivalRate {
@@ -337,6 +365,10 @@ pub enum Executor {
         /// Exponential gaps.
         #[serde(default)]
         poisson: bool,
+        /// Connections opened before the run's clock starts, as for
+        /// `constant-arrival-rate`.
+        #[serde(default, alias = "preAllocatedVUs")]
+        pre_allocated_vus: Option<usize>,
     },
     /// Closed model: `vus` users each send a request as soon as the previous one ends.
     ConstantVus {
@@ -393,6 +425,35 @@ impl Executor {
             Executor::ConstantVus { .. } | Executor::RampingVus { .. } => return cores.max(1),
         };
         ((peak_rate / 10_000.0).ceil() as usize).clamp(1, cores.max(1))
+    }
+
+    /// Connections an open-model run opens before its clock starts: the
+    /// `pre_allocated_vus` asked for, else those the first
+    /// [`PRE_OPEN_WINDOW`] of arrivals at the start rate would open one
+    /// after another, at least 1 and at most `max_vus`; 0 for the closed
+    /// model, whose VUs connect as k6's do, in their first iteration.
+    ///
+    /// Opening them under the clock made the first second of a 50 000
+    /// req/s run drop arrivals while the generator was busy connecting.
+    pub fn pre_allocated(&self) -> usize {
+        let (asked, rate, max_vus) = match self {
+            Executor::ConstantArrivalRate {
+                pre_allocated_vus,
+                rate,
+                max_vus,
+                ..
+            } => (*pre_allocated_vus, *rate, *max_vus),
+            Executor::RampingArrivalRate {
+                pre_allocated_vus,
+                start_rate,
+                max_vus,
+                ..
+            } => (*pre_allocated_vus, *start_rate, *max_vus),
+            Executor::ConstantVus { .. } | Executor::RampingVus { .. } => return 0,
+        };
+        asked.unwrap_or_else(|| {
+            ((rate * PRE_OPEN_WINDOW.as_secs_f64()).ceil() as usize).clamp(1, max_vus.max(1))
+        })
     }
 
     /// True for the arrival-rate executors.
@@ -462,6 +523,7 @@ impl Executor {
                 rate,
                 duration,
                 max_vus,
+                pre_allocated_vus,
                 ..
             } => {
                 positive("executor.rate", *rate)?;
@@ -470,11 +532,13 @@ impl Executor {
                 if *max_vus == 0 {
                     return Err(Error::config("executor.max_vus", "must be at least 1"));
                 }
+                pre_allocated_ok(*pre_allocated_vus, *max_vus)?;
             }
             Executor::RampingArrivalRate {
                 start_rate,
                 stages,
                 max_vus,
+                pre_allocated_vus,
                 ..
             } => {
                 if !(start_rate.is_finite() && *start_rate >= 0.0) {
@@ -491,6 +555,7 @@ impl Executor {
                 if *max_vus == 0 {
                     return Err(Error::config("executor.max_vus", "must be at least 1"));
                 }
+                pre_allocated_ok(*pre_allocated_vus, *max_vus)?;
             }
             Executor::ConstantVus { vus, duration } => {
                 if *vus == 0 {
@@ -501,6 +566,17 @@ impl Executor {
             Executor::RampingVus { stages, .. } => stages_ok(stages)?,
         }
         Ok(())
+    }
+}
+
+/// `pre_allocated_vus` is at most `max_vus` (as k6 requires).
+fn pre_allocated_ok(pre: Option<usize>, max_vus: usize) -> Result<()> {
+    match pre {
+        Some(p) if p > max_vus => Err(Error::config(
+            "executor.pre_allocated_vus",
+            format!("{p} is above max_vus ({max_vus})"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -592,7 +668,7 @@ impl LoadConfig {
             segment: Segment::FULL,
             seed: 0,
             trace_id: None,
-            timing: Timing::Runtime,
+            timing: Timing::Auto,
             http: HttpVersion::Auto,
             cacert: Vec::new(),
             insecure_skip_tls_verify: false,

@@ -32,6 +32,7 @@
 //!     duration: Duration::from_secs(10),
 //!     max_vus: 256,
 //!     poisson: false,
+//!     pre_allocated_vus: None,
 //! })
 //! .threshold("http_req_duration", "p(95)<200")
 //! .threshold("http_req_failed", "rate<0.01");
@@ -65,7 +66,7 @@ pub use check::Check;
 pub use config::{
     parse_duration, Executor, ExecutorFlags, HttpVersion, LoadConfig, RequestSpec, Stage, Timing,
     DEFAULT_DURATION, DEFAULT_GRACEFUL_STOP, DEFAULT_H2_MAX_STREAMS, DEFAULT_MAX_VUS,
-    DEFAULT_TIMEOUT,
+    DEFAULT_TIMEOUT, PRE_OPEN_WINDOW, WAKE_WINDOW,
 };
 pub use error::{Error, Result};
 pub use histogram::{Trend, TrendStat, MAX_MICROS};

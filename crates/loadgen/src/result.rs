@@ -42,6 +42,9 @@ pub struct RunResult {
     pub elapsed_secs: f64,
     /// Arrivals scheduled in this result's segments (open model).
     pub scheduled: u64,
+    /// Connections opened before the clock started (`pre_allocated_vus`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pre_opened: u64,
     /// True when an `abortOnFail` threshold stopped the run early.
     pub aborted: bool,
     /// True when the run was stopped from outside (Ctrl-C, SIGTERM: an
@@ -152,6 +155,7 @@ impl RunResult {
             out.elapsed_secs = out.elapsed_secs.max(p.elapsed_secs);
             out.started_at = out.started_at.clone().min(p.started_at.clone());
             out.scheduled += p.scheduled;
+            out.pre_opened += p.pre_opened;
             out.aborted |= p.aborted;
             out.interrupted |= p.interrupted;
             out.outputs.extend(p.outputs.iter().cloned());
@@ -338,4 +342,8 @@ fn value_of(
         "vus_max" => Some(max_vus as f64),
         _ => None,
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -361,6 +361,13 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
             r.scheduled - m.dropped,
             m.dropped
         );
+        if r.pre_opened > 0 {
+            let _ = writeln!(
+                out,
+                "  connections: {} opened before the start (pre_allocated_vus)",
+                r.pre_opened
+            );
+        }
     } else {
         let _ = writeln!(
             out,
@@ -531,6 +538,23 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
                 trend(&rt.duration),
             );
         }
+    }
+    if r.target_rate > 0.0 {
+        // beside the latency, how much of it is the generator's own
+        // lateness (it counts from the scheduled time) and how much the server's
+        let lag = &m.schedule_lag;
+        line(
+            &mut out,
+            "",
+            "  ↳ of which schedule_lag",
+            format!(
+                "med={} p(95)={} p(99)={} (the generator's lateness; the server's part: http_req_service_time p(95)={})",
+                fmt_ms(lag.stat_ms(TrendStat::Med)),
+                fmt_ms(lag.stat_ms(TrendStat::Percentile(95.0))),
+                fmt_ms(lag.stat_ms(TrendStat::Percentile(99.0))),
+                fmt_ms(m.service_time.stat_ms(TrendStat::Percentile(95.0))),
+            ),
+        );
     }
     line(
         &mut out,

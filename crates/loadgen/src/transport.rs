@@ -53,6 +53,13 @@ pub(crate) struct Connector {
     h2_max_streams: usize,
 }
 
+impl Connector {
+    /// Whether connections are kept for later requests.
+    pub(crate) fn reuses(&self) -> bool {
+        self.reuse
+    }
+}
+
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connector")
@@ -573,6 +580,18 @@ impl HostPool {
             conn: LeaseConn::H1(H1 { send, info, wrote }),
             reused: false,
         })
+    }
+
+    /// Opens one connection ahead of a run and pools it, idle. Returns
+    /// how many requests it can carry at once: 1 on HTTP/1.1, the stream
+    /// limit on HTTP/2 (so a caller knows how many more it needs).
+    pub(crate) async fn open_idle(&self, c: &Connector) -> std::result::Result<usize, ErrorClass> {
+        let (lease, _) = Box::pin(self.connect(c)).await?;
+        let carries = if lease.is_h2() { c.h2_max_streams } else { 1 };
+        // HTTP/1.1 goes idle; an HTTP/2 connection is pooled already, and
+        // dropping the lease frees its stream
+        self.put(c, lease);
+        Ok(carries)
     }
 
     /// Drops every pooled connection (at the end of a run).

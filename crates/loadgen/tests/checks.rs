@@ -56,6 +56,7 @@ async fn body_checks_find_text_across_chunks_of_a_large_body() {
         duration: Duration::from_secs(1),
         max_vus: 10,
         poisson: false,
+        pre_allocated_vus: None,
     });
     cfg.target = Some(format!("http://{addr}/"));
     cfg.checks = vec![

@@ -25,6 +25,7 @@ fn mixed(origin: &support::Origin, rate: f64, secs: u64) -> LoadConfig {
         duration: Duration::from_secs(secs),
         max_vus: 256,
         poisson: true,
+        pre_allocated_vus: None,
     });
     cfg.target = Some(origin.url(""));
     cfg.requests = RequestSpec::gate_mix();
@@ -159,6 +160,7 @@ async fn checks_thresholds_cache_status_and_k6_summary() {
         duration: Duration::from_secs(2),
         max_vus: 50,
         poisson: false,
+        pre_allocated_vus: None,
     })
     .threshold("http_req_failed", "rate<0.01")
     .threshold("cache_hit", "rate>=0.5")
@@ -239,6 +241,7 @@ async fn refused_connections_are_classified_not_hidden() {
         duration: Duration::from_secs(1),
         max_vus: 10,
         poisson: false,
+        pre_allocated_vus: None,
     })
     .threshold("http_req_failed", "rate<0.01");
     cfg.target = Some(format!("http://127.0.0.1:{port}/"));
@@ -264,6 +267,7 @@ async fn timeouts_are_counted_as_timeouts() {
         duration: Duration::from_secs(1),
         max_vus: 50,
         poisson: false,
+        pre_allocated_vus: None,
     });
     cfg.target = Some(origin.url("/"));
     cfg.timeout = Duration::from_millis(200);
@@ -284,6 +288,7 @@ async fn abort_on_fail_stops_the_run_early() {
         duration: Duration::from_secs(20),
         max_vus: 50,
         poisson: false,
+        pre_allocated_vus: None,
     });
     cfg.target = Some(origin.url("/"));
     cfg.thresholds.insert(
@@ -315,6 +320,7 @@ async fn abort_on_fail_thresholds_that_hold_do_not_abort() {
         duration: Duration::from_secs(2),
         max_vus: 50,
         poisson: false,
+        pre_allocated_vus: None,
     });
     cfg.target = Some(origin.url("/"));
     for (metric, expr) in [("vus_max", "value>0"), ("vus", "value>0")] {

@@ -15,6 +15,7 @@ fn open(rate: f64, secs: u64, max_vus: usize) -> LoadConfig {
         duration: Duration::from_secs(secs),
         max_vus,
         poisson: false,
+        pre_allocated_vus: None,
     })
 }
 
@@ -41,8 +42,8 @@ fn assert_count_within(r: &RunResult, expected: f64, tolerance: f64) {
 async fn rate_accuracy_at_500_and_5000_per_second() {
     let origin = fast_origin().await;
     for (rate, timing) in [
-        (500.0, Timing::Runtime),
-        (5000.0, Timing::Runtime),
+        (500.0, Timing::Auto),
+        (5000.0, Timing::Auto),
         (5000.0, Timing::Precise),
     ] {
         // Room for every arrival of the run in flight at once: what this
@@ -228,6 +229,7 @@ async fn ramping_arrival_rate_follows_the_stages() {
         ],
         max_vus: 100,
         poisson: false,
+        pre_allocated_vus: None,
     });
     cfg.target = Some(origin.url("/"));
     let r = run(cfg).await;
@@ -240,4 +242,78 @@ async fn ramping_arrival_rate_follows_the_stages() {
         first < third,
         "the ramp must start low: {first} then {third}"
     );
+}
+
+/// Issue 17: the connections an open-model run needs are opened before its
+/// clock starts (k6's `preAllocatedVUs`), so no request of the run pays
+/// for a connect and the first second does not drop arrivals while the
+/// generator is busy connecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_allocated_connections_are_open_before_the_first_arrival() {
+    let origin = spawn_origin(Arc::new(|_r, _t| {
+        Reply::ok("ok").delayed(Duration::from_millis(20))
+    }))
+    .await;
+    // 100 req/s of 20 ms requests: two or three in flight, well inside 8
+    let mut cfg = LoadConfig::new(Executor::ConstantArrivalRate {
+        rate: 100.0,
+        duration: Duration::from_secs(1),
+        max_vus: 8,
+        poisson: false,
+        pre_allocated_vus: Some(8),
+    });
+    cfg.target = Some(origin.url("/"));
+    let r = run(cfg).await;
+    assert_eq!(r.pre_opened, 8);
+    assert_eq!(r.metrics.requests, 100);
+    assert_eq!(
+        origin
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        8,
+        "the run used the pre-opened connections and opened no other"
+    );
+    assert_eq!(
+        r.metrics.connecting.stat_ms(TrendStat::Max),
+        0.0,
+        "no request waited for a connect"
+    );
+    let text = atlas_loadgen::text_summary(&r, &[]);
+    assert!(
+        text.contains("connections: 8 opened before the start"),
+        "{text}"
+    );
+
+    // by default, what the first 2 ms of arrivals would open (here one);
+    // and never more than max_vus
+    let mut cfg = open(100.0, 1, 8);
+    cfg.target = Some(origin.url("/"));
+    assert_eq!(run(cfg).await.pre_opened, 1);
+    let too_many = Executor::ConstantArrivalRate {
+        rate: 100.0,
+        duration: Duration::from_secs(1),
+        max_vus: 8,
+        poisson: false,
+        pre_allocated_vus: Some(9),
+    };
+    let err = LoadConfig::new(too_many).build().unwrap_err().to_string();
+    assert!(
+        err.contains("executor.pre_allocated_vus") && err.contains("above max_vus (8)"),
+        "{err}"
+    );
+}
+
+/// A target that refuses connections: opening ahead gives up quietly, and
+/// the run's own requests meet the refusal and count it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_opening_against_a_closed_port_leaves_the_errors_to_the_run() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let mut cfg = open(50.0, 1, 10);
+    cfg.target = Some(format!("http://{addr}/"));
+    let r = run(cfg).await;
+    assert_eq!(r.pre_opened, 0);
+    assert_eq!(r.metrics.requests, 50);
+    assert_eq!(r.metrics.failed, 50);
 }

@@ -21,6 +21,7 @@ fn two_routes(url: String, rate: u32, a: &str, b: &str) -> LoadConfig {
         duration: Duration::from_secs(1),
         max_vus: rate as usize,
         poisson: false,
+        pre_allocated_vus: None,
     });
     cfg.target = Some(url);
     cfg.requests = vec![

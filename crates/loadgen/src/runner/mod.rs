@@ -27,6 +27,7 @@ mod build;
 mod closed;
 mod open;
 mod ticker;
+mod wake;
 
 use ticker::tick;
 
@@ -228,6 +229,7 @@ impl LoadTest {
             points,
             series: Mutex::new(Vec::new()),
         });
+        let pre_opened = pre_open(&shared, &self.pre_open_counts()).await;
         let started_at = SystemTime::now();
         let start = Instant::now();
         let planned = self.executor.duration();
@@ -316,6 +318,7 @@ impl LoadTest {
             active_secs: active.as_secs_f64(),
             elapsed_secs: elapsed.as_secs_f64(),
             scheduled,
+            pre_opened,
             aborted,
             interrupted,
             outputs,
@@ -386,6 +389,22 @@ impl LoadTest {
             _ => 0,
         }
     }
+    /// Requests' worth of connections to open ahead on each host pool: this
+    /// segment's share of [`Executor::pre_allocated`], divided among the
+    /// hosts by the routes' weights.
+    fn pre_open_counts(&self) -> Vec<usize> {
+        let want = self.executor.pre_allocated() as f64 * self.segment.share();
+        let mut counts = vec![0usize; self.endpoints.len()];
+        let total = self.cumulative_weights.last().copied().unwrap_or(0).max(1) as f64;
+        let mut before = 0;
+        for (t, &c) in self.targets.iter().zip(&self.cumulative_weights) {
+            let share = (c - before) as f64 / total;
+            before = c;
+            counts[t.pool] += (want * share).ceil() as usize;
+        }
+        counts
+    }
+
     /// Empty connection pools, one per host of the mix.
     fn pools(&self) -> Box<[HostPool]> {
         self.endpoints.iter().cloned().map(HostPool::new).collect()
@@ -564,4 +583,58 @@ fn pick_route(cumulative: &[u64], seed: u64, key: u64) -> usize {
     let mut s = key ^ seed.rotate_left(17);
     let r = splitmix64(&mut s) % total;
     cumulative.partition_point(|&c| c <= r)
+}
+
+/// Connections being opened at once per host before a run.
+const PRE_OPEN_PARALLEL: usize = 32;
+
+/// Opens connections for `counts[i]` requests at once on pool `i` before
+/// the run's clock starts, [`PRE_OPEN_PARALLEL`] at a time. A failure
+/// (refused, timed out) ends that pool's opening quietly: the run's own
+/// requests then meet it and count it. Returns the connections opened.
+async fn pre_open(shared: &Arc<Shared>, counts: &[usize]) -> u64 {
+    if !shared.connector.reuses() {
+        return 0;
+    }
+    let open_one = |shared: Arc<Shared>, pool: usize| async move {
+        let p = &shared.pools[pool];
+        tokio::time::timeout(shared.timeout, p.open_idle(&shared.connector))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+    };
+    let mut opened = 0;
+    for (pool, &want) in counts.iter().enumerate() {
+        if want == 0 {
+            continue;
+        }
+        // the first connection tells whether the host multiplexes
+        let Some(carries) = open_one(shared.clone(), pool).await else {
+            continue;
+        };
+        opened += 1;
+        let left = Arc::new(AtomicUsize::new(want.div_ceil(carries.max(1)) - 1));
+        let mut openers = tokio::task::JoinSet::new();
+        for _ in 0..left.load(Ordering::Relaxed).min(PRE_OPEN_PARALLEL) {
+            let (shared, left) = (shared.clone(), left.clone());
+            openers.spawn(async move {
+                let mut n = 0u64;
+                while left
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |k| k.checked_sub(1))
+                    .is_ok()
+                {
+                    if open_one(shared.clone(), pool).await.is_none() {
+                        left.store(0, Ordering::Release);
+                        break;
+                    }
+                    n += 1;
+                }
+                n
+            });
+        }
+        while let Some(n) = openers.join_next().await {
+            opened += n.unwrap_or(0);
+        }
+    }
+    opened
 }

@@ -1,6 +1,8 @@
 //! The open model: arrivals at their due times, whatever responses do.
 
+use super::wake::DueTimer;
 use super::*;
+use crate::config::WAKE_WINDOW;
 
 impl LoadTest {
     /// Open model: send each arrival at its due time, whatever earlier
@@ -19,94 +21,51 @@ impl LoadTest {
             picks: self.cumulative_weights.clone().into(),
             seed: self.seed,
             max_vus,
-            handle: tokio::runtime::Handle::current(),
         };
-        match self.timing {
-            Timing::Runtime => {
-                // Due arrivals are sent from a task on the runtime, woken by its
-                // timer (1 ms granularity): an arrival leaves at most ~1 ms late,
-                // arrivals due in the same millisecond leave together, and the
-                // process wakes once per batch instead of once per arrival.
-                let mut scheduled = 0u64;
-                let mut schedule = schedule;
-                while let Some(arrival) = schedule.next() {
-                    let due = start + arrival.offset;
-                    while Instant::now() < due {
-                        if shared.stop.load(Ordering::Relaxed) {
-                            return (scheduled, start.elapsed().min(end - start));
-                        }
-                        tokio::time::sleep_until(due.min(Instant::now() + STOP_POLL)).await;
-                    }
-                    if shared.stop.load(Ordering::Relaxed) {
-                        return (scheduled, start.elapsed().min(end - start));
-                    }
-                    let (n, more) = dispatch.arrive(&mut schedule, arrival, due, start, end);
-                    scheduled += n;
-                    if !more {
-                        break;
-                    }
-                    if scheduled % 64 == 0 {
-                        // when far behind, let the requests just spawned run
-                        // on this worker too instead of only queueing more
-                        tokio::task::yield_now().await;
-                    }
+        // Due arrivals are sent from this task, woken at their due times by
+        // a timer of microsecond resolution (tokio's own is 1 ms, and woke
+        // arrivals up to 2 ms late); an arrival's request task then starts
+        // on the same worker. Under `auto` the scheduler wakes at most once
+        // per WAKE_WINDOW, and a wake-up sends every arrival due by then.
+        let window = match self.timing {
+            Timing::Auto => WAKE_WINDOW,
+            Timing::Precise => Duration::ZERO,
+        };
+        let timer = DueTimer::new();
+        let stopped = |scheduled| (scheduled, start.elapsed().min(end - start));
+        let mut scheduled = 0u64;
+        let mut schedule = schedule;
+        let mut woke = start;
+        while let Some(arrival) = schedule.next() {
+            let due = start + arrival.offset;
+            let wake_at = due.max(woke + window);
+            while Instant::now() < due {
+                if shared.stop.load(Ordering::Relaxed) {
+                    return stopped(scheduled);
                 }
-                while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
-                    tokio::time::sleep_until(end.min(Instant::now() + STOP_POLL)).await;
-                }
-                (scheduled, start.elapsed().min(end - start))
+                timer
+                    .sleep_until(wake_at.min(Instant::now() + STOP_POLL))
+                    .await;
+                woke = Instant::now();
             }
-            Timing::Precise => {
-                // A thread of its own: `thread::sleep` wakes within tens of
-                // microseconds of each due time, at the price of one wake-up
-                // per arrival.
-                let start_std = start.into_std();
-                let end_std = end.into_std();
-                let stop_at = move |scheduled: u64| {
-                    (
-                        scheduled,
-                        std::time::Instant::now().min(end_std) - start_std,
-                    )
-                };
-                let scheduler = tokio::task::spawn_blocking(move || {
-                    let mut scheduled = 0u64;
-                    let mut schedule = schedule;
-                    while let Some(arrival) = schedule.next() {
-                        let due = start_std + arrival.offset;
-                        loop {
-                            if dispatch.shared.stop.load(Ordering::Relaxed) {
-                                return stop_at(scheduled);
-                            }
-                            let now = std::time::Instant::now();
-                            if due <= now {
-                                break;
-                            }
-                            std::thread::sleep((due - now).min(STOP_POLL));
-                        }
-                        let (n, more) = dispatch.arrive(
-                            &mut schedule,
-                            arrival,
-                            Instant::from_std(due),
-                            start,
-                            end,
-                        );
-                        scheduled += n;
-                        if !more {
-                            break;
-                        }
-                    }
-                    loop {
-                        let now = std::time::Instant::now();
-                        if now >= end_std || dispatch.shared.stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        std::thread::sleep((end_std - now).min(STOP_POLL));
-                    }
-                    stop_at(scheduled)
-                });
-                scheduler.await.unwrap_or((0, Duration::ZERO))
+            if shared.stop.load(Ordering::Relaxed) {
+                return stopped(scheduled);
+            }
+            let (n, more) = dispatch.arrive(&mut schedule, arrival, due, start, end);
+            scheduled += n;
+            if !more {
+                break;
+            }
+            if scheduled % 64 == 0 {
+                // when far behind, let the requests just spawned run
+                // on this worker too instead of only queueing more
+                tokio::task::yield_now().await;
             }
         }
+        while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
+            tokio::time::sleep_until(end.min(Instant::now() + STOP_POLL)).await;
+        }
+        stopped(scheduled)
     }
 }
 
@@ -131,7 +90,6 @@ struct Dispatch {
     picks: Arc<[u64]>,
     seed: u64,
     max_vus: usize,
-    handle: tokio::runtime::Handle,
 }
 
 impl Dispatch {
@@ -178,7 +136,7 @@ impl Dispatch {
         shared.in_flight.enter();
         let route = pick_route(&self.picks, self.seed, index);
         let shared = shared.clone();
-        self.handle.spawn(async move {
+        tokio::spawn(async move {
             let s = shared.exchange(route, due, index).await;
             shared.record(&s);
             shared.in_flight.leave();
