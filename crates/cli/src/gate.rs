@@ -10,7 +10,9 @@ use atlas_loadgen::{parse_duration, Observer};
 use clap::Args;
 
 use crate::progress::Reporter;
-use crate::{report, EXIT_BLOCKER, EXIT_FAILURE, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE};
+use crate::{
+    report, EXIT_BLOCKER, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE,
+};
 use atlas_healer::JournalPrinter;
 
 /// `atlas gate` flags. Every one can also come from `atlas.toml` (`--config`)
@@ -32,7 +34,8 @@ ATLAS_ADMIN_TOKEN is --admin's bearer token.
 Gate: p(95) ≤ p95, failures ≤ max_failures, cache hit ≥ min_hit, achieved rate ≥ rate,
 requests = rate × duration ± 1 %.
 Exit: 0 PROGRESS, 99 BLOCKER with failing thresholds, 3 BLOCKER before any load
-(e.g. PORT-OCCUPIED), 2 bad usage or config, 1 runtime failure.")]
+(e.g. PORT-OCCUPIED), 2 bad usage or config, 1 runtime failure, 105 stopped by Ctrl-C or
+SIGTERM (BLOCKER ABORTED; the bundle holds what ran, verdict ABORTED; twice quits at once).")]
 pub(crate) struct GateArgs {
     /// Gate your own service at this URL (an Atlas proxy, or any proxy) [default: the embedded demo app behind an embedded Atlas proxy]
     #[arg(long, env = "ATLAS_TARGET", value_name = "URL")]
@@ -171,12 +174,28 @@ pub(crate) fn main(args: GateArgs) -> u8 {
         duration: gate.config().duration,
         bar: Mutex::new(None),
     };
-    let gate = gate.hooks(Arc::new(hooks));
+    let interrupt = atlas_loadgen::Interrupt::new();
+    let gate = gate.hooks(Arc::new(hooks)).interrupt(interrupt.clone());
     let runtime = match crate::runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match runtime.block_on(gate.run()) {
+    let signals = match crate::stop_on_signals(
+        &runtime,
+        &interrupt,
+        "stopping: the load drains its requests in flight, no healing starts, then the bundle is written marked ABORTED",
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            return report(
+                &anyhow::Error::new(e).context("handling SIGINT and SIGTERM"),
+                EXIT_FAILURE,
+            )
+        }
+    };
+    let outcome = runtime.block_on(gate.run());
+    signals.abort();
+    match outcome {
         Ok(o) => {
             print!("{}", o.packet);
             println!(
@@ -187,6 +206,7 @@ pub(crate) fn main(args: GateArgs) -> u8 {
                 Class::Green => EXIT_OK,
                 Class::ThresholdsFailed => EXIT_THRESHOLDS,
                 Class::Blocked => EXIT_BLOCKER,
+                Class::Aborted => EXIT_INTERRUPTED,
             }
         }
         Err(e) if e.is_usage() => report(&anyhow::Error::new(e), EXIT_USAGE),

@@ -347,14 +347,13 @@ fn run(args: LoadArgs) -> anyhow::Result<u8> {
         .build()
         .context("starting the runtime")?;
     let interrupt = Interrupt::new();
-    let signals = {
-        // the handlers are in place before the first arrival
-        use tokio::signal::unix::{signal, SignalKind};
-        let _in_runtime = runtime.enter();
-        let int = signal(SignalKind::interrupt()).context("handling SIGINT")?;
-        let term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
-        runtime.spawn(stop_on_signals([int, term], interrupt.clone()))
-    };
+    // the handlers are in place before the first arrival
+    let signals = crate::stop_on_signals(
+        &runtime,
+        &interrupt,
+        "no more arrivals; waiting for the requests in flight, then writing the summary",
+    )
+    .context("handling SIGINT and SIGTERM")?;
     let result = runtime.block_on(test.run_with(RunOptions {
         observer: Some(reporter.clone()),
         outputs: args.out.clone(),
@@ -374,30 +373,6 @@ fn run(args: LoadArgs) -> anyhow::Result<u8> {
             summary_to_stderr: args.out.iter().any(Output::is_stdout),
         },
     )
-}
-
-/// Ctrl-C or SIGTERM once: the run stops scheduling, lets its requests in
-/// flight finish (within the graceful stop) and writes everything, as k6
-/// does. Twice: the process ends at once; the summaries are not written, a
-/// `--out` file keeps the whole lines written so far.
-async fn stop_on_signals(
-    [mut int, mut term]: [tokio::signal::unix::Signal; 2],
-    interrupt: Interrupt,
-) {
-    let name = tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    };
-    eprintln!(
-        "atlas: {name}: no more arrivals; waiting for the requests in flight, then writing the summary (again to quit at once)"
-    );
-    interrupt.interrupt();
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
-    eprintln!("atlas: stopped at once; no summary written");
-    std::process::exit(i32::from(EXIT_INTERRUPTED));
 }
 
 fn merge(args: MergeArgs) -> anyhow::Result<u8> {

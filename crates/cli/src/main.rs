@@ -144,6 +144,38 @@ pub(crate) fn report(err: &anyhow::Error, code: u8) -> u8 {
     code
 }
 
+/// Ctrl-C or SIGTERM once: `interrupt` is set (the run stops scheduling,
+/// lets its requests in flight finish within the graceful stop, and writes
+/// everything, as k6 does) and `doing` is said on stderr. Twice: the
+/// process ends at once with [`EXIT_INTERRUPTED`], writing nothing more.
+/// The handlers are in place when this returns; abort the handle to remove
+/// them.
+pub(crate) fn stop_on_signals(
+    runtime: &tokio::runtime::Runtime,
+    interrupt: &atlas_loadgen::Interrupt,
+    doing: &'static str,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let _in_runtime = runtime.enter();
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let interrupt = interrupt.clone();
+    Ok(runtime.spawn(async move {
+        let name = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        eprintln!("atlas: {name}: {doing} (again to quit at once)");
+        interrupt.interrupt();
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("atlas: stopped at once; nothing more written");
+        std::process::exit(i32::from(EXIT_INTERRUPTED));
+    }))
+}
+
 /// The multi-threaded runtime of the long-running subcommands; on failure the
 /// error is already reported and the exit code is returned.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, u8> {

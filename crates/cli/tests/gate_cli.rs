@@ -277,6 +277,71 @@ fn an_https_target_is_gated_and_healed_over_http2() {
     assert_eq!(summary["atlas"]["protos"]["HTTP/2.0"], 900, "{summary}");
 }
 
+/// Issue 17: Ctrl-C during `atlas gate` stops the load (its requests in
+/// flight drain), starts no healing, and still writes a bundle that
+/// verifies, marked ABORTED; the exit code is k6's 105.
+#[test]
+fn sigint_during_the_gate_writes_an_aborted_bundle_that_verifies_and_exits_105() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = Scratch::new("gate-sigint");
+    let out = dir.path("bundle");
+    let mut child = atlas()
+        .args(["gate", "--rate", "100", "--duration", "60s", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the route checks are printed just before the load starts; the signal
+    // may come before or during the load: either way the gate is aborted
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    // read to the end, so the gate never writes to a closed pipe
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.starts_with("gate routes") {
+                let _ = tx.send(());
+            }
+            seen.push(line);
+        }
+        seen
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the gate checks its routes");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let mut proc = common::Proc(Some(child));
+    common::signal(&proc, "-INT");
+    let mut child = proc.0.take().unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let status = child.wait().unwrap();
+    let seen = reader.join().unwrap();
+    assert_eq!(status.code(), Some(105), "{stdout}\n{}", seen.join("\n"));
+    assert!(
+        !seen.iter().any(|l| l.starts_with("gate heal")),
+        "no healing after the signal: {}",
+        seen.join("\n")
+    );
+    assert!(
+        stdout.starts_with("BLOCKER  ABORTED: stopped from outside"),
+        "{stdout}"
+    );
+    verified(&out);
+    let statement = json(&out, "bundle.json");
+    assert_eq!(statement["predicate"]["verdict"], "ABORTED", "{statement}");
+    let packet = json(&out, "packet.json");
+    assert_eq!(packet["class"], "ABORTED", "{packet}");
+    // what ran is in the bundle: far fewer than the 6,000 planned requests
+    let summary = json(&out, "summary.json");
+    let requests = summary["metrics"]["http_reqs"]["values"]["count"]
+        .as_u64()
+        .unwrap();
+    assert!(requests < 6000, "{requests} requests");
+    assert!(out.join("report.html").is_file());
+}
+
 #[test]
 fn bad_usage_exits_2_naming_what_is_wrong_and_writes_nothing() {
     let dir = Scratch::new("gate-usage");

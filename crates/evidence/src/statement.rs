@@ -21,6 +21,9 @@ pub enum Verdict {
     Red,
     /// Something outside the thresholds stopped the run (a blocker).
     Blocked,
+    /// Stopped from outside (Ctrl-C, SIGTERM) before it could judge: the
+    /// bundle holds what ran, and no verdict on the service.
+    Aborted,
     /// No verdict was given.
     Unknown,
 }
@@ -32,6 +35,7 @@ impl Verdict {
             Verdict::Green => "GREEN",
             Verdict::Red => "RED",
             Verdict::Blocked => "BLOCKED",
+            Verdict::Aborted => "ABORTED",
             Verdict::Unknown => "UNKNOWN",
         }
     }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use atlas_healer::Numbers;
-use atlas_loadgen::{Executor, LoadConfig, Observer, RunOptions, RunResult, ThresholdOutcome};
+use atlas_loadgen::{
+    Executor, Interrupt, LoadConfig, Observer, RunOptions, RunResult, ThresholdOutcome,
+};
 
 use crate::config::GateConfig;
 use crate::error::Result;
@@ -51,6 +53,7 @@ pub(crate) async fn run(
     label: &'static str,
     t0: Instant,
     observer: Option<Arc<dyn Observer>>,
+    interrupt: &Interrupt,
 ) -> Result<LoadRun> {
     let mut lc = LoadConfig::new(Executor::ConstantArrivalRate {
         rate: cfg.rate,
@@ -73,6 +76,7 @@ pub(crate) async fn run(
     let result = test
         .run_with(RunOptions {
             observer,
+            interrupt: Some(interrupt.clone()),
             ..RunOptions::default()
         })
         .await?;

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use atlas_cacheproxy::{AccessLog, AccessLogFormat};
 use atlas_evidence::{BundleBuilder, ThresholdRecord, Verdict};
 use atlas_healer::{Blocker, Code, Healer, HealerConfig, Observation, Packet, Progress};
-use atlas_loadgen::{write_atomic, Observer, TraceId};
+use atlas_loadgen::{write_atomic, Interrupt, Observer, TraceId};
 use serde_json::json;
 
 use crate::artifacts::{self, GateJournal, RAW_ACCESS_LOG};
@@ -61,6 +61,9 @@ pub enum Class {
     ThresholdsFailed,
     /// A BLOCKER before any load could say so (a dead route, a port taken).
     Blocked,
+    /// Stopped from outside (Ctrl-C, SIGTERM): BLOCKER ABORTED, the bundle
+    /// holds what ran (k6's exit 105).
+    Aborted,
 }
 
 impl Class {
@@ -70,6 +73,7 @@ impl Class {
             Class::Green => "green",
             Class::ThresholdsFailed => "thresholds-failed",
             Class::Blocked => "blocked",
+            Class::Aborted => "aborted",
         }
     }
 }
@@ -105,6 +109,7 @@ pub struct Gate {
     cfg: GateConfig,
     hooks: Arc<dyn GateHooks>,
     audit: Box<dyn Audit>,
+    interrupt: Interrupt,
 }
 
 impl std::fmt::Debug for Gate {
@@ -131,7 +136,18 @@ impl Gate {
             cfg,
             hooks: Arc::new(Quiet),
             audit,
+            interrupt: Interrupt::new(),
         })
+    }
+
+    /// Stops through `interrupt` (a Ctrl-C handler's): a load under way
+    /// stops scheduling and drains its requests in flight, no healing
+    /// starts, and the gate ends in BLOCKER ABORTED with a bundle of what
+    /// ran (verdict `ABORTED`), as `atlas load` writes its files when
+    /// interrupted. A healer already running finishes its step first.
+    pub fn interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = interrupt;
+        self
     }
 
     /// Reports progress through `hooks`.
@@ -281,7 +297,8 @@ impl Gate {
             );
         }
 
-        if !loads.last().is_some_and(LoadRun::passed) {
+        let aborted = || self.interrupt.is_interrupted();
+        if !aborted() && !loads.last().is_some_and(LoadRun::passed) {
             hooks.phase(
                 if cfg.heal { "heal" } else { "diagnose" },
                 if cfg.heal {
@@ -295,7 +312,7 @@ impl Gate {
                 healer = healer.hooks(h);
             }
             let r = healer.run().await?;
-            if matches!(r.packet, Packet::Progress(_)) {
+            if !aborted() && matches!(r.packet, Packet::Progress(_)) {
                 let label = if loads.is_empty() {
                     "load"
                 } else {
@@ -308,7 +325,14 @@ impl Gate {
         }
 
         // THE PACKET
-        let (mut packet, class) = verdict(loads.last(), healer_packet);
+        let (mut packet, class) = if aborted() {
+            (
+                aborted_packet(loads.last(), healer_packet, t0, cfg.duration),
+                Class::Aborted,
+            )
+        } else {
+            verdict(loads.last(), healer_packet)
+        };
         journal.event(
             "packet",
             serde_json::to_value(&packet).expect("a packet serializes"),
@@ -316,10 +340,13 @@ impl Gate {
 
         // EVIDENCE
         hooks.phase("evidence", "writing the bundle");
-        let lighthouse = self
-            .audit
-            .audit(&stack.target, &work.join("lighthouse"))
-            .await;
+        let lighthouse = if aborted() {
+            "lighthouse: skipped — the gate was stopped from outside".to_string()
+        } else {
+            self.audit
+                .audit(&stack.target, &work.join("lighthouse"))
+                .await
+        };
         hooks.phase("lighthouse", &lighthouse);
         // validated with the config: a rule that does not parse is not here
         let cache_rule = match &self.cfg.cache_header {
@@ -354,10 +381,10 @@ impl Gate {
         let last = loads.last();
         let (verdict, records, samples) = match last {
             Some(l) => (
-                if class == Class::Green {
-                    Verdict::Green
-                } else {
-                    Verdict::Red
+                match class {
+                    Class::Green => Verdict::Green,
+                    Class::Aborted => Verdict::Aborted,
+                    Class::ThresholdsFailed | Class::Blocked => Verdict::Red,
                 },
                 l.outcomes
                     .iter()
@@ -370,6 +397,7 @@ impl Gate {
                     .collect(),
                 l.result.metrics.requests,
             ),
+            None if class == Class::Aborted => (Verdict::Aborted, Vec::new(), 0),
             None => (Verdict::Blocked, Vec::new(), 0),
         };
         let bundle = BundleBuilder::new()
@@ -402,7 +430,16 @@ impl Gate {
         t0: Instant,
     ) -> Result<LoadRun> {
         let observer = self.hooks.load_observer(label);
-        let run = load::run(&self.cfg, &stack.target, trace, label, t0, observer).await?;
+        let run = load::run(
+            &self.cfg,
+            &stack.target,
+            trace,
+            label,
+            t0,
+            observer,
+            &self.interrupt,
+        )
+        .await?;
         self.hooks.load_done(&run);
         self.hooks.phase(
             label,
@@ -480,6 +517,40 @@ fn verdict(last: Option<&LoadRun>, healer: Option<Packet>) -> (Packet, Class) {
         (Packet::Blocker(_), _) => Class::Blocked,
     };
     (packet, class)
+}
+
+/// BLOCKER ABORTED: what ran, with the healer's changes so far (the
+/// thresholds were not judged on a whole run).
+fn aborted_packet(
+    last: Option<&LoadRun>,
+    healer: Option<Packet>,
+    t0: Instant,
+    planned: std::time::Duration,
+) -> Packet {
+    Packet::Blocker(Blocker {
+        class: Code::Aborted,
+        cause: None,
+        what: format!(
+            "stopped from outside (Ctrl-C or SIGTERM) {:.1}s into the gate: the figures cover what ran, and no verdict was reached",
+            t0.elapsed().as_secs_f64()
+        ),
+        knob: None,
+        lives: "outside the service: the run was interrupted; run the gate again".into(),
+        proof: last
+            .map(|l| {
+                vec![format!(
+                    "{}: {} requests in {:.1}s of {:.0}s planned",
+                    l.label,
+                    l.result.metrics.requests,
+                    l.result.active_secs,
+                    planned.as_secs_f64()
+                )]
+            })
+            .unwrap_or_default(),
+        best: last.map(|l| numbers(&l.result)),
+        changes: healer.map(|p| p.changes().to_vec()).unwrap_or_default(),
+        bundle_digest: None,
+    })
 }
 
 /// One line per route checked after priming.

@@ -33,6 +33,9 @@ pub enum Code {
     Threshold,
     /// The fix needs a knob the policy forbids.
     Policy,
+    /// The run was stopped from outside (Ctrl-C, SIGTERM) before it could
+    /// judge the service.
+    Aborted,
 }
 
 impl Code {
@@ -48,6 +51,7 @@ impl Code {
             Code::LoadShortfall => "LOAD-SHORTFALL",
             Code::Threshold => "THRESHOLD",
             Code::Policy => "POLICY",
+            Code::Aborted => "ABORTED",
         }
     }
 }

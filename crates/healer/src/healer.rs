@@ -514,6 +514,10 @@ impl Run<'_> {
                 None,
                 "the application behind the proxy: the healer changes infrastructure knobs, never the app".into(),
             ),
+            Code::Aborted => (
+                None,
+                "outside the service: the run was stopped from outside (Ctrl-C or SIGTERM)".into(),
+            ),
             Code::LoadShortfall => (
                 Some(Knob::LoadMaxVus.name()),
                 "the load generator: it cannot reach the rate on this machine (run it on another host, or split it with --segment)".into(),
