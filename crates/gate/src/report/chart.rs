@@ -131,6 +131,21 @@ pub struct LineChart {
     markers: Vec<MarkerView>,
     paths: Vec<Path>,
     legend: Vec<Legend>,
+    /// Said across a chart with no point to draw, so a blank chart is
+    /// never mistaken for a flat line.
+    empty: Option<String>,
+    mid_x: f64,
+    mid_y: f64,
+}
+
+impl LineChart {
+    /// Why the chart has no data, shown on it when it has none.
+    pub fn empty_note(mut self, why: &str) -> Self {
+        if self.paths.is_empty() {
+            self.empty = Some(format!("no data: {why}"));
+        }
+        self
+    }
 }
 
 /// Lays out a line chart: `hlines` are limits (value, label); one far above
@@ -265,6 +280,9 @@ pub fn line_chart(
         markers,
         paths,
         legend,
+        empty: None,
+        mid_x: (L + W - R) / 2.0,
+        mid_y: (T + H - B) / 2.0,
     }
 }
 

@@ -10,7 +10,7 @@ mod chart;
 use std::time::SystemTime;
 
 use atlas_healer::{Observation, Packet};
-use atlas_loadgen::{CacheLabel, CacheStatus, Label, SecondRow, TrendStat};
+use atlas_loadgen::{CacheLabel, CacheStatus, Label, MetricType, SecondRow, TrendStat};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -52,7 +52,9 @@ struct RouteRow {
     name: String,
     requests: u64,
     failed: u64,
+    p50: String,
     p95: String,
+    p99: String,
     statuses: String,
     cache: String,
 }
@@ -109,14 +111,41 @@ fn since(start: SystemTime, ts: &str) -> Option<f64> {
     Some(t.duration_since(start).ok()?.as_secs_f64())
 }
 
+/// A threshold's measured value with its unit, read from the metric's
+/// k6 type: a time trend in ms, a rate metric as a percentage (with the
+/// ratio k6's expression compares), a counter's `rate` per second, data in
+/// bytes, a count as it is.
+fn with_unit(metric: &str, expr: &str, v: f64) -> String {
+    let base = metric.split('{').next().unwrap_or(metric);
+    let (kind, contains) = atlas_loadgen::METRICS
+        .iter()
+        .find(|(name, ..)| *name == base)
+        .map_or((None, "default"), |(_, kind, contains, _)| {
+            (Some(*kind), *contains)
+        });
+    let agg = expr
+        .split(|c: char| "<>=!".contains(c))
+        .next()
+        .unwrap_or("")
+        .trim();
+    match (kind, contains, agg) {
+        (Some(MetricType::Rate), ..) => format!("{:.2} % ({})", v * 100.0, fmt_actual(v)),
+        (Some(MetricType::Counter), "data", "rate") => format!("{} B/s", fmt_actual(v)),
+        (Some(MetricType::Counter), _, "rate") => format!("{}/s", fmt_actual(v)),
+        (_, "time", _) => format!("{} ms", fmt_actual(v)),
+        (_, "data", _) => format!("{} B", fmt_actual(v)),
+        _ => fmt_actual(v),
+    }
+}
+
+/// A measured value to four decimals without trailing zeros: a rate that
+/// fails `rate>=500` at 499.9979 must not read "500.00".
 fn fmt_actual(v: f64) -> String {
     if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else if v < 1.0 {
-        format!("{v:.4}")
-    } else {
-        format!("{v:.2}")
+        return format!("{v:.0}");
     }
+    let s = format!("{v:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn status_color(c: CacheLabel) -> &'static str {
@@ -168,6 +197,10 @@ fn markers(i: &Input<'_>) -> Vec<Marker> {
     markers
 }
 
+/// What an empty time chart says when no load second was recorded.
+const NO_LOAD: &str =
+    "no whole second of load ran (no route answered, or the gate was stopped first)";
+
 fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
     let x_max = i
         .loads
@@ -218,7 +251,8 @@ fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
             &markers,
             x_max,
             None,
-        ),
+        )
+        .empty_note(NO_LOAD),
         line_chart(
             "chart-latency",
             "Latency from the scheduled send time (per second)",
@@ -244,7 +278,8 @@ fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
             &markers,
             x_max,
             None,
-        ),
+        )
+        .empty_note(NO_LOAD),
         line_chart(
             "chart-hit",
             "Cache hit ratio (HIT among responses with a cache status)",
@@ -264,7 +299,12 @@ fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
             &markers,
             x_max,
             Some(100.0),
-        ),
+        )
+        .empty_note(if i.loads.iter().any(|l| l.result.metrics.requests > 0) {
+            "no response carried a cache status the gate reads (see cache-status.json)"
+        } else {
+            NO_LOAD
+        }),
     ]
 }
 
@@ -296,7 +336,9 @@ fn distribution(last: &LoadRun) -> Distribution {
             name: r.name.clone(),
             requests: r.requests,
             failed: r.failed,
+            p50: format!("{:.1}", r.duration.stat_ms(TrendStat::Med)),
             p95: format!("{:.1}", r.duration.stat_ms(TrendStat::Percentile(95.0))),
+            p99: format!("{:.1}", r.duration.stat_ms(TrendStat::Percentile(99.0))),
             statuses: r
                 .statuses
                 .iter()
@@ -409,10 +451,10 @@ pub(crate) fn render(i: &Input<'_>) -> Result<String> {
                     .filter_map(|l| l.outcomes.get(k))
                     .map(|x| Cell {
                         ok: x.ok,
-                        text: x
-                            .actual
-                            .map(fmt_actual)
-                            .unwrap_or_else(|| "no samples".into()),
+                        text: x.actual.map_or_else(
+                            || "no samples".into(),
+                            |v| with_unit(&x.metric, &x.expr, v),
+                        ),
                     })
                     .collect(),
             })
@@ -465,6 +507,79 @@ pub(crate) fn render(i: &Input<'_>) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_threshold_value_carries_its_unit() {
+        let cases = [
+            ("http_req_duration", "p(95)<200", 12.5, "12.5 ms"),
+            ("http_req_duration{name:/keys}", "p(99)<300", 3.0, "3 ms"),
+            ("http_req_failed", "rate<0.01", 0.0025, "0.25 % (0.0025)"),
+            ("cache_hit", "rate>=0.98", 1.0, "100.00 % (1)"),
+            ("cache_hit", "rate>=0.98", 0.97, "97.00 % (0.97)"),
+            ("http_reqs", "rate>=495", 499.9979, "499.9979/s"),
+            ("http_reqs", "count>=29700", 30000.0, "30000"),
+            ("data_received", "rate>0", 2048.0, "2048 B/s"),
+            ("data_sent", "count>0", 512.0, "512 B"),
+        ];
+        for (metric, expr, v, shown) in cases {
+            assert_eq!(with_unit(metric, expr, v), shown, "{metric}: {expr}");
+        }
+    }
+
+    #[test]
+    fn a_chart_without_data_says_so_and_one_with_data_does_not() {
+        let chart = |runs: Vec<Vec<(f64, f64)>>| {
+            line_chart(
+                "chart-x",
+                "t",
+                "ms",
+                &[Series {
+                    name: "p95".into(),
+                    color: "#000",
+                    runs,
+                }],
+                &[],
+                &[],
+                10.0,
+                None,
+            )
+            .empty_note(NO_LOAD)
+        };
+        let mut env = minijinja::Environment::new();
+        env.add_template("report.html", TEMPLATE).unwrap();
+        let render = |c: chart::LineChart| {
+            let page = Page {
+                run_id: "r".into(),
+                kind: "BLOCKER",
+                green: false,
+                headline: "h".into(),
+                trace: "t".into(),
+                rate: "500".into(),
+                duration: "1m".into(),
+                started: "2026-12-02T00:00:00Z".into(),
+                loads: vec![],
+                thresholds: vec![],
+                charts: vec![c],
+                distribution: None,
+                steps: vec![],
+                packet: "p".into(),
+                checks: vec![],
+                lighthouse: "l".into(),
+                version: "0",
+            };
+            env.get_template("report.html")
+                .unwrap()
+                .render(page)
+                .unwrap()
+        };
+        let empty = render(chart(vec![vec![]]));
+        assert!(
+            empty.contains(&format!("no data: {NO_LOAD}")),
+            "the empty chart names why"
+        );
+        let drawn = render(chart(vec![vec![(0.5, 1.0), (1.5, 2.0)]]));
+        assert!(!drawn.contains("no data:"), "a chart with data has no note");
+    }
 
     #[test]
     fn text_is_escaped_wherever_it_lands() {
