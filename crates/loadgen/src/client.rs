@@ -16,7 +16,7 @@ use crate::transport::{Connector, HostPool, SetUp};
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// One request of the mix, resolved and ready to send many times.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Target {
     pub name: String,
     pub method: Method,
@@ -70,20 +70,37 @@ pub(crate) struct ExchangeCtx<'a> {
     pub timeout: Duration,
 }
 
+/// The most of a body a flow step keeps for its checks and extractions
+/// (k6 keeps whole bodies unless told to discard them); past it the body is
+/// read on, uncounted by JSON checks, which then fail.
+pub(crate) const MAX_KEPT_BODY: usize = 16 << 20;
+
+/// A response kept for a flow step: its head, and its body up to
+/// [`MAX_KEPT_BODY`] (`truncated` when longer).
+#[derive(Debug, Default)]
+pub(crate) struct Kept {
+    pub head: Option<http::response::Parts>,
+    pub body: Vec<u8>,
+    pub truncated: bool,
+}
+
 /// Sends one request of `target` that was due at `due`, and times and
-/// classifies what happened. Never fails: a failure is a sample too.
+/// classifies what happened. Never fails: a failure is a sample too. With
+/// `kept`, the response's head and body are kept there for a flow step.
 pub(crate) async fn exchange(
     ctx: &ExchangeCtx<'_>,
     route: usize,
     target: &Target,
     due: Instant,
     seq: u64,
+    mut kept: Option<&mut Kept>,
 ) -> Sample {
     let started = Instant::now();
     let pool = &ctx.pools[target.pool];
     let traceparent = ctx.traceparent.header(seq);
     let mut sample = Sample {
         route,
+        checks_applied: mask(ctx.checks.len()),
         ..Sample::default()
     };
     // data_sent counts a request once it is known to have left: its
@@ -137,6 +154,13 @@ pub(crate) async fn exchange(
                 if let Some(s) = scan.as_mut() {
                     s.feed(&data);
                 }
+                if let Some(k) = kept.as_deref_mut() {
+                    if k.body.len() + data.len() <= MAX_KEPT_BODY {
+                        k.body.extend_from_slice(&data);
+                    } else {
+                        k.truncated = true;
+                    }
+                }
             }
             pool.put(ctx.connector, lease);
             return Ok((parts, received, scan));
@@ -183,12 +207,24 @@ pub(crate) async fn exchange(
                     sample.checks_passed |= 1 << i;
                 }
             }
+            if let Some(k) = kept {
+                k.head = Some(parts);
+            }
         }
         Err(class) => {
             sample.error = Some(class);
         }
     }
     sample
+}
+
+/// The bits of the first `n` checks.
+pub(crate) fn mask(n: usize) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
 }
 
 fn micros(d: Duration) -> u64 {

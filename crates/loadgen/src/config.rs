@@ -81,6 +81,15 @@ pub struct LoadConfig {
     /// The weighted request mix; empty means one `GET` of `target`.
     #[serde(default)]
     pub requests: Vec<RequestSpec>,
+    /// A flow instead of a mix: each iteration (an arrival, or a VU's
+    /// turn) runs these steps in order (see [`StepSpec`](crate::StepSpec)).
+    #[serde(default)]
+    pub steps: Vec<crate::flow::StepSpec>,
+    /// A CSV file whose header names variables for the steps; iteration
+    /// `i` takes row `i % rows` (k6's `SharedArray` idiom). A relative path
+    /// read from a scenario file is relative to that file's folder.
+    #[serde(default)]
+    pub data: Option<std::path::PathBuf>,
     /// Headers sent with every request.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -660,6 +669,8 @@ impl LoadConfig {
             target: None,
             executor,
             requests: Vec::new(),
+            steps: Vec::new(),
+            data: None,
             headers: BTreeMap::new(),
             timeout: DEFAULT_TIMEOUT,
             graceful_stop: DEFAULT_GRACEFUL_STOP,
@@ -688,13 +699,21 @@ impl LoadConfig {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        Self::from_toml(&text).map_err(|e| match e {
+        let mut cfg = Self::from_toml(&text).map_err(|e| match e {
             Error::Scenario { message, .. } => Error::Scenario {
                 path: path.display().to_string(),
                 message,
             },
             other => other,
-        })
+        })?;
+        // a data file is found beside the scenario, as k6 opens files
+        // relative to the script
+        if let (Some(d), Some(dir)) = (&mut cfg.data, path.parent()) {
+            if d.is_relative() {
+                *d = dir.join(&*d);
+            }
+        }
+        Ok(cfg)
     }
 
     /// Parses a scenario from TOML text.

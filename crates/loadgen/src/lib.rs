@@ -50,6 +50,7 @@ mod check;
 mod client;
 mod config;
 mod error;
+mod flow;
 mod histogram;
 mod metrics;
 mod output;
@@ -69,6 +70,7 @@ pub use config::{
     DEFAULT_TIMEOUT, PRE_OPEN_WINDOW, WAKE_WINDOW,
 };
 pub use error::{Error, Result};
+pub use flow::StepSpec;
 pub use histogram::{Trend, TrendStat, MAX_MICROS};
 pub use metrics::{
     CacheLabel, CacheStatus, CheckCount, Counts, ErrorClass, Label, Metrics, Proto, RouteMetrics,

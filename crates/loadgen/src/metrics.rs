@@ -536,6 +536,14 @@ pub struct Metrics {
     /// Per tag value a threshold filters on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tagged: Vec<TaggedMetrics>,
+    /// Flow iterations completed (`iterations`); 0 for a request mix,
+    /// whose iteration is its one request.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub iterations: u64,
+    /// Flow iterations' durations, from the first step's scheduled time to
+    /// the last step's end, think times included (`iteration_duration`).
+    #[serde(default)]
+    pub iteration_duration: Trend,
 }
 
 impl Metrics {
@@ -588,6 +596,9 @@ impl Metrics {
             None => self.duration_ok.record(s.duration_us),
         }
         for (i, c) in self.checks.iter_mut().enumerate() {
+            if s.checks_applied & (1 << i) == 0 {
+                continue;
+            }
             if s.checks_passed & (1 << i) != 0 {
                 c.passes += 1;
             } else {
@@ -618,6 +629,8 @@ impl Metrics {
 
     /// Adds every count and distribution of `other` (same routes and checks).
     pub fn merge(&mut self, other: &Metrics) {
+        self.iterations += other.iterations;
+        self.iteration_duration.merge(&other.iteration_duration);
         self.requests += other.requests;
         self.failed += other.failed;
         self.dropped += other.dropped;
@@ -777,6 +790,13 @@ pub(crate) struct Sample {
     pub bytes_received: u64,
     /// Bit `i` set when check `i` passed.
     pub checks_passed: u64,
+    /// Bit `i` set when check `i` applies to this request (a flow step's
+    /// checks apply to that step's requests only).
+    pub checks_applied: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]
@@ -793,6 +813,7 @@ mod tests {
             service_us: us,
             waiting_us: us,
             checks_passed: u64::from(status == 200),
+            checks_applied: 1,
             ..Sample::default()
         }
     }

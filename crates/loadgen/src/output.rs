@@ -597,6 +597,9 @@ impl Lines {
             self.point(metric, time, value, &tags)?;
         }
         for i in 0..self.checks.len() {
+            if s.checks_applied & (1 << i) == 0 {
+                continue;
+            }
             let tags = self.scenario_tags(Some(i));
             let passed = s.checks_passed & (1 << i) != 0;
             self.point(CHECKS, time, f64::from(u8::from(passed)), &tags)?;

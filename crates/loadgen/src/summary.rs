@@ -75,12 +75,13 @@ fn entries(r: &RunResult) -> Vec<Entry> {
         "default",
         counter(m.requests),
     );
-    // one iteration sends one request: k6 counts the iteration with it
+    // a flow counts its iterations; in a mix one iteration is one request
+    let flow = m.iterations > 0;
     put(
         "iterations".into(),
         "counter",
         "default",
-        counter(m.requests),
+        counter(if flow { m.iterations } else { m.requests }),
     );
     put(
         "dropped_iterations".into(),
@@ -114,12 +115,16 @@ fn entries(r: &RunResult) -> Vec<Entry> {
         "time",
         trend_values(&m.duration_ok),
     );
-    // an iteration is its one request, timed from its scheduled start
+    // in a mix an iteration is its one request, timed from its scheduled start
     put(
         "iteration_duration".into(),
         "trend",
         "time",
-        trend_values(&m.duration),
+        trend_values(if flow {
+            &m.iteration_duration
+        } else {
+            &m.duration
+        }),
     );
     for (name, t) in m.timings() {
         put(name.into(), "trend", "time", trend_values(t));
@@ -595,6 +600,21 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
             )
             .collect();
         line(&mut out, "", "  protocols", protos.join(" "));
+    }
+    if m.iterations > 0 {
+        // a flow's iterations; in a mix they are its requests, shown above
+        line(
+            &mut out,
+            "iteration_duration",
+            "iteration_duration",
+            trend(&m.iteration_duration),
+        );
+        line(
+            &mut out,
+            "iterations",
+            "iterations",
+            format!("{} {:.2}/s", m.iterations, per_sec(m.iterations)),
+        );
     }
     line(&mut out, "vus", "vus", format!("max={}", m.max_in_flight));
     line(&mut out, "vus_max", "vus_max", format!("{}", r.max_vus));

@@ -144,7 +144,27 @@ impl LoadTest {
             .map(|t| parse_http_url("target", t, &resolve))
             .transpose()?;
         let common = header_map("headers", &cfg.headers)?;
-        let specs: Vec<RequestSpec> = if cfg.requests.is_empty() {
+        let is_flow = !cfg.steps.is_empty();
+        if is_flow && !cfg.requests.is_empty() {
+            return Err(Error::config(
+                "steps",
+                "a scenario has requests (a weighted mix) or steps (a flow), not both",
+            ));
+        }
+        if cfg.data.is_some() && !is_flow {
+            return Err(Error::config(
+                "data",
+                "a data file feeds the variables of steps; this scenario has none",
+            ));
+        }
+        let list = if is_flow { "steps" } else { "requests" };
+        let specs: Vec<RequestSpec> = if is_flow {
+            cfg.steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| iterate::step_request(s, &format!("steps[{i}]")))
+                .collect::<Result<_>>()?
+        } else if cfg.requests.is_empty() {
             let base = base.as_ref().ok_or_else(|| {
                 Error::config("target", "no target URL and no requests: nothing to send")
             })?;
@@ -157,7 +177,7 @@ impl LoadTest {
         let mut cumulative_weights = Vec::with_capacity(specs.len());
         let mut total = 0u64;
         for (i, spec) in specs.iter().enumerate() {
-            let field = |f: &str| format!("requests[{i}].{f}");
+            let field = |f: &str| format!("{list}[{i}].{f}");
             let (url, path) = if spec.url.starts_with('/') {
                 let base = base.as_ref().ok_or_else(|| {
                     Error::config(
@@ -242,11 +262,29 @@ impl LoadTest {
                 pool,
             });
         }
-        let checks = cfg
-            .checks
-            .iter()
-            .map(|c| Check::parse(c))
-            .collect::<Result<Vec<_>>>()?;
+        let flow = if is_flow {
+            let data = cfg
+                .data
+                .as_deref()
+                .map(crate::flow::Data::read)
+                .transpose()?;
+            Some(Arc::new(iterate::plan(&cfg.steps, &cfg.checks, data)?))
+        } else {
+            None
+        };
+        // a flow's checks are its steps' to evaluate, each on its own step
+        let checks = match &flow {
+            Some(_) => Vec::new(),
+            None => cfg
+                .checks
+                .iter()
+                .map(|c| Check::parse(c))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        let check_names: Vec<String> = match &flow {
+            Some(f) => f.check_names.clone(),
+            None => checks.iter().map(|c| c.name().to_string()).collect(),
+        };
         if checks.len() > 64 {
             return Err(Error::config(
                 "checks",
@@ -308,6 +346,8 @@ impl LoadTest {
             insecure_skip_tls_verify: cfg.insecure_skip_tls_verify,
             cumulative_weights,
             checks: checks.into(),
+            check_names: check_names.into(),
+            flow,
             cache_rule,
             tagged,
             thresholds,

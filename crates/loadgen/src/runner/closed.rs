@@ -124,10 +124,20 @@ impl ClosedWorker {
             }
             let key = k << 40 | iteration;
             iteration += 1;
-            let route = pick_route(&self.picks, self.seed, key);
             shared.in_flight.enter();
-            let s = shared.exchange_on(&pools, route, now, key).await;
-            shared.record(&s);
+            match &shared.flow {
+                Some(flow) => {
+                    let row = shared.iterations_started.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .iterate(flow, &pools, now, iteration - 1, row, k + 1, self.seed)
+                        .await;
+                }
+                None => {
+                    let route = pick_route(&self.picks, self.seed, key);
+                    let s = shared.exchange_on(&pools, route, now, key).await;
+                    shared.record(&s);
+                }
+            }
             shared.in_flight.leave();
         }
     }

@@ -25,6 +25,7 @@ use crate::transport::{Connector, ConnectorSpec, Endpoint, HostPool};
 
 mod build;
 mod closed;
+mod iterate;
 mod open;
 mod ticker;
 mod wake;
@@ -134,6 +135,10 @@ pub struct LoadTest {
     insecure_skip_tls_verify: bool,
     cumulative_weights: Vec<u64>,
     checks: Arc<[Check]>,
+    /// The names of the checks counted: `checks`', or a flow's.
+    check_names: Arc<[String]>,
+    /// A flow's steps, when the scenario has steps instead of a mix.
+    flow: Option<Arc<iterate::FlowPlan>>,
     cache_rule: atlas_vocab::CacheRule,
     /// The tag values thresholds filter on, each counted apart.
     tagged: Vec<TaggedMetrics>,
@@ -194,7 +199,7 @@ impl LoadTest {
     /// [`LoadTest::run`] with an observer and outputs.
     pub async fn run_with(&self, opts: RunOptions) -> Result<RunResult> {
         let names: Vec<String> = self.targets.iter().map(|t| t.name.clone()).collect();
-        let check_names: Vec<String> = self.checks.iter().map(|c| c.name().to_string()).collect();
+        let check_names: Vec<String> = self.check_names.to_vec();
         let points = opts
             .outputs
             .iter()
@@ -209,6 +214,10 @@ impl LoadTest {
             connector: self.connector.clone(),
             traceparent: TraceparentBuilder::new(self.trace),
             checks: self.checks.clone(),
+            check_count: self.check_names.len(),
+            flow: self.flow.clone(),
+            seed: self.seed,
+            iterations_started: AtomicU64::new(0),
             cache_rule: self.cache_rule.clone(),
             timeout: self.timeout,
             shards: (0..shards)
@@ -216,7 +225,7 @@ impl LoadTest {
                     Mutex::new(Shard {
                         total: Metrics {
                             tagged: self.tagged.clone(),
-                            ..Metrics::new(&names, self.checks.len())
+                            ..Metrics::new(&names, self.check_names.len())
                         },
                         second: SecondAcc::new(),
                     })
@@ -292,7 +301,7 @@ impl LoadTest {
         for p in shared.pools.iter() {
             p.clear();
         }
-        let mut metrics = Metrics::new(&names, self.checks.len());
+        let mut metrics = Metrics::new(&names, self.check_names.len());
         for s in shared.shards.iter() {
             metrics.merge(&s.lock().unwrap_or_else(|p| p.into_inner()).total);
         }
@@ -323,7 +332,7 @@ impl LoadTest {
             interrupted,
             outputs,
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
-            checks: self.checks.iter().map(|c| c.name().to_string()).collect(),
+            checks: self.check_names.to_vec(),
             thresholds: self.threshold_specs.clone(),
             metrics,
             series,
@@ -435,6 +444,13 @@ struct Shared {
     connector: Connector,
     traceparent: TraceparentBuilder,
     checks: Arc<[Check]>,
+    /// Checks counted per request (a flow's, or `checks`).
+    check_count: usize,
+    flow: Option<Arc<iterate::FlowPlan>>,
+    seed: u64,
+    /// Closed-model flow iterations begun, run-wide: each takes the next
+    /// data row.
+    iterations_started: AtomicU64,
     cache_rule: atlas_vocab::CacheRule,
     timeout: Duration,
     shards: Box<[Mutex<Shard>]>,
@@ -550,7 +566,15 @@ impl Shared {
             cache_rule: &self.cache_rule,
             timeout: self.timeout,
         };
-        exchange(&ctx, route, &self.targets[route], due, seq).await
+        exchange(&ctx, route, &self.targets[route], due, seq, None).await
+    }
+
+    /// Counts a flow iteration that took `took`.
+    fn record_iteration(&self, took: Duration) {
+        let i = SHARD_HINT.with(|h| *h) % self.shards.len();
+        let mut shard = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
+        shard.total.iterations += 1;
+        shard.total.iteration_duration.record(micros(took));
     }
 
     fn record(&self, s: &Sample) {
@@ -568,7 +592,7 @@ impl Shared {
             sec.duration.record(s.duration_us);
         }
         for w in self.points.iter() {
-            w.request(s, self.checks.len());
+            w.request(s, self.check_count);
         }
     }
 }
@@ -637,4 +661,8 @@ async fn pre_open(shared: &Arc<Shared>, counts: &[usize]) -> u64 {
         }
     }
     opened
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
 }

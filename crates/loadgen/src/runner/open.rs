@@ -136,9 +136,21 @@ impl Dispatch {
         shared.in_flight.enter();
         let route = pick_route(&self.picks, self.seed, index);
         let shared = shared.clone();
+        let max_vus = self.max_vus;
         tokio::spawn(async move {
-            let s = shared.exchange(route, due, index).await;
-            shared.record(&s);
+            match &shared.flow {
+                Some(flow) => {
+                    let vu = 1 + index % max_vus as u64;
+                    let seed = shared.seed;
+                    shared
+                        .iterate(flow, &shared.pools, due, index, index, vu, seed)
+                        .await;
+                }
+                None => {
+                    let s = shared.exchange(route, due, index).await;
+                    shared.record(&s);
+                }
+            }
             shared.in_flight.leave();
         });
     }

@@ -14,7 +14,7 @@ impl LoadTest {
         (!thresholds.is_empty()).then(|| AbortChecker {
             thresholds,
             names: names.to_vec(),
-            checks: self.checks.len(),
+            checks: self.check_names.len(),
             max_vus,
         })
     }

@@ -1,0 +1,311 @@
+//! Flows (issue 17): a k6 script's journey as steps, against a real server
+//! on loopback that checks what each step sends: log in with a user from a
+//! CSV file, read the token and user id from the JSON answer, use them.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use atlas_loadgen::{k6_summary, Executor, LoadConfig, RunResult, StepSpec, TrendStat};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+/// What the shop server refused: a request whose credentials, token or
+/// user id did not match what the flow should have sent.
+#[derive(Default)]
+struct Refusals(AtomicU64);
+
+/// A shop: `POST /login` (JSON user and password) answers a token and the
+/// user's id; `GET /users/ID/profile` needs that token for that id;
+/// `POST /orders` (a form naming the user) needs the token too.
+async fn shop() -> (SocketAddr, Arc<Refusals>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refused = Arc::new(Refusals::default());
+    let r = refused.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let r = r.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let r = r.clone();
+                    async move {
+                        let (status, body) = answer(req).await;
+                        if status >= 400 {
+                            r.0.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .status(status)
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(body)))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, refused)
+}
+
+fn user_id(name: &str) -> Option<u64> {
+    match name {
+        "alice" => Some(7),
+        "bob" => Some(8),
+        _ => None,
+    }
+}
+
+async fn answer(req: Request<hyper::body::Incoming>) -> (u16, String) {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    let token = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer tok-"))
+        .map(str::to_string);
+    let path = parts.uri.path().to_string();
+    match (parts.method.as_str(), path.as_str()) {
+        ("POST", "/login") => {
+            let Ok(creds) = serde_json::from_slice::<Value>(&body) else {
+                return (400, "{}".into());
+            };
+            let user = creds["user"].as_str().unwrap_or("");
+            match user_id(user) {
+                Some(id) if creds["password"] == json!(format!("secret-{user}")) => (
+                    200,
+                    json!({"token": format!("tok-{user}"), "user": {"id": id}}).to_string(),
+                ),
+                _ => (401, "{}".into()),
+            }
+        }
+        ("GET", p) if p.starts_with("/users/") && p.ends_with("/profile") => {
+            let id: Option<u64> = p
+                .trim_start_matches("/users/")
+                .trim_end_matches("/profile")
+                .parse()
+                .ok();
+            match token {
+                Some(user) if id.is_some() && user_id(&user) == id => {
+                    (200, json!({"id": id, "name": user}).to_string())
+                }
+                _ => (403, "{}".into()),
+            }
+        }
+        ("POST", "/orders") => {
+            let form = String::from_utf8_lossy(&body).into_owned();
+            let typed = parts
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                == Some("application/x-www-form-urlencoded");
+            match token.and_then(|u| user_id(&u)) {
+                Some(id) if typed && form == format!("item=a%20book&user={id}") => {
+                    (201, "{\"created\":true}".into())
+                }
+                _ => (403, "{}".into()),
+            }
+        }
+        _ => (404, "{}".into()),
+    }
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("atlas-flows-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The three steps, as a scenario file writes them.
+const FLOW: &str = r#"
+checks = ["status<400"]
+
+[executor]
+type = "constant-arrival-rate"
+rate = 10
+duration = "2s"
+
+[[steps]]
+name = "log in"
+method = "POST"
+url = "/login"
+json = { user = "{{username}}", password = "{{password}}" }
+checks = ["status==200", "json.token"]
+extract = { token = "json.token", user_id = "json.user.id" }
+think = "20ms..40ms"
+
+[[steps]]
+name = "profile"
+url = "/users/{{user_id}}/profile"
+headers = { Authorization = "Bearer {{token}}" }
+checks = ["status==200", "json.name", "duration < 5s"]
+
+[[steps]]
+name = "order"
+method = "POST"
+url = "/orders"
+headers = { Authorization = "Bearer {{token}}" }
+form = { item = "a book", user = "{{user_id}}" }
+checks = ["status==201", "json.created == true"]
+
+[thresholds]
+"http_req_duration{name:log in}" = ["p(95)<2000"]
+"http_req_duration{name:order}" = ["p(95)<2000"]
+checks = ["rate==1"]
+"#;
+
+async fn run(cfg: LoadConfig) -> RunResult {
+    let test = cfg.build().expect("valid flow");
+    tokio::time::timeout(Duration::from_secs(60), test.run())
+        .await
+        .expect("the run ends by itself")
+        .expect("the run completes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_step_flow_logs_in_reads_a_json_field_and_uses_it() {
+    let (addr, refused) = shop().await;
+    let dir = scratch("three-steps");
+    let users = dir.join("users.csv");
+    std::fs::write(
+        &users,
+        "username,password\nalice,secret-alice\nbob,secret-bob\n",
+    )
+    .unwrap();
+    let mut cfg: LoadConfig = toml::from_str(FLOW).unwrap();
+    cfg.target = Some(format!("http://{addr}"));
+    cfg.data = Some(users);
+    let r = run(cfg).await;
+
+    // every step of every iteration was accepted: the CSV's credentials,
+    // the token and the id read from the login's JSON reached the server
+    let statuses: Vec<String> = r
+        .metrics
+        .routes
+        .iter()
+        .map(|x| format!("{}: {:?}", x.name, x.statuses))
+        .collect();
+    assert_eq!(refused.0.load(Ordering::Relaxed), 0, "{statuses:?}");
+    assert_eq!(r.metrics.iterations, 20);
+    assert_eq!(r.metrics.requests, 60);
+    assert_eq!(r.metrics.failed, 0);
+    let names: Vec<&str> = r.metrics.routes.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(names, ["log in", "profile", "order"]);
+    assert!(r.metrics.routes.iter().all(|x| x.requests == 20));
+
+    // each step's checks counted on that step's requests only; the
+    // scenario's own check on all three
+    let checks: Vec<(&str, u64, u64)> = r
+        .checks
+        .iter()
+        .zip(&r.metrics.checks)
+        .map(|(n, c)| (n.as_str(), c.passes, c.fails))
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("status<400", 60, 0),
+            ("status==200", 40, 0),
+            ("json.token", 20, 0),
+            ("json.name", 20, 0),
+            ("duration < 5s", 20, 0),
+            ("status==201", 20, 0),
+            ("json.created == true", 20, 0),
+        ]
+    );
+
+    // an iteration lasts its three requests and the think time
+    let shortest = r.metrics.iteration_duration.stat_ms(TrendStat::Min);
+    assert!(shortest >= 20.0, "shortest iteration {shortest} ms");
+
+    // k6-shaped: iterations, iteration_duration, per-step submetrics
+    let outcomes = r.evaluate(None).unwrap();
+    assert!(outcomes.iter().all(|o| o.ok), "{outcomes:?}");
+    let summary = k6_summary(&r, &outcomes);
+    let m = &summary["metrics"];
+    assert_eq!(m["iterations"]["values"]["count"], 20);
+    assert_eq!(m["http_reqs"]["values"]["count"], 60);
+    assert!(m["iteration_duration"]["values"]["min"].as_f64().unwrap() >= 20.0);
+    for step in ["log in", "order"] {
+        let d = &m[format!("http_req_duration{{name:{step}}}")];
+        assert!(d["values"]["p(95)"].as_f64().is_some(), "{step}: {d}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_fails_the_steps_checks_and_leaves_later_variables_unset() {
+    let (addr, refused) = shop().await;
+    let dir = scratch("wrong-password");
+    let users = dir.join("users.csv");
+    std::fs::write(&users, "username,password\nalice,wrong\n").unwrap();
+    let mut cfg: LoadConfig = toml::from_str(FLOW).unwrap();
+    cfg.target = Some(format!("http://{addr}"));
+    cfg.data = Some(users);
+    cfg.executor = Executor::ConstantVus {
+        vus: 2,
+        duration: Duration::from_millis(500),
+    };
+    let r = run(cfg).await;
+    assert!(r.metrics.iterations > 0);
+    // every request was refused: 401 at login, then no token to use
+    assert_eq!(refused.0.load(Ordering::Relaxed), r.metrics.requests);
+    let passes = |name: &str| {
+        let i = r.checks.iter().position(|c| c == name).unwrap();
+        r.metrics.checks[i].passes
+    };
+    assert_eq!(passes("status==200"), 0);
+    assert_eq!(passes("json.token"), 0);
+    assert_eq!(passes("status==201"), 0);
+}
+
+#[test]
+fn bad_flows_are_refused_naming_the_step_and_field() {
+    let build = |extra: &str| -> String {
+        // top-level keys first, then the executor's table, then the steps
+        let (top, tables) = extra.split_at(extra.find('[').unwrap_or(extra.len()));
+        let text = format!(
+            "target = \"http://127.0.0.1:9\"\n{top}[executor]\ntype = \"constant-vus\"\nvus = 1\nduration = \"1s\"\n{tables}"
+        );
+        let cfg: LoadConfig = toml::from_str(&text).unwrap();
+        cfg.build().unwrap_err().to_string()
+    };
+    let e = build("[[steps]]\nurl = \"/a\"\n[[steps]]\nurl = \"/users/{{id}}\"\n");
+    assert!(
+        e.contains("steps[1].url") && e.contains("{{id}} is not set before this step"),
+        "{e}"
+    );
+    let e = build("[[steps]]\nurl = \"/a\"\nextract = { id = \"json.id\" }\n[[steps]]\nurl = \"/b\"\nchecks = [\"json.items[x]\"]\n");
+    assert!(e.contains("steps[1].checks[0]"), "{e}");
+    let e = build("[[steps]]\nurl = \"/a\"\nthink = \"2s..1s\"\n");
+    assert!(e.contains("steps[0].think"), "{e}");
+    let e = build("[[steps]]\nurl = \"/a\"\n[[requests]]\nurl = \"/b\"\n");
+    assert!(e.contains("not both"), "{e}");
+    let e = build("[[steps]]\nurl = \"/a\"\nbody = \"x\"\njson = { a = 1 }\n");
+    assert!(
+        e.contains("steps[0].body") && e.contains("one of body, json and form"),
+        "{e}"
+    );
+    let e = build("[[steps]]\nurl = \"http://{{host}}/a\"\n");
+    assert!(e.contains("not the scheme or host"), "{e}");
+    let e = build("data = \"/nonexistent/users.csv\"\n[[steps]]\nurl = \"/a\"\n");
+    assert!(
+        e.contains("data") && e.contains("/nonexistent/users.csv"),
+        "{e}"
+    );
+    let spec = StepSpec {
+        url: "/x".into(),
+        ..StepSpec::default()
+    };
+    assert_eq!(spec.url, "/x");
+}
