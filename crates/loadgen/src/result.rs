@@ -69,10 +69,16 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    /// Achieved request rate: completed requests per active second.
+    /// Achieved rate: completed iterations (a flow) or requests (a mix) per active second.
     pub fn achieved_rate(&self) -> f64 {
+        // a flow's arrivals are iterations; a mix's, requests
+        let done = if self.metrics.iterations > 0 {
+            self.metrics.iterations
+        } else {
+            self.metrics.requests
+        };
         if self.active_secs > 0.0 {
-            self.metrics.requests as f64 / self.active_secs
+            done as f64 / self.active_secs
         } else {
             0.0
         }

@@ -199,6 +199,12 @@ async fn a_three_step_flow_logs_in_reads_a_json_field_and_uses_it() {
     assert_eq!(refused.0.load(Ordering::Relaxed), 0, "{statuses:?}");
     assert_eq!(r.metrics.iterations, 20);
     assert_eq!(r.metrics.requests, 60);
+    // the rate achieved is of iterations, as the rate asked for
+    assert!(
+        (r.achieved_rate() - 10.0).abs() < 0.5,
+        "{}",
+        r.achieved_rate()
+    );
     assert_eq!(r.metrics.failed, 0);
     let names: Vec<&str> = r.metrics.routes.iter().map(|x| x.name.as_str()).collect();
     assert_eq!(names, ["log in", "profile", "order"]);
