@@ -51,7 +51,7 @@ pub(crate) fn main(a: DemoArgs) -> u8 {
     };
     let outcome = runtime.block_on(async {
         let app = DemoApp::bind(a.listen, switches).await?;
-        eprintln!("atlas demo-app: listening on http://{}", app.local_addr());
+        say!("atlas demo-app: listening on http://{}", app.local_addr());
         app.run(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -139,7 +139,7 @@ fn verify_cmd(a: VerifyArgs) -> u8 {
     if r.ok() {
         EXIT_OK
     } else {
-        eprintln!(
+        say!(
             "atlas: {} failed verification: {} problem(s)",
             a.dir.display(),
             r.problems.len()

@@ -138,7 +138,7 @@ struct Terminal {
 impl GateHooks for Terminal {
     fn phase(&self, step: &str, line: &str) {
         if !self.quiet {
-            eprintln!("gate {step:<10} {line}");
+            say!("gate {step:<10} {line}");
         }
     }
 

@@ -415,7 +415,7 @@ fn finish(
 ) -> anyhow::Result<u8> {
     let text = text_summary(result, outcomes);
     if exports.summary_to_stderr {
-        eprint!("{text}");
+        say_raw!("{text}");
     } else {
         print!("{text}");
     }
@@ -431,7 +431,7 @@ fn finish(
         result.write(p)?;
     }
     if result.interrupted {
-        eprintln!("atlas: interrupted; the summary and files cover what ran");
+        say!("atlas: interrupted; the summary and files cover what ran");
         return Ok(EXIT_INTERRUPTED);
     }
     if outcomes.iter().all(|o| o.ok) {
@@ -442,7 +442,7 @@ fn finish(
             .filter(|o| !o.ok)
             .map(|o| format!("{}: {}", o.metric, o.expr))
             .collect();
-        eprintln!("atlas: thresholds failed: {}", failed.join("; "));
+        say!("atlas: thresholds failed: {}", failed.join("; "));
         Ok(EXIT_THRESHOLDS)
     }
 }

@@ -6,6 +6,24 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `eprintln!` that never panics: with stderr closed (`atlas gate 2>&1 |
+/// head`) the line is lost, not the run (`eprintln!` panics on `EPIPE`, as
+/// Rust ignores SIGPIPE, and the process would exit 101 mid-run).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that never panics (see `say!`).
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod demo;
 mod evidence;
 mod gate;
@@ -85,7 +103,7 @@ fn usage_error(e: &clap::Error) -> u8 {
         }
     }
     if e.use_stderr() {
-        eprint!("{text}");
+        say_raw!("{text}");
     } else {
         print!("{text}");
     }
@@ -140,7 +158,7 @@ pub(crate) fn known_env_vars() -> Vec<String> {
 
 /// Prints an error the way every subcommand does and returns its exit code.
 pub(crate) fn report(err: &anyhow::Error, code: u8) -> u8 {
-    eprintln!("atlas: error: {err:#}");
+    say!("atlas: error: {err:#}");
     code
 }
 
@@ -165,13 +183,13 @@ pub(crate) fn stop_on_signals(
             _ = int.recv() => "SIGINT",
             _ = term.recv() => "SIGTERM",
         };
-        eprintln!("atlas: {name}: {doing} (again to quit at once)");
+        say!("atlas: {name}: {doing} (again to quit at once)");
         interrupt.interrupt();
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
-        eprintln!("atlas: stopped at once; nothing more written");
+        say!("atlas: stopped at once; nothing more written");
         std::process::exit(i32::from(EXIT_INTERRUPTED));
     }))
 }

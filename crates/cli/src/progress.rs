@@ -139,8 +139,8 @@ impl Observer for Reporter {
         };
         for w in due {
             match &self.view {
-                View::Bar(b) => b.suspend(|| eprintln!("{}{w}", self.label)),
-                _ => eprintln!("{}{w}", self.label),
+                View::Bar(b) => b.suspend(|| say!("{}{w}", self.label)),
+                _ => say!("{}{w}", self.label),
             }
         }
         let label = self.label;
@@ -154,7 +154,7 @@ impl Observer for Reporter {
                 let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
                 if s >= *last + 10 {
                     *last = s - s % 10;
-                    eprintln!("{label}[{:>4}s/{}s] {}", s, p.planned.as_secs(), line(p));
+                    say!("{label}[{:>4}s/{}s] {}", s, p.planned.as_secs(), line(p));
                 }
             }
             View::Quiet => {}

@@ -174,11 +174,11 @@ pub(crate) fn main(args: ProxyArgs) -> u8 {
         }
         match near {
             Some(n) => {
-                eprintln!("atlas proxy: warning: {var} is not a proxy knob; did you mean {n}?")
+                say!("atlas proxy: warning: {var} is not a proxy knob; did you mean {n}?")
             }
-            None => eprintln!(
-                "atlas proxy: warning: {var} is not a proxy knob (see atlas proxy --help)"
-            ),
+            None => {
+                say!("atlas proxy: warning: {var} is not a proxy knob (see atlas proxy --help)")
+            }
         }
     }
     init_logging();
@@ -212,7 +212,7 @@ async fn serve(args: ProxyArgs, cfg: ProxyConfig) -> anyhow::Result<()> {
         .tls_addr()
         .map(|a| format!("; https on https://{a}"))
         .unwrap_or_default();
-    eprintln!(
+    say!(
         "atlas proxy: listening on http://{} -> {}; admin on http://{}{https}",
         proxy.local_addr(),
         cfg.upstream,
@@ -236,22 +236,22 @@ async fn serve(args: ProxyArgs, cfg: ProxyConfig) -> anyhow::Result<()> {
                     Ok(mut next) => {
                         let kept = next.keep_fixed(&handle.config());
                         if !kept.is_empty() {
-                            eprintln!(
+                            say!(
                                 "atlas proxy: SIGHUP: {} changed in the file: kept as running until a restart",
                                 kept.join(", ")
                             );
                         }
                         match handle.reload(next) {
-                            Ok(_) => eprintln!("atlas proxy: config reloaded (SIGHUP)"),
-                            Err(e) => eprintln!("atlas proxy: SIGHUP: config kept: {e}"),
+                            Ok(_) => say!("atlas proxy: config reloaded (SIGHUP)"),
+                            Err(e) => say!("atlas proxy: SIGHUP: config kept: {e}"),
                         }
                     }
-                    Err(e) => eprintln!("atlas proxy: SIGHUP: config kept: {e}"),
+                    Err(e) => say!("atlas proxy: SIGHUP: config kept: {e}"),
                 }
             }
         }
     }
-    eprintln!("atlas proxy: shutting down, finishing in-flight requests");
+    say!("atlas proxy: shutting down, finishing in-flight requests");
     let _ = stop_tx.send(());
     server.await.context("the server task")??;
     Ok(())

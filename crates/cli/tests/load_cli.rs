@@ -473,3 +473,35 @@ async fn atlas_load_variables_set_its_flags_and_a_bad_one_is_named() {
         "{stderr}"
     );
 }
+
+/// A closed stderr (`atlas load ... 2>&1 | head -1` once head has quit)
+/// loses the lines written to it, never the run: the exit code is still
+/// the thresholds' (Rust's `eprintln!` panics on EPIPE, which exited 101).
+#[test]
+fn a_closed_stderr_does_not_end_the_run() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let mut child = atlas()
+        .args([
+            "load",
+            &format!("http://{addr}/"),
+            "--rate",
+            "20",
+            "--duration",
+            "2s",
+        ])
+        .args(["--threshold", "http_req_failed: rate<0.01"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the reading end goes away before the run writes anything to it
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(99),
+        "every request failed, so the threshold fails: exit 99, not a panic"
+    );
+}

@@ -193,7 +193,9 @@ pub struct JournalPrinter;
 impl Hooks for JournalPrinter {
     fn on_entry(&self, e: &Value) {
         if let Some(line) = journal_line(e) {
-            eprintln!("{line}");
+            // a closed stderr loses the line, never the healer's run
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "{line}");
         }
     }
 }

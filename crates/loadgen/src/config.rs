@@ -114,7 +114,7 @@ pub struct LoadConfig {
     /// The W3C trace id of the run (default: random). Split runs share one.
     #[serde(default)]
     pub trace_id: Option<String>,
-    /// How the open model waits for due times (default `runtime`).
+    /// How the open model waits for due times (default `auto`; see [`Timing`]).
     #[serde(default)]
     pub timing: Timing,
     /// The HTTP version (default `auto`: HTTP/2 when an `https://` server

@@ -135,7 +135,7 @@ pub struct LoadTest {
     insecure_skip_tls_verify: bool,
     cumulative_weights: Vec<u64>,
     checks: Arc<[Check]>,
-    /// The names of the checks counted: `checks`', or a flow's.
+    /// The names of the checks counted: the mix's `checks`, or a flow's.
     check_names: Arc<[String]>,
     /// A flow's steps, when the scenario has steps instead of a mix.
     flow: Option<Arc<iterate::FlowPlan>>,
