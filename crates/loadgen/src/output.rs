@@ -137,7 +137,7 @@ impl Msg {
     /// How many points it writes, with `checks` checks.
     fn points(&self, checks: usize) -> u64 {
         match self {
-            Msg::Request { .. } => request_points(checks),
+            Msg::Request { sample, .. } => request_points(sample, checks),
             Msg::Second { dropped, .. } => 2 + u64::from(*dropped > 0),
             Msg::Close => 0,
         }
@@ -241,16 +241,23 @@ impl PointWriter {
                 let mut last_flush = std::time::Instant::now();
                 let checks = lines.checks.len();
                 // ends with the run (Close) or at a write error
-                let (stopped, closed) = loop {
+                let (stopped, closed, unreached) = loop {
                     let msg = match rx.recv_timeout(FLUSH_EVERY) {
                         Ok(Msg::Close) | Err(RecvTimeoutError::Disconnected) => {
-                            break (lines.finish().err(), true)
+                            break (lines.finish().err(), true, 0)
                         }
                         Ok(m) => Some(m),
                         Err(RecvTimeoutError::Timeout) => None,
                     };
+                    // a write can fail part-way through a message: the
+                    // points it had not reached are lost with the buffer
+                    let before = lines.written + lines.buffered;
+                    let mut unreached = 0;
                     let mut res = match &msg {
-                        Some(m) => lines.write(m),
+                        Some(m) => lines.write(m).inspect_err(|_| {
+                            let reached = lines.written + lines.buffered - before;
+                            unreached = m.points(checks).saturating_sub(reached);
+                        }),
                         None => Ok(()),
                     };
                     if res.is_ok() && last_flush.elapsed() >= FLUSH_EVERY {
@@ -258,13 +265,13 @@ impl PointWriter {
                         res = lines.flush();
                     }
                     if let Err(e) = res {
-                        break (Some(e), false);
+                        break (Some(e), false, unreached);
                     }
                 };
                 // after a write error, what is still buffered or queued is lost too
-                let mut lost = 0;
+                let mut lost = unreached;
                 if stopped.is_some() {
-                    lost = lines.buffered;
+                    lost += lines.buffered;
                 }
                 if !closed {
                     for m in rx.iter().take_while(|m| !matches!(m, Msg::Close)) {
@@ -299,7 +306,7 @@ impl PointWriter {
             time: SystemTime::now(),
             sample: *sample,
         };
-        self.send(msg, request_points(checks));
+        self.send(msg, request_points(sample, checks));
     }
 
     /// Queues a second's `vus`, `vus_max` and dropped arrivals.
@@ -378,8 +385,11 @@ const SECOND_METRICS: &[(&str, &str, &str)] = &[
 ];
 
 /// Points one request writes.
-fn request_points(checks: usize) -> u64 {
-    (REQUEST_METRICS.len() + checks + ITERATION_METRICS.len()) as u64
+/// The points a request writes: its metrics, one per check that applies
+/// to it (of the first `checks`), and the iteration's.
+fn request_points(s: &Sample, checks: usize) -> u64 {
+    let applied = (s.checks_applied & crate::client::mask(checks)).count_ones() as usize;
+    (REQUEST_METRICS.len() + applied + ITERATION_METRICS.len()) as u64
 }
 
 /// The header of k6's CSV output.
@@ -771,8 +781,19 @@ mod tests {
     /// A disk that stops taking writes: a FIFO whose reader never reads.
     #[test]
     fn a_stalled_output_counts_what_it_could_not_write_and_never_blocks_the_sender() {
+        // the reader goes away after the points are queued, and (the order
+        // CI met) before the writer wrote any: a write then fails part-way
+        // through a request's points, and every point is still accounted
+        stalled_output(false);
+        stalled_output(true);
+    }
+
+    fn stalled_output(reader_gone_first: bool) {
         use std::os::unix::fs::OpenOptionsExt;
-        let dir = std::env::temp_dir().join(format!("atlas-out-stall-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "atlas-out-stall-{}-{reader_gone_first}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let fifo = dir.join("points.ndjson");
@@ -800,7 +821,17 @@ mod tests {
             bytes_out: 0,
         }];
         let output: Output = format!("json={}", fifo.display()).parse().unwrap();
-        let w = PointWriter::with_queue(&output, &target, &[], &[], 4).unwrap();
+        // with the reader gone first, a queue that holds every request:
+        // the writer formats them all and its first write, when the buffer
+        // fills part-way through a request, fails
+        let queue = if reader_gone_first { 2_000 } else { 4 };
+        let w = PointWriter::with_queue(&output, &target, &[], &[], queue).unwrap();
+        let reader = if reader_gone_first {
+            drop(reader);
+            None
+        } else {
+            Some(reader)
+        };
         // the pipe holds ~64 KiB, the queue 4 requests: the rest is counted
         // (a send that waited on the writer would hang here for good)
         for _ in 0..2_000 {
@@ -808,7 +839,7 @@ mod tests {
         }
         drop(reader); // now the writer's next write fails
         let report = w.finish();
-        let per_request = request_points(0);
+        let per_request = request_points(&Sample::default(), 0);
         assert_eq!(
             report.written + report.not_written,
             2_000 * per_request,
@@ -816,6 +847,9 @@ mod tests {
         );
         assert!(report.not_written > 0, "{report:?}");
         assert!(report.error.is_some(), "{report:?}");
+        if reader_gone_first {
+            assert_eq!(report.written, 0, "{report:?}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
