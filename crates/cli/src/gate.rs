@@ -44,10 +44,10 @@ pub(crate) struct GateArgs {
     #[arg(long, env = "ATLAS_ADMIN", value_name = "URL")]
     admin: Option<String>,
     /// CA certificates (PEM) trusted for an https:// --target besides the system's (repeat)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "ATLAS_CACERT", value_name = "FILE")]
     cacert: Vec<PathBuf>,
     /// Accept any certificate from an https:// --target (k6's insecureSkipTLSVerify)
-    #[arg(long)]
+    #[arg(long, env = "ATLAS_INSECURE_SKIP_TLS_VERIFY")]
     insecure_skip_tls_verify: bool,
     /// Read the cache status from this header, NAME=HIT_VALUES: X-Cache=HIT (Varnish),
     /// CF-Cache-Status=HIT [default: X-Cache-Status, else RFC 9211 Cache-Status]
@@ -87,7 +87,7 @@ pub(crate) struct GateArgs {
     #[arg(long, env = "ATLAS_CHROMIUM", value_name = "PATH")]
     chromium: Option<PathBuf>,
     /// No progress output, only the packet
-    #[arg(long, short)]
+    #[arg(long, short, env = "ATLAS_QUIET")]
     quiet: bool,
 }
 

@@ -385,6 +385,32 @@ fn bad_usage_exits_2_naming_what_is_wrong_and_writes_nothing() {
         );
         assert!(!out.exists(), "{refs:?} left {}", out.display());
     }
+    // the TLS flags have ATLAS_* variables too, and a bad value names it
+    let o = atlas()
+        .args(["gate", "-q", "--target", "https://127.0.0.1:9", "--out"])
+        .arg(&out)
+        .env("ATLAS_INSECURE_SKIP_TLS_VERIFY", "maybe")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("ATLAS_INSECURE_SKIP_TLS_VERIFY"),
+        "{}",
+        text(&o)
+    );
+    let o = atlas()
+        .args(["gate", "-q", "--out"])
+        .arg(&out)
+        .env("ATLAS_CACERT", "ca.pem")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("applies to an https:// target"),
+        "{}",
+        text(&o)
+    );
+    assert!(!out.exists());
 }
 
 /// `name` on PATH.
