@@ -75,10 +75,11 @@ pub(crate) struct ExchangeCtx<'a> {
 /// read on, uncounted by JSON checks, which then fail.
 pub(crate) const MAX_KEPT_BODY: usize = 16 << 20;
 
-/// A response kept for a flow step: its head, and its body up to
-/// [`MAX_KEPT_BODY`] (`truncated` when longer).
+/// A response kept for a flow step: its head, and (when `want_body`) its
+/// body up to [`MAX_KEPT_BODY`] (`truncated` when longer).
 #[derive(Debug, Default)]
 pub(crate) struct Kept {
+    pub want_body: bool,
     pub head: Option<http::response::Parts>,
     pub body: Vec<u8>,
     pub truncated: bool,
@@ -154,7 +155,7 @@ pub(crate) async fn exchange(
                 if let Some(s) = scan.as_mut() {
                     s.feed(&data);
                 }
-                if let Some(k) = kept.as_deref_mut() {
+                if let Some(k) = kept.as_deref_mut().filter(|k| k.want_body) {
                     if k.body.len() + data.len() <= MAX_KEPT_BODY {
                         k.body.extend_from_slice(&data);
                     } else {

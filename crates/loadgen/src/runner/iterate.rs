@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::*;
-use crate::client::{mask, Kept};
+use crate::client::Kept;
 use crate::flow::{
     form_encode, json_vars, render_json, Data, Escape, Source, StepCheck, StepSpec, Template,
     Think, Vars,
@@ -346,7 +346,11 @@ impl Shared {
                 break;
             }
             let target = step.target(&self.targets[step.route], &vars);
-            let mut kept = Kept::default();
+            // the body only when a check or an extraction reads it
+            let mut kept = Kept {
+                want_body: step.keep_body,
+                ..Kept::default()
+            };
             let seq = row
                 .wrapping_mul(flow.steps.len() as u64)
                 .wrapping_add(k as u64);
@@ -361,7 +365,7 @@ impl Shared {
                 .as_ref()
                 .map(|h| (h, kept.body.as_slice(), doc.as_ref()));
             for (i, c) in &step.checks {
-                s.checks_applied |= mask(i + 1) & !mask(*i);
+                s.checks_applied |= 1 << i;
                 if c.holds(response, took) {
                     s.checks_passed |= 1 << i;
                 }
