@@ -34,6 +34,10 @@ pub(crate) struct Target {
     pub pool: usize,
     /// Request line and headers, estimated, plus the body (for `data_sent`).
     pub bytes_out: u64,
+    /// k6's `group` tag: the group's path (`::login`), `""` at the root.
+    pub group: String,
+    /// The request's own tags, sorted by name.
+    pub tags: Vec<(String, String)>,
 }
 
 impl Target {

@@ -610,6 +610,11 @@ pub struct RequestSpec {
     /// Relative weight in the mix (default 1).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Tags of the request's metrics besides k6's own (k6's
+    /// `params.tags`): in `--out` points, and thresholds filter on them
+    /// (`http_req_duration{kind:api}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl RequestSpec {
@@ -648,6 +653,7 @@ impl RequestSpec {
             body: None,
             name: None,
             weight,
+            tags: BTreeMap::new(),
         }
     }
 

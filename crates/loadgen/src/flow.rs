@@ -59,6 +59,84 @@ pub struct StepSpec {
     /// Think time after the response: `"1s"`, or a uniform range `"500ms..2s"`.
     #[serde(default)]
     pub think: Option<String>,
+    /// The group the step is in (k6's `group("login", ...)`): its request
+    /// and checks carry the tag `group` = `::login`, and consecutive steps
+    /// of one group are timed together as `group_duration`, think times
+    /// included.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Tags of the step's request besides k6's own (k6's `params.tags`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Tags k6 sets itself, which a request's own `tags` cannot take.
+const SYSTEM_TAGS: &[&str] = &[
+    "name",
+    "method",
+    "url",
+    "status",
+    "group",
+    "scenario",
+    "proto",
+    "expected_response",
+    "error",
+    "error_code",
+    "check",
+    "tls_version",
+    "service",
+    "subproto",
+    "cache_status",
+];
+
+/// Checks a request's own tags: names k6 does not set itself, values that
+/// fit a line.
+pub(crate) fn check_tags(field: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in tags {
+        let f = format!("{field}.{k}");
+        if k.is_empty()
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        {
+            return Err(Error::config(
+                f,
+                format!("{k:?} is not a tag name (letters, digits, '_', '-', '.')"),
+            ));
+        }
+        if is_system_tag(k) {
+            return Err(Error::config(
+                f,
+                format!("{k:?} is a tag Atlas sets itself (as k6 does); name the step with `name`, put it in a group with `group`"),
+            ));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(Error::config(
+                f,
+                format!("{v:?}: a tag value holds no control characters"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether k6 (and Atlas) set tag `k` themselves.
+pub(crate) fn is_system_tag(k: &str) -> bool {
+    SYSTEM_TAGS.contains(&k)
+}
+
+/// k6's path of a group: `::login` for `login`.
+///
+/// # Errors
+/// When the name is empty or holds `::` (k6 refuses it too).
+pub(crate) fn group_path(field: &str, name: &str) -> Result<String> {
+    if name.trim().is_empty() || name.contains("::") {
+        return Err(Error::config(
+            field,
+            format!("{name:?}: a group name is not empty and holds no '::' (as in k6)"),
+        ));
+    }
+    Ok(format!("::{name}"))
 }
 
 /// A template: literal text and `{{name}}` variables.

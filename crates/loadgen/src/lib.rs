@@ -73,8 +73,8 @@ pub use error::{Error, Result};
 pub use flow::StepSpec;
 pub use histogram::{Trend, TrendStat, MAX_MICROS};
 pub use metrics::{
-    CacheLabel, CacheStatus, CheckCount, Counts, ErrorClass, Label, Metrics, Proto, RouteMetrics,
-    SecondRow, StatusCounts, TaggedMetrics, TlsVersion,
+    CacheLabel, CacheStatus, CheckCount, Counts, ErrorClass, GroupMetrics, Label, Metrics, Proto,
+    RouteMetrics, SecondRow, StatusCounts, TaggedMetrics, TlsVersion,
 };
 pub use output::{OutDest, OutFormat, Output, OutputReport};
 pub use result::{write_atomic, RunResult, FORMAT_VERSION};

@@ -365,7 +365,7 @@ pub struct RouteMetrics {
 /// `http_req_duration{cache_status:HIT}`, `http_req_failed{method:POST}`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TaggedMetrics {
-    /// The tag: `status`, `method`, `cache_status` or `group`.
+    /// The tag: `status`, `method`, `cache_status`, `group`, or a request's own.
     pub tag: String,
     /// Its value.
     pub value: String,
@@ -381,6 +381,16 @@ pub struct TaggedMetrics {
     /// result is read, not recorded into).
     #[serde(skip)]
     on: TagMatch,
+}
+
+/// The tags a route's requests carry, for telling which ones a
+/// threshold's tag filter selects.
+pub(crate) struct RouteTags<'a> {
+    pub method: &'a str,
+    /// k6's group path (`::login`), `""` at the root.
+    pub group: &'a str,
+    /// The request's own tags.
+    pub tags: &'a [(String, String)],
 }
 
 /// How a sample is told to carry a tag value.
@@ -420,13 +430,12 @@ impl PartialEq for TaggedMetrics {
 }
 
 impl TaggedMetrics {
-    /// Figures for `tag:value`; `routes` tells, per route of the mix, its
-    /// method and group.
+    /// Figures for `tag:value`; `routes` tells the tags of each route.
     ///
     /// # Errors
     /// A message when the tag is not one a request carries or the value
     /// cannot be one of its values.
-    pub(crate) fn new(tag: &str, value: &str, routes: &[(&str, &str)]) -> Result<Self, String> {
+    pub(crate) fn new(tag: &str, value: &str, routes: &[RouteTags<'_>]) -> Result<Self, String> {
         let on = match tag {
             "status" => TagMatch::Status(
                 value
@@ -437,7 +446,7 @@ impl TaggedMetrics {
             "method" => {
                 let hits: Vec<bool> = routes
                     .iter()
-                    .map(|(m, _)| m.eq_ignore_ascii_case(value))
+                    .map(|r| r.method.eq_ignore_ascii_case(value))
                     .collect();
                 if !hits.contains(&true) {
                     return Err(format!("no request has method {value:?}"));
@@ -445,15 +454,28 @@ impl TaggedMetrics {
                 TagMatch::Routes(hits)
             }
             "group" => {
-                let hits: Vec<bool> = routes.iter().map(|(_, g)| *g == value).collect();
+                let hits: Vec<bool> = routes.iter().map(|r| r.group == value).collect();
                 if !hits.contains(&true) {
+                    let mut known: Vec<&str> = routes.iter().map(|r| r.group).collect();
+                    known.dedup();
                     return Err(format!(
-                        "no request is in group {value:?} (requests are in group \"\")"
+                        "no request is in group {value:?} (groups are written with k6's path, \"::NAME\"; these requests are in {known:?})"
                     ));
                 }
                 TagMatch::Routes(hits)
             }
-            other => return Err(format!("requests have no tag {other:?}")),
+            other => {
+                let hits: Vec<bool> = routes
+                    .iter()
+                    .map(|r| r.tags.iter().any(|(k, v)| k == other && v == value))
+                    .collect();
+                if !hits.contains(&true) {
+                    return Err(format!(
+                        "no request has the tag {other}:{value} (a request's or step's `tags` set their own)"
+                    ));
+                }
+                TagMatch::Routes(hits)
+            }
         };
         Ok(TaggedMetrics {
             tag: tag.to_string(),
@@ -544,6 +566,19 @@ pub struct Metrics {
     /// the last step's end, think times included (`iteration_duration`).
     #[serde(default)]
     pub iteration_duration: Trend,
+    /// Per group of a flow, in order of appearance (`group_duration`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupMetrics>,
+}
+
+/// What one group of a flow measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupMetrics {
+    /// k6's path of the group (`::login`), its `group` tag.
+    pub path: String,
+    /// `group_duration{group:PATH}`: from the group's first step's
+    /// scheduled time to the end of its last step's think time.
+    pub duration: Trend,
 }
 
 impl Metrics {
@@ -663,6 +698,12 @@ impl Metrics {
             a.statuses.merge(&b.statuses);
             a.cache.merge(&b.cache);
         }
+        for b in &other.groups {
+            match self.groups.iter_mut().find(|a| a.path == b.path) {
+                Some(a) => a.duration.merge(&b.duration),
+                None => self.groups.push(b.clone()),
+            }
+        }
         for b in &other.tagged {
             match self
                 .tagged
@@ -700,6 +741,15 @@ impl Metrics {
         self.timings()
             .into_iter()
             .find_map(|(n, t)| (n == name).then_some(t))
+    }
+
+    /// `group_duration` over every group.
+    pub fn group_duration(&self) -> Trend {
+        let mut all = Trend::default();
+        for g in &self.groups {
+            all.merge(&g.duration);
+        }
+        all
     }
 
     /// HIT / responses that carry `X-Cache-Status`; `None` when none did.

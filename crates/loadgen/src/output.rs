@@ -118,10 +118,37 @@ pub struct OutputReport {
     pub error: Option<String>,
 }
 
+/// What a run's points carry besides each request's own tags.
+pub(crate) struct PointSet<'a> {
+    pub targets: &'a [Target],
+    /// The checks' names and the group path of each.
+    pub checks: &'a [String],
+    pub check_groups: &'a [String],
+    /// A flow's groups' paths.
+    pub groups: &'a [String],
+    /// A flow: the iteration's points are written when it ends, not with
+    /// each request.
+    pub flow: bool,
+    pub thresholds: &'a [Threshold],
+}
+
 /// One thing to write.
 enum Msg {
     /// A finished request.
     Request { time: SystemTime, sample: Sample },
+    /// A flow's iteration ended: its duration and its requests' bytes.
+    Iteration {
+        time: SystemTime,
+        duration_us: u64,
+        sent: u64,
+        received: u64,
+    },
+    /// A flow's pass through a group ended.
+    Group {
+        time: SystemTime,
+        group: usize,
+        duration_us: u64,
+    },
     /// A second of the run ended.
     Second {
         time: SystemTime,
@@ -134,10 +161,12 @@ enum Msg {
 }
 
 impl Msg {
-    /// How many points it writes, with `checks` checks.
-    fn points(&self, checks: usize) -> u64 {
+    /// How many points it writes, with `checks` checks, in a flow or not.
+    fn points(&self, checks: usize, flow: bool) -> u64 {
         match self {
-            Msg::Request { sample, .. } => request_points(sample, checks),
+            Msg::Request { sample, .. } => request_points(sample, checks, flow),
+            Msg::Iteration { .. } => ITERATION_METRICS.len() as u64,
+            Msg::Group { .. } => 1,
             Msg::Second { dropped, .. } => 2 + u64::from(*dropped > 0),
             Msg::Close => 0,
         }
@@ -151,6 +180,13 @@ struct TargetTags {
     json: String,
     csv_method_name: String,
     csv_url: String,
+    /// `"group":"::login"` (JSON), and the CSV field.
+    group_json: String,
+    csv_group: String,
+    /// The request's own tags: `,"kind":"api"` (JSON), `kind=api` (CSV's
+    /// `extra_tags`, `&` between them).
+    extra_json: String,
+    extra_csv: String,
 }
 
 /// What the writer thread ends with.
@@ -166,6 +202,7 @@ struct Written {
 /// Writes the points of one run to one [`Output`].
 pub(crate) struct PointWriter {
     output: Output,
+    flow: bool,
     /// Shared by every request's task without a lock; `finish` ends the
     /// writer with [`Msg::Close`].
     tx: SyncSender<Msg>,
@@ -186,22 +223,11 @@ impl PointWriter {
     ///
     /// # Errors
     /// [`Error::File`] when the file cannot be created.
-    pub(crate) fn create(
-        output: &Output,
-        targets: &[Target],
-        checks: &[String],
-        thresholds: &[Threshold],
-    ) -> Result<Self> {
-        Self::with_queue(output, targets, checks, thresholds, QUEUE)
+    pub(crate) fn create(output: &Output, set: &PointSet<'_>) -> Result<Self> {
+        Self::with_queue(output, set, QUEUE)
     }
 
-    fn with_queue(
-        output: &Output,
-        targets: &[Target],
-        checks: &[String],
-        thresholds: &[Threshold],
-        queue: usize,
-    ) -> Result<Self> {
+    fn with_queue(output: &Output, set: &PointSet<'_>, queue: usize) -> Result<Self> {
         let sink = match &output.dest {
             OutDest::Stdout => Sink::Stdout(std::io::stdout()),
             OutDest::File(path) => {
@@ -216,7 +242,8 @@ impl PointWriter {
                 }
             }
         };
-        let tags: Vec<TargetTags> = targets.iter().map(target_tags).collect();
+        let tags: Vec<TargetTags> = set.targets.iter().map(target_tags).collect();
+        let group_of = |i: usize| set.check_groups.get(i).map_or("", String::as_str);
         let mut lines = Lines {
             format: output.format,
             sink,
@@ -224,12 +251,29 @@ impl PointWriter {
             buffered: 0,
             line: String::with_capacity(512),
             declared: Vec::new(),
-            thresholds: thresholds
+            thresholds: set
+                .thresholds
                 .iter()
                 .map(|t| (t.metric.to_string(), t.expr.clone()))
                 .collect(),
-            checks: checks.iter().map(|c| json_str(c)).collect(),
-            csv_checks: checks.iter().map(|c| csv_field(c)).collect(),
+            checks: (set.checks.iter().enumerate())
+                .map(|(i, c)| {
+                    format!(
+                        r#""check":{},"group":{}"#,
+                        json_str(c),
+                        json_str(group_of(i))
+                    )
+                })
+                .collect(),
+            csv_checks: (set.checks.iter().enumerate())
+                .map(|(i, c)| format!("{},,,,{}", csv_field(c), csv_field(group_of(i))))
+                .collect(),
+            groups: set
+                .groups
+                .iter()
+                .map(|g| (json_str(g), csv_field(g)))
+                .collect(),
+            flow: set.flow,
             tags,
             written: 0,
         };
@@ -239,7 +283,7 @@ impl PointWriter {
             .name("atlas-out".into())
             .spawn(move || {
                 let mut last_flush = std::time::Instant::now();
-                let checks = lines.checks.len();
+                let (checks, flow) = (lines.checks.len(), lines.flow);
                 // ends with the run (Close) or at a write error
                 let (stopped, closed, unreached) = loop {
                     let msg = match rx.recv_timeout(FLUSH_EVERY) {
@@ -256,7 +300,7 @@ impl PointWriter {
                     let mut res = match &msg {
                         Some(m) => lines.write(m).inspect_err(|_| {
                             let reached = lines.written + lines.buffered - before;
-                            unreached = m.points(checks).saturating_sub(reached);
+                            unreached = m.points(checks, flow).saturating_sub(reached);
                         }),
                         None => Ok(()),
                     };
@@ -275,7 +319,7 @@ impl PointWriter {
                 }
                 if !closed {
                     for m in rx.iter().take_while(|m| !matches!(m, Msg::Close)) {
-                        lost += m.points(checks);
+                        lost += m.points(checks, flow);
                     }
                 }
                 Written {
@@ -286,6 +330,7 @@ impl PointWriter {
             })
             .map_err(|e| output_error(output, e))?;
         Ok(PointWriter {
+            flow: set.flow,
             output: output.clone(),
             tx,
             thread: Mutex::new(Some(thread)),
@@ -306,7 +351,29 @@ impl PointWriter {
             time: SystemTime::now(),
             sample: *sample,
         };
-        self.send(msg, request_points(sample, checks));
+        self.send(msg, request_points(sample, checks, self.flow));
+    }
+
+    /// Queues a flow iteration's points (`iterations`, `iteration_duration`,
+    /// and the bytes its requests sent and received).
+    pub(crate) fn iteration(&self, duration_us: u64, sent: u64, received: u64) {
+        let msg = Msg::Iteration {
+            time: SystemTime::now(),
+            duration_us,
+            sent,
+            received,
+        };
+        self.send(msg, ITERATION_METRICS.len() as u64);
+    }
+
+    /// Queues a pass through group `group`'s `group_duration` point.
+    pub(crate) fn group(&self, group: usize, duration_us: u64) {
+        let msg = Msg::Group {
+            time: SystemTime::now(),
+            group,
+            duration_us,
+        };
+        self.send(msg, 1);
     }
 
     /// Queues a second's `vus`, `vus_max` and dropped arrivals.
@@ -317,7 +384,7 @@ impl PointWriter {
             vus_max,
             dropped,
         };
-        let points = msg.points(0);
+        let points = msg.points(0, false);
         self.send(msg, points);
     }
 
@@ -378,18 +445,24 @@ const ITERATION_METRICS: &[(&str, &str, &str)] = &[
 ];
 
 const CHECKS: (&str, &str, &str) = ("checks", "rate", "default");
+const GROUP_DURATION: (&str, &str, &str) = ("group_duration", "trend", "time");
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
 const SECOND_METRICS: &[(&str, &str, &str)] = &[
     ("vus", "gauge", "default"),
     ("vus_max", "gauge", "default"),
     ("dropped_iterations", "counter", "default"),
 ];
 
-/// Points one request writes.
 /// The points a request writes: its metrics, one per check that applies
-/// to it (of the first `checks`), and the iteration's.
-fn request_points(s: &Sample, checks: usize) -> u64 {
+/// to it (of the first `checks`), and, unless it is a flow's step (whose
+/// iteration writes them at its end), the iteration's.
+fn request_points(s: &Sample, checks: usize, flow: bool) -> u64 {
     let applied = (s.checks_applied & crate::client::mask(checks)).count_ones() as usize;
-    (REQUEST_METRICS.len() + applied + ITERATION_METRICS.len()) as u64
+    let iteration = if flow { 0 } else { ITERATION_METRICS.len() };
+    (REQUEST_METRICS.len() + applied + iteration) as u64
 }
 
 /// The header of k6's CSV output.
@@ -463,9 +536,14 @@ struct Lines {
     declared: Vec<&'static str>,
     /// (metric, expression) of every threshold.
     thresholds: Vec<(String, String)>,
-    /// The checks' names as JSON strings, and as CSV fields.
+    /// Each check's `"check":NAME,"group":PATH` (JSON) and its CSV
+    /// columns from `check` to `group`.
     checks: Vec<String>,
     csv_checks: Vec<String>,
+    /// Each group's path as a JSON string and as a CSV field.
+    groups: Vec<(String, String)>,
+    /// A flow: iteration points come with [`Msg::Iteration`].
+    flow: bool,
     tags: Vec<TargetTags>,
     written: u64,
 }
@@ -570,6 +648,27 @@ impl Lines {
         match msg {
             Msg::Request { time, sample } => self.request(&Time::of(*time), sample),
             Msg::Close => Ok(()),
+            Msg::Iteration {
+                time,
+                duration_us,
+                sent,
+                received,
+            } => self.iteration(&Time::of(*time), *duration_us, *sent, *received),
+            Msg::Group {
+                time,
+                group,
+                duration_us,
+            } => {
+                let tags = match self.format {
+                    OutFormat::Json => {
+                        format!(r#""group":{},"scenario":"default""#, self.groups[*group].0)
+                    }
+                    OutFormat::Csv => {
+                        format!(",,,,{},,,,default,,,,,,,", self.groups[*group].1)
+                    }
+                };
+                self.point(GROUP_DURATION, &Time::of(*time), ms(*duration_us), &tags)
+            }
             Msg::Second {
                 time,
                 vus,
@@ -591,7 +690,6 @@ impl Lines {
 
     fn request(&mut self, time: &Time, s: &Sample) -> std::io::Result<()> {
         let tags = self.request_tags(s);
-        let ms = |us: u64| us as f64 / 1000.0;
         let values = [
             1.0,
             ms(s.duration_us),
@@ -614,13 +712,22 @@ impl Lines {
             let passed = s.checks_passed & (1 << i) != 0;
             self.point(CHECKS, time, f64::from(u8::from(passed)), &tags)?;
         }
+        if self.flow {
+            return Ok(());
+        }
+        self.iteration(time, s.duration_us, s.bytes_sent, s.bytes_received)
+    }
+
+    /// An iteration's points: its requests' bytes, its duration, and one.
+    fn iteration(
+        &mut self,
+        time: &Time,
+        duration_us: u64,
+        sent: u64,
+        received: u64,
+    ) -> std::io::Result<()> {
         let tags = self.scenario_tags(None);
-        let values = [
-            s.bytes_sent as f64,
-            s.bytes_received as f64,
-            ms(s.duration_us),
-            1.0,
-        ];
+        let values = [sent as f64, received as f64, ms(duration_us), 1.0];
         for (&metric, value) in ITERATION_METRICS.iter().zip(values) {
             self.point(metric, time, value, &tags)?;
         }
@@ -642,8 +749,8 @@ impl Lines {
             OutFormat::Json => {
                 let _ = write!(
                     out,
-                    r#""expected_response":"{expected}","group":"",{},"proto":"{proto}","scenario":"default","status":"{status}""#,
-                    t.json
+                    r#""expected_response":"{expected}","group":{},{},"proto":"{proto}","scenario":"default","status":"{status}"{}"#,
+                    t.group_json, t.json, t.extra_json
                 );
                 if let Some(c) = code {
                     let _ = write!(out, r#","error_code":"{c}""#);
@@ -660,14 +767,17 @@ impl Lines {
                 // proto,scenario,service,status,subproto,tls_version,url,extra_tags,metadata
                 let error = s.error.map_or("", |e| e.as_str());
                 let code = code.map(|c| c.to_string()).unwrap_or_default();
-                let extra = s
-                    .cache
-                    .map(|c| csv_field(&format!("cache_status={}", c.as_str())))
-                    .unwrap_or_default();
+                let extra = match (s.cache, t.extra_csv.is_empty()) {
+                    (Some(c), true) => csv_field(&format!("cache_status={}", c.as_str())),
+                    (Some(c), false) => {
+                        csv_field(&format!("cache_status={}&{}", c.as_str(), t.extra_csv))
+                    }
+                    (None, _) => csv_field(&t.extra_csv),
+                };
                 let _ = write!(
                     out,
-                    ",{error},{code},{expected},,{},{proto},default,,{status},,{tls},{},{extra},",
-                    t.csv_method_name, t.csv_url
+                    ",{error},{code},{expected},{},{},{proto},default,,{status},,{tls},{},{extra},",
+                    t.csv_group, t.csv_method_name, t.csv_url
                 );
             }
         }
@@ -678,16 +788,15 @@ impl Lines {
     fn scenario_tags(&self, check: Option<usize>) -> String {
         match self.format {
             OutFormat::Json => match check {
-                Some(i) => format!(
-                    r#""check":{},"group":"","scenario":"default""#,
-                    self.checks[i]
-                ),
+                Some(i) => format!(r#"{},"scenario":"default""#, self.checks[i]),
                 None => r#""group":"","scenario":"default""#.to_string(),
             },
-            OutFormat::Csv => {
-                let check = check.map_or("", |i| self.csv_checks[i].as_str());
-                format!("{check},,,,,,,,default,,,,,,,")
-            }
+            OutFormat::Csv => match check {
+                // check,error,error_code,expected_response,group, then
+                // method,name,proto,scenario,...
+                Some(i) => format!("{},,,,default,,,,,,,", self.csv_checks[i]),
+                None => ",,,,,,,,default,,,,,,,".to_string(),
+            },
         }
     }
 
@@ -712,6 +821,19 @@ fn target_tags(t: &Target) -> TargetTags {
         ),
         csv_method_name: format!("{},{}", csv_field(method), csv_field(&t.name)),
         csv_url: csv_field(&url),
+        group_json: json_str(&t.group),
+        csv_group: csv_field(&t.group),
+        extra_json: t
+            .tags
+            .iter()
+            .map(|(k, v)| format!(",{}:{}", json_str(k), json_str(v)))
+            .collect(),
+        extra_csv: t
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&"),
     }
 }
 
@@ -819,13 +941,23 @@ mod tests {
             body: bytes::Bytes::new(),
             pool: 0,
             bytes_out: 0,
+            group: String::new(),
+            tags: Vec::new(),
         }];
         let output: Output = format!("json={}", fifo.display()).parse().unwrap();
         // with the reader gone first, a queue that holds every request:
         // the writer formats them all and its first write, when the buffer
         // fills part-way through a request, fails
         let queue = if reader_gone_first { 2_000 } else { 4 };
-        let w = PointWriter::with_queue(&output, &target, &[], &[], queue).unwrap();
+        let set = PointSet {
+            targets: &target,
+            checks: &[],
+            check_groups: &[],
+            groups: &[],
+            flow: false,
+            thresholds: &[],
+        };
+        let w = PointWriter::with_queue(&output, &set, queue).unwrap();
         let reader = if reader_gone_first {
             drop(reader);
             None
@@ -839,7 +971,7 @@ mod tests {
         }
         drop(reader); // now the writer's next write fails
         let report = w.finish();
-        let per_request = request_points(&Sample::default(), 0);
+        let per_request = request_points(&Sample::default(), 0, false);
         assert_eq!(
             report.written + report.not_written,
             2_000 * per_request,

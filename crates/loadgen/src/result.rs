@@ -60,6 +60,10 @@ pub struct RunResult {
     pub insecure_skip_tls_verify: bool,
     /// Check names, in order (matching `metrics.checks`).
     pub checks: Vec<String>,
+    /// The group path (`::login`) of each check of a flow with groups;
+    /// empty when every check is at the root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub check_groups: Vec<String>,
     /// Thresholds to evaluate, per metric.
     pub thresholds: Vec<(String, Vec<ThresholdSpec>)>,
     /// What was measured.
@@ -69,6 +73,11 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// The group path of check `i` (`""` at the root).
+    pub fn check_group(&self, i: usize) -> &str {
+        self.check_groups.get(i).map_or("", String::as_str)
+    }
+
     /// Achieved rate: completed iterations (a flow) or requests (a mix) per active second.
     pub fn achieved_rate(&self) -> f64 {
         // a flow's arrivals are iterations; a mix's, requests
@@ -144,7 +153,7 @@ impl RunResult {
                     "result {which} has another request mix"
                 )));
             }
-            if p.checks != out.checks {
+            if p.checks != out.checks || p.check_groups != out.check_groups {
                 return Err(Error::Merge(format!("result {which} has other checks")));
             }
             for s in &p.segments {
@@ -316,7 +325,18 @@ fn value_of(
     };
     match metric.name.as_str() {
         "http_reqs" => counter(part.as_ref().map_or(m.requests, |p| p.requests)),
-        "iterations" => counter(m.requests),
+        // a flow counts its iterations; in a mix one iteration is one request
+        "iterations" => counter(if m.iterations > 0 {
+            m.iterations
+        } else {
+            m.requests
+        }),
+        "iteration_duration" if m.iterations > 0 => trend(&m.iteration_duration),
+        "iteration_duration" => trend(&m.duration),
+        "group_duration" => match &metric.tag {
+            Some((_, path)) => trend(&m.groups.iter().find(|g| &g.path == path)?.duration),
+            None => trend(&m.group_duration()),
+        },
         "dropped_iterations" => counter(m.dropped),
         "data_sent" => counter(m.data_sent),
         "data_received" => counter(m.data_received),

@@ -129,6 +129,22 @@ fn entries(r: &RunResult) -> Vec<Entry> {
     for (name, t) in m.timings() {
         put(name.into(), "trend", "time", trend_values(t));
     }
+    if !m.groups.is_empty() {
+        put(
+            "group_duration".into(),
+            "trend",
+            "time",
+            trend_values(&m.group_duration()),
+        );
+        for g in &m.groups {
+            put(
+                format!("group_duration{{group:{}}}", g.path),
+                "trend",
+                "time",
+                trend_values(&g.duration),
+            );
+        }
+    }
     put(
         "vus".into(),
         "gauge",
@@ -226,13 +242,24 @@ fn k6_id(path: &str) -> String {
         })
 }
 
-/// The root group's checks as k6 lists them (`name`, `path`, `id`, counts).
-fn checks_of(r: &RunResult) -> impl Iterator<Item = (String, Value)> + '_ {
-    r.checks.iter().zip(&r.metrics.checks).map(|(name, c)| {
-        let path = format!("::{name}");
-        let check = json!({"name": name, "path": path, "id": k6_id(&path), "passes": c.passes, "fails": c.fails});
-        (name.clone(), check)
-    })
+/// The checks of group `group` (`""`: the root) as k6 lists them (`name`,
+/// `path`, `id`, counts).
+fn checks_of<'a>(r: &'a RunResult, group: &'a str) -> impl Iterator<Item = (String, Value)> + 'a {
+    (r.checks.iter().zip(&r.metrics.checks).enumerate())
+        .filter(move |(i, _)| r.check_group(*i) == group)
+        .map(move |(_, (name, c))| {
+            let path = format!("{group}::{name}");
+            let check = json!({"name": name, "path": path, "id": k6_id(&path), "passes": c.passes, "fails": c.fails});
+            (name.clone(), check)
+        })
+}
+
+/// The groups of a flow, in order: (name, path).
+fn groups_of(r: &RunResult) -> impl Iterator<Item = (&str, &str)> {
+    r.metrics
+        .groups
+        .iter()
+        .map(|g| (g.path.trim_start_matches("::"), g.path.as_str()))
 }
 
 /// The `handleSummary` object for a result and its threshold verdicts
@@ -260,7 +287,13 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
         let ths = obj.entry("thresholds").or_insert_with(|| json!({}));
         ths[&o.expr] = json!({"ok": o.ok});
     }
-    let checks: Vec<Value> = checks_of(r).map(|(_, c)| c).collect();
+    let checks: Vec<Value> = checks_of(r, "").map(|(_, c)| c).collect();
+    let groups: Vec<Value> = groups_of(r)
+        .map(|(name, path)| {
+            let checks: Vec<Value> = checks_of(r, path).map(|(_, c)| c).collect();
+            json!({"name": name, "path": path, "id": k6_id(path), "groups": [], "checks": checks})
+        })
+        .collect();
     let errors: Map<String, Value> = m
         .errors
         .iter()
@@ -286,7 +319,7 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
     json!({
         "state": {"testRunDurationMs": r.elapsed_secs * 1000.0, "isStdOutTTY": false, "isStdErrTTY": false},
         "metrics": metrics,
-        "root_group": {"name": "", "path": "", "id": k6_id(""), "groups": [], "checks": checks},
+        "root_group": {"name": "", "path": "", "id": k6_id(""), "groups": groups, "checks": checks},
         "options": {"summaryTrendStats": TREND_STATS.iter().map(|(n, _)| *n).collect::<Vec<_>>(), "summaryTimeUnit": "", "noColor": false},
         "atlas": {
             "trace_id": r.trace_id,
@@ -340,9 +373,16 @@ pub fn k6_summary_export(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value 
         let ths = obj.entry("thresholds").or_insert_with(|| json!({}));
         ths[&o.expr] = json!(!o.ok);
     }
-    let checks: Map<String, Value> = checks_of(r).collect();
+    let checks: Map<String, Value> = checks_of(r, "").collect();
+    let groups: Map<String, Value> = groups_of(r)
+        .map(|(name, path)| {
+            let checks: Map<String, Value> = checks_of(r, path).collect();
+            let group = json!({"name": name, "path": path, "id": k6_id(path), "groups": {}, "checks": checks});
+            (name.to_string(), group)
+        })
+        .collect();
     json!({
-        "root_group": {"name": "", "path": "", "id": k6_id(""), "groups": {}, "checks": checks},
+        "root_group": {"name": "", "path": "", "id": k6_id(""), "groups": groups, "checks": checks},
         "metrics": metrics,
     })
 }
@@ -415,21 +455,33 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
         );
     }
     let _ = writeln!(out);
-    for (name, c) in r.checks.iter().zip(&m.checks) {
-        let total = c.passes + c.fails;
-        if c.fails == 0 {
-            let _ = writeln!(out, "     ✓ {name}");
-        } else {
-            let _ = writeln!(
-                out,
-                "     ✗ {name}\n      ↳  {:.0}% — ✓ {} / ✗ {}",
-                100.0 * c.passes as f64 / total.max(1) as f64,
-                c.passes,
-                c.fails
-            );
+    // the root's checks, then each group's under its name, as k6 prints them
+    let print_checks = |out: &mut String, group: &str, indent: &str| {
+        for (i, (name, c)) in r.checks.iter().zip(&m.checks).enumerate() {
+            if r.check_group(i) != group {
+                continue;
+            }
+            let total = c.passes + c.fails;
+            if c.fails == 0 {
+                let _ = writeln!(out, "{indent}✓ {name}");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{indent}✗ {name}\n{indent} ↳  {:.0}% — ✓ {} / ✗ {}",
+                    100.0 * c.passes as f64 / total.max(1) as f64,
+                    c.passes,
+                    c.fails
+                );
+            }
         }
+    };
+    print_checks(&mut out, "", "     ");
+    for (name, path) in groups_of(r) {
+        let _ = writeln!(out, "     █ {name}\n");
+        print_checks(&mut out, path, "       ");
+        let _ = writeln!(out);
     }
-    if !r.checks.is_empty() {
+    if !r.checks.is_empty() && m.groups.is_empty() {
         let _ = writeln!(out);
     }
     let mark = |metric: &str| -> &'static str {
@@ -520,6 +572,23 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
             "dropped_iterations",
             format!("{} {:.2}/s", m.dropped, per_sec(m.dropped)),
         );
+    }
+    if !m.groups.is_empty() {
+        line(
+            &mut out,
+            "group_duration",
+            "group_duration",
+            trend(&m.group_duration()),
+        );
+        for g in &m.groups {
+            let key = format!("group_duration{{group:{}}}", g.path);
+            line(
+                &mut out,
+                &key,
+                &format!("  {{ group:{} }}", g.path),
+                trend(&g.duration),
+            );
+        }
     }
     line(
         &mut out,
@@ -622,6 +691,7 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
     for o in outcomes {
         let shown = !o.metric.contains('{')
             || o.metric.starts_with("http_req_duration{")
+            || o.metric.starts_with("group_duration{")
             || o.metric == "http_req_duration{expected_response:true}";
         if !shown {
             let value = o

@@ -65,6 +65,8 @@ pub const METRICS: &[(&str, MetricType, &str, &[&str])] = &[
     ("http_req_service_time", MetricType::Trend, "time", &[]),
     ("schedule_lag", MetricType::Trend, "time", &[]),
     ("iterations", MetricType::Counter, "default", &[]),
+    ("iteration_duration", MetricType::Trend, "time", &[]),
+    ("group_duration", MetricType::Trend, "time", &["group"]),
     ("dropped_iterations", MetricType::Counter, "default", &[]),
     ("data_sent", MetricType::Counter, "data", &[]),
     ("data_received", MetricType::Counter, "data", &[]),
@@ -112,7 +114,10 @@ impl MetricRef {
             format!("unknown metric {name:?} (known: {})", known.join(", "))
         })?;
         if let Some((k, v)) = &tag {
-            if !tags.contains(&k.as_str()) {
+            // a request's own tags (`tags = { kind = "api" }`) are checked
+            // against the requests when the test is built
+            let custom = tags.contains(&"name") && !crate::flow::is_system_tag(k);
+            if !tags.contains(&k.as_str()) && !custom {
                 return Err(if tags.is_empty() {
                     format!("metric {name} has no tags to filter by")
                 } else {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use atlas_loadgen::{k6_summary, Executor, LoadConfig, RunResult, StepSpec, TrendStat};
+use atlas_loadgen::{k6_summary, Executor, LoadConfig, RunOptions, RunResult, StepSpec, TrendStat};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
@@ -249,6 +249,133 @@ async fn a_three_step_flow_logs_in_reads_a_json_field_and_uses_it() {
     }
 }
 
+/// The flow with its steps in groups, as a k6 script wraps them in
+/// `group("auth", ...)` and `group("shop", ...)`, and the order tagged.
+fn grouped_flow() -> String {
+    let flow = FLOW
+        .replacen(
+            "name = \"log in\"",
+            "name = \"log in\"\ngroup = \"auth\"",
+            1,
+        )
+        .replacen(
+            "name = \"profile\"",
+            "name = \"profile\"\ngroup = \"shop\"",
+            1,
+        )
+        .replacen(
+            "name = \"order\"",
+            "name = \"order\"\ngroup = \"shop\"\ntags = { kind = \"write\" }",
+            1,
+        );
+    format!(
+        "{flow}\"group_duration{{group:::shop}}\" = [\"p(95)<5000\"]\n\"http_reqs{{kind:write}}\" = [\"count==20\"]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_time_their_steps_and_tag_their_requests_and_checks_as_k6_does() {
+    let (addr, refused) = shop().await;
+    let dir = scratch("groups");
+    let users = dir.join("users.csv");
+    std::fs::write(&users, "username,password\nalice,secret-alice\n").unwrap();
+    let mut cfg: LoadConfig = toml::from_str(&grouped_flow()).unwrap();
+    cfg.target = Some(format!("http://{addr}"));
+    cfg.data = Some(users);
+    let test = cfg.build().expect("valid flow");
+    let points = dir.join("points.ndjson");
+    let opts = RunOptions {
+        outputs: vec![format!("json={}", points.display()).parse().unwrap()],
+        ..RunOptions::default()
+    };
+    let r = tokio::time::timeout(Duration::from_secs(60), test.run_with(opts))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(refused.0.load(Ordering::Relaxed), 0);
+    assert_eq!(r.metrics.iterations, 20);
+
+    // one group_duration per pass: "auth" is the login and its think
+    // time (20-40 ms), "shop" the two requests after it
+    let groups: Vec<(&str, u64)> = r
+        .metrics
+        .groups
+        .iter()
+        .map(|g| (g.path.as_str(), g.duration.count()))
+        .collect();
+    assert_eq!(groups, [("::auth", 20), ("::shop", 20)]);
+    let auth = &r.metrics.groups[0].duration;
+    assert!(
+        auth.stat_ms(TrendStat::Min) >= 20.0,
+        "{}",
+        auth.stat_ms(TrendStat::Min)
+    );
+
+    // a check is one per group: status==200 in auth and in shop
+    let checks: Vec<(&str, &str, u64)> = (0..r.checks.len())
+        .map(|i| {
+            (
+                r.check_group(i),
+                r.checks[i].as_str(),
+                r.metrics.checks[i].passes,
+            )
+        })
+        .collect();
+    assert!(
+        checks.contains(&("::auth", "status==200", 20)),
+        "{checks:?}"
+    );
+    assert!(
+        checks.contains(&("::shop", "status==200", 20)),
+        "{checks:?}"
+    );
+    assert!(checks.contains(&("::shop", "status<400", 40)), "{checks:?}");
+
+    // thresholds on a group and on a step's own tag
+    let outcomes = r.evaluate(None).unwrap();
+    assert!(outcomes.iter().all(|o| o.ok), "{outcomes:?}");
+    assert!(outcomes
+        .iter()
+        .any(|o| o.metric == "http_reqs{kind:write}" && o.actual == Some(20.0)));
+
+    // --summary-export: root_group.groups with k6's paths and ids
+    let export = atlas_loadgen::k6_summary_export(&r, &outcomes);
+    let shop = &export["root_group"]["groups"]["shop"];
+    assert_eq!(shop["path"], "::shop");
+    assert_eq!(shop["checks"]["status==201"]["path"], "::shop::status==201");
+    assert_eq!(shop["checks"]["status==201"]["passes"], 20);
+    assert!(export["metrics"]["group_duration{group:::auth}"]["p(95)"].is_number());
+
+    // --out json: requests and checks carry their group, the order its own
+    // tag; a group_duration point per pass, an iterations point per iteration
+    let text = std::fs::read_to_string(&points).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v["type"] == "Point")
+        .collect();
+    let count = |metric: &str, f: &dyn Fn(&Value) -> bool| {
+        lines
+            .iter()
+            .filter(|v| v["metric"] == metric && f(&v["data"]["tags"]))
+            .count()
+    };
+    assert_eq!(count("group_duration", &|t| t["group"] == "::shop"), 20);
+    assert_eq!(count("group_duration", &|t| t["group"] == "::auth"), 20);
+    assert_eq!(count("iterations", &|t| t["group"] == ""), 20);
+    assert_eq!(count("http_reqs", &|t| t["group"] == "::shop"), 40);
+    assert_eq!(
+        count("http_reqs", &|t| t["kind"] == "write"
+            && t["name"] == "order"),
+        20
+    );
+    assert_eq!(
+        count("checks", &|t| t["group"] == "::auth"
+            && t["check"] == "json.token"),
+        20
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_fails_the_steps_checks_and_leaves_later_variables_unset() {
     let (addr, refused) = shop().await;
@@ -309,6 +436,12 @@ fn bad_flows_are_refused_naming_the_step_and_field() {
         e.contains("data") && e.contains("/nonexistent/users.csv"),
         "{e}"
     );
+    let e = build("[[steps]]\nurl = \"/a\"\ngroup = \"a::b\"\n");
+    assert!(e.contains("steps[0].group") && e.contains("'::'"), "{e}");
+    let e = build("[[steps]]\nurl = \"/a\"\ntags = { status = \"x\" }\n");
+    assert!(e.contains("steps[0].tags.status"), "{e}");
+    let e = build("[thresholds]\n\"group_duration{group:::nope}\" = [\"p(95)<1\"]\n[[steps]]\nurl = \"/a\"\ngroup = \"g\"\n");
+    assert!(e.contains("no request is in group \"::nope\""), "{e}");
     let spec = StepSpec {
         url: "/x".into(),
         ..StepSpec::default()

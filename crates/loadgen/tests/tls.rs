@@ -434,6 +434,7 @@ async fn an_http2_request_body_larger_than_the_flow_control_window_arrives_whole
         body: Some("x".repeat(BODY)),
         name: None,
         weight: 1,
+        tags: Default::default(),
     }];
     let r = run(cfg).await;
     assert_eq!(r.metrics.failed, 0, "errors: {:?}", r.metrics.errors);

@@ -244,6 +244,11 @@ impl LoadTest {
                     format!("{name:?} names two requests; give each a distinct name"),
                 ));
             }
+            crate::flow::check_tags(&field("tags"), &spec.tags)?;
+            let group = match cfg.steps.get(i).and_then(|st| st.group.as_deref()) {
+                Some(g) if is_flow => crate::flow::group_path(&field("group"), g)?,
+                _ => String::new(),
+            };
             let mut h2_headers = headers.clone();
             h2_headers.remove(HOST);
             // HTTP/1.1 gets it from hyper; HTTP/2 sends the head as given
@@ -260,6 +265,12 @@ impl LoadTest {
                 headers,
                 body,
                 pool,
+                group,
+                tags: spec
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             });
         }
         let flow = if is_flow {
@@ -285,6 +296,11 @@ impl LoadTest {
             Some(f) => f.check_names.clone(),
             None => checks.iter().map(|c| c.name().to_string()).collect(),
         };
+        let check_groups: Vec<String> = match &flow {
+            Some(f) => f.check_groups.clone(),
+            None => vec![String::new(); check_names.len()],
+        };
+        let groups: Vec<String> = flow.as_ref().map_or(Vec::new(), |f| f.groups.clone());
         if checks.len() > 64 {
             return Err(Error::config(
                 "checks",
@@ -294,8 +310,14 @@ impl LoadTest {
         let mut thresholds = Vec::new();
         let mut threshold_specs = Vec::new();
         let mut tagged: Vec<TaggedMetrics> = Vec::new();
-        // every request is in the root group until scenarios have groups
-        let routes: Vec<(&str, &str)> = targets.iter().map(|t| (t.method.as_str(), "")).collect();
+        let routes: Vec<RouteTags<'_>> = targets
+            .iter()
+            .map(|t| RouteTags {
+                method: t.method.as_str(),
+                group: &t.group,
+                tags: &t.tags,
+            })
+            .collect();
         for (metric, specs) in &cfg.thresholds {
             for s in specs {
                 let t = Threshold::from_spec(metric, s)?;
@@ -347,6 +369,8 @@ impl LoadTest {
             cumulative_weights,
             checks: checks.into(),
             check_names: check_names.into(),
+            check_groups,
+            groups,
             flow,
             cache_rule,
             tagged,

@@ -19,8 +19,13 @@ pub(crate) struct FlowPlan {
     pub steps: Vec<StepPlan>,
     pub data: Option<Data>,
     /// Every check the flow counts: the scenario's `checks` (on every
-    /// step) then each step's own, one entry per distinct expression.
+    /// step) then each step's own, one entry per distinct expression in
+    /// each group.
     pub check_names: Vec<String>,
+    /// The group path of each check (`::login`; `""` at the root).
+    pub check_groups: Vec<String>,
+    /// The groups' paths, in order of appearance.
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -38,6 +43,8 @@ pub(crate) struct StepPlan {
     pub think: Option<Think>,
     /// Whether the response body is kept (JSON checks and extractions).
     pub keep_body: bool,
+    /// Index among the flow's `groups` of the step's group.
+    pub group: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -104,6 +111,7 @@ pub(crate) fn step_request(step: &StepSpec, field: &str) -> Result<RequestSpec> 
         body: step.body.clone().filter(|b| literal(b)),
         name: Some(step.name.clone().unwrap_or_else(|| step.url.clone())),
         weight: 1,
+        tags: step.tags.clone(),
     })
 }
 
@@ -130,19 +138,37 @@ pub(crate) fn plan(
     if let Some(d) = &data {
         known.extend(d.columns.iter().cloned());
     }
-    let mut check_names: Vec<String> = Vec::new();
-    let mut index_of = |name: &str| -> usize {
-        match check_names.iter().position(|n| n == name) {
+    // a check is one per expression within a group, as k6 keys checks by path
+    let mut checks_seen: Vec<(String, String)> = Vec::new();
+    let mut index_of = |group: &str, name: &str| -> usize {
+        match checks_seen
+            .iter()
+            .position(|(g, n)| g == group && n == name)
+        {
             Some(i) => i,
             None => {
-                check_names.push(name.to_string());
-                check_names.len() - 1
+                checks_seen.push((group.to_string(), name.to_string()));
+                checks_seen.len() - 1
             }
         }
     };
+    let mut groups: Vec<String> = Vec::new();
     let mut plans = Vec::with_capacity(steps.len());
     for (i, step) in steps.iter().enumerate() {
         let field = |f: &str| format!("steps[{i}].{f}");
+        let group = step
+            .group
+            .as_deref()
+            .map(|g| crate::flow::group_path(&field("group"), g))
+            .transpose()?;
+        let group_path = group.clone().unwrap_or_default();
+        let group = group.map(|g| match groups.iter().position(|x| *x == g) {
+            Some(k) => k,
+            None => {
+                groups.push(g);
+                groups.len() - 1
+            }
+        });
         let defined = |f: String, names: Vec<String>, known: &[String]| -> Result<()> {
             match names.iter().find(|n| !known.contains(n)) {
                 Some(n) => Err(Error::config(
@@ -211,11 +237,14 @@ pub(crate) fn plan(
         };
         let mut checks = Vec::new();
         for (k, c) in common_checks.iter().enumerate() {
-            checks.push((index_of(c), StepCheck::parse(&format!("checks[{k}]"), c)?));
+            checks.push((
+                index_of(&group_path, c),
+                StepCheck::parse(&format!("checks[{k}]"), c)?,
+            ));
         }
         for (k, c) in step.checks.iter().enumerate() {
             let parsed = StepCheck::parse(&field(&format!("checks[{k}]")), c)?;
-            checks.push((index_of(c.trim()), parsed));
+            checks.push((index_of(&group_path, c.trim()), parsed));
         }
         let mut extract = Vec::new();
         for (name, from) in &step.extract {
@@ -240,18 +269,25 @@ pub(crate) fn plan(
             extract,
             think,
             keep_body,
+            group,
         });
     }
-    if check_names.len() > 64 {
+    if checks_seen.len() > 64 {
         return Err(Error::config(
             "steps",
-            format!("{} distinct checks; at most 64", check_names.len()),
+            format!(
+                "{} distinct checks (an expression in each group counts once); at most 64",
+                checks_seen.len()
+            ),
         ));
     }
+    let (check_groups, check_names) = checks_seen.into_iter().unzip();
     Ok(FlowPlan {
         steps: plans,
         data,
         check_names,
+        check_groups,
+        groups,
     })
 }
 
@@ -341,9 +377,21 @@ impl Shared {
             timeout: self.timeout,
         };
         let mut step_due = due;
+        // the group being timed: (its index, when its first step was due)
+        let mut in_group: Option<(usize, Instant)> = None;
+        let (mut sent_bytes, mut received_bytes) = (0u64, 0u64);
+        let mut finished = true;
         for (k, step) in flow.steps.iter().enumerate() {
             if k > 0 && self.stop.load(Ordering::Relaxed) {
+                // an iteration cut short times no group and no iteration
+                finished = false;
                 break;
+            }
+            if in_group.map(|(g, _)| g) != step.group {
+                if let Some((g, began)) = in_group.take() {
+                    self.record_group(g, began.elapsed());
+                }
+                in_group = step.group.map(|g| (g, step_due));
             }
             let target = step.target(&self.targets[step.route], &vars);
             // the body only when a check or an extraction reads it
@@ -370,6 +418,8 @@ impl Shared {
                     s.checks_passed |= 1 << i;
                 }
             }
+            sent_bytes += s.bytes_sent;
+            received_bytes += s.bytes_received;
             self.record(&s);
             if let Some(h) = &kept.head {
                 for (name, from) in &step.extract {
@@ -387,6 +437,12 @@ impl Shared {
             }
             step_due = Instant::now();
         }
-        self.record_iteration(due.elapsed());
+        if !finished {
+            return;
+        }
+        if let Some((g, began)) = in_group {
+            self.record_group(g, began.elapsed());
+        }
+        self.record_iteration(due.elapsed(), sent_bytes, received_bytes);
     }
 }

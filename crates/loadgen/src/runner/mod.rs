@@ -14,8 +14,11 @@ use crate::client::{exchange, request_bytes, ExchangeCtx, Target};
 use crate::config::{Executor, LoadConfig, RequestSpec, Timing};
 use crate::error::{Error, Result};
 use crate::histogram::{Trend, TrendStat};
-use crate::metrics::{CacheStatus, Counts, ErrorClass, Metrics, Sample, SecondRow, TaggedMetrics};
-use crate::output::{Output, PointWriter};
+use crate::metrics::{
+    CacheStatus, Counts, ErrorClass, GroupMetrics, Metrics, RouteTags, Sample, SecondRow,
+    TaggedMetrics,
+};
+use crate::output::{Output, PointSet, PointWriter};
 use crate::result::{RunResult, Snapshot, FORMAT_VERSION};
 use crate::schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};
 use crate::segment::Segment;
@@ -137,6 +140,10 @@ pub struct LoadTest {
     checks: Arc<[Check]>,
     /// The names of the checks counted: the mix's `checks`, or a flow's.
     check_names: Arc<[String]>,
+    /// The group path of each check (`""` at the root).
+    check_groups: Vec<String>,
+    /// A flow's groups' paths.
+    groups: Vec<String>,
     /// A flow's steps, when the scenario has steps instead of a mix.
     flow: Option<Arc<iterate::FlowPlan>>,
     cache_rule: atlas_vocab::CacheRule,
@@ -203,7 +210,17 @@ impl LoadTest {
         let points = opts
             .outputs
             .iter()
-            .map(|o| PointWriter::create(o, &self.targets, &check_names, &self.thresholds))
+            .map(|o| {
+                let set = PointSet {
+                    targets: &self.targets,
+                    checks: &check_names,
+                    check_groups: &self.check_groups,
+                    groups: &self.groups,
+                    flow: self.flow.is_some(),
+                    thresholds: &self.thresholds,
+                };
+                PointWriter::create(o, &set)
+            })
             .collect::<Result<Vec<_>>>()?;
         let shards = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
@@ -225,6 +242,14 @@ impl LoadTest {
                     Mutex::new(Shard {
                         total: Metrics {
                             tagged: self.tagged.clone(),
+                            groups: self
+                                .groups
+                                .iter()
+                                .map(|g| GroupMetrics {
+                                    path: g.clone(),
+                                    ..GroupMetrics::default()
+                                })
+                                .collect(),
                             ..Metrics::new(&names, self.check_names.len())
                         },
                         second: SecondAcc::new(),
@@ -333,6 +358,11 @@ impl LoadTest {
             outputs,
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
             checks: self.check_names.to_vec(),
+            check_groups: if self.check_groups.iter().all(String::is_empty) {
+                Vec::new()
+            } else {
+                self.check_groups.clone()
+            },
             thresholds: self.threshold_specs.clone(),
             metrics,
             series,
@@ -569,12 +599,32 @@ impl Shared {
         exchange(&ctx, route, &self.targets[route], due, seq, None).await
     }
 
-    /// Counts a flow iteration that took `took`.
-    fn record_iteration(&self, took: Duration) {
+    /// Counts a flow iteration that took `took`, its requests having sent
+    /// and received so many bytes.
+    fn record_iteration(&self, took: Duration, sent: u64, received: u64) {
         let i = SHARD_HINT.with(|h| *h) % self.shards.len();
-        let mut shard = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
-        shard.total.iterations += 1;
-        shard.total.iteration_duration.record(micros(took));
+        {
+            let mut shard = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
+            shard.total.iterations += 1;
+            shard.total.iteration_duration.record(micros(took));
+        }
+        for w in self.points.iter() {
+            w.iteration(micros(took), sent, received);
+        }
+    }
+
+    /// Counts one pass through group `group` of a flow that took `took`.
+    fn record_group(&self, group: usize, took: Duration) {
+        let i = SHARD_HINT.with(|h| *h) % self.shards.len();
+        {
+            let mut shard = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(g) = shard.total.groups.get_mut(group) {
+                g.duration.record(micros(took));
+            }
+        }
+        for w in self.points.iter() {
+            w.group(group, micros(took));
+        }
     }
 
     fn record(&self, s: &Sample) {
