@@ -18,7 +18,7 @@ use crate::{report, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLDS, EX
 #[derive(Args, Debug)]
 #[command(
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  atlas load http://127.0.0.1:8080/ --rate 500 --duration 60s --threshold 'http_req_duration: p(95)<200'\n  atlas load http://127.0.0.1:8080 --route /=9 --route /static/app.js=1 --rate 1000 --duration 10s\n  atlas load http://127.0.0.1:8080/ --vus 64 --duration 10s\n  atlas load --scenario gate.toml --segment 0:1/2 --results a.json   # then: atlas load merge a.json b.json\n\nThresholds follow k6: METRIC[{tag:value}]: STAT OP NUMBER[, abortOnFail[, delayAbortEval=D]]\n  tags: name, status, method, cache_status, group (and expected_response on http_req_duration)\n  metrics: http_reqs, http_req_failed, http_req_duration, http_req_blocked, http_req_connecting,\n           http_req_tls_handshaking, http_req_sending, http_req_waiting, http_req_receiving,\n           http_req_service_time, schedule_lag, iterations, dropped_iterations, data_sent, data_received, checks, cache_hit, vus, vus_max\nChecks: status==200, header:NAME, header:NAME==VALUE, body~TEXT, body!~TEXT
+    after_help = "Examples:\n  atlas load http://127.0.0.1:8080/ --rate 500 --duration 60s --threshold 'http_req_duration: p(95)<200'\n  atlas load http://127.0.0.1:8080 --route /=9 --route /static/app.js=1 --rate 1000 --duration 10s\n  atlas load http://127.0.0.1:8080/ --vus 64 --duration 10s\n  atlas load --scenario gate.toml --segment 0:1/2 --results a.json   # then: atlas load merge a.json b.json\n\nThresholds follow k6: METRIC[{tag:value}]: STAT OP NUMBER[, abortOnFail[, delayAbortEval=D]]\n  tags: name, status, method, cache_status, group, scenario, a request's own tags (and expected_response on http_req_duration)\n  metrics: http_reqs, http_req_failed, http_req_duration, http_req_blocked, http_req_connecting,\n           http_req_tls_handshaking, http_req_sending, http_req_waiting, http_req_receiving,\n           http_req_service_time, schedule_lag, iterations, iteration_duration, group_duration{group:::NAME},\n           dropped_iterations, data_sent, data_received, checks, cache_hit, vus, vus_max\nChecks: status==200, header:NAME, header:NAME==VALUE, body~TEXT, body!~TEXT
   (body checks scan the whole body as it streams in and keep none of it)"
 )]
 pub(crate) struct LoadArgs {
@@ -260,21 +260,31 @@ fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
         poisson: args.poisson,
         pre_allocated_vus: args.pre_allocated_vus,
     };
-    let executor = flags
-        .executor(scenario.as_ref().map(|s| &s.executor))
-        .map_err(lib_err)?;
     let mut cfg = match scenario {
-        Some(mut s) => {
-            s.executor = executor;
+        // several scenarios each have their executor in the file
+        Some(s) if !s.scenarios.is_empty() => {
+            if flags != ExecutorFlags::default() {
+                let names: Vec<&str> = s.scenarios.keys().map(String::as_str).collect();
+                return Err(usage(anyhow!(
+                    "--rate, --vus, --stage, --duration, --max-vus, --poisson and --pre-allocated-vus set one executor, and {} has scenarios {}, each with its own: change them in the file",
+                    args.scenario.as_deref().unwrap_or(Path::new("the file")).display(),
+                    names.join(", ")
+                )));
+            }
             s
         }
-        None => LoadConfig::new(executor),
+        Some(mut s) => {
+            s.executor = Some(flags.executor(s.executor.as_ref()).map_err(lib_err)?);
+            s
+        }
+        None => LoadConfig::new(flags.executor(None).map_err(lib_err)?),
     };
     if let Some(u) = &args.url {
         cfg.target = Some(u.clone());
     }
     if cfg.target.is_none()
         && cfg.requests.is_empty()
+        && cfg.scenarios.is_empty()
         && args.routes.iter().all(|r| r.url.starts_with('/'))
     {
         return Err(usage(anyhow!(
@@ -328,7 +338,7 @@ fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
 fn run(args: LoadArgs) -> anyhow::Result<u8> {
     let cfg = config(&args)?;
     let test = cfg.build().map_err(lib_err)?;
-    let reporter = Arc::new(Reporter::new(test.executor().duration(), args.quiet));
+    let reporter = Arc::new(Reporter::new(test.duration(), args.quiet));
     let threads = match args.threads {
         Some(0) => return Err(usage(anyhow!("--threads must be at least 1"))),
         Some(n) if n > MAX_THREADS => {
@@ -337,9 +347,7 @@ fn run(args: LoadArgs) -> anyhow::Result<u8> {
             )))
         }
         Some(n) => n,
-        None => test
-            .executor()
-            .suggested_threads(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        None => test.suggested_threads(std::thread::available_parallelism().map_or(2, |n| n.get())),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)

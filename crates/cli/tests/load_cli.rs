@@ -505,3 +505,38 @@ fn a_closed_stderr_does_not_end_the_run() {
         "every request failed, so the threshold fails: exit 99, not a panic"
     );
 }
+
+/// A scenario file with several scenarios: a bad field is named with its
+/// file and line, and an executor flag, which would set one executor for
+/// all of them, is refused; both exit 2 before any request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_with_scenarios_names_bad_lines_and_refuses_executor_flags() {
+    let scratch = Scratch::new("scenarios-usage");
+    let dir = &scratch.0;
+    let file = dir.join("shop.toml");
+    let scenarios = "target = \"http://127.0.0.1:9\"\n\n[scenarios.browse]\nexecutor = { type = \"constant-arrival-rate\", rate = 5, duration = \"1s\" }\n\n[scenarios.buy]\nexecutor = { type = \"constant-vus\", vus = 1, duration = \"1s\" }\n[[scenarios.buy.steps]]\nurl = \"/cart/{{id}}\"\n";
+    std::fs::write(&file, scenarios).unwrap();
+    let out = run(args(&["load", "--scenario", file.to_str().unwrap()])).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("shop.toml:9: invalid scenarios.buy.steps[0].url"),
+        "{err}"
+    );
+
+    std::fs::write(&file, scenarios.replace("{{id}}", "1")).unwrap();
+    let out = run(args(&[
+        "load",
+        "--scenario",
+        file.to_str().unwrap(),
+        "--rate",
+        "50",
+    ]))
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("scenarios browse, buy, each with its own"),
+        "{err}"
+    );
+}

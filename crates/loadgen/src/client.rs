@@ -38,6 +38,8 @@ pub(crate) struct Target {
     pub group: String,
     /// The request's own tags, sorted by name.
     pub tags: Vec<(String, String)>,
+    /// Its scenario's name, the `scenario` tag.
+    pub scenario: String,
 }
 
 impl Target {

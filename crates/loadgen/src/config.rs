@@ -76,8 +76,16 @@ pub struct LoadConfig {
     /// Base URL that request paths are joined to (`http://host:port`).
     #[serde(default)]
     pub target: Option<String>,
-    /// How arrivals or virtual users are scheduled.
-    pub executor: Executor,
+    /// How arrivals or virtual users are scheduled. Required, unless the
+    /// file has [`scenarios`](Self::scenarios), which give each its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<Executor>,
+    /// Several scenarios run in one test, each with its own executor,
+    /// requests or steps, and start time (k6's `scenarios`). The top-level
+    /// `checks` and `headers` apply to all of them; `executor`, `requests`,
+    /// `steps` and `data` are then given per scenario.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scenarios: BTreeMap<String, ScenarioSpec>,
     /// The weighted request mix; empty means one `GET` of `target`.
     #[serde(default)]
     pub requests: Vec<RequestSpec>,
@@ -148,6 +156,23 @@ pub struct LoadConfig {
     /// `Cache-Status`).
     #[serde(default)]
     pub cache_header: Option<String>,
+    /// The file it was read from (set by [`LoadConfig::from_toml_file`]),
+    /// so that [`LoadConfig::build`] names the line of a field it finds
+    /// wrong.
+    #[serde(skip)]
+    pub source: Option<SourceFile>,
+}
+
+/// A scenario file as read: its path, text, and the configuration it held
+/// before a command line changed any of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceFile(std::sync::Arc<SourceText>);
+
+#[derive(Debug, PartialEq)]
+struct SourceText {
+    path: std::path::PathBuf,
+    text: String,
+    read: LoadConfig,
 }
 
 /// Which HTTP version requests use.
@@ -334,6 +359,49 @@ impl ExecutorFlags {
             Executor::RampingVus { .. } => {}
         }
         Ok(e)
+    }
+}
+
+/// One scenario of a test with several (`[scenarios.NAME]`, k6's
+/// `options.scenarios.NAME`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSpec {
+    /// Its executor.
+    pub executor: Executor,
+    /// When it starts, from the start of the test (k6's `startTime`;
+    /// default 0s).
+    #[serde(default, alias = "startTime", with = "duration_str")]
+    pub start_time: Duration,
+    /// Its weighted request mix.
+    #[serde(default)]
+    pub requests: Vec<RequestSpec>,
+    /// Or its flow.
+    #[serde(default)]
+    pub steps: Vec<crate::flow::StepSpec>,
+    /// Its flow's CSV data file (relative to the scenario file).
+    #[serde(default)]
+    pub data: Option<std::path::PathBuf>,
+    /// Checks on each of its responses, besides the test's own.
+    #[serde(default)]
+    pub checks: Vec<String>,
+    /// Headers of its requests, over the test's own.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl ScenarioSpec {
+    /// A scenario with an executor and nothing else.
+    pub fn new(executor: Executor) -> Self {
+        ScenarioSpec {
+            executor,
+            start_time: Duration::ZERO,
+            requests: Vec::new(),
+            steps: Vec::new(),
+            data: None,
+            checks: Vec::new(),
+            headers: BTreeMap::new(),
+        }
     }
 }
 
@@ -673,7 +741,8 @@ impl LoadConfig {
     pub fn new(executor: Executor) -> Self {
         LoadConfig {
             target: None,
-            executor,
+            executor: Some(executor),
+            scenarios: BTreeMap::new(),
             requests: Vec::new(),
             steps: Vec::new(),
             data: None,
@@ -693,6 +762,40 @@ impl LoadConfig {
             no_connection_reuse: false,
             h2_max_streams: DEFAULT_H2_MAX_STREAMS,
             cache_header: None,
+            source: None,
+        }
+    }
+
+    /// `e` with the file and line of its field, when the field's value is
+    /// still the one read from a scenario file (not one a flag changed).
+    pub(crate) fn locate(&self, e: Error) -> Error {
+        let Some(SourceFile(src)) = &self.source else {
+            return e;
+        };
+        let Error::Config { field, message } = &e else {
+            return e;
+        };
+        let top = field.split(['.', '[']).next().unwrap_or("");
+        let (now, read) = (self, &src.read);
+        let unchanged = match top {
+            "executor" => now.executor == read.executor,
+            "scenarios" => now.scenarios == read.scenarios,
+            "requests" => now.requests == read.requests,
+            "steps" => now.steps == read.steps,
+            "data" => now.data == read.data,
+            "headers" => now.headers == read.headers,
+            "target" => now.target == read.target,
+            "timeout" => now.timeout == read.timeout,
+            "resolve" => now.resolve == read.resolve,
+            "cache_header" => now.cache_header == read.cache_header,
+            _ => false,
+        };
+        match field_line(&src.text, field).filter(|_| unchanged) {
+            Some(line) => Error::Scenario {
+                path: format!("{}:{line}", src.path.display()),
+                message: format!("invalid {field}: {message}"),
+            },
+            None => e,
         }
     }
 
@@ -714,11 +817,20 @@ impl LoadConfig {
         })?;
         // a data file is found beside the scenario, as k6 opens files
         // relative to the script
-        if let (Some(d), Some(dir)) = (&mut cfg.data, path.parent()) {
-            if d.is_relative() {
-                *d = dir.join(&*d);
+        if let Some(dir) = path.parent() {
+            let datas = std::iter::once(&mut cfg.data)
+                .chain(cfg.scenarios.values_mut().map(|s| &mut s.data));
+            for d in datas.flatten() {
+                if d.is_relative() {
+                    *d = dir.join(&*d);
+                }
             }
         }
+        cfg.source = Some(SourceFile(std::sync::Arc::new(SourceText {
+            path: path.to_path_buf(),
+            text,
+            read: cfg.clone(),
+        })));
         Ok(cfg)
     }
 
@@ -740,9 +852,77 @@ impl LoadConfig {
     }
 }
 
+/// The line of `field` (`scenarios.buy.steps[1].url`, as errors name
+/// fields) in a TOML text: of the deepest part of the path the text has.
+fn field_line(text: &str, field: &str) -> Option<usize> {
+    use toml_edit::{Item, TableLike, Value};
+    enum Node<'a> {
+        Item(&'a Item),
+        Value(&'a Value),
+        Table(&'a dyn TableLike),
+    }
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut node = Node::Table(doc.as_table());
+    let mut span = None;
+    for part in field.split('.') {
+        let (key, indexes) = match part.split_once('[') {
+            Some((k, rest)) => (k, Some(rest)),
+            None => (part, None),
+        };
+        let table = match &node {
+            Node::Table(t) => Some(*t),
+            Node::Item(i) => i.as_table_like(),
+            Node::Value(v) => v.as_inline_table().map(|t| t as &dyn TableLike),
+        };
+        let Some((k, item)) = table.and_then(|t| t.get_key_value(key)) else {
+            break;
+        };
+        span = k.span().or(span);
+        node = Node::Item(item);
+        for index in indexes.into_iter().flat_map(|r| r.split('[')) {
+            let Ok(i) = index.trim_end_matches(']').parse::<usize>() else {
+                break;
+            };
+            let next = match &node {
+                Node::Item(item) => match item.as_array_of_tables() {
+                    Some(a) => a
+                        .get(i)
+                        .map(|t| (Node::Table(t as &dyn TableLike), t.span())),
+                    None => item
+                        .as_array()
+                        .and_then(|a| a.get(i))
+                        .map(|v| (Node::Value(v), v.span())),
+                },
+                Node::Value(v) => v
+                    .as_array()
+                    .and_then(|a| a.get(i))
+                    .map(|v| (Node::Value(v), v.span())),
+                Node::Table(_) => None,
+            };
+            let Some((n, s)) = next else { break };
+            span = s.or(span);
+            node = n;
+        }
+    }
+    span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fields_line_is_found_in_the_file() {
+        let text = "target = \"http://x\"\n\n[executor]\ntype = \"constant-vus\"\nvus = 1\n\n[[steps]]\nurl = \"/a\"\n\n[[steps]]\nname = \"b\"\nurl = \"/b\"\nchecks = [\"status==200\",\n  \"json.x\"]\n[scenarios.buy.executor]\nrate = 3\n";
+        assert_eq!(field_line(text, "executor.vus"), Some(5));
+        assert_eq!(field_line(text, "steps[1].url"), Some(12));
+        assert_eq!(field_line(text, "steps[1].checks[1]"), Some(14));
+        assert_eq!(field_line(text, "steps[0]"), Some(7));
+        // what the file lacks: the deepest part it has
+        assert_eq!(field_line(text, "steps[1].think"), Some(10));
+        assert_eq!(field_line(text, "scenarios.buy.executor.rate"), Some(16));
+        assert_eq!(field_line(text, "thresholds"), None);
+    }
 
     #[test]
     fn scenario_file_parses_with_k6_aliases() {
@@ -763,8 +943,9 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(c.executor.duration(), Duration::from_secs(100));
-        match &c.executor {
+        let executor = c.executor.as_ref().unwrap();
+        assert_eq!(executor.duration(), Duration::from_secs(100));
+        match executor {
             Executor::RampingArrivalRate {
                 start_rate,
                 max_vus,

@@ -65,9 +65,9 @@ mod transport;
 
 pub use check::Check;
 pub use config::{
-    parse_duration, Executor, ExecutorFlags, HttpVersion, LoadConfig, RequestSpec, Stage, Timing,
-    DEFAULT_DURATION, DEFAULT_GRACEFUL_STOP, DEFAULT_H2_MAX_STREAMS, DEFAULT_MAX_VUS,
-    DEFAULT_TIMEOUT, PRE_OPEN_WINDOW, WAKE_WINDOW,
+    parse_duration, Executor, ExecutorFlags, HttpVersion, LoadConfig, RequestSpec, ScenarioSpec,
+    SourceFile, Stage, Timing, DEFAULT_DURATION, DEFAULT_GRACEFUL_STOP, DEFAULT_H2_MAX_STREAMS,
+    DEFAULT_MAX_VUS, DEFAULT_TIMEOUT, PRE_OPEN_WINDOW, WAKE_WINDOW,
 };
 pub use error::{Error, Result};
 pub use flow::StepSpec;

@@ -389,6 +389,8 @@ pub(crate) struct RouteTags<'a> {
     pub method: &'a str,
     /// k6's group path (`::login`), `""` at the root.
     pub group: &'a str,
+    /// Its scenario's name.
+    pub scenario: &'a str,
     /// The request's own tags.
     pub tags: &'a [(String, String)],
 }
@@ -435,7 +437,25 @@ impl TaggedMetrics {
     /// # Errors
     /// A message when the tag is not one a request carries or the value
     /// cannot be one of its values.
-    pub(crate) fn new(tag: &str, value: &str, routes: &[RouteTags<'_>]) -> Result<Self, String> {
+    pub(crate) fn new<'a>(
+        tag: &str,
+        value: &str,
+        routes: &[RouteTags<'a>],
+    ) -> Result<Self, String> {
+        // the routes whose requests carry the value, or why none does
+        let routes_where = |carries: &dyn Fn(&RouteTags<'_>) -> bool, none: &dyn Fn() -> String| {
+            let hits: Vec<bool> = routes.iter().map(carries).collect();
+            if hits.contains(&true) {
+                Ok(TagMatch::Routes(hits))
+            } else {
+                Err(none())
+            }
+        };
+        let known = |of: fn(&RouteTags<'a>) -> &'a str| {
+            let mut all: Vec<&str> = routes.iter().map(of).collect();
+            all.dedup();
+            all
+        };
         let on = match tag {
             "status" => TagMatch::Status(
                 value
@@ -443,39 +463,29 @@ impl TaggedMetrics {
                     .map_err(|_| format!("status {value:?} is not a status code"))?,
             ),
             "cache_status" => TagMatch::Cache(value.to_ascii_uppercase()),
-            "method" => {
-                let hits: Vec<bool> = routes
-                    .iter()
-                    .map(|r| r.method.eq_ignore_ascii_case(value))
-                    .collect();
-                if !hits.contains(&true) {
-                    return Err(format!("no request has method {value:?}"));
-                }
-                TagMatch::Routes(hits)
-            }
-            "group" => {
-                let hits: Vec<bool> = routes.iter().map(|r| r.group == value).collect();
-                if !hits.contains(&true) {
-                    let mut known: Vec<&str> = routes.iter().map(|r| r.group).collect();
-                    known.dedup();
-                    return Err(format!(
-                        "no request is in group {value:?} (groups are written with k6's path, \"::NAME\"; these requests are in {known:?})"
-                    ));
-                }
-                TagMatch::Routes(hits)
-            }
-            other => {
-                let hits: Vec<bool> = routes
-                    .iter()
-                    .map(|r| r.tags.iter().any(|(k, v)| k == other && v == value))
-                    .collect();
-                if !hits.contains(&true) {
-                    return Err(format!(
-                        "no request has the tag {other}:{value} (a request's or step's `tags` set their own)"
-                    ));
-                }
-                TagMatch::Routes(hits)
-            }
+            "method" => routes_where(&|r| r.method.eq_ignore_ascii_case(value), &|| {
+                format!("no request has method {value:?}")
+            })?,
+            "group" => routes_where(&|r| r.group == value, &|| {
+                format!(
+                    "no request is in group {value:?} (groups are written with k6's path, \"::NAME\"; these requests are in {:?})",
+                    known(|r| r.group)
+                )
+            })?,
+            "scenario" => routes_where(&|r| r.scenario == value, &|| {
+                format!(
+                    "no scenario is named {value:?} (the scenarios are {:?})",
+                    known(|r| r.scenario)
+                )
+            })?,
+            other => routes_where(
+                &|r| r.tags.iter().any(|(k, v)| k == other && v == value),
+                &|| {
+                    format!(
+                        "no request has the tag {other}:{value} (tags are name, status, method, cache_status, group, scenario, and those a request's or step's `tags` set)"
+                    )
+                },
+            )?,
         };
         Ok(TaggedMetrics {
             tag: tag.to_string(),
@@ -558,12 +568,14 @@ pub struct Metrics {
     /// Per tag value a threshold filters on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tagged: Vec<TaggedMetrics>,
-    /// Flow iterations completed (`iterations`); 0 for a request mix,
-    /// whose iteration is its one request.
+    /// Iterations completed (`iterations`): a flow's, and a mix's
+    /// requests, each an iteration of its own (0 in results written before
+    /// issue 17, where a mix's requests were its iterations).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub iterations: u64,
-    /// Flow iterations' durations, from the first step's scheduled time to
-    /// the last step's end, think times included (`iteration_duration`).
+    /// Iterations' durations (`iteration_duration`): a flow's from its first
+    /// step's scheduled time to its last step's end, think times included; a
+    /// mix's request's, as `http_req_duration`.
     #[serde(default)]
     pub iteration_duration: Trend,
     /// Per group of a flow, in order of appearance (`group_duration`).

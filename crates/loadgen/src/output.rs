@@ -126,9 +126,11 @@ pub(crate) struct PointSet<'a> {
     pub check_groups: &'a [String],
     /// A flow's groups' paths.
     pub groups: &'a [String],
-    /// A flow: the iteration's points are written when it ends, not with
-    /// each request.
-    pub flow: bool,
+    /// The scenarios' names.
+    pub scenarios: &'a [String],
+    /// Per scenario, whether it is a flow: a flow's iteration points are
+    /// written when it ends, not with each request.
+    pub flow: Vec<bool>,
     pub thresholds: &'a [Threshold],
 }
 
@@ -139,6 +141,7 @@ enum Msg {
     /// A flow's iteration ended: its duration and its requests' bytes.
     Iteration {
         time: SystemTime,
+        scenario: usize,
         duration_us: u64,
         sent: u64,
         received: u64,
@@ -146,6 +149,7 @@ enum Msg {
     /// A flow's pass through a group ended.
     Group {
         time: SystemTime,
+        scenario: usize,
         group: usize,
         duration_us: u64,
     },
@@ -154,20 +158,22 @@ enum Msg {
         time: SystemTime,
         vus: u64,
         vus_max: u64,
-        dropped: u64,
+        /// Per scenario.
+        dropped: Vec<u64>,
     },
     /// The run ended: write what is left and stop.
     Close,
 }
 
 impl Msg {
-    /// How many points it writes, with `checks` checks, in a flow or not.
-    fn points(&self, checks: usize, flow: bool) -> u64 {
+    /// How many points it writes, with `checks` checks, `flow` telling
+    /// per route whether it is a flow's step.
+    fn points(&self, checks: usize, flow: &[bool]) -> u64 {
         match self {
             Msg::Request { sample, .. } => request_points(sample, checks, flow),
             Msg::Iteration { .. } => ITERATION_METRICS.len() as u64,
             Msg::Group { .. } => 1,
-            Msg::Second { dropped, .. } => 2 + u64::from(*dropped > 0),
+            Msg::Second { dropped, .. } => 2 + dropped.iter().filter(|d| **d > 0).count() as u64,
             Msg::Close => 0,
         }
     }
@@ -187,6 +193,8 @@ struct TargetTags {
     /// `extra_tags`, `&` between them).
     extra_json: String,
     extra_csv: String,
+    /// Its scenario's index.
+    scenario: usize,
 }
 
 /// What the writer thread ends with.
@@ -202,7 +210,8 @@ struct Written {
 /// Writes the points of one run to one [`Output`].
 pub(crate) struct PointWriter {
     output: Output,
-    flow: bool,
+    /// Per route, whether it is a flow's step.
+    route_flow: Vec<bool>,
     /// Shared by every request's task without a lock; `finish` ends the
     /// writer with [`Msg::Close`].
     tx: SyncSender<Msg>,
@@ -242,7 +251,22 @@ impl PointWriter {
                 }
             }
         };
-        let tags: Vec<TargetTags> = set.targets.iter().map(target_tags).collect();
+        let scenario_of = |t: &Target| {
+            set.scenarios
+                .iter()
+                .position(|n| *n == t.scenario)
+                .unwrap_or(0)
+        };
+        let tags: Vec<TargetTags> = set
+            .targets
+            .iter()
+            .map(|t| target_tags(t, scenario_of(t)))
+            .collect();
+        let route_flow: Vec<bool> = set
+            .targets
+            .iter()
+            .map(|t| set.flow.get(scenario_of(t)).copied().unwrap_or(false))
+            .collect();
         let group_of = |i: usize| set.check_groups.get(i).map_or("", String::as_str);
         let mut lines = Lines {
             format: output.format,
@@ -273,7 +297,12 @@ impl PointWriter {
                 .iter()
                 .map(|g| (json_str(g), csv_field(g)))
                 .collect(),
-            flow: set.flow,
+            scenarios: set
+                .scenarios
+                .iter()
+                .map(|n| (json_str(n), csv_field(n)))
+                .collect(),
+            route_flow: route_flow.clone(),
             tags,
             written: 0,
         };
@@ -283,7 +312,7 @@ impl PointWriter {
             .name("atlas-out".into())
             .spawn(move || {
                 let mut last_flush = std::time::Instant::now();
-                let (checks, flow) = (lines.checks.len(), lines.flow);
+                let (checks, flow) = (lines.checks.len(), lines.route_flow.clone());
                 // ends with the run (Close) or at a write error
                 let (stopped, closed, unreached) = loop {
                     let msg = match rx.recv_timeout(FLUSH_EVERY) {
@@ -300,7 +329,7 @@ impl PointWriter {
                     let mut res = match &msg {
                         Some(m) => lines.write(m).inspect_err(|_| {
                             let reached = lines.written + lines.buffered - before;
-                            unreached = m.points(checks, flow).saturating_sub(reached);
+                            unreached = m.points(checks, &flow).saturating_sub(reached);
                         }),
                         None => Ok(()),
                     };
@@ -319,7 +348,7 @@ impl PointWriter {
                 }
                 if !closed {
                     for m in rx.iter().take_while(|m| !matches!(m, Msg::Close)) {
-                        lost += m.points(checks, flow);
+                        lost += m.points(checks, &flow);
                     }
                 }
                 Written {
@@ -330,7 +359,7 @@ impl PointWriter {
             })
             .map_err(|e| output_error(output, e))?;
         Ok(PointWriter {
-            flow: set.flow,
+            route_flow,
             output: output.clone(),
             tx,
             thread: Mutex::new(Some(thread)),
@@ -351,14 +380,15 @@ impl PointWriter {
             time: SystemTime::now(),
             sample: *sample,
         };
-        self.send(msg, request_points(sample, checks, self.flow));
+        self.send(msg, request_points(sample, checks, &self.route_flow));
     }
 
     /// Queues a flow iteration's points (`iterations`, `iteration_duration`,
     /// and the bytes its requests sent and received).
-    pub(crate) fn iteration(&self, duration_us: u64, sent: u64, received: u64) {
+    pub(crate) fn iteration(&self, scenario: usize, duration_us: u64, sent: u64, received: u64) {
         let msg = Msg::Iteration {
             time: SystemTime::now(),
+            scenario,
             duration_us,
             sent,
             received,
@@ -367,24 +397,25 @@ impl PointWriter {
     }
 
     /// Queues a pass through group `group`'s `group_duration` point.
-    pub(crate) fn group(&self, group: usize, duration_us: u64) {
+    pub(crate) fn group(&self, scenario: usize, group: usize, duration_us: u64) {
         let msg = Msg::Group {
             time: SystemTime::now(),
+            scenario,
             group,
             duration_us,
         };
         self.send(msg, 1);
     }
 
-    /// Queues a second's `vus`, `vus_max` and dropped arrivals.
-    pub(crate) fn second(&self, vus: u64, vus_max: u64, dropped: u64) {
+    /// Queues a second's `vus`, `vus_max` and dropped arrivals (per scenario).
+    pub(crate) fn second(&self, vus: u64, vus_max: u64, dropped: &[u64]) {
         let msg = Msg::Second {
             time: SystemTime::now(),
             vus,
             vus_max,
-            dropped,
+            dropped: dropped.to_vec(),
         };
-        let points = msg.points(0, false);
+        let points = msg.points(0, &[]);
         self.send(msg, points);
     }
 
@@ -459,9 +490,10 @@ const SECOND_METRICS: &[(&str, &str, &str)] = &[
 /// The points a request writes: its metrics, one per check that applies
 /// to it (of the first `checks`), and, unless it is a flow's step (whose
 /// iteration writes them at its end), the iteration's.
-fn request_points(s: &Sample, checks: usize, flow: bool) -> u64 {
+fn request_points(s: &Sample, checks: usize, flow: &[bool]) -> u64 {
     let applied = (s.checks_applied & crate::client::mask(checks)).count_ones() as usize;
-    let iteration = if flow { 0 } else { ITERATION_METRICS.len() };
+    let in_flow = flow.get(s.route).copied().unwrap_or(false);
+    let iteration = if in_flow { 0 } else { ITERATION_METRICS.len() };
     (REQUEST_METRICS.len() + applied + iteration) as u64
 }
 
@@ -542,8 +574,11 @@ struct Lines {
     csv_checks: Vec<String>,
     /// Each group's path as a JSON string and as a CSV field.
     groups: Vec<(String, String)>,
-    /// A flow: iteration points come with [`Msg::Iteration`].
-    flow: bool,
+    /// Each scenario's name as a JSON string and as a CSV field.
+    scenarios: Vec<(String, String)>,
+    /// Per route, whether it is a flow's step: a flow's iteration points
+    /// come with [`Msg::Iteration`].
+    route_flow: Vec<bool>,
     tags: Vec<TargetTags>,
     written: u64,
 }
@@ -650,21 +685,24 @@ impl Lines {
             Msg::Close => Ok(()),
             Msg::Iteration {
                 time,
+                scenario,
                 duration_us,
                 sent,
                 received,
-            } => self.iteration(&Time::of(*time), *duration_us, *sent, *received),
+            } => self.iteration(&Time::of(*time), *scenario, *duration_us, *sent, *received),
             Msg::Group {
                 time,
+                scenario,
                 group,
                 duration_us,
             } => {
+                let (json, csv) = &self.scenarios[*scenario];
                 let tags = match self.format {
                     OutFormat::Json => {
-                        format!(r#""group":{},"scenario":"default""#, self.groups[*group].0)
+                        format!(r#""group":{},"scenario":{json}"#, self.groups[*group].0)
                     }
                     OutFormat::Csv => {
-                        format!(",,,,{},,,,default,,,,,,,", self.groups[*group].1)
+                        format!(",,,,{},,,,{csv},,,,,,,", self.groups[*group].1)
                     }
                 };
                 self.point(GROUP_DURATION, &Time::of(*time), ms(*duration_us), &tags)
@@ -676,12 +714,14 @@ impl Lines {
                 dropped,
             } => {
                 let time = Time::of(*time);
-                let tags = self.scenario_tags(None);
                 let bare = self.bare_tags();
                 self.point(SECOND_METRICS[0], &time, *vus as f64, &bare)?;
                 self.point(SECOND_METRICS[1], &time, *vus_max as f64, &bare)?;
-                if *dropped > 0 {
-                    self.point(SECOND_METRICS[2], &time, *dropped as f64, &tags)?;
+                for (k, &n) in dropped.iter().enumerate() {
+                    if n > 0 {
+                        let tags = self.scenario_tags(None, k);
+                        self.point(SECOND_METRICS[2], &time, n as f64, &tags)?;
+                    }
                 }
                 Ok(())
             }
@@ -708,25 +748,33 @@ impl Lines {
             if s.checks_applied & (1 << i) == 0 {
                 continue;
             }
-            let tags = self.scenario_tags(Some(i));
+            let tags = self.scenario_tags(Some(i), self.tags[s.route].scenario);
             let passed = s.checks_passed & (1 << i) != 0;
             self.point(CHECKS, time, f64::from(u8::from(passed)), &tags)?;
         }
-        if self.flow {
+        if self.route_flow.get(s.route).copied().unwrap_or(false) {
             return Ok(());
         }
-        self.iteration(time, s.duration_us, s.bytes_sent, s.bytes_received)
+        let scenario = self.tags[s.route].scenario;
+        self.iteration(
+            time,
+            scenario,
+            s.duration_us,
+            s.bytes_sent,
+            s.bytes_received,
+        )
     }
 
     /// An iteration's points: its requests' bytes, its duration, and one.
     fn iteration(
         &mut self,
         time: &Time,
+        scenario: usize,
         duration_us: u64,
         sent: u64,
         received: u64,
     ) -> std::io::Result<()> {
-        let tags = self.scenario_tags(None);
+        let tags = self.scenario_tags(None, scenario);
         let values = [sent as f64, received as f64, ms(duration_us), 1.0];
         for (&metric, value) in ITERATION_METRICS.iter().zip(values) {
             self.point(metric, time, value, &tags)?;
@@ -749,8 +797,8 @@ impl Lines {
             OutFormat::Json => {
                 let _ = write!(
                     out,
-                    r#""expected_response":"{expected}","group":{},{},"proto":"{proto}","scenario":"default","status":"{status}"{}"#,
-                    t.group_json, t.json, t.extra_json
+                    r#""expected_response":"{expected}","group":{},{},"proto":"{proto}","scenario":{},"status":"{status}"{}"#,
+                    t.group_json, t.json, self.scenarios[t.scenario].0, t.extra_json
                 );
                 if let Some(c) = code {
                     let _ = write!(out, r#","error_code":"{c}""#);
@@ -776,8 +824,8 @@ impl Lines {
                 };
                 let _ = write!(
                     out,
-                    ",{error},{code},{expected},{},{},{proto},default,,{status},,{tls},{},{extra},",
-                    t.csv_group, t.csv_method_name, t.csv_url
+                    ",{error},{code},{expected},{},{},{proto},{},,{status},,{tls},{},{extra},",
+                    t.csv_group, t.csv_method_name, self.scenarios[t.scenario].1, t.csv_url
                 );
             }
         }
@@ -785,17 +833,18 @@ impl Lines {
     }
 
     /// `group` and `scenario`, and `check` for check `check`.
-    fn scenario_tags(&self, check: Option<usize>) -> String {
+    fn scenario_tags(&self, check: Option<usize>, scenario: usize) -> String {
+        let (json, csv) = &self.scenarios[scenario];
         match self.format {
             OutFormat::Json => match check {
-                Some(i) => format!(r#"{},"scenario":"default""#, self.checks[i]),
-                None => r#""group":"","scenario":"default""#.to_string(),
+                Some(i) => format!(r#"{},"scenario":{json}"#, self.checks[i]),
+                None => format!(r#""group":"","scenario":{json}"#),
             },
             OutFormat::Csv => match check {
                 // check,error,error_code,expected_response,group, then
                 // method,name,proto,scenario,...
-                Some(i) => format!("{},,,,default,,,,,,,", self.csv_checks[i]),
-                None => ",,,,,,,,default,,,,,,,".to_string(),
+                Some(i) => format!("{},,,,{csv},,,,,,,", self.csv_checks[i]),
+                None => format!(",,,,,,,,{csv},,,,,,,"),
             },
         }
     }
@@ -809,7 +858,7 @@ impl Lines {
     }
 }
 
-fn target_tags(t: &Target) -> TargetTags {
+fn target_tags(t: &Target, scenario: usize) -> TargetTags {
     let method = t.method.as_str();
     let url = t.absolute.to_string();
     TargetTags {
@@ -834,6 +883,7 @@ fn target_tags(t: &Target) -> TargetTags {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("&"),
+        scenario,
     }
 }
 
@@ -943,6 +993,7 @@ mod tests {
             bytes_out: 0,
             group: String::new(),
             tags: Vec::new(),
+            scenario: "default".into(),
         }];
         let output: Output = format!("json={}", fifo.display()).parse().unwrap();
         // with the reader gone first, a queue that holds every request:
@@ -954,7 +1005,8 @@ mod tests {
             checks: &[],
             check_groups: &[],
             groups: &[],
-            flow: false,
+            scenarios: &["default".to_string()],
+            flow: vec![false],
             thresholds: &[],
         };
         let w = PointWriter::with_queue(&output, &set, queue).unwrap();
@@ -971,7 +1023,7 @@ mod tests {
         }
         drop(reader); // now the writer's next write fails
         let report = w.finish();
-        let per_request = request_points(&Sample::default(), 0, false);
+        let per_request = request_points(&Sample::default(), 0, &[false]);
         assert_eq!(
             report.written + report.not_written,
             2_000 * per_request,

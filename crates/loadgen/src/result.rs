@@ -78,9 +78,10 @@ impl RunResult {
         self.check_groups.get(i).map_or("", String::as_str)
     }
 
-    /// Achieved rate: completed iterations (a flow) or requests (a mix) per active second.
+    /// Achieved rate: completed iterations (a flow's, or a mix's requests)
+    /// per active second, the unit of the rate asked for.
     pub fn achieved_rate(&self) -> f64 {
-        // a flow's arrivals are iterations; a mix's, requests
+        // results written before issue 17 counted no iterations for a mix
         let done = if self.metrics.iterations > 0 {
             self.metrics.iterations
         } else {
@@ -325,7 +326,7 @@ fn value_of(
     };
     match metric.name.as_str() {
         "http_reqs" => counter(part.as_ref().map_or(m.requests, |p| p.requests)),
-        // a flow counts its iterations; in a mix one iteration is one request
+        // results written before issue 17 counted no iterations for a mix
         "iterations" => counter(if m.iterations > 0 {
             m.iterations
         } else {

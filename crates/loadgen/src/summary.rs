@@ -75,7 +75,8 @@ fn entries(r: &RunResult) -> Vec<Entry> {
         "default",
         counter(m.requests),
     );
-    // a flow counts its iterations; in a mix one iteration is one request
+    // results written before issue 17 counted no iterations for a mix,
+    // whose iterations are its requests
     let flow = m.iterations > 0;
     put(
         "iterations".into(),
@@ -671,7 +672,6 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
         line(&mut out, "", "  protocols", protos.join(" "));
     }
     if m.iterations > 0 {
-        // a flow's iterations; in a mix they are its requests, shown above
         line(
             &mut out,
             "iteration_duration",

@@ -36,7 +36,14 @@ impl MetricType {
 }
 
 /// The tags a request's counts can be filtered by in a threshold.
-const REQUEST_TAGS: &[&str] = &["name", "status", "method", "cache_status", "group"];
+const REQUEST_TAGS: &[&str] = &[
+    "name",
+    "status",
+    "method",
+    "cache_status",
+    "group",
+    "scenario",
+];
 
 /// Every metric Atlas reports: name, type, what it contains (k6's `contains`),
 /// and the tags it can be filtered by in a threshold.
@@ -54,6 +61,7 @@ pub const METRICS: &[(&str, MetricType, &str, &[&str])] = &[
             "method",
             "cache_status",
             "group",
+            "scenario",
         ],
     ),
     ("http_req_blocked", MetricType::Trend, "time", &[]),
@@ -75,7 +83,7 @@ pub const METRICS: &[(&str, MetricType, &str, &[&str])] = &[
         "cache_hit",
         MetricType::Rate,
         "default",
-        &["name", "method", "group"],
+        &["name", "method", "group", "scenario"],
     ),
     ("vus", MetricType::Gauge, "default", &[]),
     ("vus_max", MetricType::Gauge, "default", &[]),
@@ -534,7 +542,9 @@ mod tests {
             ("http_req_duration: p(101)<200", "unknown statistic"),
             ("http_reqs: p(95)<200", "does not apply to counter"),
             ("http_req_failed: count<3", "does not apply to rate"),
-            ("http_req_duration{route:/}: p(95)<200", "no tag \"route\""),
+            // a tag Atlas sets, on a metric that does not carry it (a
+            // request's own tag is checked against the requests at build)
+            ("cache_hit{status:200}: rate>0.9", "no tag \"status\""),
             ("data_sent{name:/}: count>0", "no tags"),
             ("http_req_duration{name:/: p(95)<200", "ends with"),
             ("http_req_failed: rate<0.01, abortOnFial", "unknown option"),

@@ -249,6 +249,23 @@ async fn a_three_step_flow_logs_in_reads_a_json_field_and_uses_it() {
     }
 }
 
+/// Runs `test` writing `--out json` into `dir`: the result, and the file.
+async fn run_with_points(
+    test: &atlas_loadgen::LoadTest,
+    dir: &std::path::Path,
+) -> (RunResult, std::path::PathBuf) {
+    let points = dir.join("points.ndjson");
+    let opts = RunOptions {
+        outputs: vec![format!("json={}", points.display()).parse().unwrap()],
+        ..RunOptions::default()
+    };
+    let r = tokio::time::timeout(Duration::from_secs(60), test.run_with(opts))
+        .await
+        .expect("the run ends by itself")
+        .expect("the run completes");
+    (r, points)
+}
+
 /// The flow with its steps in groups, as a k6 script wraps them in
 /// `group("auth", ...)` and `group("shop", ...)`, and the order tagged.
 fn grouped_flow() -> String {
@@ -283,15 +300,7 @@ async fn groups_time_their_steps_and_tag_their_requests_and_checks_as_k6_does() 
     cfg.target = Some(format!("http://{addr}"));
     cfg.data = Some(users);
     let test = cfg.build().expect("valid flow");
-    let points = dir.join("points.ndjson");
-    let opts = RunOptions {
-        outputs: vec![format!("json={}", points.display()).parse().unwrap()],
-        ..RunOptions::default()
-    };
-    let r = tokio::time::timeout(Duration::from_secs(60), test.run_with(opts))
-        .await
-        .unwrap()
-        .unwrap();
+    let (r, points) = run_with_points(&test, &dir).await;
     assert_eq!(refused.0.load(Ordering::Relaxed), 0);
     assert_eq!(r.metrics.iterations, 20);
 
@@ -376,6 +385,159 @@ async fn groups_time_their_steps_and_tag_their_requests_and_checks_as_k6_does() 
     );
 }
 
+/// Two scenarios in one file, as k6's `options.scenarios`: an open-model
+/// mix from the start, and the flow on one VU from 500 ms on.
+fn two_scenarios(flow: &str) -> String {
+    let steps = flow
+        .split("[[steps]]")
+        .skip(1)
+        .map(|s| {
+            format!(
+                "[[scenarios.buy.steps]]{}",
+                s.split("[thresholds]").next().unwrap()
+            )
+        })
+        .collect::<String>();
+    format!(
+        r#"
+checks = ["status<400"]
+
+[thresholds]
+"http_reqs{{scenario:browse}}" = ["count==20"]
+"http_req_failed{{scenario:buy}}" = ["rate==0"]
+
+[scenarios.browse]
+executor = {{ type = "constant-arrival-rate", rate = 20, duration = "1s" }}
+[[scenarios.browse.requests]]
+name = "browse login"
+method = "POST"
+url = "/login"
+headers = {{ Content-Type = "application/json" }}
+body = '{{"user": "bob", "password": "secret-bob"}}'
+
+[scenarios.buy]
+startTime = "500ms"
+executor = {{ type = "constant-vus", vus = 1, duration = "500ms" }}
+data = "users.csv"
+{steps}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_scenarios_run_side_by_side_each_from_its_start_time_and_tagged() {
+    let (addr, refused) = shop().await;
+    let dir = scratch("scenarios");
+    std::fs::write(
+        dir.join("users.csv"),
+        "username,password\nalice,secret-alice\n",
+    )
+    .unwrap();
+    let file = dir.join("shop.toml");
+    std::fs::write(&file, two_scenarios(FLOW)).unwrap();
+    let mut cfg = LoadConfig::from_toml_file(&file).expect("a valid file");
+    cfg.target = Some(format!("http://{addr}"));
+    let test = cfg.build().expect("valid scenarios");
+    assert_eq!(test.scenario_names().collect::<Vec<_>>(), ["browse", "buy"]);
+    assert_eq!(test.duration(), Duration::from_secs(1));
+    let (r, points) = run_with_points(&test, &dir).await;
+    assert_eq!(refused.0.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        r.executor,
+        "browse: constant-arrival-rate, buy: constant-vus"
+    );
+    let names: Vec<&str> = r.metrics.routes.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(names, ["browse login", "log in", "profile", "order"]);
+    assert_eq!(r.metrics.routes[0].requests, 20);
+    let flows = r.metrics.routes[1].requests;
+    assert!(flows > 0);
+    // iterations: each of the mix's requests, and each of the flow's passes
+    assert_eq!(r.metrics.iterations, 20 + flows);
+    // the test's own check on every request of both
+    let i = r.checks.iter().position(|c| c == "status<400").unwrap();
+    assert_eq!(r.metrics.checks[i].passes, r.metrics.requests);
+    let outcomes = r.evaluate(None).unwrap();
+    assert!(outcomes.iter().all(|o| o.ok), "{outcomes:?}");
+
+    // tagged with their scenario; nothing of "buy" before its start time
+    let started: std::time::SystemTime = humantime::parse_rfc3339(&r.started_at).unwrap();
+    let text = std::fs::read_to_string(&points).unwrap();
+    let mut buy = 0;
+    for v in text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    {
+        if v["type"] != "Point" || v["metric"] != "http_reqs" {
+            continue;
+        }
+        let tags = &v["data"]["tags"];
+        let at = humantime::parse_rfc3339(v["data"]["time"].as_str().unwrap()).unwrap();
+        match tags["scenario"].as_str().unwrap() {
+            "buy" => {
+                buy += 1;
+                let after = at.duration_since(started).unwrap();
+                assert!(after >= Duration::from_millis(500), "{after:?}");
+                assert_ne!(tags["name"], "browse login");
+            }
+            "browse" => assert_eq!(tags["name"], "browse login"),
+            other => panic!("scenario {other}"),
+        }
+    }
+    assert_eq!(buy, 3 * flows);
+}
+
+#[test]
+fn bad_scenarios_are_refused_naming_the_scenario_and_field() {
+    let build = |text: &str| -> String {
+        let cfg: LoadConfig = toml::from_str(text).unwrap();
+        cfg.build().unwrap_err().to_string()
+    };
+    let one = "[scenarios.a]\nexecutor = { type = \"constant-vus\", vus = 1, duration = \"1s\" }\n";
+    let e = build(&format!(
+        "target = \"http://127.0.0.1:9\"\n{one}[[scenarios.a.steps]]\nurl = \"/users/{{{{id}}}}\"\n"
+    ));
+    assert!(e.contains("scenarios.a.steps[0].url"), "{e}");
+    let e = build(&format!(
+        "target = \"http://127.0.0.1:9\"\n[executor]\ntype = \"constant-vus\"\nvus = 1\nduration = \"1s\"\n{one}"
+    ));
+    assert!(
+        e.contains("invalid executor") && e.contains("[scenarios]"),
+        "{e}"
+    );
+    let e = build(&format!(
+        "target = \"http://127.0.0.1:9\"\n{one}[scenarios.b]\nexecutor = {{ type = \"constant-vus\", vus = 0, duration = \"1s\" }}\n"
+    ));
+    assert!(e.contains("scenarios.b.executor"), "{e}");
+    // two scenarios sending the same unnamed path
+    let e = build(&format!(
+        "target = \"http://127.0.0.1:9\"\n{one}[scenarios.b]\nexecutor = {{ type = \"constant-vus\", vus = 1, duration = \"1s\" }}\n"
+    ));
+    assert!(e.contains("one in scenario a, one in b"), "{e}");
+    let e = build(&format!(
+        "target = \"http://127.0.0.1:9\"\n{one}[thresholds]\n\"http_reqs{{scenario:nope}}\" = [\"count>1\"]\n"
+    ));
+    assert!(e.contains("no scenario is named \"nope\""), "{e}");
+    let e = build("target = \"http://127.0.0.1:9\"\n");
+    assert!(e.contains("no executor"), "{e}");
+
+    // read from a file, an error names the file and the line too
+    let dir = scratch("bad-scenarios");
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        format!("target = \"http://127.0.0.1:9\"\n{one}\n[[scenarios.a.steps]]\nurl = \"/a\"\n\n[[scenarios.a.steps]]\nurl = \"/b\"\nthink = \"soon\"\n"),
+    )
+    .unwrap();
+    let e = LoadConfig::from_toml_file(&file)
+        .unwrap()
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bad.toml:10: invalid scenarios.a.steps[1].think"),
+        "{e}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_fails_the_steps_checks_and_leaves_later_variables_unset() {
     let (addr, refused) = shop().await;
@@ -385,10 +547,10 @@ async fn a_wrong_password_fails_the_steps_checks_and_leaves_later_variables_unse
     let mut cfg: LoadConfig = toml::from_str(FLOW).unwrap();
     cfg.target = Some(format!("http://{addr}"));
     cfg.data = Some(users);
-    cfg.executor = Executor::ConstantVus {
+    cfg.executor = Some(Executor::ConstantVus {
         vus: 2,
         duration: Duration::from_millis(500),
-    };
+    });
     let r = run(cfg).await;
     assert!(r.metrics.iterations > 0);
     // every request was refused: 401 at login, then no token to use
@@ -440,6 +602,9 @@ fn bad_flows_are_refused_naming_the_step_and_field() {
     assert!(e.contains("steps[0].group") && e.contains("'::'"), "{e}");
     let e = build("[[steps]]\nurl = \"/a\"\ntags = { status = \"x\" }\n");
     assert!(e.contains("steps[0].tags.status"), "{e}");
+    let e =
+        build("[thresholds]\n\"http_reqs{route:/a}\" = [\"count>1\"]\n[[steps]]\nurl = \"/a\"\n");
+    assert!(e.contains("no request has the tag route:/a"), "{e}");
     let e = build("[thresholds]\n\"group_duration{group:::nope}\" = [\"p(95)<1\"]\n[[steps]]\nurl = \"/a\"\ngroup = \"g\"\n");
     assert!(e.contains("no request is in group \"::nope\""), "{e}");
     let spec = StepSpec {

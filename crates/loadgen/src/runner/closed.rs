@@ -3,8 +3,8 @@
 use super::*;
 
 impl LoadTest {
-    /// Closed model: each VU sends its next request when the previous ends.
-    /// Returns (active window, peak VUs of this segment).
+    /// Closed model: each of scenario `sc`'s VUs sends its next request
+    /// when the previous ends, from `start` on.
     ///
     /// The VUs are split over one single-threaded runtime per worker of the
     /// caller's runtime, each with its own connections, as wrk runs one event
@@ -15,28 +15,28 @@ impl LoadTest {
     pub(super) async fn run_closed(
         &self,
         shared: &Arc<Shared>,
+        sc: &Arc<Scenario>,
         start: Instant,
-    ) -> Result<(Duration, u64)> {
-        let duration = self.executor.duration();
+    ) -> Result<()> {
+        let duration = sc.executor.duration();
         let end = start + duration;
-        let wanted = Arc::new(AtomicUsize::new(self.vus_at(Duration::ZERO)));
-        let mine: Vec<u64> = (0..self.peak_vus() as u64)
+        let wanted = Arc::new(AtomicUsize::new(sc.vus_at(Duration::ZERO)));
+        let mine: Vec<u64> = (0..sc.peak_vus() as u64)
             .filter(|&k| self.segment.contains(k))
             .collect();
         let threads = tokio::runtime::Handle::current()
             .metrics()
             .num_workers()
             .clamp(1, mine.len().max(1));
-        let picks: Arc<[u64]> = self.cumulative_weights.clone().into();
         let mut done = Vec::with_capacity(threads);
         for t in 0..threads {
             let vus: Vec<u64> = mine.iter().copied().skip(t).step_by(threads).collect();
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let worker = ClosedWorker {
                 shared: shared.clone(),
+                sc: sc.clone(),
                 endpoints: self.endpoints.clone(),
                 wanted: wanted.clone(),
-                picks: picks.clone(),
                 seed: self.seed,
                 end,
                 graceful_stop: self.graceful_stop,
@@ -62,17 +62,16 @@ impl LoadTest {
             }
             done.push(rx);
         }
-        if matches!(self.executor, Executor::RampingVus { .. }) {
+        if matches!(sc.executor, Executor::RampingVus { .. }) {
             while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
-                wanted.store(self.vus_at(start.elapsed()), Ordering::Relaxed);
+                wanted.store(sc.vus_at(start.elapsed()), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
         for rx in done {
             let _ = rx.await;
         }
-        let active = start.elapsed().min(duration);
-        Ok((active, mine.len() as u64))
+        Ok(())
     }
 }
 
@@ -80,9 +79,9 @@ impl LoadTest {
 /// as in k6: one HTTP/1.1 connection or one HTTP/2 connection per host.
 struct ClosedWorker {
     shared: Arc<Shared>,
+    sc: Arc<Scenario>,
     endpoints: Vec<Endpoint>,
     wanted: Arc<AtomicUsize>,
-    picks: Arc<[u64]>,
     seed: u64,
     end: Instant,
     graceful_stop: Duration,
@@ -125,17 +124,17 @@ impl ClosedWorker {
             let key = k << 40 | iteration;
             iteration += 1;
             shared.in_flight.enter();
-            match &shared.flow {
+            match &self.sc.flow {
                 Some(flow) => {
-                    let row = shared.iterations_started.fetch_add(1, Ordering::Relaxed);
+                    let row = flow.iterations_started.fetch_add(1, Ordering::Relaxed);
                     shared
                         .iterate(flow, &pools, now, iteration - 1, row, k + 1, self.seed)
                         .await;
                 }
                 None => {
-                    let route = pick_route(&self.picks, self.seed, key);
-                    let s = shared.exchange_on(&pools, route, now, key).await;
-                    shared.record(&s);
+                    let route = self.sc.pick(self.seed, key);
+                    let s = shared.exchange_on(&self.sc, &pools, route, now, key).await;
+                    shared.record(&s, true);
                 }
             }
             shared.in_flight.leave();

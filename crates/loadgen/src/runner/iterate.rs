@@ -13,7 +13,10 @@ use crate::flow::{
     Think, Vars,
 };
 
-/// A flow, resolved: one route (request target) per step.
+/// A flow, resolved: one route (request target) per step. [`plan`] numbers
+/// routes, checks and groups within the flow; the test then renumbers the
+/// steps' test-wide (`check_names`, `check_groups` and `groups` keep the
+/// flow's own numbering).
 #[derive(Debug)]
 pub(crate) struct FlowPlan {
     pub steps: Vec<StepPlan>,
@@ -26,6 +29,11 @@ pub(crate) struct FlowPlan {
     pub check_groups: Vec<String>,
     /// The groups' paths, in order of appearance.
     pub groups: Vec<String>,
+    /// Closed-model iterations begun, scenario-wide: each takes the next
+    /// data row.
+    pub iterations_started: AtomicU64,
+    /// Index of its scenario in the test.
+    pub scenario: usize,
 }
 
 #[derive(Debug)]
@@ -37,13 +45,13 @@ pub(crate) struct StepPlan {
     /// Headers whose values hold variables.
     pub headers: Vec<(HeaderName, Template)>,
     pub body: BodyPlan,
-    /// (index among `check_names`, the check).
+    /// (index among the checks, the check).
     pub checks: Vec<(usize, StepCheck)>,
     pub extract: Vec<(String, Source)>,
     pub think: Option<Think>,
     /// Whether the response body is kept (JSON checks and extractions).
     pub keep_body: bool,
-    /// Index among the flow's `groups` of the step's group.
+    /// Index of the step's group among the groups.
     pub group: Option<usize>,
 }
 
@@ -288,6 +296,8 @@ pub(crate) fn plan(
         check_names,
         check_groups,
         groups,
+        iterations_started: AtomicU64::new(0),
+        scenario: 0,
     })
 }
 
@@ -389,7 +399,7 @@ impl Shared {
             }
             if in_group.map(|(g, _)| g) != step.group {
                 if let Some((g, began)) = in_group.take() {
-                    self.record_group(g, began.elapsed());
+                    self.record_group(flow.scenario, g, began.elapsed());
                 }
                 in_group = step.group.map(|g| (g, step_due));
             }
@@ -420,7 +430,7 @@ impl Shared {
             }
             sent_bytes += s.bytes_sent;
             received_bytes += s.bytes_received;
-            self.record(&s);
+            self.record(&s, false);
             if let Some(h) = &kept.head {
                 for (name, from) in &step.extract {
                     if let Some(v) = from.read(&h.headers, doc.as_ref()) {
@@ -441,8 +451,8 @@ impl Shared {
             return;
         }
         if let Some((g, began)) = in_group {
-            self.record_group(g, began.elapsed());
+            self.record_group(flow.scenario, g, began.elapsed());
         }
-        self.record_iteration(due.elapsed(), sent_bytes, received_bytes);
+        self.record_iteration(flow.scenario, due.elapsed(), sent_bytes, received_bytes);
     }
 }

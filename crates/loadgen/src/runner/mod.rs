@@ -131,21 +131,20 @@ impl Interrupt {
 /// for reasons outside the configuration.
 #[derive(Debug)]
 pub struct LoadTest {
-    executor: Executor,
+    /// One or more, each with its executor and routes (k6's `scenarios`).
+    scenarios: Vec<Arc<Scenario>>,
+    /// Every scenario's routes, in order.
     targets: Arc<[Target]>,
     endpoints: Vec<Endpoint>,
     connector: Connector,
     insecure_skip_tls_verify: bool,
-    cumulative_weights: Vec<u64>,
-    checks: Arc<[Check]>,
-    /// The names of the checks counted: the mix's `checks`, or a flow's.
+    /// The names of the checks counted, test-wide: the mixes' `checks`,
+    /// and the flows', one per expression in each group.
     check_names: Arc<[String]>,
     /// The group path of each check (`""` at the root).
     check_groups: Vec<String>,
-    /// A flow's groups' paths.
+    /// The flows' groups' paths.
     groups: Vec<String>,
-    /// A flow's steps, when the scenario has steps instead of a mix.
-    flow: Option<Arc<iterate::FlowPlan>>,
     cache_rule: atlas_vocab::CacheRule,
     /// The tag values thresholds filter on, each counted apart.
     tagged: Vec<TaggedMetrics>,
@@ -159,6 +158,158 @@ pub struct LoadTest {
     timing: Timing,
 }
 
+/// One scenario of a test: its executor, when it starts, and what its
+/// arrivals or VUs send.
+#[derive(Debug)]
+pub(crate) struct Scenario {
+    /// Its name, the `scenario` tag (`default` for a test that names none).
+    name: String,
+    /// Its index among the test's scenarios.
+    index: usize,
+    executor: Executor,
+    /// When it starts, from the test's start.
+    start: Duration,
+    /// Its routes are the test's from this index on, one per weight.
+    first_route: usize,
+    cumulative_weights: Vec<u64>,
+    /// Checks on each response of its mix (a flow's steps hold their own).
+    checks: Arc<[Check]>,
+    /// The test-wide bit of each of `checks`.
+    check_bits: Arc<[u8]>,
+    /// Its flow, when it has steps instead of a mix.
+    flow: Option<Arc<iterate::FlowPlan>>,
+}
+
+impl Scenario {
+    /// The route of arrival or iteration `key`, test-wide.
+    fn pick(&self, seed: u64, key: u64) -> usize {
+        self.first_route + pick_route(&self.cumulative_weights, seed, key)
+    }
+
+    /// Moves a sample's check bits from the scenario's numbering to the test's.
+    fn to_test_checks(&self, s: &mut Sample) {
+        if self
+            .check_bits
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| usize::from(b) == i)
+        {
+            return;
+        }
+        let (applied, passed) = (s.checks_applied, s.checks_passed);
+        s.checks_applied = 0;
+        s.checks_passed = 0;
+        for (i, &b) in self.check_bits.iter().enumerate() {
+            s.checks_applied |= ((applied >> i) & 1) << b;
+            s.checks_passed |= ((passed >> i) & 1) << b;
+        }
+    }
+
+    /// The arrival-rate curve of an open-model scenario.
+    fn rate_curve(&self) -> Option<RateCurve> {
+        match &self.executor {
+            Executor::ConstantArrivalRate { rate, duration, .. } => {
+                Some(RateCurve::constant(*rate, *duration))
+            }
+            Executor::RampingArrivalRate {
+                start_rate, stages, ..
+            } => {
+                let mut from = *start_rate;
+                Some(RateCurve::new(
+                    stages
+                        .iter()
+                        .map(|s| {
+                            let p = RatePiece {
+                                duration: s.duration,
+                                from_rate: from,
+                                to_rate: s.target,
+                            };
+                            from = s.target;
+                            p
+                        })
+                        .collect(),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// VUs wanted `t` into a closed-model scenario.
+    fn vus_at(&self, t: Duration) -> usize {
+        match &self.executor {
+            Executor::ConstantVus { vus, .. } => *vus,
+            Executor::RampingVus { start_vus, stages } => {
+                let mut from = *start_vus as f64;
+                let mut at = Duration::ZERO;
+                for s in stages {
+                    if t < at + s.duration {
+                        let f = (t - at).as_secs_f64() / s.duration.as_secs_f64();
+                        return (from + (s.target - from) * f).round() as usize;
+                    }
+                    at += s.duration;
+                    from = s.target;
+                }
+                from as usize
+            }
+            _ => 0,
+        }
+    }
+
+    fn peak_vus(&self) -> usize {
+        match &self.executor {
+            Executor::ConstantVus { vus, .. } => *vus,
+            Executor::RampingVus { start_vus, stages } => stages
+                .iter()
+                .map(|s| s.target.round() as usize)
+                .fold(*start_vus, usize::max),
+            _ => 0,
+        }
+    }
+
+    /// Its VU limit in `segment` (`vus_max`): the segment's share of an
+    /// arrival-rate executor's `max_vus` (like k6), or the closed model's
+    /// peak VUs that fall in it.
+    fn segment_max_vus(&self, segment: Segment) -> u64 {
+        match &self.executor {
+            Executor::ConstantArrivalRate { max_vus, .. }
+            | Executor::RampingArrivalRate { max_vus, .. } => {
+                ((*max_vus as f64) * segment.share()).ceil().max(1.0) as u64
+            }
+            Executor::ConstantVus { .. } | Executor::RampingVus { .. } => {
+                (0..self.peak_vus() as u64)
+                    .filter(|&k| segment.contains(k))
+                    .count() as u64
+            }
+        }
+    }
+}
+
+/// The target arrival rate of a test's open-model scenarios at a time.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RateCurves(Vec<(Duration, RateCurve)>);
+
+impl RateCurves {
+    /// Arrivals per second `t` seconds into the test, all scenarios together.
+    pub(crate) fn rate_at(&self, t: f64) -> f64 {
+        self.0
+            .iter()
+            .filter_map(|(start, c)| {
+                let local = t - start.as_secs_f64();
+                (local >= 0.0 && local < c.duration().as_secs_f64()).then(|| c.rate_at(local))
+            })
+            .sum()
+    }
+
+    /// Arrivals over the whole test.
+    fn total_arrivals(&self) -> f64 {
+        self.0.iter().map(|(_, c)| c.total_arrivals()).sum()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl LoadTest {
     /// The run's trace id.
     pub fn trace_id(&self) -> TraceId {
@@ -170,9 +321,34 @@ impl LoadTest {
         &self.thresholds
     }
 
-    /// The executor.
+    /// The executor of the first scenario (of the only one, unless the
+    /// test has several `scenarios`).
     pub fn executor(&self) -> &Executor {
-        &self.executor
+        &self.scenarios[0].executor
+    }
+
+    /// The scenarios' names, in the order they are reported.
+    pub fn scenario_names(&self) -> impl Iterator<Item = &str> {
+        self.scenarios.iter().map(|s| s.name.as_str())
+    }
+
+    /// How long the schedule lasts: until the last scenario ends.
+    pub fn duration(&self) -> Duration {
+        self.scenarios
+            .iter()
+            .map(|s| s.start + s.executor.duration())
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Worker threads worth running on `cores` cores: the most any
+    /// scenario suggests (see [`Executor::suggested_threads`]).
+    pub fn suggested_threads(&self, cores: usize) -> usize {
+        self.scenarios
+            .iter()
+            .map(|s| s.executor.suggested_threads(cores))
+            .max()
+            .unwrap_or(1)
     }
 
     /// The names of the requests of the mix, in order (their `name` tags).
@@ -207,6 +383,7 @@ impl LoadTest {
     pub async fn run_with(&self, opts: RunOptions) -> Result<RunResult> {
         let names: Vec<String> = self.targets.iter().map(|t| t.name.clone()).collect();
         let check_names: Vec<String> = self.check_names.to_vec();
+        let scenario_names: Vec<String> = self.scenario_names().map(str::to_string).collect();
         let points = opts
             .outputs
             .iter()
@@ -216,7 +393,8 @@ impl LoadTest {
                     checks: &check_names,
                     check_groups: &self.check_groups,
                     groups: &self.groups,
-                    flow: self.flow.is_some(),
+                    scenarios: &scenario_names,
+                    flow: self.scenarios.iter().map(|s| s.flow.is_some()).collect(),
                     thresholds: &self.thresholds,
                 };
                 PointWriter::create(o, &set)
@@ -230,11 +408,8 @@ impl LoadTest {
             pools: self.pools(),
             connector: self.connector.clone(),
             traceparent: TraceparentBuilder::new(self.trace),
-            checks: self.checks.clone(),
             check_count: self.check_names.len(),
-            flow: self.flow.clone(),
             seed: self.seed,
-            iterations_started: AtomicU64::new(0),
             cache_rule: self.cache_rule.clone(),
             timeout: self.timeout,
             shards: (0..shards)
@@ -258,16 +433,25 @@ impl LoadTest {
                 .collect(),
             in_flight: InFlight::default(),
             dropped: AtomicU64::new(0),
-            second_dropped: AtomicU64::new(0),
+            second_dropped: self.scenarios.iter().map(|_| AtomicU64::new(0)).collect(),
             stop: AtomicBool::new(false),
             points,
             series: Mutex::new(Vec::new()),
         });
+        for f in self.scenarios.iter().filter_map(|s| s.flow.as_ref()) {
+            // each run takes the data rows from the first
+            f.iterations_started.store(0, Ordering::Relaxed);
+        }
         let pre_opened = pre_open(&shared, &self.pre_open_counts()).await;
         let started_at = SystemTime::now();
         let start = Instant::now();
-        let planned = self.executor.duration();
-        let curve = self.rate_curve();
+        let planned = self.duration();
+        let curves = self.rate_curves();
+        let vus_max: u64 = self
+            .scenarios
+            .iter()
+            .map(|s| s.segment_max_vus(self.segment))
+            .sum();
         let watcher = opts.interrupt.clone().map(|i| {
             let shared = shared.clone();
             tokio::spawn(async move {
@@ -279,34 +463,23 @@ impl LoadTest {
             shared.clone(),
             start,
             planned,
-            curve.clone(),
+            curves.clone(),
             opts.observer.clone(),
-            self.abort_checker(&names, self.segment_max_vus()),
-            self.segment_max_vus(),
+            self.abort_checker(&names, vus_max),
+            vus_max,
         ));
-        let (scheduled, active, max_vus) = match &self.executor {
-            Executor::ConstantArrivalRate { poisson, .. }
-            | Executor::RampingArrivalRate { poisson, .. } => {
-                let arrivals = if *poisson {
-                    Arrivals::Poisson { seed: self.seed }
-                } else {
-                    Arrivals::Uniform
-                };
-                // like k6, a segment gets its share of the in-flight limit
-                let max_vus = self.segment_max_vus() as usize;
-                let schedule = Schedule::new(
-                    curve.clone().unwrap_or_else(|| RateCurve::new(vec![])),
-                    arrivals,
-                    self.segment,
-                );
-                let (scheduled, active) = self.run_open(&shared, schedule, start, max_vus).await;
-                (scheduled, active, max_vus as u64)
-            }
-            Executor::ConstantVus { .. } | Executor::RampingVus { .. } => {
-                let (active, peak) = self.run_closed(&shared, start).await?;
-                (0, active, peak)
-            }
-        };
+        // every scenario on this task, each from its start time
+        let runs = join_all(
+            self.scenarios
+                .iter()
+                .map(|sc| self.run_scenario(&shared, sc, start)),
+        )
+        .await;
+        let active = start.elapsed().min(planned);
+        let mut scheduled = 0;
+        for r in runs {
+            scheduled += r?;
+        }
         // let every request of the schedule finish, within the graceful stop
         shared
             .in_flight
@@ -333,20 +506,18 @@ impl LoadTest {
         metrics.dropped = shared.dropped.load(Ordering::Acquire);
         metrics.max_in_flight = shared.in_flight.max();
         let outputs = shared.points.iter().map(PointWriter::finish).collect();
-        let target_rate = curve.map_or(0.0, |c| {
-            let d = c.duration().as_secs_f64();
-            if d > 0.0 {
-                c.total_arrivals() / d * self.segment.share()
-            } else {
-                0.0
-            }
-        });
+        // the open scenarios' arrivals over the whole schedule
+        let target_rate = if curves.is_empty() || planned.is_zero() {
+            0.0
+        } else {
+            curves.total_arrivals() / planned.as_secs_f64() * self.segment.share()
+        };
         Ok(RunResult {
             format: FORMAT_VERSION,
             trace_id: self.trace.to_string(),
-            executor: self.executor.name().to_string(),
+            executor: self.executor_label(),
             target_rate,
-            max_vus,
+            max_vus: vus_max,
             segments: vec![self.segment],
             started_at: humantime::format_rfc3339_millis(started_at).to_string(),
             active_secs: active.as_secs_f64(),
@@ -369,77 +540,80 @@ impl LoadTest {
         })
     }
 
-    fn rate_curve(&self) -> Option<RateCurve> {
-        match &self.executor {
-            Executor::ConstantArrivalRate { rate, duration, .. } => {
-                Some(RateCurve::constant(*rate, *duration))
-            }
-            Executor::RampingArrivalRate {
-                start_rate, stages, ..
-            } => {
-                let mut from = *start_rate;
-                Some(RateCurve::new(
-                    stages
-                        .iter()
-                        .map(|s| {
-                            let p = RatePiece {
-                                duration: s.duration,
-                                from_rate: from,
-                                to_rate: s.target,
-                            };
-                            from = s.target;
-                            p
-                        })
-                        .collect(),
-                ))
-            }
-            _ => None,
-        }
-    }
-
-    /// VUs wanted `t` into a closed-model test.
-    fn vus_at(&self, t: Duration) -> usize {
-        match &self.executor {
-            Executor::ConstantVus { vus, .. } => *vus,
-            Executor::RampingVus { start_vus, stages } => {
-                let mut from = *start_vus as f64;
-                let mut at = Duration::ZERO;
-                for s in stages {
-                    if t < at + s.duration {
-                        let f = (t - at).as_secs_f64() / s.duration.as_secs_f64();
-                        return (from + (s.target - from) * f).round() as usize;
-                    }
-                    at += s.duration;
-                    from = s.target;
-                }
-                from as usize
-            }
-            _ => 0,
-        }
-    }
-
-    fn peak_vus(&self) -> usize {
-        match &self.executor {
-            Executor::ConstantVus { vus, .. } => *vus,
-            Executor::RampingVus { start_vus, stages } => stages
+    /// k6's executor name; with several scenarios, `NAME: executor` each.
+    fn executor_label(&self) -> String {
+        match self.scenarios.as_slice() {
+            [one] if one.name == build::DEFAULT_SCENARIO => one.executor.name().to_string(),
+            all => all
                 .iter()
-                .map(|s| s.target.round() as usize)
-                .fold(*start_vus, usize::max),
-            _ => 0,
+                .map(|s| format!("{}: {}", s.name, s.executor.name()))
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
-    /// Requests' worth of connections to open ahead on each host pool: this
-    /// segment's share of [`Executor::pre_allocated`], divided among the
-    /// hosts by the routes' weights.
+
+    /// Runs one scenario from its start time; returns the arrivals it scheduled.
+    async fn run_scenario(
+        &self,
+        shared: &Arc<Shared>,
+        sc: &Arc<Scenario>,
+        test_start: Instant,
+    ) -> Result<u64> {
+        let start = test_start + sc.start;
+        while Instant::now() < start {
+            if shared.stop.load(Ordering::Relaxed) {
+                return Ok(0);
+            }
+            tokio::time::sleep_until(start.min(Instant::now() + open::STOP_POLL)).await;
+        }
+        match &sc.executor {
+            Executor::ConstantArrivalRate { poisson, .. }
+            | Executor::RampingArrivalRate { poisson, .. } => {
+                let arrivals = if *poisson {
+                    Arrivals::Poisson { seed: self.seed }
+                } else {
+                    Arrivals::Uniform
+                };
+                let schedule = Schedule::new(
+                    sc.rate_curve().unwrap_or_else(|| RateCurve::new(vec![])),
+                    arrivals,
+                    self.segment,
+                );
+                // like k6, a segment gets its share of the in-flight limit
+                let max_vus = sc.segment_max_vus(self.segment) as usize;
+                Ok(self.run_open(shared, sc, schedule, start, max_vus).await)
+            }
+            Executor::ConstantVus { .. } | Executor::RampingVus { .. } => {
+                self.run_closed(shared, sc, start).await?;
+                Ok(0)
+            }
+        }
+    }
+
+    /// The open-model scenarios' rate curves, each from its start time.
+    fn rate_curves(&self) -> RateCurves {
+        RateCurves(
+            self.scenarios
+                .iter()
+                .filter_map(|s| s.rate_curve().map(|c| (s.start, c)))
+                .collect(),
+        )
+    }
+
+    /// Requests' worth of connections to open ahead on each host pool:
+    /// this segment's share of each scenario's [`Executor::pre_allocated`],
+    /// divided among its hosts by its routes' weights.
     fn pre_open_counts(&self) -> Vec<usize> {
-        let want = self.executor.pre_allocated() as f64 * self.segment.share();
         let mut counts = vec![0usize; self.endpoints.len()];
-        let total = self.cumulative_weights.last().copied().unwrap_or(0).max(1) as f64;
-        let mut before = 0;
-        for (t, &c) in self.targets.iter().zip(&self.cumulative_weights) {
-            let share = (c - before) as f64 / total;
-            before = c;
-            counts[t.pool] += (want * share).ceil() as usize;
+        for sc in &self.scenarios {
+            let want = sc.executor.pre_allocated() as f64 * self.segment.share();
+            let total = sc.cumulative_weights.last().copied().unwrap_or(0).max(1) as f64;
+            let mut before = 0;
+            for (k, &c) in sc.cumulative_weights.iter().enumerate() {
+                let share = (c - before) as f64 / total;
+                before = c;
+                counts[self.targets[sc.first_route + k].pool] += (want * share).ceil() as usize;
+            }
         }
         counts
     }
@@ -448,23 +622,31 @@ impl LoadTest {
     fn pools(&self) -> Box<[HostPool]> {
         self.endpoints.iter().cloned().map(HostPool::new).collect()
     }
+}
 
-    /// This segment's VU limit (`vus_max`): its share of an arrival-rate
-    /// executor's `max_vus` (like k6), or the closed model's peak VUs that
-    /// fall in it.
-    fn segment_max_vus(&self) -> u64 {
-        match &self.executor {
-            Executor::ConstantArrivalRate { max_vus, .. }
-            | Executor::RampingArrivalRate { max_vus, .. } => {
-                ((*max_vus as f64) * self.segment.share()).ceil().max(1.0) as u64
-            }
-            Executor::ConstantVus { .. } | Executor::RampingVus { .. } => {
-                (0..self.peak_vus() as u64)
-                    .filter(|&k| self.segment.contains(k))
-                    .count() as u64
+/// Runs futures together on the calling task; their outputs, in order.
+async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    use std::task::Poll;
+    let mut futures: Vec<_> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => pending = true,
+                }
             }
         }
-    }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 /// State shared by every request of one run.
@@ -473,20 +655,16 @@ struct Shared {
     pools: Box<[HostPool]>,
     connector: Connector,
     traceparent: TraceparentBuilder,
-    checks: Arc<[Check]>,
-    /// Checks counted per request (a flow's, or `checks`).
+    /// Checks counted, test-wide.
     check_count: usize,
-    flow: Option<Arc<iterate::FlowPlan>>,
     seed: u64,
-    /// Closed-model flow iterations begun, run-wide: each takes the next
-    /// data row.
-    iterations_started: AtomicU64,
     cache_rule: atlas_vocab::CacheRule,
     timeout: Duration,
     shards: Box<[Mutex<Shard>]>,
     in_flight: InFlight,
     dropped: AtomicU64,
-    second_dropped: AtomicU64,
+    /// Arrivals dropped in the current second, per scenario.
+    second_dropped: Box<[AtomicU64]>,
     stop: AtomicBool,
     /// k6's streaming outputs.
     points: Vec<PointWriter>,
@@ -576,13 +754,11 @@ thread_local! {
 }
 
 impl Shared {
-    async fn exchange(&self, route: usize, due: Instant, seq: u64) -> Sample {
-        self.exchange_on(&self.pools, route, due, seq).await
-    }
-
-    /// [`Shared::exchange`] over the connections of `pools`.
+    /// Sends route `route` of scenario `sc`'s mix over the connections of
+    /// `pools`, due at `due`, and checks the response.
     async fn exchange_on(
         &self,
+        sc: &Scenario,
         pools: &[HostPool],
         route: usize,
         due: Instant,
@@ -592,16 +768,18 @@ impl Shared {
             pools,
             connector: &self.connector,
             traceparent: &self.traceparent,
-            checks: &self.checks,
+            checks: &sc.checks,
             cache_rule: &self.cache_rule,
             timeout: self.timeout,
         };
-        exchange(&ctx, route, &self.targets[route], due, seq, None).await
+        let mut s = exchange(&ctx, route, &self.targets[route], due, seq, None).await;
+        sc.to_test_checks(&mut s);
+        s
     }
 
-    /// Counts a flow iteration that took `took`, its requests having sent
-    /// and received so many bytes.
-    fn record_iteration(&self, took: Duration, sent: u64, received: u64) {
+    /// Counts an iteration of scenario `scenario`'s flow that took `took`,
+    /// its requests having sent and received so many bytes.
+    fn record_iteration(&self, scenario: usize, took: Duration, sent: u64, received: u64) {
         let i = SHARD_HINT.with(|h| *h) % self.shards.len();
         {
             let mut shard = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
@@ -609,12 +787,13 @@ impl Shared {
             shard.total.iteration_duration.record(micros(took));
         }
         for w in self.points.iter() {
-            w.iteration(micros(took), sent, received);
+            w.iteration(scenario, micros(took), sent, received);
         }
     }
 
-    /// Counts one pass through group `group` of a flow that took `took`.
-    fn record_group(&self, group: usize, took: Duration) {
+    /// Counts one pass through group `group` of scenario `scenario`'s flow
+    /// that took `took`.
+    fn record_group(&self, scenario: usize, group: usize, took: Duration) {
         let i = SHARD_HINT.with(|h| *h) % self.shards.len();
         {
             let mut shard = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
@@ -623,15 +802,21 @@ impl Shared {
             }
         }
         for w in self.points.iter() {
-            w.group(group, micros(took));
+            w.group(scenario, group, micros(took));
         }
     }
 
-    fn record(&self, s: &Sample) {
+    /// Counts a finished request; `iteration` when it is a whole iteration
+    /// (a mix's request, not a flow's step).
+    fn record(&self, s: &Sample, iteration: bool) {
         let i = SHARD_HINT.with(|h| *h) % self.shards.len();
         {
             let mut shard = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
             shard.total.record(s);
+            if iteration {
+                shard.total.iterations += 1;
+                shard.total.iteration_duration.record(s.duration_us);
+            }
             let sec = &mut shard.second;
             sec.requests += 1;
             sec.failed += u64::from(s.error.is_some());

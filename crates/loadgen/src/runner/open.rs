@@ -5,20 +5,22 @@ use super::*;
 use crate::config::WAKE_WINDOW;
 
 impl LoadTest {
-    /// Open model: send each arrival at its due time, whatever earlier
-    /// responses do; drop (and count) it when `max_vus` requests are in flight.
-    /// Returns (arrivals scheduled, active window).
+    /// Open model: send each of scenario `sc`'s arrivals at its due time,
+    /// whatever earlier responses do; drop (and count) it when `max_vus`
+    /// of its requests are in flight. Returns the arrivals scheduled.
     pub(super) async fn run_open(
         &self,
         shared: &Arc<Shared>,
+        sc: &Arc<Scenario>,
         schedule: Schedule,
         start: Instant,
         max_vus: usize,
-    ) -> (u64, Duration) {
-        let end = start + self.executor.duration();
+    ) -> u64 {
+        let end = start + sc.executor.duration();
         let dispatch = Dispatch {
             shared: shared.clone(),
-            picks: self.cumulative_weights.clone().into(),
+            sc: sc.clone(),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             seed: self.seed,
             max_vus,
         };
@@ -32,7 +34,6 @@ impl LoadTest {
             Timing::Precise => Duration::ZERO,
         };
         let timer = DueTimer::new();
-        let stopped = |scheduled| (scheduled, start.elapsed().min(end - start));
         let mut scheduled = 0u64;
         let mut schedule = schedule;
         let mut woke = start;
@@ -41,7 +42,7 @@ impl LoadTest {
             let wake_at = due.max(woke + window);
             while Instant::now() < due {
                 if shared.stop.load(Ordering::Relaxed) {
-                    return stopped(scheduled);
+                    return scheduled;
                 }
                 timer
                     .sleep_until(wake_at.min(Instant::now() + STOP_POLL))
@@ -49,7 +50,7 @@ impl LoadTest {
                 woke = Instant::now();
             }
             if shared.stop.load(Ordering::Relaxed) {
-                return stopped(scheduled);
+                return scheduled;
             }
             let (n, more) = dispatch.arrive(&mut schedule, arrival, due, start, end);
             scheduled += n;
@@ -65,12 +66,12 @@ impl LoadTest {
         while Instant::now() < end && !shared.stop.load(Ordering::Relaxed) {
             tokio::time::sleep_until(end.min(Instant::now() + STOP_POLL)).await;
         }
-        stopped(scheduled)
+        scheduled
     }
 }
 
 /// How often a waiting scheduler looks whether the run was stopped.
-const STOP_POLL: Duration = Duration::from_millis(50);
+pub(super) const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// How late past the end of the schedule an arrival may still be sent; a
 /// scheduler later than that has fallen behind the rate, and what it has
@@ -87,7 +88,10 @@ const END_SLACK: Duration = Duration::from_millis(100);
 /// step (issue 15)").
 struct Dispatch {
     shared: Arc<Shared>,
-    picks: Arc<[u64]>,
+    sc: Arc<Scenario>,
+    /// This scenario's requests in flight, which its `max_vus` bounds
+    /// (the test's count is in `shared`).
+    in_flight: Arc<AtomicUsize>,
     seed: u64,
     max_vus: usize,
 }
@@ -114,7 +118,7 @@ impl Dispatch {
         }
         self.send(arrival.index, due);
         let mut n = 1;
-        if now > due && self.shared.in_flight.load() >= self.max_vus {
+        if now > due && self.in_flight.load(Ordering::Acquire) >= self.max_vus {
             let k = schedule.skip_until(now - start);
             self.drop_many(k);
             n += k;
@@ -124,21 +128,21 @@ impl Dispatch {
 
     fn drop_many(&self, n: u64) {
         self.shared.dropped.fetch_add(n, Ordering::Relaxed);
-        self.shared.second_dropped.fetch_add(n, Ordering::Relaxed);
+        self.shared.second_dropped[self.sc.index].fetch_add(n, Ordering::Relaxed);
     }
 
     fn send(&self, index: u64, due: Instant) {
-        let shared = &self.shared;
-        if shared.in_flight.load() >= self.max_vus {
+        if self.in_flight.load(Ordering::Acquire) >= self.max_vus {
             self.drop_many(1);
             return;
         }
-        shared.in_flight.enter();
-        let route = pick_route(&self.picks, self.seed, index);
-        let shared = shared.clone();
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.shared.in_flight.enter();
+        let route = self.sc.pick(self.seed, index);
+        let (shared, sc, mine) = (self.shared.clone(), self.sc.clone(), self.in_flight.clone());
         let max_vus = self.max_vus;
         tokio::spawn(async move {
-            match &shared.flow {
+            match &sc.flow {
                 Some(flow) => {
                     let vu = 1 + index % max_vus as u64;
                     let seed = shared.seed;
@@ -147,10 +151,13 @@ impl Dispatch {
                         .await;
                 }
                 None => {
-                    let s = shared.exchange(route, due, index).await;
-                    shared.record(&s);
+                    let s = shared
+                        .exchange_on(&sc, &shared.pools, route, due, index)
+                        .await;
+                    shared.record(&s, true);
                 }
             }
+            mine.fetch_sub(1, Ordering::AcqRel);
             shared.in_flight.leave();
         });
     }

@@ -35,7 +35,7 @@ pub(super) async fn tick(
     shared: Arc<Shared>,
     start: Instant,
     planned: Duration,
-    curve: Option<RateCurve>,
+    curves: RateCurves,
     observer: Option<Arc<dyn Observer>>,
     abort: Option<AbortChecker>,
     vus_max: u64,
@@ -73,7 +73,12 @@ pub(super) async fn tick(
             acc.cache_responses = 0;
             acc.duration.reset();
         }
-        row.dropped = shared.second_dropped.swap(0, Ordering::AcqRel);
+        let dropped: Vec<u64> = shared
+            .second_dropped
+            .iter()
+            .map(|d| d.swap(0, Ordering::AcqRel))
+            .collect();
+        row.dropped = dropped.iter().sum();
         row.p50_ms = merged.stat_ms(TrendStat::Med);
         row.p95_ms = merged.stat_ms(TrendStat::Percentile(95.0));
         row.p99_ms = merged.stat_ms(TrendStat::Percentile(99.0));
@@ -84,7 +89,7 @@ pub(super) async fn tick(
             series.push(row);
         }
         for w in shared.points.iter() {
-            w.second(row.in_flight, vus_max, row.dropped);
+            w.second(row.in_flight, vus_max, &dropped);
         }
         let elapsed = start.elapsed();
         if let Some(obs) = &observer {
@@ -92,9 +97,7 @@ pub(super) async fn tick(
                 elapsed,
                 planned,
                 row,
-                target_rate: curve
-                    .as_ref()
-                    .map_or(0.0, |c| c.rate_at(elapsed.as_secs_f64())),
+                target_rate: curves.rate_at(elapsed.as_secs_f64()),
                 requests,
                 failed,
                 dropped: shared.dropped.load(Ordering::Relaxed),
