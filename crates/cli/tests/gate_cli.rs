@@ -517,8 +517,8 @@ fn the_report_renders_in_a_real_browser() {
     let dom_text = String::from_utf8_lossy(&dom.stdout);
     assert!(dom.status.success(), "{}", text(&dom));
     assert!(
-        dom_text.contains("data-charts-rendered=\"5\""),
-        "all five charts laid out in the browser; DOM body: {}",
+        dom_text.contains("data-charts-rendered=\"8\""),
+        "all eight charts laid out in the browser; DOM body: {}",
         dom_text
             .lines()
             .find(|l| l.contains("<body"))
@@ -528,6 +528,9 @@ fn the_report_renders_in_a_real_browser() {
         "chart-rps",
         "chart-latency",
         "chart-hit",
+        "chart-errors",
+        "chart-flight",
+        "chart-lag",
         "chart-distribution",
         "chart-cache",
     ] {

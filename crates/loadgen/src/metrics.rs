@@ -230,7 +230,7 @@ impl ErrorClass {
 }
 
 /// Counts per label, serialized as a map from the label's string.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Counts<L: Label> {
     counts: [u64; 16],
     _label: std::marker::PhantomData<L>,
@@ -802,6 +802,16 @@ pub struct SecondRow {
     pub cache_responses: u64,
     /// Requests in flight at the end of the second.
     pub in_flight: u64,
+    /// Failed requests of the second by cause (`http_4xx` and `http_5xx`
+    /// are the failed statuses).
+    #[serde(default)]
+    pub errors: Counts<ErrorClass>,
+    /// `schedule_lag` p95 of the second, ms: the generator's lateness.
+    #[serde(default)]
+    pub lag_p95_ms: f64,
+    /// `http_req_service_time` p95 of the second, ms: the server's part.
+    #[serde(default)]
+    pub service_p95_ms: f64,
 }
 
 impl SecondRow {
@@ -820,6 +830,9 @@ impl SecondRow {
         self.p50_ms = w(self.p50_ms, other.p50_ms);
         self.p95_ms = w(self.p95_ms, other.p95_ms);
         self.p99_ms = w(self.p99_ms, other.p99_ms);
+        self.lag_p95_ms = w(self.lag_p95_ms, other.lag_p95_ms);
+        self.service_p95_ms = w(self.service_p95_ms, other.service_p95_ms);
+        self.errors.merge(&other.errors);
         self.requests += other.requests;
         self.failed += other.failed;
         self.dropped += other.dropped;

@@ -185,6 +185,13 @@ async fn checks_thresholds_cache_status_and_k6_summary() {
     cfg.requests = vec![RequestSpec::get("/", 3), RequestSpec::get("/keys", 1)];
     cfg.checks = vec!["status==200".into(), "body~Welcome".into()];
     let r = run(cfg).await;
+    // each second's server part is measured for the report (a response
+    // takes some microseconds at least)
+    assert!(r
+        .series
+        .iter()
+        .filter(|row| row.requests > 0)
+        .all(|row| row.service_p95_ms > 0.0));
     assert_eq!(r.metrics.requests, 400);
     let keys = &r.metrics.routes[1];
     assert_eq!(
@@ -268,6 +275,13 @@ async fn refused_connections_are_classified_not_hidden() {
             .get(atlas_loadgen::ErrorClass::ConnectRefused),
         50
     );
+    // and second by second, for the report's errors chart
+    let per_second: u64 = r
+        .series
+        .iter()
+        .map(|row| row.errors.get(atlas_loadgen::ErrorClass::ConnectRefused))
+        .sum();
+    assert_eq!(per_second, 50);
     assert!(!r.evaluate(None).unwrap()[0].ok);
 }
 

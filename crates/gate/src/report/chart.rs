@@ -58,6 +58,8 @@ pub struct Series {
     pub color: &'static str,
     /// Runs of points; a new run starts a new path (a gap between loads).
     pub runs: Vec<Vec<(f64, f64)>>,
+    /// Drawn as dots, one per point, not joined (samples apart in time).
+    pub dots: bool,
 }
 
 /// A vertical marker (a load's start, a knob changed).
@@ -100,6 +102,14 @@ pub struct Path {
 }
 
 #[derive(Serialize)]
+pub struct Dot {
+    cx: String,
+    cy: String,
+    color: &'static str,
+    title: String,
+}
+
+#[derive(Serialize)]
 pub struct Legend {
     x: String,
     text_x: String,
@@ -130,6 +140,7 @@ pub struct LineChart {
     above: Vec<Limit>,
     markers: Vec<MarkerView>,
     paths: Vec<Path>,
+    dots: Vec<Dot>,
     legend: Vec<Legend>,
     /// Said across a chart with no point to draw, so a blank chart is
     /// never mistaken for a flat line.
@@ -141,7 +152,7 @@ pub struct LineChart {
 impl LineChart {
     /// Why the chart has no data, shown on it when it has none.
     pub fn empty_note(mut self, why: &str) -> Self {
-        if self.paths.is_empty() {
+        if self.paths.is_empty() && self.dots.is_empty() {
             self.empty = Some(format!("no data: {why}"));
         }
         self
@@ -169,8 +180,10 @@ pub fn line_chart(
         .iter()
         .partition(|h| y_max_fixed.is_some() || series_max == 0.0 || h.0 <= 4.0 * series_max);
     let data_max = drawn.iter().map(|h| h.0).fold(series_max, f64::max);
+    // all zero (no failure at all, say): a scale of 0 to 1, not of nothing
+    let data_max = if data_max > 0.0 { data_max } else { 1.0 / 1.1 };
     let y_max = y_max_fixed.unwrap_or_else(|| {
-        let step = nice_step(data_max.max(1e-6) * 1.1, 5.0);
+        let step = nice_step(data_max * 1.1, 5.0);
         (data_max * 1.1 / step).ceil().max(1.0) * step
     });
     let x_max = x_max.max(1.0);
@@ -226,7 +239,18 @@ pub fn line_chart(
         })
         .collect();
     let mut paths = Vec::new();
-    for se in series {
+    let mut dots = Vec::new();
+    for se in series.iter().filter(|s| s.dots) {
+        for (x, y) in se.runs.iter().flatten() {
+            dots.push(Dot {
+                cx: c(px(*x)),
+                cy: c(py(*y)),
+                color: se.color,
+                title: format!("{} at {}s: {}", se.name, fmt_num(*x), fmt_num(*y)),
+            });
+        }
+    }
+    for se in series.iter().filter(|s| !s.dots) {
         for run in se.runs.iter().filter(|r| !r.is_empty()) {
             let d: Vec<String> = run
                 .iter()
@@ -279,6 +303,7 @@ pub fn line_chart(
         above,
         markers,
         paths,
+        dots,
         legend,
         empty: None,
         mid_x: (L + W - R) / 2.0,

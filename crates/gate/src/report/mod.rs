@@ -10,7 +10,7 @@ mod chart;
 use std::time::SystemTime;
 
 use atlas_healer::{Observation, Packet};
-use atlas_loadgen::{CacheLabel, CacheStatus, Label, MetricType, SecondRow, TrendStat};
+use atlas_loadgen::{CacheLabel, CacheStatus, ErrorClass, Label, MetricType, SecondRow, TrendStat};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -197,6 +197,45 @@ fn markers(i: &Input<'_>) -> Vec<Marker> {
     markers
 }
 
+/// One of the healer's load samples (its observe and verify phases).
+struct HealerSample {
+    /// The middle of the sample, seconds since the gate started.
+    at: f64,
+    p95_ms: f64,
+    /// Its hit ratio, %.
+    hit_pct: Option<f64>,
+}
+
+/// The healer's load samples, from the journal of a gate started at `start`.
+fn healer_samples(journal: &[Value], start: SystemTime) -> Vec<HealerSample> {
+    journal
+        .iter()
+        .filter(|e| matches!(e["phase"].as_str(), Some("observe" | "verify")))
+        .filter_map(|e| {
+            let sample = match e.get("observation") {
+                Some(o) => &o["sample"],
+                None => &e["sample"],
+            };
+            let end = e["ts"].as_str().and_then(|t| since(start, t))?;
+            let p95 = sample["p95_ms"].as_f64()?;
+            let mid = end - sample["secs"].as_f64().unwrap_or(0.0) / 2.0;
+            Some(HealerSample {
+                at: mid.max(0.0),
+                p95_ms: p95,
+                hit_pct: sample["hit_ratio"].as_f64().map(|h| 100.0 * h),
+            })
+        })
+        .collect()
+}
+
+/// A colour per error class, for the errors chart.
+fn error_color(c: ErrorClass) -> &'static str {
+    const PALETTE: [&str; 8] = [
+        "#c0392b", "#d35400", "#8e44ad", "#2c3e50", "#b7950b", "#16a085", "#7f8c8d", "#e84393",
+    ];
+    PALETTE[c.index() % PALETTE.len()]
+}
+
 /// What an empty time chart says when no load second was recorded.
 const NO_LOAD: &str =
     "no whole second of load ran (no route answered, or the gate was stopped first)";
@@ -230,6 +269,45 @@ fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
     };
     let cfg = i.config;
     let p95_ms = cfg.thresholds.p95.as_secs_f64() * 1000.0;
+    let samples = healer_samples(i.journal, i.gate_start);
+    // the healer's samples, when it took any
+    let sample_dots = |name: &str, color, y: &dyn Fn(&HealerSample) -> Option<f64>| Series {
+        name: name.into(),
+        color,
+        runs: vec![samples
+            .iter()
+            .filter_map(|s| y(s).map(|v| (s.at, v)))
+            .collect()],
+        dots: true,
+    };
+    let line = |name: &str, color, runs| Series {
+        name: name.into(),
+        color,
+        runs,
+        dots: false,
+    };
+    // a chart over the load's seconds with no limit drawn
+    let over_time = |id, title: &str, unit: &str, series: &[Series]| {
+        line_chart(id, title, unit, series, &[], &markers, x_max, None).empty_note(NO_LOAD)
+    };
+    // each error class that occurred, and all failures together
+    let mut error_series = vec![line(
+        "failed (all)",
+        "#34495e",
+        per(&|r| Some(r.failed as f64)),
+    )];
+    for &class in ErrorClass::ALL {
+        if i.loads
+            .iter()
+            .any(|l| l.result.series.iter().any(|r| r.errors.get(class) > 0))
+        {
+            error_series.push(line(
+                class.as_str(),
+                error_color(class),
+                per(&|r| Some(r.errors.get(class) as f64)),
+            ));
+        }
+    }
     vec![
         line_chart(
             "chart-rps",
@@ -240,11 +318,13 @@ fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
                     name: "completed".into(),
                     color: "#2e86de",
                     runs: per(&|r| Some(r.requests as f64)),
+                    dots: false,
                 },
                 Series {
                     name: "failed".into(),
                     color: "#c0392b",
                     runs: per(&|r| Some(r.failed as f64)),
+                    dots: false,
                 },
             ],
             &[(cfg.rate, format!("target {} req/s", fmt_num(cfg.rate)))],
@@ -262,18 +342,26 @@ fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
                     name: "p50".into(),
                     color: "#27ae60",
                     runs: per(&|r| (r.requests > 0).then_some(r.p50_ms)),
+                    dots: false,
                 },
                 Series {
                     name: "p95".into(),
                     color: "#e67e22",
                     runs: per(&|r| (r.requests > 0).then_some(r.p95_ms)),
+                    dots: false,
                 },
                 Series {
                     name: "p99".into(),
                     color: "#8e44ad",
                     runs: per(&|r| (r.requests > 0).then_some(r.p99_ms)),
+                    dots: false,
                 },
-            ],
+            ]
+            .into_iter()
+            .chain((!samples.is_empty()).then(|| {
+                sample_dots("healer sample p95", "#d35400", &|s| Some(s.p95_ms))
+            }))
+            .collect::<Vec<_>>(),
             &[(p95_ms, format!("p95 limit {} ms", fmt_num(p95_ms)))],
             &markers,
             x_max,
@@ -284,14 +372,22 @@ fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
             "chart-hit",
             "Cache hit ratio (HIT among responses with a cache status)",
             "% hits",
-            &[Series {
-                name: "hit ratio".into(),
-                color: "#16a085",
-                runs: per(&|r| {
-                    (r.cache_responses > 0)
-                        .then(|| 100.0 * r.cache_hits as f64 / r.cache_responses as f64)
-                }),
-            }],
+            &[
+                Series {
+                    name: "hit ratio".into(),
+                    color: "#16a085",
+                    runs: per(&|r| {
+                        (r.cache_responses > 0)
+                            .then(|| 100.0 * r.cache_hits as f64 / r.cache_responses as f64)
+                    }),
+                    dots: false,
+                },
+            ]
+            .into_iter()
+            .chain((!samples.is_empty()).then(|| {
+                sample_dots("healer sample hit ratio", "#d35400", &|s| s.hit_pct)
+            }))
+            .collect::<Vec<_>>(),
             &[(
                 cfg.thresholds.min_hit * 100.0,
                 format!("gate {} %", fmt_num(cfg.thresholds.min_hit * 100.0)),
@@ -305,6 +401,38 @@ fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
         } else {
             NO_LOAD
         }),
+        over_time(
+            "chart-errors",
+            "Failed requests per second, by cause (http_4xx and http_5xx: failed statuses)",
+            "req/s",
+            &error_series,
+        ),
+        over_time(
+            "chart-flight",
+            "Requests in flight (end of each second) and arrivals dropped at the in-flight limit",
+            "requests",
+            &[
+                line("in flight", "#2e86de", per(&|r| Some(r.in_flight as f64))),
+                line("dropped /s", "#c0392b", per(&|r| Some(r.dropped as f64))),
+            ],
+        ),
+        over_time(
+            "chart-lag",
+            "Where the latency goes, p95 per second: the server (service time, from the actual send) and the generator (schedule lag)",
+            "ms",
+            &[
+                line(
+                    "http_req_service_time p95",
+                    "#27ae60",
+                    per(&|r| (r.requests > 0).then_some(r.service_p95_ms)),
+                ),
+                line(
+                    "schedule_lag p95",
+                    "#8e44ad",
+                    per(&|r| (r.requests > 0).then_some(r.lag_p95_ms)),
+                ),
+            ],
+        ),
     ]
 }
 
@@ -537,6 +665,7 @@ mod tests {
                     name: "p95".into(),
                     color: "#000",
                     runs,
+                    dots: false,
                 }],
                 &[],
                 &[],
@@ -582,6 +711,75 @@ mod tests {
     }
 
     #[test]
+    fn the_healers_samples_are_dots_at_the_middle_of_each_sample() {
+        let start = humantime::parse_rfc3339("2026-12-02T00:00:00Z").unwrap();
+        let journal = vec![
+            serde_json::json!({"phase": "observe", "ts": "2026-12-02T00:00:10Z",
+                "observation": {"sample": {"p95_ms": 40.0, "secs": 4.0, "hit_ratio": 0.5}}}),
+            serde_json::json!({"phase": "act", "ts": "2026-12-02T00:00:11Z"}),
+            serde_json::json!({"phase": "verify", "ts": "2026-12-02T00:00:20Z",
+                "sample": {"p95_ms": 2.0, "secs": 4.0, "hit_ratio": null}}),
+            // no load answered: no dot
+            serde_json::json!({"phase": "verify", "ts": "2026-12-02T00:00:30Z", "sample": null}),
+        ];
+        let samples = healer_samples(&journal, start);
+        let got: Vec<(f64, f64, Option<f64>)> = samples
+            .iter()
+            .map(|s| (s.at, s.p95_ms, s.hit_pct))
+            .collect();
+        assert_eq!(got, [(8.0, 40.0, Some(50.0)), (18.0, 2.0, None)]);
+
+        let chart = line_chart(
+            "chart-x",
+            "t",
+            "ms",
+            &[Series {
+                name: "healer sample p95".into(),
+                color: "#000",
+                runs: vec![samples.iter().map(|s| (s.at, s.p95_ms)).collect()],
+                dots: true,
+            }],
+            &[],
+            &[],
+            30.0,
+            None,
+        )
+        .empty_note(NO_LOAD);
+        let json = serde_json::to_value(&chart).unwrap();
+        assert_eq!(json["dots"].as_array().unwrap().len(), 2);
+        assert!(json["paths"].as_array().unwrap().is_empty());
+        assert!(json["empty"].is_null(), "dots are data");
+    }
+
+    #[test]
+    fn an_all_zero_series_is_drawn_on_a_scale_of_zero_to_one() {
+        let chart = line_chart(
+            "chart-x",
+            "t",
+            "req/s",
+            &[Series {
+                name: "failed".into(),
+                color: "#000",
+                runs: vec![vec![(0.5, 0.0), (1.5, 0.0)]],
+                dots: false,
+            }],
+            &[],
+            &[],
+            2.0,
+            None,
+        );
+        let json = serde_json::to_value(&chart).unwrap();
+        let labels: Vec<&str> = json["yticks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["label"].as_str().unwrap())
+            .collect();
+        assert_eq!(labels.first(), Some(&"0"));
+        assert_eq!(labels.last(), Some(&"1"));
+    }
+
+    #[test]
     fn text_is_escaped_wherever_it_lands() {
         let mut env = minijinja::Environment::new();
         env.add_template("report.html", TEMPLATE).unwrap();
@@ -605,6 +803,7 @@ mod tests {
                     name: hostile.into(),
                     color: "#000",
                     runs: vec![vec![(0.0, 1.0), (1.0, 2.0)]],
+                    dots: false,
                 }],
                 &[(1.0, hostile.into())],
                 &[Marker {

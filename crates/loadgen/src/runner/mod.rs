@@ -729,9 +729,12 @@ struct Shard {
 struct SecondAcc {
     requests: u64,
     failed: u64,
+    errors: Counts<ErrorClass>,
     cache_hits: u64,
     cache_responses: u64,
     duration: Trend,
+    lag: Trend,
+    service: Trend,
 }
 
 impl SecondAcc {
@@ -739,9 +742,12 @@ impl SecondAcc {
         SecondAcc {
             requests: 0,
             failed: 0,
+            errors: Counts::new(),
             cache_hits: 0,
             cache_responses: 0,
             duration: Trend::with_sigfig(2),
+            lag: Trend::with_sigfig(2),
+            service: Trend::with_sigfig(2),
         }
     }
 }
@@ -819,12 +825,17 @@ impl Shared {
             }
             let sec = &mut shard.second;
             sec.requests += 1;
-            sec.failed += u64::from(s.error.is_some());
+            if let Some(e) = s.error {
+                sec.failed += 1;
+                sec.errors.incr(e);
+            }
             if let Some(c) = s.cache {
                 sec.cache_responses += 1;
                 sec.cache_hits += u64::from(c == CacheStatus::Hit.into());
             }
             sec.duration.record(s.duration_us);
+            sec.lag.record(s.lag_us);
+            sec.service.record(s.service_us);
         }
         for w in self.points.iter() {
             w.request(s, self.check_count);

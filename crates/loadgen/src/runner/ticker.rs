@@ -44,6 +44,8 @@ pub(super) async fn tick(
     let mut second = 0u32;
     let mut aborted = false;
     let mut merged = Trend::with_sigfig(2);
+    let mut lag = Trend::with_sigfig(2);
+    let mut service = Trend::with_sigfig(2);
     let (mut requests, mut failed) = (0u64, 0u64);
     loop {
         let at = start + Duration::from_secs(u64::from(second) + 1);
@@ -57,6 +59,8 @@ pub(super) async fn tick(
             ..SecondRow::default()
         };
         merged.reset();
+        lag.reset();
+        service.reset();
         let mut errors = Counts::<ErrorClass>::new();
         for s in shared.shards.iter() {
             let mut shard = s.lock().unwrap_or_else(|p| p.into_inner());
@@ -67,11 +71,17 @@ pub(super) async fn tick(
             row.cache_hits += acc.cache_hits;
             row.cache_responses += acc.cache_responses;
             merged.merge(&acc.duration);
+            lag.merge(&acc.lag);
+            service.merge(&acc.service);
+            row.errors.merge(&acc.errors);
             acc.requests = 0;
             acc.failed = 0;
+            acc.errors = Counts::new();
             acc.cache_hits = 0;
             acc.cache_responses = 0;
             acc.duration.reset();
+            acc.lag.reset();
+            acc.service.reset();
         }
         let dropped: Vec<u64> = shared
             .second_dropped
@@ -82,6 +92,8 @@ pub(super) async fn tick(
         row.p50_ms = merged.stat_ms(TrendStat::Med);
         row.p95_ms = merged.stat_ms(TrendStat::Percentile(95.0));
         row.p99_ms = merged.stat_ms(TrendStat::Percentile(99.0));
+        row.lag_p95_ms = lag.stat_ms(TrendStat::Percentile(95.0));
+        row.service_p95_ms = service.stat_ms(TrendStat::Percentile(95.0));
         row.in_flight = shared.in_flight.load() as u64;
         requests += row.requests;
         failed += row.failed;
