@@ -459,6 +459,10 @@ impl Parts<'_> {
             first_route,
             cumulative_weights,
             checks: checks.into(),
+            checks_in_place: check_bits
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| usize::from(b) == i),
             check_bits: check_bits.into(),
             flow,
         })

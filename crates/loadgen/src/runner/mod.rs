@@ -176,6 +176,8 @@ pub(crate) struct Scenario {
     checks: Arc<[Check]>,
     /// The test-wide bit of each of `checks`.
     check_bits: Arc<[u8]>,
+    /// Whether every check's bit is its own index (no renumbering needed).
+    checks_in_place: bool,
     /// Its flow, when it has steps instead of a mix.
     flow: Option<Arc<iterate::FlowPlan>>,
 }
@@ -188,12 +190,7 @@ impl Scenario {
 
     /// Moves a sample's check bits from the scenario's numbering to the test's.
     fn to_test_checks(&self, s: &mut Sample) {
-        if self
-            .check_bits
-            .iter()
-            .enumerate()
-            .all(|(i, &b)| usize::from(b) == i)
-        {
+        if self.checks_in_place {
             return;
         }
         let (applied, passed) = (s.checks_applied, s.checks_passed);

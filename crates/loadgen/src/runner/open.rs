@@ -19,8 +19,10 @@ impl LoadTest {
         let end = start + sc.executor.duration();
         let dispatch = Dispatch {
             shared: shared.clone(),
-            sc: sc.clone(),
-            in_flight: Arc::new(AtomicUsize::new(0)),
+            run: Arc::new(ScenarioRun {
+                sc: sc.clone(),
+                in_flight: AtomicUsize::new(0),
+            }),
             seed: self.seed,
             max_vus,
         };
@@ -88,12 +90,16 @@ const END_SLACK: Duration = Duration::from_millis(100);
 /// step (issue 15)").
 struct Dispatch {
     shared: Arc<Shared>,
-    sc: Arc<Scenario>,
-    /// This scenario's requests in flight, which its `max_vus` bounds
-    /// (the test's count is in `shared`).
-    in_flight: Arc<AtomicUsize>,
+    run: Arc<ScenarioRun>,
     seed: u64,
     max_vus: usize,
+}
+
+/// One open-model scenario as it runs: the scenario, and its requests in
+/// flight, which its `max_vus` bounds (the test's count is in [`Shared`]).
+struct ScenarioRun {
+    sc: Arc<Scenario>,
+    in_flight: AtomicUsize,
 }
 
 impl Dispatch {
@@ -118,7 +124,7 @@ impl Dispatch {
         }
         self.send(arrival.index, due);
         let mut n = 1;
-        if now > due && self.in_flight.load(Ordering::Acquire) >= self.max_vus {
+        if now > due && self.run.in_flight.load(Ordering::Acquire) >= self.max_vus {
             let k = schedule.skip_until(now - start);
             self.drop_many(k);
             n += k;
@@ -128,21 +134,21 @@ impl Dispatch {
 
     fn drop_many(&self, n: u64) {
         self.shared.dropped.fetch_add(n, Ordering::Relaxed);
-        self.shared.second_dropped[self.sc.index].fetch_add(n, Ordering::Relaxed);
+        self.shared.second_dropped[self.run.sc.index].fetch_add(n, Ordering::Relaxed);
     }
 
     fn send(&self, index: u64, due: Instant) {
-        if self.in_flight.load(Ordering::Acquire) >= self.max_vus {
+        if self.run.in_flight.load(Ordering::Acquire) >= self.max_vus {
             self.drop_many(1);
             return;
         }
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.run.in_flight.fetch_add(1, Ordering::AcqRel);
         self.shared.in_flight.enter();
-        let route = self.sc.pick(self.seed, index);
-        let (shared, sc, mine) = (self.shared.clone(), self.sc.clone(), self.in_flight.clone());
+        let route = self.run.sc.pick(self.seed, index);
+        let (shared, run) = (self.shared.clone(), self.run.clone());
         let max_vus = self.max_vus;
         tokio::spawn(async move {
-            match &sc.flow {
+            match &run.sc.flow {
                 Some(flow) => {
                     let vu = 1 + index % max_vus as u64;
                     let seed = shared.seed;
@@ -152,12 +158,12 @@ impl Dispatch {
                 }
                 None => {
                     let s = shared
-                        .exchange_on(&sc, &shared.pools, route, due, index)
+                        .exchange_on(&run.sc, &shared.pools, route, due, index)
                         .await;
                     shared.record(&s, true);
                 }
             }
-            mine.fetch_sub(1, Ordering::AcqRel);
+            run.in_flight.fetch_sub(1, Ordering::AcqRel);
             shared.in_flight.leave();
         });
     }
