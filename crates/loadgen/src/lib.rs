@@ -77,7 +77,7 @@ pub use metrics::{
     RouteMetrics, SecondRow, StatusCounts, TaggedMetrics, TlsVersion,
 };
 pub use output::{OutDest, OutFormat, Output, OutputReport};
-pub use result::{write_atomic, RunResult, FORMAT_VERSION};
+pub use result::{write_atomic, RunResult, ScenarioInfo, FORMAT_VERSION};
 pub use runner::{Interrupt, LoadTest, NoObserver, Observer, Progress, RunOptions};
 pub use schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};
 pub use segment::Segment;

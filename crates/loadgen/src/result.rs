@@ -13,6 +13,21 @@ use crate::threshold::{
     Aggregation, MetricRef, MetricSource, Threshold, ThresholdOutcome, ThresholdSpec,
 };
 
+/// One scenario of a test with several.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    /// Its name (the `scenario` tag).
+    pub name: String,
+    /// k6's name of its executor.
+    pub executor: String,
+    /// When it started, seconds from the test's start (`startTime`).
+    pub start_secs: f64,
+    /// Its scheduled length, seconds.
+    pub duration_secs: f64,
+    /// Whether it is an arrival-rate (open-model) scenario.
+    pub open: bool,
+}
+
 /// Version of the results file format.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -25,8 +40,12 @@ pub struct RunResult {
     pub format: u32,
     /// The run's W3C trace id (also in every request's `traceparent`).
     pub trace_id: String,
-    /// k6's executor name.
+    /// k6's executor name; with several scenarios, `NAME: executor` each.
     pub executor: String,
+    /// The scenarios of a test with several (k6's `scenarios`); empty for
+    /// a test of one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scenarios: Vec<ScenarioInfo>,
     /// Target arrival rate of this result's segments (arrivals/s); 0 for closed executors.
     pub target_rate: f64,
     /// Peak in-flight limit (open) or peak VUs (closed), summed over merged segments.
@@ -136,7 +155,7 @@ impl RunResult {
                     p.format, out.format
                 )));
             }
-            if p.executor != out.executor {
+            if p.executor != out.executor || p.scenarios != out.scenarios {
                 return Err(Error::Merge(format!(
                     "result {which} ran {}, result 1 ran {}",
                     p.executor, out.executor

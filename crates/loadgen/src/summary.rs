@@ -394,12 +394,35 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
     let mut out = String::new();
     let segs: Vec<String> = r.segments.iter().map(|s| s.to_string()).collect();
     let _ = writeln!(out);
-    if r.target_rate > 0.0 {
+    if !r.scenarios.is_empty() {
         let _ = writeln!(
             out,
-            "  execution: {}, target {:.2} req/s, achieved {:.2} req/s over {:.1}s (segment {}, max {} VUs)",
-            r.executor, r.target_rate, r.achieved_rate(), r.active_secs, segs.join(","), r.max_vus
+            "  scenarios: {} (k6's scenarios), one clock:",
+            r.scenarios.len()
         );
+        for s in &r.scenarios {
+            let _ = writeln!(
+                out,
+                "    * {}: {} for {:.1}s from {:.1}s",
+                s.name, s.executor, s.duration_secs, s.start_secs
+            );
+        }
+    }
+    if r.target_rate > 0.0 {
+        if r.scenarios.iter().any(|s| !s.open) {
+            // the target is the arrival-rate scenarios'; the iterations everyone's
+            let _ = writeln!(
+                out,
+                "  execution: target {:.2} req/s (arrival-rate scenarios), {:.2} iterations/s achieved by all over {:.1}s (segment {}, max {} VUs)",
+                r.target_rate, r.achieved_rate(), r.active_secs, segs.join(","), r.max_vus
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  execution: {}, target {:.2} req/s, achieved {:.2} req/s over {:.1}s (segment {}, max {} VUs)",
+                r.executor, r.target_rate, r.achieved_rate(), r.active_secs, segs.join(","), r.max_vus
+            );
+        }
         let _ = writeln!(
             out,
             "  scheduled: {} arrivals, {} sent, {} dropped",

@@ -457,6 +457,22 @@ async fn two_scenarios_run_side_by_side_each_from_its_start_time_and_tagged() {
     assert_eq!(r.metrics.checks[i].passes, r.metrics.requests);
     let outcomes = r.evaluate(None).unwrap();
     assert!(outcomes.iter().all(|o| o.ok), "{outcomes:?}");
+    let scenarios: Vec<(&str, bool, f64)> = r
+        .scenarios
+        .iter()
+        .map(|s| (s.name.as_str(), s.open, s.start_secs))
+        .collect();
+    assert_eq!(scenarios, [("browse", true, 0.0), ("buy", false, 0.5)]);
+    // the summary says the target is the arrival-rate scenario's alone
+    let text = atlas_loadgen::text_summary(&r, &outcomes);
+    assert!(
+        text.contains("* buy: constant-vus for 0.5s from 0.5s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("target 20.00 req/s (arrival-rate scenarios)"),
+        "{text}"
+    );
 
     // tagged with their scenario; nothing of "buy" before its start time
     let started: std::time::SystemTime = humantime::parse_rfc3339(&r.started_at).unwrap();

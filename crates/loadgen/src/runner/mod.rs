@@ -19,7 +19,7 @@ use crate::metrics::{
     TaggedMetrics,
 };
 use crate::output::{Output, PointSet, PointWriter};
-use crate::result::{RunResult, Snapshot, FORMAT_VERSION};
+use crate::result::{RunResult, ScenarioInfo, Snapshot, FORMAT_VERSION};
 use crate::schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};
 use crate::segment::Segment;
 use crate::threshold::{Threshold, ThresholdSpec};
@@ -513,6 +513,19 @@ impl LoadTest {
             format: FORMAT_VERSION,
             trace_id: self.trace.to_string(),
             executor: self.executor_label(),
+            scenarios: match self.scenarios.as_slice() {
+                [one] if one.name == build::DEFAULT_SCENARIO => Vec::new(),
+                all => all
+                    .iter()
+                    .map(|s| ScenarioInfo {
+                        name: s.name.clone(),
+                        executor: s.executor.name().to_string(),
+                        start_secs: s.start.as_secs_f64(),
+                        duration_secs: s.executor.duration().as_secs_f64(),
+                        open: s.executor.is_open(),
+                    })
+                    .collect(),
+            },
             target_rate,
             max_vus: vus_max,
             segments: vec![self.segment],
