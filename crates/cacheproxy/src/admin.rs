@@ -274,12 +274,27 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
             match state.swap_config(next, false) {
                 Ok(previous) => {
                     tracing::info!(target: "atlas_admin", changes = %changes, "config swapped");
+                    let previous = serde_json::to_value(previous).expect("config serializes");
+                    let current =
+                        serde_json::to_value(&state.live.load().cfg).expect("config serializes");
+                    // in force now; kept across a SIGHUP or a restart when written
+                    let (persisted, persist_error) = match state.persist.get() {
+                        None => (None, None),
+                        Some(p) => match p.write(&previous, &current) {
+                            Ok(()) => (Some(p.path().display().to_string()), None),
+                            Err(e) => {
+                                tracing::warn!(target: "atlas_admin", error = %e, "config change not written to the file");
+                                (None, Some(e.to_string()))
+                            }
+                        },
+                    };
                     json_response(
                         StatusCode::OK,
                         &ConfigSwapped {
-                            previous: serde_json::to_value(previous).expect("config serializes"),
-                            current: serde_json::to_value(&state.live.load().cfg)
-                                .expect("config serializes"),
+                            previous,
+                            current,
+                            persisted,
+                            persist_error,
                         },
                     )
                 }

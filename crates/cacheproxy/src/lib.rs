@@ -72,6 +72,7 @@ mod fill;
 mod headers;
 mod lock;
 mod metrics;
+mod persist;
 mod proxy;
 mod request_rules;
 mod send_timeout;
@@ -95,6 +96,7 @@ pub use decision::{
 pub use error::{Error, Result};
 pub use headers::{trace_id, valid_traceparent};
 pub use lock::{wait as wait_for_flight, FlightGuard, Flights, Join, Outcome as FlightOutcome};
+pub use persist::Persist;
 pub use request_rules::{admit, valid_host, Admission, Refusal};
 pub use server::{Proxy, ProxyHandle, ACCEPT_BACKOFF, ADMIN_CONNECTIONS, ADMIN_TIMEOUT};
 pub use status::CacheStatus;

@@ -158,6 +158,8 @@ pub struct State {
     pub ids: Ids,
     /// Where each request is logged, when anywhere.
     pub access_log: std::sync::OnceLock<AccessLog>,
+    /// The config file accepted `PUT /config` changes are written to, when any.
+    pub persist: std::sync::OnceLock<crate::Persist>,
     routes: RwLock<HashMap<String, Arc<str>>>,
     other_route: Arc<str>,
 }
@@ -179,6 +181,7 @@ impl State {
             pending_bytes: AtomicUsize::new(0),
             ids: Ids::default(),
             access_log: std::sync::OnceLock::new(),
+            persist: std::sync::OnceLock::new(),
             routes: RwLock::new(HashMap::new()),
             other_route: Arc::from("other"),
         })

@@ -157,6 +157,14 @@ impl Proxy {
         self
     }
 
+    /// Writes each change the admin API accepts (`PUT /config`) back into
+    /// `file`, the TOML config file the proxy was started with, so that a
+    /// SIGHUP or a restart keeps it (see [`crate::Persist`]).
+    pub fn persist_to(self, file: impl Into<std::path::PathBuf>) -> Self {
+        let _ = self.state.persist.set(crate::Persist::new(file));
+        self
+    }
+
     /// A handle for config swaps and inspection.
     pub fn handle(&self) -> ProxyHandle {
         ProxyHandle {

@@ -26,9 +26,14 @@ pub(crate) struct ProxyArgs {
     /// The admin listener [default: 127.0.0.1:9080]
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
-    /// A TOML config file (re-read on SIGHUP)
+    /// A TOML config file (re-read on SIGHUP); each change the admin API
+    /// accepts is written back to it (comments kept, the old file kept as
+    /// FILE.prev), so a SIGHUP or a restart keeps it
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Keep admin API changes in memory only: do not write them to --config FILE
+    #[arg(long)]
+    no_persist: bool,
     /// cache.ttl [default: 60s]
     #[arg(long, value_name = "D", value_parser = atlas_cacheproxy::parse_duration)]
     ttl: Option<Duration>,
@@ -207,6 +212,9 @@ async fn serve(args: ProxyArgs, cfg: ProxyConfig) -> anyhow::Result<()> {
             AccessLogFormat::Json
         };
         proxy = proxy.access_log(AccessLog::new(std::io::stderr(), format));
+    }
+    if let (Some(file), false) = (&args.config, args.no_persist) {
+        proxy = proxy.persist_to(file);
     }
     let https = proxy
         .tls_addr()

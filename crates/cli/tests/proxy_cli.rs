@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 use common::{atlas, signal, spawn_proxy, wait_exit, Proc, Scratch};
@@ -21,16 +21,20 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 async fn try_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let req = http::Request::get(path)
+        .header("host", addr.to_string())
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    send(addr, req).await
+}
+
+/// One request on a connection of its own: status and body.
+async fn send(addr: SocketAddr, req: http::Request<Full<Bytes>>) -> Option<(u16, String)> {
     let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .ok()?;
     tokio::spawn(conn);
-    let host = addr.to_string();
-    let req = http::Request::get(path)
-        .header("host", host.as_str())
-        .body(Empty::<Bytes>::new())
-        .unwrap();
     let resp = send.send_request(req).await.ok()?;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.ok()?.to_bytes();
@@ -101,18 +105,107 @@ async fn sighup_rereads_the_config_file() {
     )
     .unwrap();
     signal(&child, "-HUP");
-    let mut seen = String::new();
-    for _ in 0..50 {
-        seen = get(admin, "/config").await.1;
-        if seen.contains("\"ttl\": \"5s\"") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let seen = config_showing(admin, "\"ttl\": \"5s\"").await;
     assert!(seen.contains("\"ttl\": \"5s\""), "after SIGHUP: {seen}");
     // the worker threads are started once: the running count stays
     assert!(seen.contains("\"workers\": 1"), "after SIGHUP: {seen}");
     assert_eq!(serving_threads(child.id()), 1);
+    signal(&child, "-TERM");
+    let status = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(status.success());
+}
+
+/// `GET /config` once it shows `want` (a signal is handled in its own
+/// time), or as it is after 5 s.
+async fn config_showing(admin: SocketAddr, want: &str) -> String {
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = get(admin, "/config").await.1;
+        if seen.contains(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    seen
+}
+
+/// `PUT /config` with a JSON body on the admin API: status and body.
+async fn put_config(admin: SocketAddr, json: &str) -> (u16, String) {
+    let req = http::Request::put("/config")
+        .header("host", admin.to_string())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(json.to_string())))
+        .unwrap();
+    send(admin, req).await.expect("an answer")
+}
+
+/// A heal through the admin API lasts: it is written into the config file
+/// (comments kept, the old file as FILE.prev), so the SIGHUP that re-reads
+/// the file keeps it, and so does a restart; with --no-persist the file is
+/// left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_change_is_written_to_the_config_file_and_survives_sighup_and_restart() {
+    let origin = support::fast_origin().await;
+    let s = Scratch::new("persist");
+    let file = s.path("atlas.toml");
+    let text = format!(
+        "# the shop's micro-cache\nupstream = \"{}\"\nworkers = 1\n\n[cache]\n# as agreed with the app team\nttl = \"1s\"  # too short, the healer will say\n",
+        origin.url("")
+    );
+    std::fs::write(&file, &text).unwrap();
+    let (child, _addr, admin) = spawn_proxy(&["--config", file.to_str().unwrap()]);
+    let (status, body) = put_config(
+        admin,
+        r#"{"cache.ttl": "60s", "cache.ignore_set_cookie": true}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"persisted\""), "{body}");
+    let now = std::fs::read_to_string(&file).unwrap();
+    assert!(now.contains("# the shop's micro-cache"), "{now}");
+    assert!(
+        now.contains(
+            "# as agreed with the app team\nttl = \"1m\"  # too short, the healer will say"
+        ),
+        "{now}"
+    );
+    assert!(now.contains("ignore_set_cookie = true"), "{now}");
+    assert_eq!(
+        std::fs::read_to_string(s.path("atlas.toml.prev")).unwrap(),
+        text
+    );
+
+    // SIGHUP re-reads the file, with an edit of the operator's own: it
+    // takes the edit, and the heal is in the file
+    let now = now.replace("[cache]\n", "[cache]\nstale_if_error = \"7s\"\n");
+    std::fs::write(&file, &now).unwrap();
+    signal(&child, "-HUP");
+    let cfg = config_showing(admin, "\"stale_if_error\": \"7s\"").await;
+    assert!(
+        cfg.contains("\"stale_if_error\": \"7s\""),
+        "after SIGHUP: {cfg}"
+    );
+    assert!(cfg.contains("\"ttl\": \"1m\""), "after SIGHUP: {cfg}");
+    assert!(
+        cfg.contains("\"ignore_set_cookie\": true"),
+        "after SIGHUP: {cfg}"
+    );
+    signal(&child, "-TERM");
+    let status = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(status.success());
+
+    // a restart reads it too; with --no-persist a change stays in memory
+    let (child, _addr, admin) = spawn_proxy(&["--config", file.to_str().unwrap(), "--no-persist"]);
+    let cfg = get(admin, "/config").await.1;
+    assert!(cfg.contains("\"ttl\": \"1m\""), "after a restart: {cfg}");
+    let (status, body) = put_config(admin, r#"{"cache.ttl": "5s"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("\"persisted\""), "{body}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), now);
     signal(&child, "-TERM");
     let status = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(10)))
         .await

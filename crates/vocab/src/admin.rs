@@ -77,6 +77,13 @@ pub struct ConfigSwapped {
     pub previous: Value,
     /// The config now in force.
     pub current: Value,
+    /// The config file the change was written to (`atlas proxy --config
+    /// FILE`), so that a SIGHUP or a restart keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persisted: Option<String>,
+    /// Why the change, in force, could not be written to the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persist_error: Option<String>,
 }
 
 /// `POST /purge`: how many entries went.
