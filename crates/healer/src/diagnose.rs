@@ -27,6 +27,10 @@ pub enum Code {
     UpstreamSlow,
     /// Too few cache hits; see the [`MissCause`].
     CacheMiss,
+    /// No response says what a cache did with it (no `X-Cache-Status`, no
+    /// RFC 9211 `Cache-Status`, nothing the cache-header rule reads): the
+    /// target is not behind a cache, or its cache does not say so.
+    NoCache,
     /// The load generator dropped arrivals or could not reach the rate.
     LoadShortfall,
     /// p95 or errors fail with a healthy cache and upstream.
@@ -48,6 +52,7 @@ impl Code {
             Code::UpstreamDown => "UPSTREAM-DOWN",
             Code::UpstreamSlow => "UPSTREAM-SLOW",
             Code::CacheMiss => "CACHE-MISS",
+            Code::NoCache => "NO-CACHE",
             Code::LoadShortfall => "LOAD-SHORTFALL",
             Code::Threshold => "THRESHOLD",
             Code::Policy => "POLICY",
@@ -295,7 +300,32 @@ pub fn diagnose(obs: &Observation, cfg: &HealerConfig, managed: bool) -> Vec<Dia
     }
     let mut out = Vec::new();
     let head = format!("sample: {} ({} requests)", s.figures(), s.requests);
-    if s.hit_ratio.is_none_or(|h| h < cfg.thresholds.min_hit) {
+    let silent = obs
+        .routes
+        .iter()
+        .all(|r| r.cache.iter().all(String::is_empty));
+    if s.hit_ratio.is_none() && silent {
+        // no cache said anything: there is none to blame a miss on
+        let routes: Vec<String> = obs.routes.iter().map(|r| r.path.clone()).collect();
+        out.push(
+            Diagnosis::new(
+                Code::NoCache,
+                None,
+                format!(
+                    "no response from {addr} carries a cache status: it is not behind a cache, or the cache does not say so"
+                ),
+                vec![
+                    head.clone(),
+                    format!(
+                        "{} requests in the sample and every probe of {} answered without X-Cache-Status, RFC 9211 Cache-Status or the --cache-header rule's header",
+                        s.requests,
+                        routes.join(", ")
+                    ),
+                ],
+            )
+            .with_routes(routes),
+        );
+    } else if s.hit_ratio.is_none_or(|h| h < cfg.thresholds.min_hit) {
         out.extend(miss_causes(obs, s, cfg, &head));
     }
     let server_errors: u64 = s

@@ -522,6 +522,10 @@ impl Run<'_> {
                 Some(Knob::LoadMaxVus.name()),
                 "the load generator: it cannot reach the rate on this machine (run it on another host, or split it with --segment)".into(),
             ),
+            Code::NoCache => (
+                None,
+                "the cache in front of the app: put one there (atlas proxy --upstream APP), or make the one there say what it did (nginx: add_header X-Cache-Status $upstream_cache_status always; Varnish or a CDN: --cache-header X-Cache=HIT)".into(),
+            ),
             Code::CacheMiss if d.cause == Some(MissCause::Private) => (
                 None,
                 private_way_out(d),

@@ -80,3 +80,32 @@ async fn an_app_that_is_down_is_an_upstream_down_blocker_and_the_app_is_left_alo
     let text = r.packet.to_string();
     assert!(text.starts_with("BLOCKER  UPSTREAM-DOWN"), "{text}");
 }
+
+/// Issue 18: gating the app with no cache in front was diagnosed as
+/// `CACHE-MISS (set-cookie)`. No response carries a cache status: that is
+/// NO-CACHE, naming the routes and how to make a cache say what it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_origin_is_no_cache_not_a_cache_miss() {
+    let app = demo(|s| {
+        s.set_cookie.insert("/playground".into());
+    })
+    .await;
+    let dir = Scratch::new("no-cache");
+    let r = heal(healer(&app.url, None), &dir).await;
+    let b = blocker(&r);
+    assert_eq!((b.class, b.cause), (Code::NoCache, None), "{}", r.packet);
+    assert!(b.what.contains("carries a cache status"), "{}", b.what);
+    assert!(
+        b.proof.iter().any(|p| p.contains("/playground")),
+        "the proof names the routes probed: {:?}",
+        b.proof
+    );
+    assert!(
+        b.lives
+            .contains("add_header X-Cache-Status $upstream_cache_status always;"),
+        "{}",
+        b.lives
+    );
+    assert!(r.packet.to_string().contains("NO-CACHE"), "{}", r.packet);
+    assert!(phase(&dir.journal(), "act").is_empty(), "the healer acted");
+}
