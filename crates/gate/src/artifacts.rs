@@ -178,6 +178,12 @@ pub(crate) async fn write(
                     Err(f) => format!("GET {a}{path}: {f}\n").into_bytes(),
                 };
                 write_file(&work.join(file), &body)?;
+                if path == "/config" {
+                    // the same config as `atlas proxy --config` reads it back
+                    if let Some(toml) = config_toml(&body) {
+                        write_file(&work.join("proxy-config.toml"), toml.as_bytes())?;
+                    }
+                }
             }
         }
         None => write_file(
@@ -211,4 +217,31 @@ pub(crate) async fn write(
         )?;
     }
     Ok(())
+}
+
+/// A proxy's `GET /config` answer as the TOML file `atlas proxy --config`
+/// reads (unset knobs left out: they take their defaults); `None` when the
+/// answer is not a config.
+fn config_toml(json: &[u8]) -> Option<String> {
+    fn without_nulls(v: serde_json::Value) -> Option<serde_json::Value> {
+        use serde_json::Value;
+        match v {
+            Value::Null => None,
+            Value::Object(m) => Some(Value::Object(
+                m.into_iter()
+                    .filter_map(|(k, v)| without_nulls(v).map(|v| (k, v)))
+                    .collect(),
+            )),
+            Value::Array(a) => Some(Value::Array(
+                a.into_iter().filter_map(without_nulls).collect(),
+            )),
+            other => Some(other),
+        }
+    }
+    let cfg: serde_json::Value = serde_json::from_slice(json).ok()?;
+    cfg.as_object()?;
+    let text = toml::to_string(&without_nulls(cfg)?).ok()?;
+    Some(format!(
+        "# The proxy's config at the end of the gate (GET /config), as `atlas proxy --config` reads it.\n# The admin token is never shown: set it again (ATLAS_ADMIN_TOKEN) if the proxy had one.\n{text}"
+    ))
 }

@@ -59,6 +59,15 @@ async fn the_embedded_gate_runs_from_rust_and_its_bundle_verifies() {
     );
     let html = std::fs::read_to_string(o.bundle_dir.join("report.html")).unwrap();
     assert!(html.contains("id=\"chart-latency\"") && html.contains("PROGRESS"));
+    // the proxy's config comes as a file `atlas proxy --config` takes back,
+    // the same config as GET /config showed
+    let toml_cfg =
+        atlas_cacheproxy::ProxyConfig::from_toml_file(&o.bundle_dir.join("proxy-config.toml"))
+            .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(o.bundle_dir.join("proxy-config.json")).unwrap())
+            .unwrap();
+    assert_eq!(serde_json::to_value(&toml_cfg).unwrap(), json);
     let lines = lines.0.lock().unwrap();
     assert!(
         lines.iter().any(|l| l.starts_with("stand-up: demo app")),
