@@ -248,28 +248,12 @@ struct Parts<'a> {
 impl Parts<'_> {
     /// The test-wide index of check `name` in `group`.
     fn check(&mut self, group: &str, name: &str) -> usize {
-        match self
-            .checks
-            .iter()
-            .position(|(g, n)| g == group && n == name)
-        {
-            Some(i) => i,
-            None => {
-                self.checks.push((group.to_string(), name.to_string()));
-                self.checks.len() - 1
-            }
-        }
+        intern(&mut self.checks, (group.to_string(), name.to_string()))
     }
 
     /// The test-wide index of group `path`.
     fn group(&mut self, path: &str) -> usize {
-        match self.groups.iter().position(|g| g == path) {
-            Some(i) => i,
-            None => {
-                self.groups.push(path.to_string());
-                self.groups.len() - 1
-            }
-        }
+        intern(&mut self.groups, path.to_string())
     }
 
     /// Builds one scenario, adding its targets; errors name its fields

@@ -149,16 +149,7 @@ pub(crate) fn plan(
     // a check is one per expression within a group, as k6 keys checks by path
     let mut checks_seen: Vec<(String, String)> = Vec::new();
     let mut index_of = |group: &str, name: &str| -> usize {
-        match checks_seen
-            .iter()
-            .position(|(g, n)| g == group && n == name)
-        {
-            Some(i) => i,
-            None => {
-                checks_seen.push((group.to_string(), name.to_string()));
-                checks_seen.len() - 1
-            }
-        }
+        intern(&mut checks_seen, (group.to_string(), name.to_string()))
     };
     let mut groups: Vec<String> = Vec::new();
     let mut plans = Vec::with_capacity(steps.len());
@@ -170,13 +161,7 @@ pub(crate) fn plan(
             .map(|g| crate::flow::group_path(&field("group"), g))
             .transpose()?;
         let group_path = group.clone().unwrap_or_default();
-        let group = group.map(|g| match groups.iter().position(|x| *x == g) {
-            Some(k) => k,
-            None => {
-                groups.push(g);
-                groups.len() - 1
-            }
-        });
+        let group = group.map(|g| intern(&mut groups, g));
         let defined = |f: String, names: Vec<String>, known: &[String]| -> Result<()> {
             match names.iter().find(|n| !known.contains(n)) {
                 Some(n) => Err(Error::config(

@@ -634,6 +634,17 @@ impl LoadTest {
     }
 }
 
+/// The index of `item` in `list`, pushed at the end when it is not there.
+fn intern<T: PartialEq>(list: &mut Vec<T>, item: T) -> usize {
+    match list.iter().position(|x| *x == item) {
+        Some(i) => i,
+        None => {
+            list.push(item);
+            list.len() - 1
+        }
+    }
+}
+
 /// Runs futures together on the calling task; their outputs, in order.
 async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
     use std::task::Poll;
