@@ -43,6 +43,12 @@ pub(crate) struct GateArgs {
     /// The Atlas proxy's admin API in front of --target (its token from ATLAS_ADMIN_TOKEN); without it the healer only observes
     #[arg(long, env = "ATLAS_ADMIN", value_name = "URL")]
     admin: Option<String>,
+    /// Where the application behind --target listens: the healer asks it directly what a
+    /// cache may hide (Set-Cookie), and points a misnamed upstream there
+    #[arg(long, env = "ATLAS_APP", value_name = "URL")]
+    app: Option<String>,
+    #[command(flatten)]
+    nginx: crate::heal::NginxArgs,
     /// CA certificates (PEM) trusted for an https:// --target besides the system's (repeat)
     #[arg(long, env = "ATLAS_CACERT", value_name = "FILE")]
     cacert: Vec<PathBuf>,
@@ -109,6 +115,10 @@ impl GateArgs {
         }
         set(&mut cfg.target, &self.target);
         set(&mut cfg.admin, &self.admin);
+        set(&mut cfg.app, &self.app);
+        if let Some(n) = self.nginx.setup() {
+            cfg.nginx = Some(n);
+        }
         cfg.cacert.extend(self.cacert.iter().cloned());
         cfg.insecure_skip_tls_verify |= self.insecure_skip_tls_verify;
         set(&mut cfg.cache_header, &self.cache_header);

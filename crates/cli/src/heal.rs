@@ -15,9 +15,12 @@ use crate::{report, EXIT_BLOCKER, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 #[command(after_help = "\
 The healer changes infrastructure knobs only (the proxy's config through its admin API,
 the load sample's settings, starting the proxy it manages), never the application.
-Diagnoses: SC-NET, PORT-OCCUPIED, SC-NAME, UPSTREAM-DOWN, UPSTREAM-SLOW,
+Diagnoses: SC-NET, PORT-OCCUPIED, SC-NAME, UPSTREAM-DOWN, UPSTREAM-SLOW, NO-CACHE,
 CACHE-MISS (set-cookie | private | unnormalized-keys | stampede | short-ttl | unknown),
 LOAD-SHORTFALL, THRESHOLD, POLICY.
+With --nginx-conf the healer changes nginx through atlas-knobs.conf (include it in the
+location that proxies the gated routes, and atlas-knobs-http.conf in http {}): each change
+is checked with nginx -t, reloaded, confirmed by new workers, and undone on any failure.
 Writes to --out: journal.jsonl (appended, synced before each change), knobs-notes.txt
 (WHAT / WHY / VERIFY / ROLLBACK per knob), packet.json.
 Policy file (TOML): allow = [\"cache.*\", \"upstream\"]  deny = [\"cache.ttl\"]
@@ -38,6 +41,8 @@ pub(crate) struct HealArgs {
     /// CF-Cache-Status=HIT [default: X-Cache-Status, else RFC 9211 Cache-Status]
     #[arg(long, value_name = "NAME=HIT_VALUES")]
     cache_header: Option<String>,
+    #[command(flatten)]
+    nginx: NginxArgs,
     /// Manage the proxy: start `atlas proxy --config FILE` when nothing listens (SC-NET)
     #[arg(long, value_name = "FILE")]
     proxy_config: Option<PathBuf>,
@@ -138,6 +143,63 @@ impl HealArgs {
     }
 }
 
+/// The user's nginx as the healer's actuator (`atlas heal` and `atlas gate`).
+#[derive(Args, Debug, Default)]
+pub(crate) struct NginxArgs {
+    /// Heal the nginx in front of --target through the include file Atlas owns beside this
+    /// config (atlas-knobs.conf); Atlas never edits CONF itself
+    #[arg(long, env = "ATLAS_NGINX_CONF", value_name = "CONF")]
+    pub(crate) nginx_conf: Option<PathBuf>,
+    /// nginx's prefix (its -p) [default: nginx's compiled-in prefix]
+    #[arg(
+        long,
+        env = "ATLAS_NGINX_PREFIX",
+        value_name = "DIR",
+        requires = "nginx_conf"
+    )]
+    pub(crate) nginx_prefix: Option<PathBuf>,
+    /// The nginx binary, for nginx -t, -T and -s reload [default: nginx on PATH]
+    #[arg(
+        long,
+        env = "ATLAS_NGINX_BIN",
+        value_name = "PATH",
+        requires = "nginx_conf"
+    )]
+    pub(crate) nginx_bin: Option<PathBuf>,
+    /// How to reload nginx, run by sh -c: `systemctl reload nginx`, `docker exec web nginx
+    /// -s reload` [default: nginx -p PREFIX -c CONF -s reload]
+    #[arg(
+        long,
+        env = "ATLAS_NGINX_RELOAD",
+        value_name = "CMD",
+        requires = "nginx_conf"
+    )]
+    pub(crate) nginx_reload: Option<String>,
+    /// The include file Atlas owns [default: atlas-knobs.conf beside CONF]
+    #[arg(
+        long,
+        env = "ATLAS_NGINX_KNOBS",
+        value_name = "FILE",
+        requires = "nginx_conf"
+    )]
+    pub(crate) nginx_knobs: Option<PathBuf>,
+}
+
+impl NginxArgs {
+    /// The setup, when --nginx-conf is given.
+    pub(crate) fn setup(&self) -> Option<atlas_healer::NginxSetup> {
+        let conf = self.nginx_conf.clone()?;
+        let mut s = atlas_healer::NginxSetup::new(conf);
+        s.prefix.clone_from(&self.nginx_prefix);
+        if let Some(b) = &self.nginx_bin {
+            s.bin.clone_from(b);
+        }
+        s.reload.clone_from(&self.nginx_reload);
+        s.knobs.clone_from(&self.nginx_knobs);
+        Some(s)
+    }
+}
+
 pub(crate) fn main(args: HealArgs) -> u8 {
     let (cfg, launcher) = match args.config() {
         Ok(c) => c,
@@ -155,6 +217,20 @@ pub(crate) fn main(args: HealArgs) -> u8 {
     };
     if let Some(l) = launcher {
         healer = healer.launcher(l);
+    }
+    if let Some(setup) = args.nginx.setup() {
+        if args.admin.is_some() || args.proxy_config.is_some() {
+            return report(
+                &anyhow::anyhow!(
+                    "--nginx-conf heals nginx; --admin and --proxy-config an Atlas proxy: give one"
+                ),
+                EXIT_USAGE,
+            );
+        }
+        match atlas_healer::Nginx::new(setup) {
+            Ok(n) => healer = healer.actuator(n),
+            Err(e) => return report(&anyhow::Error::new(e), EXIT_USAGE),
+        }
     }
     if !args.quiet {
         healer = healer.hooks(Arc::new(JournalPrinter));

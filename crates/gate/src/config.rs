@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use atlas_demo::Switches;
-use atlas_healer::{Bearer, Policy, Thresholds};
+use atlas_healer::{Bearer, NginxSetup, Policy, Thresholds};
 use atlas_loadgen::RequestSpec;
 use serde::Deserialize;
 
@@ -45,6 +45,14 @@ pub struct GateConfig {
     /// The Atlas proxy's admin API in front of `target` (the healer changes
     /// knobs through it). Default: none, the healer only observes.
     pub admin: Option<String>,
+    /// The user's nginx in front of `target` (`[nginx]`: `conf`, `prefix`,
+    /// `bin`, `reload`, `knobs`): the healer changes knobs through the
+    /// include file Atlas owns beside `conf`. Default: none.
+    pub nginx: Option<NginxSetup>,
+    /// Where the application behind `target` listens (`--app`): the healer
+    /// asks it directly what the cache may hide (`Set-Cookie`), and points a
+    /// misnamed upstream there. Default: none.
+    pub app: Option<String>,
     /// The admin API's bearer token (the proxy's `admin_token`). Never read
     /// from the file: the CLI takes it from `ATLAS_ADMIN_TOKEN`. The
     /// embedded proxy's own token, when its knobs set one, is used for it.
@@ -93,6 +101,8 @@ impl Default for GateConfig {
             insecure_skip_tls_verify: false,
             cache_header: None,
             admin: None,
+            nginx: None,
+            app: None,
             admin_token: None,
             rate: 500.0,
             duration: Duration::from_secs(60),
@@ -202,6 +212,7 @@ impl GateConfig {
         for (name, u, schemes) in [
             ("target", &self.target, &["http", "https"][..]),
             ("admin", &self.admin, &["http"][..]),
+            ("app", &self.app, &["http", "https"][..]),
         ] {
             if let Some(u) = u {
                 let ok = u.parse::<http::Uri>().is_ok_and(|x| {
@@ -230,10 +241,22 @@ impl GateConfig {
             rule.parse::<atlas_vocab::CacheRule>()
                 .map_err(|e| Error::config(self.at("cache_header"), e))?;
         }
-        if self.admin.is_some() && self.target.is_none() {
+        for (name, given) in [
+            ("admin", self.admin.is_some()),
+            ("nginx", self.nginx.is_some()),
+            ("app", self.app.is_some()),
+        ] {
+            if given && self.target.is_none() {
+                return Err(Error::config(
+                    self.at(name),
+                    "needs target (the embedded stack is the gate's own)",
+                ));
+            }
+        }
+        if self.admin.is_some() && self.nginx.is_some() {
             return Err(Error::config(
-                self.at("admin"),
-                "needs target (the embedded proxy's admin API is the gate's own)",
+                self.at("nginx"),
+                "give admin (an Atlas proxy) or nginx, not both: the healer turns one proxy's knobs",
             ));
         }
         self.demo

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use atlas_cacheproxy::{AccessLog, AccessLogFormat};
 use atlas_evidence::{BundleBuilder, ThresholdRecord, Verdict};
-use atlas_healer::{Blocker, Code, Healer, HealerConfig, Observation, Packet, Progress};
+use atlas_healer::{Blocker, Code, Healer, HealerConfig, Nginx, Observation, Packet, Progress};
 use atlas_loadgen::{write_atomic, Interrupt, Observer, TraceId};
 use serde_json::json;
 
@@ -226,7 +226,12 @@ impl Gate {
 
         // STAND UP
         let stack = match &cfg.target {
-            Some(t) => Stack::external(t, cfg.admin.clone(), cfg.admin_token.clone()),
+            Some(t) => Stack::external(
+                t,
+                cfg.admin.clone(),
+                cfg.admin_token.clone(),
+                cfg.app.clone(),
+            ),
             None => {
                 let p = work.join(RAW_ACCESS_LOG);
                 let file = std::fs::File::create(&p).map_err(Error::io(p.display().to_string()))?;
@@ -273,7 +278,7 @@ impl Gate {
         // PRIME + ROUTE CHECKS: every route twice through the proxy; the
         // first request fills the cache, the second must answer 2xx with
         // cache headers.
-        let routes = atlas_healer::observe(&hcfg, 1, false).await?;
+        let routes = atlas_healer::observe(&hcfg, 1, false, None).await?;
         artifacts::write_json(&work.join("routes.json"), &json!({"observation": routes}))?;
         let route_lines = route_checks(&routes);
         for l in &route_lines {
@@ -308,6 +313,9 @@ impl Gate {
                 },
             );
             let mut healer = Healer::new(hcfg.clone())?.out_dir(work);
+            if let Some(n) = &cfg.nginx {
+                healer = healer.actuator(Nginx::new(n.clone())?);
+            }
             if let Some(h) = hooks.healer_hooks() {
                 healer = healer.hooks(h);
             }
@@ -355,6 +363,13 @@ impl Gate {
                 .map_or_else(|_| s.clone(), |r| r.to_string()),
             None => atlas_vocab::CacheRule::Standard.to_string(),
         };
+        if let Some(n) = &cfg.nginx {
+            // what the healer left nginx with: the include Atlas owns
+            let knobs = n.knobs_file();
+            let text = std::fs::read(&knobs)
+                .unwrap_or_else(|e| format!("{}: {e}\n", knobs.display()).into_bytes());
+            artifacts::write_file(&work.join("nginx-atlas-knobs.conf"), &text)?;
+        }
         artifacts::write(
             &stack,
             work,
@@ -490,6 +505,8 @@ fn verdict(last: Option<&LoadRun>, healer: Option<Packet>) -> (Packet, Class) {
                 .collect(),
             best: Some(numbers(&l.result)),
             changes: p.changes,
+            fix: None,
+            docs: Code::Threshold.docs(),
             bundle_digest: None,
         }),
         (last, Some(mut p)) => {
@@ -508,6 +525,8 @@ fn verdict(last: Option<&LoadRun>, healer: Option<Packet>) -> (Packet, Class) {
             proof: Vec::new(),
             best: None,
             changes: Vec::new(),
+            fix: None,
+            docs: Code::Threshold.docs(),
             bundle_digest: None,
         }),
     };
@@ -549,6 +568,8 @@ fn aborted_packet(
             .unwrap_or_default(),
         best: last.map(|l| numbers(&l.result)),
         changes: healer.map(|p| p.changes().to_vec()).unwrap_or_default(),
+        fix: None,
+        docs: Code::Aborted.docs(),
         bundle_digest: None,
     })
 }

@@ -23,7 +23,8 @@ pub struct Stack {
     pub admin: Option<String>,
     /// The admin API's bearer token, when it needs one.
     pub admin_token: Option<Bearer>,
-    /// The application behind the proxy, when the gate started it.
+    /// The application behind the proxy: the one the gate started, or the
+    /// user's `app`.
     pub app: Option<String>,
     /// Whether the gate started the demo app and the proxy.
     pub embedded: bool,
@@ -32,13 +33,19 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// The user's own service: nothing is started.
-    pub fn external(target: &str, admin: Option<String>, admin_token: Option<Bearer>) -> Self {
+    /// The user's own service: nothing is started. `app` is where its
+    /// application listens, when the user says.
+    pub fn external(
+        target: &str,
+        admin: Option<String>,
+        admin_token: Option<Bearer>,
+        app: Option<String>,
+    ) -> Self {
         Stack {
             target: target.trim_end_matches('/').to_string(),
             admin,
             admin_token,
-            app: None,
+            app,
             embedded: false,
             stops: Vec::new(),
             tasks: Vec::new(),

@@ -61,6 +61,66 @@ impl Code {
     }
 }
 
+impl Code {
+    /// Every class.
+    pub const ALL: [Code; 11] = [
+        Code::ScNet,
+        Code::PortOccupied,
+        Code::ScName,
+        Code::UpstreamDown,
+        Code::UpstreamSlow,
+        Code::CacheMiss,
+        Code::NoCache,
+        Code::LoadShortfall,
+        Code::Threshold,
+        Code::Policy,
+        Code::Aborted,
+    ];
+
+    /// The page that explains it: `docs/diagnoses.md#cache-miss`.
+    pub fn docs(self) -> String {
+        format!("docs/diagnoses.md#{}", self.as_str().to_ascii_lowercase())
+    }
+}
+
+/// The fix by hand for a diagnosis, in each proxy's words: the Atlas
+/// proxy's knob and nginx's directives, or the origin's header. `None`
+/// where the fix is not a setting (an origin that is down, say).
+pub fn fix_for(code: Code, cause: Option<MissCause>) -> Option<String> {
+    let s = match (code, cause) {
+        (Code::CacheMiss, Some(MissCause::SetCookie)) => {
+            "Atlas proxy: cache.ignore_set_cookie = true; nginx: proxy_ignore_headers Set-Cookie; \
+             proxy_hide_header Set-Cookie; (or stop the origin setting a cookie on shared pages)"
+        }
+        (Code::CacheMiss, Some(MissCause::Private)) => {
+            "the origin: send Cache-Control: public (not private or no-store) on pages that are \
+             the same for every visitor; Atlas proxy, for routes the operator knows are shared: \
+             [[routes]] store_private = true"
+        }
+        (Code::CacheMiss, Some(MissCause::UnnormalizedKeys)) => {
+            "Atlas proxy: cache.sort_query = true; nginx cannot sort query parameters without \
+             a script (njs): make the links use one order"
+        }
+        (Code::CacheMiss, Some(MissCause::Stampede)) => {
+            "Atlas proxy: cache.lock = true; nginx: proxy_cache_lock on; proxy_cache_lock_timeout 5s;"
+        }
+        (Code::CacheMiss, Some(MissCause::ShortTtl)) => {
+            "Atlas proxy: a longer cache.ttl; nginx: proxy_cache_valid 200 60s; (with \
+             proxy_ignore_headers Cache-Control Expires when the origin's max-age is shorter)"
+        }
+        (Code::UpstreamSlow, _) => {
+            "Atlas proxy: cache.stale_while_revalidate = \"30s\"; nginx: proxy_cache_use_stale \
+             updating; proxy_cache_background_update on;"
+        }
+        (Code::NoCache, _) => {
+            "nginx: add_header X-Cache-Status $upstream_cache_status always; Varnish or a CDN: \
+             --cache-header X-Cache=HIT; no cache at all: atlas proxy --upstream APP in front"
+        }
+        _ => return None,
+    };
+    Some(s.to_string())
+}
+
 impl Serialize for Code {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
@@ -435,7 +495,25 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
                 },
                 if cookie.len() == 1 { "is" } else { "are" }
             ),
-            vec![
+            {
+            let hidden: Vec<String> = obs
+                .routes
+                .iter()
+                .filter(|r| {
+                    cookie.contains(&r.path.as_str())
+                        && !r.set_cookie
+                        && r.origin.as_ref().is_some_and(|o| o.set_cookie)
+                })
+                .map(|r| {
+                    format!(
+                        "GET {} at the app ({}) answers with Set-Cookie; through the cache {} without it: the cache hides the cookie and does not store the answer",
+                        r.path,
+                        cfg.app.as_deref().unwrap_or("--app"),
+                        r.cache.last().map_or("-", |c| if c.is_empty() { "-" } else { c })
+                    )
+                })
+                .collect();
+            let mut ev = vec![
                 head.to_string(),
                 format!(
                     "{}: second request {} with Set-Cookie",
@@ -456,8 +534,12 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
                     show(knob(ProxyKnob::CacheIgnoreSetCookie.name()))
                 ),
                 statuses.clone(),
-            ],
-        ));
+            ];
+            ev.splice(1..1, hidden);
+            ev
+            },
+        )
+        .with_routes(cookie.iter().map(|p| p.to_string()).collect()));
     }
 
     let private: Vec<&RouteProbe> = obs
@@ -606,5 +688,22 @@ mod tests {
             (Some("CACHE-MISS"), Some(NoCacheReason::SetCookie.as_str()))
         );
         assert_eq!(Code::PortOccupied.as_str(), "PORT-OCCUPIED");
+    }
+
+    #[test]
+    fn every_class_has_its_section_in_the_docs_the_blockers_link() {
+        let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/diagnoses.md");
+        let text = std::fs::read_to_string(docs).unwrap();
+        for c in Code::ALL {
+            assert!(
+                text.lines().any(|l| l == format!("## {}", c.as_str())),
+                "docs/diagnoses.md has no section `## {}`",
+                c.as_str()
+            );
+            // GitHub's anchor for the heading is the link's fragment
+            let link = c.docs();
+            let (_, fragment) = link.split_once('#').unwrap();
+            assert_eq!(fragment, c.as_str().to_ascii_lowercase());
+        }
     }
 }

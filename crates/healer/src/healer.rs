@@ -9,13 +9,13 @@ use atlas_vocab::ProxyKnob;
 use serde_json::{json, Value};
 
 use crate::config::HealerConfig;
-use crate::diagnose::{diagnose, Code, Diagnosis, MissCause};
+use crate::diagnose::{diagnose, fix_for, Code, Diagnosis, MissCause};
 use crate::error::{Error, Result};
 use crate::http;
-use crate::journal::{now, Journal, Notes, Phase};
+use crate::journal::{now, Journal, KnobAtEnd, Notes, Phase};
 use crate::knob::{Actuator, AdminApi, Knob, Refused};
 use crate::launch::Launcher;
-use crate::observe::{LiveSensor, Observation, Sample, Sensor};
+use crate::observe::{AdminView, LiveSensor, Observation, Sample, Sensor};
 use crate::packet::{Blocker, Change, ChangeOutcome, Numbers, Packet, Progress};
 use crate::plan::{plan, Action};
 
@@ -154,6 +154,17 @@ impl Healer {
                 "max_iterations": c.max_iterations, "passes": c.passes,
             }),
         )?;
+        if let Some(a) = &self.actuator {
+            match a.prepare().await {
+                Ok(did) if !did.is_empty() => run.log(
+                    0,
+                    Phase::Acted,
+                    json!({"actuator": a.name(), "prepared": did}),
+                )?,
+                Ok(_) => {}
+                Err(e) => return Err(Error::config("actuator", e.to_string())),
+            }
+        }
         let (packet, last) = run.go().await?;
         run.log(
             0,
@@ -164,6 +175,12 @@ impl Healer {
             run.notes
                 .nothing(&run.id, &format!("final packet {}", packet.kind()));
         }
+        let inventory = run.inventory(&last).await;
+        let verify = match last.sample.as_ref() {
+            Some(s) => format!("last sample: {}", s.figures()),
+            None => "no load sample at the end (no route answered)".into(),
+        };
+        run.notes.inventory(&run.id, &inventory, &verify);
         run.notes.flush()?;
         if let Some(dir) = &self.out {
             let p = dir.join("packet.json");
@@ -189,7 +206,20 @@ impl Run<'_> {
     }
 
     async fn observe(&mut self, iteration: u32, phase: Phase) -> Result<Observation> {
-        let obs = self.h.sensor.observe(&self.h.cfg, self.max_vus).await?;
+        let knobs = match &self.h.actuator {
+            Some(a) if self.h.cfg.admin.is_none() => a.values().await.map(|v| AdminView {
+                url: a.name(),
+                health: None,
+                ready: None,
+                config: Some(v),
+            }),
+            _ => None,
+        };
+        let obs = self
+            .h
+            .sensor
+            .observe(&self.h.cfg, self.max_vus, knobs)
+            .await?;
         self.note_best(obs.sample.as_ref());
         self.log(iteration, phase, json!({ "observation": obs }))?;
         Ok(obs)
@@ -241,7 +271,14 @@ impl Run<'_> {
                 Some(app) => self.h.sensor.app_answers(app).await,
                 None => false,
             };
-            let p = plan(&d, &obs, cfg, managed, app_answers, self.max_vus);
+            let mut p = plan(&d, &obs, cfg, managed, app_answers, self.max_vus);
+            if let Some(a) = &self.h.actuator {
+                for c in &mut p.candidates {
+                    if let Knob::Proxy(k) = c.knob {
+                        c.rollback = a.rollback(k, &c.from);
+                    }
+                }
+            }
             self.log(it, Phase::Plan, json!({ "plan": p }))?;
             let tried_out = |a: &Action, attempts: &HashMap<Knob, u32>| {
                 attempts.get(&a.knob).copied().unwrap_or(0) >= cfg.max_attempts_per_knob
@@ -259,7 +296,7 @@ impl Run<'_> {
                 } else if let Some(spent) = p.candidates.first() {
                     let mut b = self.blocker(&d);
                     b.knob = Some(spent.knob.name().to_string());
-                    b.lives = spent.knob.home().describe().to_string();
+                    b.lives = self.lives(spent.knob);
                     b.proof.push(format!(
                         "{} was changed {} times (the limit) without a lasting fix; see the journal",
                         spent.knob, cfg.max_attempts_per_knob
@@ -270,6 +307,22 @@ impl Run<'_> {
                 };
                 return Ok((Packet::Blocker(b), obs));
             };
+            if let (Knob::Proxy(k), Some(a)) = (action.knob, &self.h.actuator) {
+                if let Some(why) = a.unable(k).await {
+                    self.log(it, Phase::Act, json!({"action": action, "unable": why}))?;
+                    let mut b = self.blocker(&d);
+                    b.knob = Some(action.knob.name().to_string());
+                    b.lives = why;
+                    b.proof.push(format!(
+                        "planned {} {} → {} through {}",
+                        action.knob,
+                        action.from,
+                        action.to,
+                        a.name()
+                    ));
+                    return Ok((Packet::Blocker(b), obs));
+                }
+            }
             if cfg.dry_run {
                 let change = self.change(it, &action, ChangeOutcome::Planned, &obs, None);
                 self.log(it, Phase::Act, json!({"dry_run": true, "action": action}))?;
@@ -280,7 +333,7 @@ impl Run<'_> {
                     d.summary, action.knob, action.from, action.to
                 );
                 b.knob = Some(action.knob.name().to_string());
-                b.lives = action.knob.home().describe().to_string();
+                b.lives = self.lives(action.knob);
                 return Ok((Packet::Blocker(b), obs));
             }
 
@@ -413,7 +466,7 @@ impl Run<'_> {
                     .h
                     .actuator
                     .as_ref()
-                    .ok_or_else(|| Refused("no admin API".into()))?;
+                    .ok_or_else(|| Refused("no admin API and no nginx configuration".into()))?;
                 actuator.set(k, to).await
             }
         }
@@ -532,9 +585,10 @@ impl Run<'_> {
             ),
             Code::CacheMiss | Code::Threshold | Code::Policy => (
                 None,
-                match &cfg.admin {
-                    Some(a) => format!("the proxy's config ({a}/config) and the application"),
-                    None => "the proxy in front of the app (no admin API given: the healer can only observe)".into(),
+                match (&cfg.admin, &self.h.actuator) {
+                    (Some(a), _) => format!("the proxy's config ({a}/config) and the application"),
+                    (None, Some(a)) => format!("{} and the application", a.home()),
+                    (None, None) => "the proxy in front of the app (no admin API or --nginx-conf given: the healer can only observe)".into(),
                 },
             ),
         };
@@ -544,10 +598,65 @@ impl Run<'_> {
             what: d.summary.clone(),
             knob: knob.map(str::to_string),
             lives,
+            fix: fix_for(d.code, d.cause),
             proof: d.evidence.clone(),
             best: self.best.clone(),
             changes: self.changes.clone(),
+            docs: d.code.docs(),
             bundle_digest: None,
+        }
+    }
+
+    /// Every knob at the end of the run, with its value, its last change
+    /// and how to undo it, for the knobs notes.
+    async fn inventory(&self, last: &Observation) -> Vec<KnobAtEnd> {
+        let view = match (&last.admin, &self.h.actuator) {
+            (Some(a), _) => a.config.clone(),
+            (None, Some(a)) => a.values().await,
+            (None, None) => None,
+        };
+        let mut out = Vec::new();
+        for knob in Knob::ALL {
+            let value = match knob {
+                Knob::Proxy(k) => view
+                    .as_ref()
+                    .and_then(|v| atlas_vocab::admin::knob_value(v, k.name()))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+                Knob::ProxyStart => json!(if last.target.open() {
+                    "running"
+                } else {
+                    "stopped"
+                }),
+                Knob::LoadMaxVus => json!(self.max_vus),
+            };
+            let changed = self
+                .changes
+                .iter()
+                .rev()
+                .find(|c| c.knob == knob.name())
+                .cloned();
+            let rollback = match (&changed, knob, &self.h.actuator) {
+                (Some(c), Knob::Proxy(k), Some(a)) => a.rollback(k, &c.from),
+                (Some(c), _, _) => format!("set {knob} back to {}", c.from),
+                (None, ..) => String::new(),
+            };
+            out.push(KnobAtEnd {
+                knob,
+                value,
+                what: knob.what(),
+                changed,
+                rollback,
+            });
+        }
+        out
+    }
+
+    /// Where `knob` lives, as the actuator in use says it.
+    fn lives(&self, knob: Knob) -> String {
+        match (knob, &self.h.actuator) {
+            (Knob::Proxy(_), Some(a)) => a.home(),
+            _ => knob.home().describe().to_string(),
         }
     }
 
@@ -570,11 +679,13 @@ impl Run<'_> {
             knob: Some(a.knob.name().to_string()),
             lives: format!(
                 "{}; forbidden by the policy in {source}",
-                a.knob.home().describe()
+                self.lives(a.knob)
             ),
+            fix: fix_for(d.code, d.cause),
             proof,
             best: self.best.clone(),
             changes: self.changes.clone(),
+            docs: Code::Policy.docs(),
             bundle_digest: None,
         }
     }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::healer::Hooks;
+use crate::knob::Knob;
 use crate::packet::Change;
 use crate::plan::Action;
 
@@ -159,6 +160,49 @@ impl Notes {
         ));
     }
 
+    /// Records every knob at the end of a run, changed ones first: its
+    /// value then, and WHAT / WHY / VERIFY / ROLLBACK. `knobs` holds each
+    /// knob with its value, the change that last set it this run (if one
+    /// did), and how to undo that change; `verify` is the last figures.
+    pub fn inventory(&mut self, run: &str, knobs: &[KnobAtEnd], verify: &str) {
+        self.text.push_str(&format!(
+            "# {} · run {run} · every knob at the end, changed ones first
+
+",
+            now()
+        ));
+        let mut order: Vec<&KnobAtEnd> = knobs.iter().collect();
+        order.sort_by_key(|k| k.changed.is_none());
+        for k in order {
+            let (why, rollback) = match &k.changed {
+                Some(c) => (
+                    format!(
+                        "changed {} → {} ({}) for {}",
+                        c.from,
+                        c.to,
+                        c.outcome.as_str(),
+                        c.addresses
+                    ),
+                    k.rollback.clone(),
+                ),
+                None => (
+                    "unchanged: no diagnosis of this run called for it".to_string(),
+                    "nothing to undo".to_string(),
+                ),
+            };
+            self.text.push_str(&format!(
+                "KNOB     {} = {}
+WHAT     {}
+WHY      {why}
+VERIFY   {verify}
+ROLLBACK {rollback}
+
+",
+                k.knob, k.value, k.what
+            ));
+        }
+    }
+
     /// The notes of this run.
     pub fn text(&self) -> &str {
         &self.text
@@ -181,6 +225,21 @@ impl Notes {
         }
         Ok(())
     }
+}
+
+/// One knob at the end of a run, for [`Notes::inventory`].
+#[derive(Clone, Debug)]
+pub struct KnobAtEnd {
+    /// The knob.
+    pub knob: Knob,
+    /// Its value at the end (`null` when it cannot be read).
+    pub value: Value,
+    /// What it does.
+    pub what: &'static str,
+    /// The last change of it this run, if any.
+    pub changed: Option<Change>,
+    /// How to undo that change.
+    pub rollback: String,
 }
 
 /// Now, RFC 3339 with milliseconds.

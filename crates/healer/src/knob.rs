@@ -78,6 +78,24 @@ impl Knob {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
+    /// What it does, in a line (the knobs notes' WHAT).
+    pub fn what(self) -> &'static str {
+        match self {
+            Knob::Proxy(ProxyKnob::Upstream) => "where the proxy sends the requests it cannot answer from the cache",
+            Knob::Proxy(ProxyKnob::CacheIgnoreSetCookie) => {
+                "store answers that set a cookie, without the cookie (never replayed to another visitor)"
+            }
+            Knob::Proxy(ProxyKnob::CacheLock) => "one upstream fetch per key at a time; concurrent misses wait for it",
+            Knob::Proxy(ProxyKnob::CacheSortQuery) => "query parameters sorted in the cache key",
+            Knob::Proxy(ProxyKnob::CacheTtl) => "how long an answer stays fresh in the cache",
+            Knob::Proxy(ProxyKnob::CacheStaleWhileRevalidate) => {
+                "how long an expired answer may be served while one background fetch refreshes it"
+            }
+            Knob::ProxyStart => "whether the healer started the proxy it manages",
+            Knob::LoadMaxVus => "the load sample's in-flight limit",
+        }
+    }
+
     /// Where it lives.
     pub fn home(self) -> Home {
         match self {
@@ -117,6 +135,43 @@ pub struct Refused(pub String);
 pub trait Actuator: Send + Sync {
     /// Sets `knob` to `to`; the change is in force when it returns `Ok`.
     fn set<'a>(&'a self, knob: ProxyKnob, to: &'a Value) -> BoxFuture<'a, Result<(), Refused>>;
+
+    /// The knobs' values now, in `GET /config`'s shape, when the actuator
+    /// reads them itself (nginx reads its configuration); `None` when the
+    /// sensor reads them (the admin API's `GET /config`).
+    fn values(&self) -> BoxFuture<'_, Option<Value>> {
+        Box::pin(async { None })
+    }
+
+    /// Why `knob` cannot be changed through this actuator now, with the
+    /// change that would let it; `None` when it can. Asked before a change,
+    /// so a structural reason ends in a BLOCKER that says it, not in
+    /// attempts that cannot work.
+    fn unable(&self, knob: ProxyKnob) -> BoxFuture<'_, Option<String>> {
+        let _ = knob;
+        Box::pin(async { None })
+    }
+
+    /// Readies the actuator before the first observation (nginx: writes
+    /// its managed files when missing); says what it did, for the journal.
+    fn prepare(&self) -> BoxFuture<'_, Result<Vec<String>, Refused>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// How the journal names it.
+    fn name(&self) -> String {
+        "admin API".into()
+    }
+
+    /// Where its knobs live, as blockers and notes say it.
+    fn home(&self) -> String {
+        Home::ProxyAdmin.describe().into()
+    }
+
+    /// How an operator undoes setting `knob` (whose value was `from`) by hand.
+    fn rollback(&self, knob: ProxyKnob, from: &Value) -> String {
+        format!("PUT /config {}", serde_json::json!({ knob.name(): from }))
+    }
 }
 
 /// The Atlas proxy's admin API as an [`Actuator`]: `PUT /config` with
@@ -158,6 +213,18 @@ impl Actuator for AdminApi {
                 .map(|_| ())
                 .map_err(|e| Refused(format!("PUT {url}/config: not the admin API's answer: {e}")))
         })
+    }
+
+    fn name(&self) -> String {
+        format!("admin API {}", self.url)
+    }
+
+    fn rollback(&self, knob: ProxyKnob, from: &Value) -> String {
+        format!(
+            "PUT {}/config {}",
+            self.url,
+            serde_json::json!({ knob.name(): from })
+        )
     }
 }
 

@@ -55,22 +55,24 @@ mod http;
 mod journal;
 mod knob;
 mod launch;
+pub mod nginx;
 mod observe;
 mod packet;
 mod plan;
 mod policy;
 
 pub use config::{HealerConfig, Thresholds};
-pub use diagnose::{diagnose, Code, Diagnosis, MissCause};
+pub use diagnose::{diagnose, fix_for, Code, Diagnosis, MissCause};
 pub use error::{Error, Result};
 pub use healer::{Healer, Hooks, Report};
 pub use http::{get as fetch, get_with as fetch_with, Bearer, Failure, Reply};
-pub use journal::{journal_line, Journal, JournalPrinter, Notes, Phase};
+pub use journal::{journal_line, Journal, JournalPrinter, KnobAtEnd, Notes, Phase};
 pub use knob::{Actuator, AdminApi, BoxFuture, Home, Knob, Refused};
 pub use launch::{CommandLauncher, Launcher};
+pub use nginx::{Nginx, NginxSetup};
 pub use observe::{
     failed_thresholds, measured, observe, port_owner, sample, AdminView, LiveSensor, Observation,
-    PortProbe, RouteProbe, RouteSample, Sample, Sensor, UpstreamProbe,
+    OriginProbe, PortProbe, RouteProbe, RouteSample, Sample, Sensor, UpstreamProbe,
 };
 pub use packet::{Blocker, Change, ChangeOutcome, Numbers, Packet, Progress};
 pub use plan::{plan, Action, Plan};

@@ -115,6 +115,26 @@ pub struct RouteProbe {
     /// reverse order, requested after the two, and its `X-Cache-Status`
     /// (`/?b=2&a=1`, `MISS`). A proxy that normalizes keys answers `HIT`.
     pub reordered: Option<(String, String)>,
+    /// The same request sent to the application directly (`--app`), when
+    /// the healer knows where it listens: what the origin says that a
+    /// cache may hide (nginx's `proxy_hide_header Set-Cookie`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<OriginProbe>,
+}
+
+/// A route as the application answers it, without the cache.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OriginProbe {
+    /// Its status, or the failure.
+    pub status: Option<u16>,
+    /// How the request failed, when it did.
+    pub failure: Option<Failure>,
+    /// The answer carried `Set-Cookie`.
+    pub set_cookie: bool,
+    /// Its `Cache-Control`.
+    pub cache_control: Option<String>,
+    /// Its `Vary`.
+    pub vary: Option<String>,
 }
 
 impl RouteProbe {
@@ -133,7 +153,8 @@ impl RouteProbe {
         if let Some(d) = self.cache_detail.as_deref() {
             return Some(d);
         }
-        if self.set_cookie {
+        let origin = self.origin.as_ref();
+        if self.set_cookie || origin.is_some_and(|o| o.set_cookie) {
             Some("set-cookie")
         } else if self.private() {
             Some("private")
@@ -142,15 +163,25 @@ impl RouteProbe {
         }
     }
 
-    /// The origin marked the answer private or not storable (directive
-    /// names compared without case, `private="..."` included, as the proxy does).
+    /// The origin marked the answer private or not storable, through the
+    /// cache or asked directly (directive names compared without case,
+    /// `private="..."` included, as the proxy does).
     pub fn private(&self) -> bool {
-        self.cache_control.as_deref().is_some_and(|cc| {
-            cc.split(',')
-                .map(|d| d.split('=').next().unwrap_or("").trim())
-                .any(|d| d.eq_ignore_ascii_case("private") || d.eq_ignore_ascii_case("no-store"))
-        })
+        let origin = self
+            .origin
+            .as_ref()
+            .and_then(|o| o.cache_control.as_deref());
+        [self.cache_control.as_deref(), origin]
+            .into_iter()
+            .flatten()
+            .any(private_or_no_store)
     }
+}
+
+fn private_or_no_store(cc: &str) -> bool {
+    cc.split(',')
+        .map(|d| d.split('=').next().unwrap_or("").trim())
+        .any(|d| d.eq_ignore_ascii_case("private") || d.eq_ignore_ascii_case("no-store"))
 }
 
 /// What a short load sample measured.
@@ -292,8 +323,15 @@ impl Sample {
 const PROBE_LIMIT: Duration = Duration::from_secs(3);
 
 /// Takes one observation. `max_vus` is the load sample's in-flight limit
-/// (a knob the healer may raise).
-pub async fn observe(cfg: &HealerConfig, max_vus: usize, with_sample: bool) -> Result<Observation> {
+/// (a knob the healer may raise). `knobs` is what an actuator that reads
+/// its knobs itself (nginx) says they are; the admin API, when the config
+/// names one, is asked instead.
+pub async fn observe(
+    cfg: &HealerConfig,
+    max_vus: usize,
+    with_sample: bool,
+    knobs: Option<AdminView>,
+) -> Result<Observation> {
     let at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     let (host, port) = http::host_port(&cfg.target).expect("validated target");
     let addr = format!("{host}:{port}");
@@ -306,7 +344,7 @@ pub async fn observe(cfg: &HealerConfig, max_vus: usize, with_sample: bool) -> R
 
     let admin = match &cfg.admin {
         Some(url) => Some(admin_view(url, cfg.admin_token.as_ref()).await),
-        None => None,
+        None => knobs,
     };
     if target.open() && admin.as_ref().is_some_and(|a| !a.healthy()) {
         target.owner = port_owner(port);
@@ -335,7 +373,11 @@ pub async fn observe(cfg: &HealerConfig, max_vus: usize, with_sample: bool) -> R
     let mut routes = Vec::new();
     if target.open() {
         for path in cfg.paths() {
-            routes.push(probe_route(&cfg.target, &path, tls.as_ref(), &rule).await);
+            let mut r = probe_route(&cfg.target, &path, tls.as_ref(), &rule).await;
+            if let Some(app) = &cfg.app {
+                r.origin = Some(probe_origin(app, &path, tls.as_ref()).await);
+            }
+            routes.push(r);
         }
     }
     let answered = routes.iter().any(|r| r.status.is_some_and(|s| s < 500));
@@ -438,6 +480,7 @@ async fn probe_route(
                 .and_then(atlas_vocab::cache_status_detail)
                 .map(str::to_string),
             reordered,
+            origin: None,
         },
         Err(f) => RouteProbe {
             path: path.to_string(),
@@ -448,6 +491,25 @@ async fn probe_route(
             cache_control: None,
             cache_detail: None,
             reordered,
+            origin: None,
+        },
+    }
+}
+
+/// `path` asked of the application directly, once.
+async fn probe_origin(app: &str, path: &str, tls: Option<&http::Tls>) -> OriginProbe {
+    let tls = tls.filter(|_| http::is_https(app));
+    match http::get_tls(app, path, PROBE_LIMIT, tls).await {
+        Ok(r) => OriginProbe {
+            status: Some(r.status),
+            failure: None,
+            set_cookie: r.headers.contains_key(::http::header::SET_COOKIE),
+            cache_control: r.header("cache-control").map(str::to_string),
+            vary: r.header("vary").map(str::to_string),
+        },
+        Err(f) => OriginProbe {
+            failure: Some(f),
+            ..OriginProbe::default()
         },
     }
 }
@@ -487,11 +549,13 @@ pub fn measured(v: Option<f64>) -> String {
 /// ([`LiveSensor`]), or a fake world in tests.
 pub trait Sensor: Send + Sync {
     /// One observation: the proxy's port, its admin API, the upstream,
-    /// every route, and (when a route answered) a load sample.
+    /// every route, and (when a route answered) a load sample. `knobs` is
+    /// the actuator's view of the knobs when it reads them itself (nginx).
     fn observe<'a>(
         &'a self,
         cfg: &'a HealerConfig,
         max_vus: usize,
+        knobs: Option<AdminView>,
     ) -> BoxFuture<'a, Result<Observation>>;
 
     /// One load sample.
@@ -512,8 +576,9 @@ impl Sensor for LiveSensor {
         &'a self,
         cfg: &'a HealerConfig,
         max_vus: usize,
+        knobs: Option<AdminView>,
     ) -> BoxFuture<'a, Result<Observation>> {
-        Box::pin(observe(cfg, max_vus, true))
+        Box::pin(observe(cfg, max_vus, true, knobs))
     }
 
     fn sample<'a>(
@@ -628,6 +693,7 @@ mod tests {
             cache_control: cc.map(str::to_string),
             cache_detail: detail.map(str::to_string),
             reordered: None,
+            origin: None,
         }
     }
 

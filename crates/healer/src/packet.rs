@@ -179,12 +179,18 @@ pub struct Blocker {
     /// Where it lives (a config, a policy file, a process).
     #[serde(rename = "where")]
     pub lives: String,
+    /// The fix by hand: the Atlas proxy's knob, nginx's directive, or the
+    /// origin's header to change ([`fix_for`](crate::diagnose::fix_for)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
     /// What was seen.
     pub proof: Vec<String>,
     /// The best figures achieved.
     pub best: Option<Numbers>,
     /// Changes made on the way.
     pub changes: Vec<Change>,
+    /// The page that explains the class: `docs/diagnoses.md#cache-miss`.
+    pub docs: String,
     /// The evidence bundle's digest, when a bundle was made.
     pub bundle_digest: Option<String>,
 }
@@ -290,6 +296,9 @@ impl fmt::Display for Packet {
                     Some(k) => writeln!(f, "  knob     {k} — {}", b.lives)?,
                     None => writeln!(f, "  where    {}", b.lives)?,
                 }
+                if let Some(x) = &b.fix {
+                    writeln!(f, "  fix      {x}")?;
+                }
                 for p in &b.proof {
                     writeln!(f, "  proof    {p}")?;
                 }
@@ -297,6 +306,7 @@ impl fmt::Display for Packet {
                     writeln!(f, "  best     {n}")?;
                 }
                 changes(f, &b.changes)?;
+                writeln!(f, "  docs     {}", b.docs)?;
                 if let Some(d) = &b.bundle_digest {
                     writeln!(f, "  bundle   {d}")?;
                 }

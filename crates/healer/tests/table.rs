@@ -57,6 +57,7 @@ fn route(path: &str, second: &str, detail: Option<&str>) -> RouteProbe {
         cache_control: None,
         cache_detail: detail.map(str::to_string),
         reordered: None,
+        origin: None,
     }
 }
 
@@ -164,6 +165,7 @@ impl Sensor for World {
         &'a self,
         cfg: &'a HealerConfig,
         max_vus: usize,
+        _knobs: Option<AdminView>,
     ) -> BoxFuture<'a, atlas_healer::Result<Observation>> {
         Box::pin(async move {
             let config = self.config.lock().unwrap().clone();

@@ -1,0 +1,614 @@
+//! Atlas's knobs in nginx's words: what the managed include holds for each
+//! knob, what the user's configuration sets around it, and the value each
+//! knob has where the gated routes are proxied. Pure functions over a
+//! parsed [`Config`]; the I/O is in [`super::Nginx`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use atlas_vocab::ProxyKnob;
+use serde_json::{json, Map, Value};
+
+use super::conf::{find_all, level, Config, Directive, Place};
+
+/// The line that carries the managed knobs' values in the include, so a
+/// later run reads back exactly what an earlier one set.
+const STATE: &str = "# atlas-knobs: ";
+
+/// The variable the http-level include defines: 1 when the origin's
+/// `Cache-Control` says `private` or `no-store`.
+pub const PRIVATE_VAR: &str = "$atlas_private";
+
+/// The knobs Atlas manages in the include, by name, with their values
+/// (`{"cache.lock": true}`), as the include's state line records them.
+pub type Managed = BTreeMap<String, Value>;
+
+/// How each knob maps to directives, as the README's table gives it.
+/// `primary` is set once per block (a second is "is duplicate" to nginx,
+/// or, for `proxy_cache_valid`, the first match wins): the user's own one
+/// in the include's block is a conflict. `aux` are written only when the
+/// user's block does not set them already.
+struct Mapping {
+    knob: ProxyKnob,
+    primary: &'static [&'static str],
+    aux: &'static [&'static str],
+}
+
+const MAPPINGS: &[Mapping] = &[
+    Mapping {
+        knob: ProxyKnob::CacheTtl,
+        primary: &["proxy_cache_valid"],
+        aux: &[],
+    },
+    Mapping {
+        knob: ProxyKnob::CacheLock,
+        primary: &["proxy_cache_lock"],
+        aux: &["proxy_cache_lock_timeout", "proxy_cache_lock_age"],
+    },
+    Mapping {
+        knob: ProxyKnob::CacheStaleWhileRevalidate,
+        primary: &[],
+        aux: &["proxy_cache_background_update"],
+    },
+    Mapping {
+        knob: ProxyKnob::CacheIgnoreSetCookie,
+        primary: &[],
+        aux: &[],
+    },
+];
+
+/// Why nginx cannot take a knob at all, whatever its configuration.
+pub fn inexpressible(knob: ProxyKnob) -> Option<&'static str> {
+    match knob {
+        ProxyKnob::CacheSortQuery => Some(
+            "nginx cannot sort query parameters in its cache key without a script (njs or Lua); \
+             normalize the query order where the links are made, or put the Atlas proxy \
+             (cache.sort_query = true) in front",
+        ),
+        ProxyKnob::Upstream => Some(
+            "the upstream is the configuration's own proxy_pass, which an include in the same \
+             location cannot replace (nginx: \"proxy_pass\" directive is duplicate)",
+        ),
+        _ => None,
+    }
+}
+
+/// Where the gated routes are proxied and how the managed includes fit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    /// Each `include` of the knobs file.
+    pub includes: Vec<Place>,
+    /// The `include` of the http-level file, when there is one.
+    pub http_include: Option<Place>,
+    /// The `http` block (where the http-level include belongs).
+    pub http: Option<Place>,
+    /// Blocks that proxy (`location / {`, where, and its `proxy_pass`).
+    pub proxied: Vec<(String, Place, Place)>,
+    /// The knobs' values where the (first) include is, in `GET /config`'s
+    /// shape (`{"cache": {"lock": true, ...}, "upstream": ...}`).
+    pub values: Value,
+    /// Per knob, directives the user's configuration sets in the include's
+    /// block that the knob's own would collide with.
+    pub conflicts: BTreeMap<&'static str, Vec<(String, Place)>>,
+    /// Auxiliary directives the user's block sets already (not written).
+    pub given: Vec<String>,
+}
+
+impl Layout {
+    /// Reads the layout of `cfg` for the knobs file `knobs` and the
+    /// http-level file `http_knobs`.
+    pub fn of(cfg: &Config, knobs: &Path, http_knobs: &Path) -> Layout {
+        let is_include_of = |d: &Directive, target: &Path| {
+            d.name == "include" && d.args.first().is_some_and(|a| cfg.resolve(a) == target)
+        };
+        let includes = find_all(&cfg.root, &|d| is_include_of(d, knobs));
+        let http_include = find_all(&cfg.root, &|d| is_include_of(d, http_knobs))
+            .into_iter()
+            .find(|f| f.parent().is_some_and(|p| p.name == "http"))
+            .map(|f| f.directive.at.clone());
+        let http = find_all(&cfg.root, &|d| d.name == "http" && d.block.is_some())
+            .first()
+            .map(|f| f.directive.at.clone());
+        let proxied = find_all(&cfg.root, &|d| d.name == "proxy_pass")
+            .into_iter()
+            .filter_map(|f| {
+                let p = f.parent()?;
+                let head = std::iter::once(p.name.as_str())
+                    .chain(p.args.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                Some((head, p.at.clone(), f.directive.at.clone()))
+            })
+            .collect();
+        let mut layout = Layout {
+            includes: includes.iter().map(|f| f.directive.at.clone()).collect(),
+            http_include,
+            http,
+            proxied,
+            values: Value::Null,
+            conflicts: BTreeMap::new(),
+            given: Vec::new(),
+        };
+        let Some(first) = includes.first() else {
+            return layout;
+        };
+        let chain = &first.chain;
+        layout.values = values(cfg, chain, knobs);
+        for f in &includes {
+            let Some(block) = f.parent().and_then(|p| p.block.as_deref()) else {
+                continue;
+            };
+            let users: Vec<&Directive> = level(block)
+                .into_iter()
+                .filter(|d| d.at.file != knobs)
+                .collect();
+            for m in MAPPINGS {
+                for d in users
+                    .iter()
+                    .filter(|d| m.primary.contains(&d.name.as_str()))
+                {
+                    layout
+                        .conflicts
+                        .entry(m.knob.name())
+                        .or_default()
+                        .push((d.name.clone(), d.at.clone()));
+                }
+                for d in users.iter().filter(|d| m.aux.contains(&d.name.as_str())) {
+                    if !layout.given.contains(&d.name) {
+                        layout.given.push(d.name.clone());
+                    }
+                }
+            }
+        }
+        layout
+    }
+
+    /// Why the healer cannot set `knob` through the include here, with
+    /// the exact change that would let it; `None` when it can.
+    pub fn unable(&self, knob: ProxyKnob, knobs: &Path, http_knobs: &Path) -> Option<String> {
+        if let Some(why) = inexpressible(knob) {
+            return Some(why.to_string());
+        }
+        if self.includes.is_empty() {
+            let place = match self.proxied.first() {
+                Some((head, block, pass)) => format!(
+                    "inside `{head} {{` at {block}, the block whose proxy_pass ({pass}) serves the gated routes"
+                ),
+                None => "inside the location block that proxies the gated routes".into(),
+            };
+            return Some(format!(
+                "the nginx configuration does not include Atlas's knobs file: add the line \
+                 `include {};` {place}, then run nginx -t and reload; Atlas writes only that file",
+                knobs.display()
+            ));
+        }
+        if let Some(c) = self.conflicts.get(knob.name()) {
+            let list: Vec<String> = c.iter().map(|(n, at)| format!("{n} at {at}")).collect();
+            return Some(format!(
+                "the configuration sets {} in the block that includes {}; a second one from \
+                 Atlas would be refused (nginx: is duplicate) or not take effect: move {} into \
+                 the knobs file or delete {}, so {} is Atlas's to set",
+                list.join(", "),
+                knobs.display(),
+                if c.len() == 1 { "it" } else { "them" },
+                if c.len() == 1 { "it" } else { "them" },
+                knob.name()
+            ));
+        }
+        if knob == ProxyKnob::CacheTtl && self.http_include.is_none() {
+            let place = match &self.http {
+                Some(at) => format!("inside `http {{` at {at}"),
+                None => "inside the http block".into(),
+            };
+            return Some(format!(
+                "cache.ttl in nginx means ignoring the origin's Cache-Control, and Atlas keeps \
+                 private and no-store pages out of the cache with a map that lives at http \
+                 level: add the line `include {};` {place}",
+                http_knobs.display()
+            ));
+        }
+        None
+    }
+}
+
+/// A duration in nginx's syntax (`500ms`, `60s`, `1h30m`, `10` = seconds).
+pub fn nginx_time(s: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit() || c.is_whitespace())
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit] {
+            "ms" => {
+                total += Duration::from_millis(n);
+                rest = rest[unit..].trim_start();
+                continue;
+            }
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 604_800,
+            "M" => 2_592_000,
+            "y" => 31_536_000,
+            _ => return None,
+        };
+        total += Duration::from_secs(n * secs);
+        rest = rest[unit..].trim_start();
+    }
+    Some(total)
+}
+
+/// A duration as nginx reads it: whole seconds, else milliseconds.
+fn to_nginx(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// The directives of `name` in force in the innermost block of `chain`
+/// that sets it (nginx's inheritance: a block that sets a directive does
+/// not inherit it).
+fn effective<'a>(chain: &[&'a Directive], name: &str) -> Vec<&'a Directive> {
+    for b in chain.iter().rev() {
+        let here: Vec<&Directive> = level(b.block.as_deref().unwrap_or_default())
+            .into_iter()
+            .filter(|d| d.name == name)
+            .collect();
+        if !here.is_empty() {
+            return here;
+        }
+    }
+    Vec::new()
+}
+
+fn args_of(ds: &[&Directive]) -> Vec<String> {
+    ds.iter().flat_map(|d| d.args.iter().cloned()).collect()
+}
+
+fn flag(chain: &[&Directive], name: &str) -> bool {
+    effective(chain, name)
+        .last()
+        .and_then(|d| d.args.first())
+        .is_some_and(|a| a == "on")
+}
+
+/// The time `proxy_cache_valid` gives a 200: the first entry whose codes
+/// include 200 (`any`, or none written, which means 200 301 302).
+fn ttl_for_200(ds: &[&Directive]) -> Option<Duration> {
+    ds.iter().find_map(|d| {
+        let (time, codes) = d.args.split_last()?;
+        let matches = codes.is_empty() || codes.iter().any(|c| c == "200" || c == "any");
+        matches.then(|| nginx_time(time)).flatten()
+    })
+}
+
+fn values(cfg: &Config, chain: &[&Directive], knobs: &Path) -> Value {
+    let state = cfg.text(knobs).map(read_state).unwrap_or_default();
+    let ignored = args_of(&effective(chain, "proxy_ignore_headers"));
+    let stale = args_of(&effective(chain, "proxy_cache_use_stale"));
+    let swr_on =
+        stale.iter().any(|a| a == "updating") && flag(chain, "proxy_cache_background_update");
+    let swr = match state.get(ProxyKnob::CacheStaleWhileRevalidate.name()) {
+        Some(v) if swr_on => v.clone(),
+        _ if swr_on => json!("on (nginx sets no bound)"),
+        _ => json!("0s"),
+    };
+    let ttl = ttl_for_200(&effective(chain, "proxy_cache_valid"))
+        .map(|d| json!(atlas_vocab::duration::format(d)))
+        .unwrap_or(Value::Null);
+    let mut cache = Map::new();
+    cache.insert("ttl".into(), ttl);
+    cache.insert("lock".into(), json!(flag(chain, "proxy_cache_lock")));
+    cache.insert(
+        "ignore_set_cookie".into(),
+        json!(ignored.iter().any(|h| h.eq_ignore_ascii_case("set-cookie"))),
+    );
+    cache.insert("stale_while_revalidate".into(), swr);
+    cache.insert("sort_query".into(), json!(false));
+    cache.insert(
+        "ignore_cache_control".into(),
+        json!(ignored
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case("cache-control"))),
+    );
+    let upstream = effective(chain, "proxy_pass")
+        .last()
+        .and_then(|d| d.args.first())
+        .map(|p| upstream_url(cfg, p))
+        .unwrap_or(Value::Null);
+    json!({ "upstream": upstream, "cache": cache })
+}
+
+/// `proxy_pass`'s URL, with an `upstream` block's name replaced by its
+/// first server (`http://origin` → `http://127.0.0.1:3000`), so the
+/// healer can probe it; the argument as written when it holds variables.
+fn upstream_url(cfg: &Config, pass: &str) -> Value {
+    let Some((scheme, rest)) = pass.split_once("://") else {
+        return json!(pass);
+    };
+    let host = rest.split('/').next().unwrap_or(rest);
+    let group = find_all(&cfg.root, &|d| {
+        d.name == "upstream" && d.block.is_some() && d.args.first().is_some_and(|a| a == host)
+    });
+    let server = group.first().and_then(|f| {
+        level(f.directive.block.as_deref()?)
+            .into_iter()
+            .find(|d| d.name == "server")
+            .and_then(|d| d.args.first().cloned())
+    });
+    match server {
+        Some(s) if s.contains(':') => json!(format!("{scheme}://{s}")),
+        Some(s) => json!(format!(
+            "{scheme}://{s}:{}",
+            if scheme == "https" { 443 } else { 80 }
+        )),
+        None => json!(format!("{scheme}://{host}")),
+    }
+}
+
+/// The managed knobs recorded in an include's text (empty when it has none).
+pub fn read_state(text: &str) -> Managed {
+    text.lines()
+        .find_map(|l| l.strip_prefix(STATE))
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_default()
+}
+
+/// The include's text for `managed`: a header, the state line, and each
+/// knob's directives with the knob named beside them. `given` lists the
+/// auxiliary directives the user's block sets already (left out).
+///
+/// # Errors
+/// A knob that is not Atlas's to write in nginx, or a value of the wrong
+/// type, named.
+pub fn render(managed: &Managed, given: &[String]) -> Result<String, String> {
+    let mut out = String::from(
+        "# Managed by Atlas (atlas heal / atlas gate --nginx-conf). Each change is checked\n\
+         # with nginx -t before a reload; the version before it is kept as <this file>.prev.\n\
+         # Edits here are overwritten by the next change: set the values with Atlas.\n",
+    );
+    out.push_str(STATE);
+    out.push_str(&serde_json::to_string(managed).expect("a map of JSON values serializes"));
+    out.push('\n');
+    let aux = |name: &str| !given.iter().any(|g| g == name);
+    for (name, v) in managed {
+        let knob = ProxyKnob::parse(name).ok_or_else(|| format!("{name} is not a knob"))?;
+        if let Some(why) = inexpressible(knob) {
+            return Err(format!("{name}: {why}"));
+        }
+        let bool_of = || {
+            v.as_bool()
+                .ok_or_else(|| format!("{name} must be true or false, not {v}"))
+        };
+        let duration_of = || {
+            v.as_str()
+                .and_then(|s| atlas_vocab::duration::parse(s).ok())
+                .ok_or_else(|| format!("{name} must be a duration such as \"60s\", not {v}"))
+        };
+        match knob {
+            ProxyKnob::CacheIgnoreSetCookie => {
+                if bool_of()? {
+                    out.push_str(&format!(
+                        "proxy_ignore_headers Set-Cookie;  # {name} = true: store answers that set a cookie\n\
+                         proxy_hide_header Set-Cookie;     # and never replay one visitor's cookie to another\n"
+                    ));
+                }
+            }
+            ProxyKnob::CacheLock => {
+                let on = bool_of()?;
+                out.push_str(&format!(
+                    "proxy_cache_lock {};  # {name} = {on}\n",
+                    if on { "on" } else { "off" }
+                ));
+                if on {
+                    for d in ["proxy_cache_lock_timeout", "proxy_cache_lock_age"] {
+                        if aux(d) {
+                            out.push_str(&format!("{d} 5s;\n"));
+                        }
+                    }
+                }
+            }
+            ProxyKnob::CacheTtl => {
+                let d = duration_of()?;
+                out.push_str(&format!(
+                    "proxy_cache_valid 200 {};  # {name} = {}\n\
+                     proxy_ignore_headers Cache-Control Expires;  # the TTL above, not the origin's\n\
+                     proxy_no_cache {PRIVATE_VAR};  # but never store what the origin marks private or no-store\n",
+                    to_nginx(d),
+                    atlas_vocab::duration::format(d)
+                ));
+            }
+            ProxyKnob::CacheStaleWhileRevalidate => {
+                if !duration_of()?.is_zero() {
+                    out.push_str(&format!(
+                        "proxy_cache_use_stale updating;  # {name} = {v}: nginx serves stale while one request refreshes (it sets no bound)\n"
+                    ));
+                    if aux("proxy_cache_background_update") {
+                        out.push_str("proxy_cache_background_update on;\n");
+                    }
+                }
+            }
+            ProxyKnob::CacheSortQuery | ProxyKnob::Upstream => unreachable!("inexpressible"),
+        }
+    }
+    Ok(out)
+}
+
+/// The http-level include: the map that tells private answers apart.
+pub fn render_http() -> String {
+    format!(
+        "# Managed by Atlas (atlas heal / atlas gate --nginx-conf): belongs inside http {{ }}.\n\
+         # {PRIVATE_VAR} is 1 when the origin's Cache-Control says private or no-store; the\n\
+         # knobs file's proxy_no_cache keeps those answers out of the cache.\n\
+         map $upstream_http_cache_control {} {{\n    default 0;\n    \"~*(^|[ ,])(private|no-store)\" 1;\n}}\n",
+        PRIVATE_VAR
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    const KNOBS: &str = "/c/atlas-knobs.conf";
+    const HTTP: &str = "/c/atlas-knobs-http.conf";
+
+    fn dump(location: &str, knobs: &str) -> String {
+        format!(
+            "# configuration file /c/nginx.conf:\nhttp {{\n  include /c/atlas-knobs-http.conf;\n  upstream origin {{ server 127.0.0.1:3000; }}\n  proxy_cache_valid 200 1s;\n  server {{\n    proxy_cache_lock on;\n    location / {{\n      proxy_pass http://origin;\n{location}\n    }}\n  }}\n}}\n\n# configuration file {HTTP}:\n{}\n\n# configuration file {KNOBS}:\n{knobs}\n\n",
+            render_http()
+        )
+    }
+
+    fn layout(location: &str, knobs: &str) -> Layout {
+        let c = Config::from_dump(Path::new("/c/nginx.conf"), &dump(location, knobs)).unwrap();
+        Layout::of(&c, Path::new(KNOBS), Path::new(HTTP))
+    }
+
+    #[test]
+    fn values_are_read_where_the_include_is_with_inheritance() {
+        let l = layout(
+            "      proxy_ignore_headers Cache-Control;\n      include atlas-knobs.conf;",
+            "",
+        );
+        assert_eq!(l.includes.len(), 1);
+        assert_eq!(l.includes[0].to_string(), "/c/nginx.conf:10");
+        // ttl from http level, lock from server level, the rest defaults
+        assert_eq!(l.values["cache"]["ttl"], json!("1s"));
+        assert_eq!(l.values["cache"]["lock"], json!(true));
+        assert_eq!(l.values["cache"]["ignore_set_cookie"], json!(false));
+        assert_eq!(l.values["cache"]["ignore_cache_control"], json!(true));
+        assert_eq!(l.values["cache"]["stale_while_revalidate"], json!("0s"));
+        assert_eq!(l.values["upstream"], json!("http://127.0.0.1:3000"));
+        assert!(l.conflicts.is_empty());
+        assert_eq!(
+            l.unable(ProxyKnob::CacheTtl, Path::new(KNOBS), Path::new(HTTP)),
+            None
+        );
+    }
+
+    #[test]
+    fn the_includes_own_directives_take_effect_and_add_to_bitmasks() {
+        let m: Managed = [
+            ("cache.ignore_set_cookie".to_string(), json!(true)),
+            ("cache.ttl".to_string(), json!("1m")),
+            ("cache.stale_while_revalidate".to_string(), json!("30s")),
+        ]
+        .into_iter()
+        .collect();
+        let text = render(&m, &[]).unwrap();
+        assert_eq!(read_state(&text), m, "the state line reads back");
+        let l = layout(
+            "      proxy_ignore_headers Expires;\n      include atlas-knobs.conf;",
+            &text,
+        );
+        assert_eq!(l.values["cache"]["ignore_set_cookie"], json!(true));
+        assert_eq!(l.values["cache"]["ttl"], json!("1m"));
+        // nginx has no bound on serving stale; the state line keeps Atlas's
+        assert_eq!(l.values["cache"]["stale_while_revalidate"], json!("30s"));
+    }
+
+    #[test]
+    fn a_missing_include_names_the_line_to_add_and_the_block() {
+        let l = layout("", "");
+        let why = l
+            .unable(
+                ProxyKnob::CacheIgnoreSetCookie,
+                Path::new(KNOBS),
+                Path::new(HTTP),
+            )
+            .unwrap();
+        assert!(
+            why.contains("`include /c/atlas-knobs.conf;` inside `location / {` at /c/nginx.conf:7"),
+            "{why}"
+        );
+        assert!(why.contains("proxy_pass (/c/nginx.conf:8)"), "{why}");
+    }
+
+    #[test]
+    fn a_directive_the_users_block_sets_is_a_conflict_with_its_line() {
+        let l = layout(
+            "      proxy_cache_valid 200 5s;\n      proxy_cache_lock_timeout 1s;\n      include atlas-knobs.conf;",
+            "",
+        );
+        let why = l
+            .unable(ProxyKnob::CacheTtl, Path::new(KNOBS), Path::new(HTTP))
+            .unwrap();
+        assert!(
+            why.contains("proxy_cache_valid at /c/nginx.conf:9"),
+            "{why}"
+        );
+        // an auxiliary directive is left to the user's own value, not a conflict
+        assert_eq!(
+            l.unable(ProxyKnob::CacheLock, Path::new(KNOBS), Path::new(HTTP)),
+            None
+        );
+        assert_eq!(l.given, vec!["proxy_cache_lock_timeout".to_string()]);
+        let m: Managed = [("cache.lock".to_string(), json!(true))]
+            .into_iter()
+            .collect();
+        let text = render(&m, &l.given).unwrap();
+        assert!(text.contains("proxy_cache_lock on;"));
+        assert!(!text.contains("proxy_cache_lock_timeout"), "{text}");
+        assert!(text.contains("proxy_cache_lock_age 5s;"));
+    }
+
+    #[test]
+    fn knobs_nginx_cannot_express_are_said_so() {
+        let l = layout("      include atlas-knobs.conf;", "");
+        let why = l
+            .unable(ProxyKnob::CacheSortQuery, Path::new(KNOBS), Path::new(HTTP))
+            .unwrap();
+        assert!(why.contains("cannot sort query parameters"), "{why}");
+        let m: Managed = [("cache.sort_query".to_string(), json!(true))]
+            .into_iter()
+            .collect();
+        assert!(render(&m, &[]).unwrap_err().contains("cannot sort"));
+    }
+
+    #[test]
+    fn ttl_needs_the_http_level_map() {
+        let c = Config::from_dump(
+            Path::new("/c/nginx.conf"),
+            "# configuration file /c/nginx.conf:\nhttp {\n  server {\n    location / { proxy_pass http://o:8000; include atlas-knobs.conf; }\n  }\n}\n\n",
+        )
+        .unwrap();
+        let l = Layout::of(&c, Path::new(KNOBS), &PathBuf::from(HTTP));
+        let why = l
+            .unable(ProxyKnob::CacheTtl, Path::new(KNOBS), Path::new(HTTP))
+            .unwrap();
+        assert!(
+            why.contains("`include /c/atlas-knobs-http.conf;` inside `http {` at /c/nginx.conf:1"),
+            "{why}"
+        );
+        assert_eq!(
+            l.unable(ProxyKnob::CacheLock, Path::new(KNOBS), Path::new(HTTP)),
+            None
+        );
+        assert_eq!(l.values["upstream"], json!("http://o:8000"));
+    }
+
+    #[test]
+    fn nginx_times_read_as_nginx_reads_them() {
+        assert_eq!(nginx_time("60s"), Some(Duration::from_secs(60)));
+        assert_eq!(nginx_time("10"), Some(Duration::from_secs(10)));
+        assert_eq!(nginx_time("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(nginx_time("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(nginx_time("5x"), None);
+        assert_eq!(to_nginx(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(to_nginx(Duration::from_secs(60)), "60s");
+    }
+}
