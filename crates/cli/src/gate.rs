@@ -28,6 +28,9 @@ atlas.toml (every key optional; flags and ATLAS_* variables override it):
   [proxy]       \"cache.ttl\" = \"60s\" ...       (knobs of the embedded proxy, as `atlas proxy`)
   [demo]        set_cookie = [\"/playground\"] ... (switches of the embedded demo app)
   [policy]      allow = [\"cache.*\"]   deny = [\"cache.ttl\"]   (or --policy FILE)
+  app = \"http://127.0.0.1:3000\"   (the application behind target, asked directly)
+  [nginx]       conf = \"/etc/nginx/nginx.conf\"   reload = \"systemctl reload nginx\"
+                (heal the nginx in front of target through atlas-knobs.conf; see README)
 The embedded proxy also reads its own ATLAS_CACHE_* variables, as `atlas proxy` does;
 ATLAS_ADMIN_TOKEN is --admin's bearer token.
 

@@ -241,6 +241,84 @@ fn external_mode_heals_a_users_proxy_through_its_admin_api() {
     );
 }
 
+/// The issue-18 case end to end: the anchors' nginx micro-cache with
+/// Set-Cookie no longer ignored, gated with --app and --nginx-conf. The
+/// healer changes nginx through atlas-knobs.conf only; nginx serves HITs
+/// afterwards and its configuration passes nginx -t; the bundle carries the
+/// include and verifies.
+#[test]
+fn an_nginx_micro_cache_is_healed_through_its_include_and_the_bundle_carries_it() {
+    use atlas_testkit::nginx::{free_port, micro_cache, start_nginx};
+    let (_demo, app) = spawn_demo(&["--set-cookie", "/playground"]);
+    let dir = Scratch::new("gate-nginx");
+    let prefix = dir.path("nginx");
+    std::fs::create_dir_all(&prefix).unwrap();
+    let port = free_port();
+    let conf = micro_cache(
+        &dir.path("cache"),
+        port,
+        &app.to_string(),
+        "    include atlas-knobs-http.conf;",
+        "            include atlas-knobs.conf;",
+    );
+    std::fs::write(prefix.join("nginx.conf"), &conf).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut setup = atlas_healer::NginxSetup::new(prefix.join("nginx.conf"));
+    setup.prefix = Some(prefix.clone());
+    rt.block_on(atlas_healer::Nginx::new(setup).unwrap().prepare())
+        .unwrap();
+    let nginx = rt.block_on(start_nginx(&prefix, port));
+    let out = dir.path("bundle");
+    let o = gate(&[
+        "--target",
+        &nginx.url,
+        "--app",
+        &format!("http://{app}"),
+        "--nginx-conf",
+        prefix.join("nginx.conf").to_str().unwrap(),
+        "--nginx-prefix",
+        prefix.to_str().unwrap(),
+        "--duration",
+        "3s",
+        "--rate",
+        "300",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        stdout.contains("cache.ignore_set_cookie false → true"),
+        "{}",
+        text(&o)
+    );
+    verified(&out);
+    let knobs = read(&out, "nginx-atlas-knobs.conf");
+    assert!(
+        knobs.contains("proxy_ignore_headers Set-Cookie;"),
+        "{knobs}"
+    );
+    assert_eq!(
+        knobs,
+        std::fs::read_to_string(prefix.join("atlas-knobs.conf")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(prefix.join("nginx.conf")).unwrap(),
+        conf,
+        "the user's configuration is never written"
+    );
+    assert!(nginx.test_config().status.success());
+    let summary = json(&out, "summary.json");
+    assert_eq!(summary["metrics"]["http_reqs"]["values"]["count"], 900);
+    assert!(
+        summary["metrics"]["cache_hit"]["values"]["rate"]
+            .as_f64()
+            .is_some_and(|r| r >= 0.98),
+        "the gate's run after healing hits: {}",
+        summary["metrics"]["cache_hit"]
+    );
+}
+
 /// The same over HTTPS: the proxy's TLS listener (a certificate made for
 /// the test), the gate's load, probes and samples over HTTP/2 with --cacert.
 #[test]
@@ -365,6 +443,26 @@ fn bad_usage_exits_2_naming_what_is_wrong_and_writes_nothing() {
             vec![],
             "[policy]\ndeny = [\"cache.ignore_set_cookies\"]\n",
             "cache.ignore_set_cookies",
+        ),
+        (
+            vec![
+                "--target".into(),
+                "http://127.0.0.1:9".into(),
+                "--nginx-conf".into(),
+                "/nonexistent/nginx.conf".into(),
+            ],
+            "",
+            "/nonexistent/nginx.conf: No such file",
+        ),
+        (
+            vec!["--nginx-conf".into(), "/etc/nginx/nginx.conf".into()],
+            "",
+            "needs target",
+        ),
+        (
+            vec![],
+            "target = \"http://127.0.0.1:9\"\n[nginx]\nconf = \"n.conf\"\nrelod = \"x\"\n",
+            "relod",
         ),
     ];
     for (args, file, needle) in cases {

@@ -253,6 +253,15 @@ impl GateConfig {
                 ));
             }
         }
+        if let Some(n) = &self.nginx {
+            // the configuration must be readable now, not when healing starts
+            atlas_healer::Nginx::new(n.clone()).map_err(|e| match e {
+                atlas_healer::Error::Config { message, .. } => {
+                    Error::config(self.at("nginx.conf"), message)
+                }
+                other => other.into(),
+            })?;
+        }
         if self.admin.is_some() && self.nginx.is_some() {
             return Err(Error::config(
                 self.at("nginx"),

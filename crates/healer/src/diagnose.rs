@@ -112,6 +112,10 @@ pub fn fix_for(code: Code, cause: Option<MissCause>) -> Option<String> {
             "Atlas proxy: cache.stale_while_revalidate = \"30s\"; nginx: proxy_cache_use_stale \
              updating; proxy_cache_background_update on;"
         }
+        (Code::ScName, _) => {
+            "correct the upstream's name: Atlas proxy: upstream = \"http://HOST:PORT\" (or --app \
+             URL and the healer sets it); nginx: the proxy_pass or upstream { server HOST:PORT; } line"
+        }
         (Code::NoCache, _) => {
             "nginx: add_header X-Cache-Status $upstream_cache_status always; Varnish or a CDN: \
              --cache-header X-Cache=HIT; no cache at all: atlas proxy --upstream APP in front"
@@ -227,6 +231,34 @@ pub fn diagnose(obs: &Observation, cfg: &HealerConfig, managed: bool) -> Vec<Dia
     let addr = &obs.target.addr;
     if let Some(f) = &obs.target.failure {
         let mut ev = vec![format!("TCP connect to {addr}: {f}")];
+        // a proxy that cannot start because its upstream does not resolve
+        // (nginx refuses such a configuration) is blocked by the name
+        if let Some(u) = obs
+            .upstream
+            .as_ref()
+            .filter(|u| matches!(u.failure, Some(Failure::Resolve(_))))
+        {
+            ev.push(format!(
+                "upstream = {} ({}); GET / from the healer: {}",
+                u.url,
+                obs.admin
+                    .as_ref()
+                    .map_or("the proxy's config".into(), |a| format!(
+                        "as {} says",
+                        a.url
+                    )),
+                u.failure.as_ref().expect("filtered")
+            ));
+            return vec![Diagnosis::new(
+                Code::ScName,
+                None,
+                format!(
+                    "nothing accepts connections on {addr}, and the proxy's upstream {} does not resolve",
+                    u.url
+                ),
+                ev,
+            )];
+        }
         if let Some(a) = &obs.admin {
             ev.push(format!(
                 "admin {}/health: {}",
@@ -300,8 +332,14 @@ pub fn diagnose(obs: &Observation, cfg: &HealerConfig, managed: bool) -> Vec<Dia
             .and_then(|a| a.ready.as_ref())
             .map(|r| format!("admin /ready: {r}"));
         let mut ev = vec![format!(
-            "upstream = {} (admin GET /config); GET / from the healer: {}",
+            "upstream = {} ({}); GET / from the healer: {}",
             u.url,
+            obs.admin
+                .as_ref()
+                .map_or("the proxy's config".into(), |a| format!(
+                    "as {} says",
+                    a.url
+                )),
             match (&u.failure, u.status) {
                 (Some(f), _) => f.to_string(),
                 (None, Some(s)) => format!("{s}"),

@@ -543,10 +543,17 @@ impl Run<'_> {
         let (knob, lives): (Option<&str>, String) = match d.code {
             Code::ScNet if self.h.launcher.is_none() => (
                 None,
-                format!(
-                    "the proxy at {} is not running and the healer does not manage it (start `atlas proxy`, or give the healer a proxy config to start)",
-                    cfg.target
-                ),
+                match (&self.h.actuator, &cfg.admin) {
+                    (Some(a), None) => format!(
+                        "the proxy at {} is not running and the healer does not start it: start it (`{}`) or check its listen",
+                        cfg.target,
+                        a.name()
+                    ),
+                    _ => format!(
+                        "the proxy at {} is not running and the healer does not manage it (start `atlas proxy`, or give the healer a proxy config to start)",
+                        cfg.target
+                    ),
+                },
             ),
             Code::ScNet => (
                 Some(Knob::ProxyStart.name()),
@@ -560,7 +567,7 @@ impl Run<'_> {
                 Some(ProxyKnob::Upstream.name()),
                 format!(
                     "{}; tell the healer where the app listens (--app URL) to correct it",
-                    Knob::Proxy(ProxyKnob::Upstream).home().describe()
+                    self.lives(Knob::Proxy(ProxyKnob::Upstream))
                 ),
             ),
             Code::UpstreamDown | Code::UpstreamSlow => (

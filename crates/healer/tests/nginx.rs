@@ -6,51 +6,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
+
+use atlas_testkit::nginx::{free_port, micro_cache, start_nginx, RealNginx};
 
 use atlas_healer::{Code, Healer, MissCause, Nginx, NginxSetup, Report};
 use support::*;
-
-/// An nginx master started by the test in the foreground, stopped by PID.
-struct RealNginx {
-    child: Child,
-    url: String,
-    dir: PathBuf,
-}
-
-impl Drop for RealNginx {
-    fn drop(&mut self) {
-        // SIGQUIT: a graceful stop of the master and its workers
-        let _ = Command::new("kill")
-            .args(["-QUIT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl RealNginx {
-    fn conf(&self) -> PathBuf {
-        self.dir.join("nginx.conf")
-    }
-
-    fn setup(&self) -> NginxSetup {
-        let mut s = NginxSetup::new(self.conf());
-        s.prefix = Some(self.dir.clone());
-        s
-    }
-
-    fn test_config(&self) -> std::process::Output {
-        Command::new("nginx")
-            .args(["-t", "-p"])
-            .arg(format!("{}/", self.dir.display()))
-            .arg("-c")
-            .arg(self.conf())
-            .output()
-            .expect("nginx -t runs")
-    }
-}
 
 /// The line (1-based) of `conf` that starts with `start`, spaces left out.
 fn line_of(conf: &str, start: &str) -> usize {
@@ -60,90 +22,22 @@ fn line_of(conf: &str, start: &str) -> usize {
         .unwrap_or_else(|| panic!("no line starts with {start:?}"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+fn setup(n: &RealNginx) -> NginxSetup {
+    let mut s = NginxSetup::new(n.conf());
+    s.prefix = Some(n.dir.clone());
+    s
 }
 
-/// The micro-cache of the anchors (`../shared/anchors/nginx-microcache.conf`)
-/// in front of `app`, with `location` lines in its `location /` and `http`
-/// lines in its `http` block. Its 60 s TTL and lock are set for the server,
-/// so a location may set its own.
-fn micro_cache(dir: &Path, port: u16, app: &str, http: &str, location: &str) -> String {
-    let origin = app.trim_start_matches("http://");
-    format!(
-        "worker_processes 1;\ndaemon off;\nmaster_process on;\npid nginx.pid;\nerror_log error.log warn;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{\n\
-         \x20   access_log off;\n\
-         \x20   client_body_temp_path tmp/client_body;\n    proxy_temp_path tmp/proxy;\n\
-         \x20   fastcgi_temp_path tmp/fastcgi;\n    uwsgi_temp_path tmp/uwsgi;\n    scgi_temp_path tmp/scgi;\n\
-         \x20   proxy_cache_path {cache} levels=1:2 keys_zone=micro:1m inactive=90s use_temp_path=off;\n\
-         {http}\n\
-         \x20   upstream origin {{ server {origin}; keepalive 16; }}\n\
-         \x20   server {{\n\
-         \x20       listen 127.0.0.1:{port};\n\
-         \x20       proxy_cache_valid 200 60s;\n\
-         \x20       proxy_cache_lock on;\n\
-         \x20       location / {{\n\
-         \x20           proxy_pass http://origin;\n\
-         \x20           proxy_http_version 1.1;\n\
-         \x20           proxy_set_header Connection \"\";\n\
-         \x20           proxy_cache micro;\n\
-         \x20           proxy_cache_key \"$uri$is_args$args\";\n\
-         \x20           proxy_ignore_headers Cache-Control Expires X-Accel-Expires;\n\
-         \x20           proxy_hide_header Set-Cookie;\n\
-         \x20           add_header X-Cache-Status $upstream_cache_status always;\n\
-         {location}\n\
-         \x20       }}\n\
-         \x20   }}\n\
-         }}\n",
-        cache = dir.join("cache").display(),
-    )
-}
-
-/// Starts nginx with `conf` in `dir` and waits until it accepts connections.
-/// Atlas writes its two files first, as a user's first `atlas heal
-/// --nginx-conf` does before the include lines go in.
-async fn start_nginx(dir: &Path, port: u16, conf: String) -> RealNginx {
-    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+/// Writes `conf` in `dir` and starts nginx on it. Atlas writes its two
+/// files first, as a user's first `atlas heal --nginx-conf` does before the
+/// include lines go in.
+async fn start(dir: &Path, port: u16, conf: String) -> RealNginx {
+    std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let mut setup = NginxSetup::new(dir.join("nginx.conf"));
-    setup.prefix = Some(dir.to_path_buf());
-    Nginx::new(setup).unwrap().prepare().await.unwrap();
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(format!("{}/", dir.display()))
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("nginx starts (apt-get install nginx)");
-    let n = RealNginx {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        dir: dir.to_path_buf(),
-    };
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "nginx did not listen on {port}: {}",
-        std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-    );
+    let mut s = NginxSetup::new(dir.join("nginx.conf"));
+    s.prefix = Some(dir.to_path_buf());
+    Nginx::new(s).unwrap().prepare().await.unwrap();
+    start_nginx(dir, port).await
 }
 
 /// The cache statuses of `n` requests for `path`.
@@ -163,7 +57,7 @@ async fn heal_nginx(n: &RealNginx, app: &str, dir: &Scratch) -> Report {
     cfg.app = Some(app.to_string());
     let healer = Healer::new(cfg)
         .unwrap()
-        .actuator(Nginx::new(n.setup()).unwrap())
+        .actuator(Nginx::new(setup(n)).unwrap())
         .out_dir(dir.path());
     bounded(healer.run()).await.unwrap()
 }
@@ -187,8 +81,9 @@ async fn bench(
     let app = demo(tune).await;
     let dir = Scratch::new(name);
     let port = free_port();
-    let conf = micro_cache(dir.path(), port, &app.url, http, location);
-    let n = start_nginx(&dir.path().join("nginx"), port, conf.clone()).await;
+    let origin = app.url.trim_start_matches("http://");
+    let conf = micro_cache(&dir.path().join("cache"), port, origin, http, location);
+    let n = start(&dir.path().join("nginx"), port, conf.clone()).await;
     Bench {
         n,
         conf,
@@ -404,7 +299,7 @@ async fn a_directive_the_config_sets_beside_the_include_is_reported_with_its_lin
     let r = bounded(
         Healer::new(cfg)
             .unwrap()
-            .actuator(Nginx::new(n.setup()).unwrap())
+            .actuator(Nginx::new(setup(n)).unwrap())
             .out_dir(out.path())
             .run(),
     )
@@ -480,5 +375,84 @@ async fn a_write_left_without_its_reload_is_reloaded_by_the_next_run() {
     assert_eq!(
         statuses(&n.url, "/playground?after=1", 2).await,
         ["MISS", "HIT"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_that_is_not_running_is_sc_net_naming_how_to_start_it() {
+    let dir = Scratch::new("nginx-down");
+    let port = free_port();
+    let prefix = dir.path().join("nginx");
+    std::fs::create_dir_all(&prefix).unwrap();
+    let conf = micro_cache(
+        &dir.path().join("cache"),
+        port,
+        "127.0.0.1:9",
+        INCLUDES_HTTP,
+        INCLUDES,
+    );
+    std::fs::write(prefix.join("nginx.conf"), &conf).unwrap();
+    let mut s = NginxSetup::new(prefix.join("nginx.conf"));
+    s.prefix = Some(prefix.clone());
+    let out = Scratch::new("nginx-down-out");
+    let r = bounded(
+        Healer::new(healer(&format!("http://127.0.0.1:{port}"), None))
+            .unwrap()
+            .actuator(Nginx::new(s).unwrap())
+            .out_dir(out.path())
+            .run(),
+    )
+    .await
+    .unwrap();
+    let b = blocker(&r);
+    assert_eq!(b.class, Code::ScNet, "{}", r.packet);
+    assert!(
+        b.lives.contains(&format!(
+            "nginx -p {}/ -c {}",
+            prefix.display(),
+            prefix.join("nginx.conf").display()
+        )),
+        "how to start it: {}",
+        b.lives
+    );
+}
+
+/// nginx refuses to start on an upstream it cannot resolve: the healer
+/// reads the name from nginx's error, probes it, and names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_nginx_cannot_resolve_is_sc_name() {
+    let dir = Scratch::new("nginx-sc-name");
+    let port = free_port();
+    let prefix = dir.path().join("nginx");
+    std::fs::create_dir_all(&prefix).unwrap();
+    let conf = micro_cache(
+        &dir.path().join("cache"),
+        port,
+        "shop.invalid:3000",
+        INCLUDES_HTTP,
+        INCLUDES,
+    );
+    std::fs::write(prefix.join("nginx.conf"), &conf).unwrap();
+    let mut s = NginxSetup::new(prefix.join("nginx.conf"));
+    s.prefix = Some(prefix);
+    let out = Scratch::new("nginx-sc-name-out");
+    let r = bounded(
+        Healer::new(healer(&format!("http://127.0.0.1:{port}"), None))
+            .unwrap()
+            .actuator(Nginx::new(s).unwrap())
+            .out_dir(out.path())
+            .run(),
+    )
+    .await
+    .unwrap();
+    let b = blocker(&r);
+    assert_eq!(b.class, Code::ScName, "{}", r.packet);
+    assert!(b.what.contains("http://shop.invalid:3000"), "{}", b.what);
+    assert!(
+        b.fix
+            .as_deref()
+            .is_some_and(|f| f.contains("proxy_pass or upstream")),
+        "{:?}",
+        b.fix
     );
 }

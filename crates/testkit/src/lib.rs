@@ -246,5 +246,6 @@ where
     }
 }
 
+pub mod nginx;
 pub mod pki;
 pub use pki::Pki;

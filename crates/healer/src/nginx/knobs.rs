@@ -359,6 +359,18 @@ fn upstream_url(cfg: &Config, pass: &str) -> Value {
     }
 }
 
+/// The upstream in nginx's "host not found in upstream \"NAME:PORT\"" error,
+/// as a URL the healer can probe (`http://NAME:PORT`).
+pub fn unresolved_upstream(nginx_error: &str) -> Option<String> {
+    let rest = nginx_error.split("host not found in upstream \"").nth(1)?;
+    let host = rest.split('"').next()?;
+    Some(if host.contains("://") {
+        host.to_string()
+    } else {
+        format!("http://{host}")
+    })
+}
+
 /// The managed knobs recorded in an include's text (empty when it has none).
 pub fn read_state(text: &str) -> Managed {
     text.lines()
@@ -599,6 +611,19 @@ mod tests {
             None
         );
         assert_eq!(l.values["upstream"], json!("http://o:8000"));
+    }
+
+    #[test]
+    fn an_unresolved_upstream_is_read_from_nginxs_error() {
+        let e = "nginx -T: nginx: [emerg] host not found in upstream \"shop.invalid:3000\" in /c/nginx.conf:12";
+        assert_eq!(
+            unresolved_upstream(e).as_deref(),
+            Some("http://shop.invalid:3000")
+        );
+        assert_eq!(
+            unresolved_upstream("nginx: [emerg] unknown directive"),
+            None
+        );
     }
 
     #[test]

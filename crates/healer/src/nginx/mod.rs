@@ -364,7 +364,16 @@ impl Actuator for Nginx {
     }
 
     fn values(&self) -> BoxFuture<'_, Option<Value>> {
-        Box::pin(async move { self.inspect().await.ok().map(|(_, l)| l.values) })
+        Box::pin(async move {
+            match self.inspect().await {
+                Ok((_, l)) => Some(l.values),
+                // an upstream nginx cannot resolve fails nginx -T: the
+                // healer then probes that name itself (SC-NAME)
+                Err(e) => {
+                    knobs::unresolved_upstream(&e).map(|u| serde_json::json!({ "upstream": u }))
+                }
+            }
+        })
     }
 
     fn unable(&self, knob: ProxyKnob) -> BoxFuture<'_, Option<String>> {
