@@ -259,6 +259,7 @@ fn an_nginx_micro_cache_is_healed_through_its_include_and_the_bundle_carries_it(
         port,
         &app.to_string(),
         "    include atlas-knobs-http.conf;",
+        atlas_testkit::nginx::SERVER,
         "            include atlas-knobs.conf;",
     );
     std::fs::write(prefix.join("nginx.conf"), &conf).unwrap();

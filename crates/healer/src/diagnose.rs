@@ -675,9 +675,12 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
                 ],
             ));
         }
-        // With one fetch per key per TTL, the hit ratio is about
-        // 1 - keys / (ttl × rate); too short a TTL cannot reach the gate.
-        let predicted = 1.0 - keys / (ttl.as_secs_f64() * s.rate);
+        // With f fetches per key per TTL (1 with a lock that covers
+        // expired entries; more where concurrent requests for an expired
+        // entry all go upstream, as nginx's lock allows), the hit ratio is
+        // about 1 - keys × f / (ttl × rate); too short a TTL cannot reach
+        // the gate.
+        let predicted = 1.0 - keys * per_expiry(s, ttl) / (ttl.as_secs_f64() * s.rate);
         if predicted < cfg.thresholds.min_hit + (1.0 - cfg.thresholds.min_hit) / 2.0 {
             out.push(Diagnosis::new(
                 Code::CacheMiss,
@@ -701,6 +704,13 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
         ));
     }
     out
+}
+
+/// Upstream fetches per key per TTL window in the sample, at least 1.
+pub(crate) fn per_expiry(s: &Sample, ttl: Duration) -> f64 {
+    let keys = s.routes.iter().filter(|r| r.requests > 0).count() as f64;
+    let windows = 1.0 + (s.secs / ttl.as_secs_f64()).floor();
+    (s.fetches() as f64 / (keys * windows).max(1.0)).max(1.0)
 }
 
 fn show(v: Option<Value>) -> String {

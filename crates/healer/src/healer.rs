@@ -9,7 +9,7 @@ use atlas_vocab::ProxyKnob;
 use serde_json::{json, Value};
 
 use crate::config::HealerConfig;
-use crate::diagnose::{diagnose, fix_for, Code, Diagnosis, MissCause};
+use crate::diagnose::{diagnose, duration_knob, fix_for, Code, Diagnosis, MissCause};
 use crate::error::{Error, Result};
 use crate::http;
 use crate::journal::{now, Journal, KnobAtEnd, Notes, Phase};
@@ -18,6 +18,9 @@ use crate::launch::Launcher;
 use crate::observe::{AdminView, LiveSensor, Observation, Sample, Sensor};
 use crate::packet::{Blocker, Change, ChangeOutcome, Numbers, Packet, Progress};
 use crate::plan::{plan, Action};
+
+/// The longest old TTL the verification waits out after a `cache.ttl` change.
+const SETTLE_MAX: Duration = Duration::from_secs(10);
 
 /// Hooks called while the healer runs. Every method has a default that does nothing.
 pub trait Hooks: Send + Sync {
@@ -363,7 +366,15 @@ impl Run<'_> {
                 json!({"knob": action.knob, "ok": true, "value": action.to}),
             )?;
 
-            // VERIFY
+            // VERIFY, once what the change cannot reach has passed: answers
+            // cached under a shorter TTL keep it, so they expire within the
+            // old TTL, plus a second (nginx keeps expiry in whole seconds);
+            // the route probes then store them again under the new one
+            if action.knob == Knob::Proxy(ProxyKnob::CacheTtl) {
+                if let Some(old) = duration_knob(Some(&action.from)).filter(|d| *d <= SETTLE_MAX) {
+                    tokio::time::sleep(old + Duration::from_secs(1)).await;
+                }
+            }
             let after = self.observe(it, Phase::Verify).await?;
             if let Some(why) = worse(&obs, &after, cfg) {
                 self.apply(action.knob, &action.from).await.map_err(|e| {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::config::HealerConfig;
-use crate::diagnose::{duration_knob, Code, Diagnosis, MissCause};
+use crate::diagnose::{duration_knob, per_expiry, Code, Diagnosis, MissCause};
 use crate::knob::Knob;
 use crate::observe::Observation;
 use atlas_vocab::ProxyKnob;
@@ -124,10 +124,16 @@ pub fn plan(
         (Code::CacheMiss, Some(MissCause::ShortTtl)) if has_admin => {
             if let Some(s) = &obs.sample {
                 let keys = s.routes.iter().filter(|r| r.requests > 0).count() as f64;
-                // Aim at a quarter of the allowed misses, in whole seconds.
-                let need = keys / (s.rate * (1.0 - cfg.thresholds.min_hit) / 4.0);
-                let need = Duration::from_secs(need.ceil().max(1.0) as u64);
                 let now = duration_knob(Some(&knob(ProxyKnob::CacheTtl))).unwrap_or_default();
+                // Aim at a quarter of the allowed misses, in whole seconds,
+                // with the fetches each expiry cost in this sample.
+                let f = if now.is_zero() {
+                    1.0
+                } else {
+                    per_expiry(s, now)
+                };
+                let need = keys * f / (s.rate * (1.0 - cfg.thresholds.min_hit) / 4.0);
+                let need = Duration::from_secs(need.ceil().max(1.0) as u64);
                 if need > now {
                     c.push(set(
                         ProxyKnob::CacheTtl,

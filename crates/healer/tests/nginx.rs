@@ -9,9 +9,10 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use atlas_testkit::nginx::{free_port, micro_cache, start_nginx, RealNginx};
+use atlas_testkit::nginx::{free_port, micro_cache, start_nginx, RealNginx, SERVER};
 
-use atlas_healer::{Code, Healer, MissCause, Nginx, NginxSetup, Report};
+use atlas_healer::{Code, Healer, HealerConfig, MissCause, Nginx, NginxSetup, Report};
+use atlas_vocab::ProxyKnob;
 use support::*;
 
 /// The line (1-based) of `conf` that starts with `start`, spaces left out.
@@ -52,12 +53,18 @@ async fn statuses(url: &str, path: &str, n: usize) -> Vec<String> {
     out
 }
 
+/// Heals with the default healer config for `n`, knowing the app.
 async fn heal_nginx(n: &RealNginx, app: &str, dir: &Scratch) -> Report {
     let mut cfg = healer(&n.url, None);
     cfg.app = Some(app.to_string());
+    heal_with(cfg, setup(n), dir).await
+}
+
+/// Runs a healer with `cfg` through the nginx of `s`, writing into `dir`.
+async fn heal_with(cfg: HealerConfig, s: NginxSetup, dir: &Scratch) -> Report {
     let healer = Healer::new(cfg)
         .unwrap()
-        .actuator(Nginx::new(setup(n)).unwrap())
+        .actuator(Nginx::new(s).unwrap())
         .out_dir(dir.path());
     bounded(healer.run()).await.unwrap()
 }
@@ -71,18 +78,36 @@ struct Bench {
 }
 
 /// The demo app tuned by `tune` behind [`micro_cache`] with `http` and
-/// `location` lines, nginx running.
+/// `location` lines and the anchors' server lines, nginx running.
 async fn bench(
     name: &str,
     tune: impl FnOnce(&mut atlas_demo::Switches),
     http: &str,
     location: &str,
 ) -> Bench {
+    bench_with(name, tune, http, SERVER, location).await
+}
+
+/// [`bench`] with `server` lines of its own.
+async fn bench_with(
+    name: &str,
+    tune: impl FnOnce(&mut atlas_demo::Switches),
+    http: &str,
+    server: &str,
+    location: &str,
+) -> Bench {
     let app = demo(tune).await;
     let dir = Scratch::new(name);
     let port = free_port();
     let origin = app.url.trim_start_matches("http://");
-    let conf = micro_cache(&dir.path().join("cache"), port, origin, http, location);
+    let conf = micro_cache(
+        &dir.path().join("cache"),
+        port,
+        origin,
+        http,
+        server,
+        location,
+    );
     let n = start(&dir.path().join("nginx"), port, conf.clone()).await;
     Bench {
         n,
@@ -139,8 +164,8 @@ async fn set_cookie_is_healed_through_the_include_and_a_second_run_changes_nothi
 
     let knobs = std::fs::read_to_string(n.dir.join("atlas-knobs.conf")).unwrap();
     assert!(
-        knobs.contains("proxy_ignore_headers Set-Cookie;"),
-        "{knobs}"
+        knobs.contains("proxy_ignore_headers Cache-Control Expires X-Accel-Expires Set-Cookie;"),
+        "the server's ignored headers carried, Set-Cookie added: {knobs}"
     );
     assert!(knobs.contains("proxy_hide_header Set-Cookie;"), "{knobs}");
     assert_eq!(
@@ -296,15 +321,7 @@ async fn a_directive_the_config_sets_beside_the_include_is_reported_with_its_lin
     let mut cfg = healer(&n.url, None);
     // every key misses once a second: at 200/s that is more than 0.5 %
     cfg.thresholds.min_hit = 0.995;
-    let r = bounded(
-        Healer::new(cfg)
-            .unwrap()
-            .actuator(Nginx::new(setup(n)).unwrap())
-            .out_dir(out.path())
-            .run(),
-    )
-    .await
-    .unwrap();
+    let r = heal_with(cfg, setup(n), &out).await;
     let b = blocker(&r);
     assert_eq!(
         (b.class, b.cause),
@@ -339,13 +356,11 @@ async fn a_write_left_without_its_reload_is_reloaded_by_the_next_run() {
     .await;
     let (n, _, app) = (&b.n, &b.conf, &b.app);
     // what a run killed between its write and its reload leaves behind
-    let state = [(
-        "cache.ignore_set_cookie".to_string(),
-        serde_json::json!(true),
-    )]
-    .into_iter()
-    .collect();
-    let text = atlas_healer::nginx::knobs::render(&state, &[]).unwrap();
+    let text = Nginx::new(setup(n))
+        .unwrap()
+        .text_with(ProxyKnob::CacheIgnoreSetCookie, &serde_json::json!(true))
+        .await
+        .unwrap();
     std::fs::write(n.dir.join("atlas-knobs.conf"), &text).unwrap();
     assert_eq!(
         statuses(&n.url, "/playground", 2).await,
@@ -389,21 +404,14 @@ async fn nginx_that_is_not_running_is_sc_net_naming_how_to_start_it() {
         port,
         "127.0.0.1:9",
         INCLUDES_HTTP,
+        SERVER,
         INCLUDES,
     );
     std::fs::write(prefix.join("nginx.conf"), &conf).unwrap();
     let mut s = NginxSetup::new(prefix.join("nginx.conf"));
     s.prefix = Some(prefix.clone());
     let out = Scratch::new("nginx-down-out");
-    let r = bounded(
-        Healer::new(healer(&format!("http://127.0.0.1:{port}"), None))
-            .unwrap()
-            .actuator(Nginx::new(s).unwrap())
-            .out_dir(out.path())
-            .run(),
-    )
-    .await
-    .unwrap();
+    let r = heal_with(healer(&format!("http://127.0.0.1:{port}"), None), s, &out).await;
     let b = blocker(&r);
     assert_eq!(b.class, Code::ScNet, "{}", r.packet);
     assert!(
@@ -430,21 +438,14 @@ async fn an_upstream_nginx_cannot_resolve_is_sc_name() {
         port,
         "shop.invalid:3000",
         INCLUDES_HTTP,
+        SERVER,
         INCLUDES,
     );
     std::fs::write(prefix.join("nginx.conf"), &conf).unwrap();
     let mut s = NginxSetup::new(prefix.join("nginx.conf"));
     s.prefix = Some(prefix);
     let out = Scratch::new("nginx-sc-name-out");
-    let r = bounded(
-        Healer::new(healer(&format!("http://127.0.0.1:{port}"), None))
-            .unwrap()
-            .actuator(Nginx::new(s).unwrap())
-            .out_dir(out.path())
-            .run(),
-    )
-    .await
-    .unwrap();
+    let r = heal_with(healer(&format!("http://127.0.0.1:{port}"), None), s, &out).await;
     let b = blocker(&r);
     assert_eq!(b.class, Code::ScName, "{}", r.packet);
     assert!(b.what.contains("http://shop.invalid:3000"), "{}", b.what);
@@ -454,5 +455,122 @@ async fn an_upstream_nginx_cannot_resolve_is_sc_name() {
             .is_some_and(|f| f.contains("proxy_pass or upstream")),
         "{:?}",
         b.fix
+    );
+}
+
+/// The server's TTL is 1 s: the healer sets cache.ttl in the include (with
+/// the origin's freshness headers ignored and private answers kept out by
+/// the http-level map), and nginx serves hits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_second_ttl_is_healed_through_the_include() {
+    let server = SERVER.replace("proxy_cache_valid 200 60s;", "proxy_cache_valid 200 1s;");
+    let b = bench_with("nginx-ttl", |_| {}, INCLUDES_HTTP, &server, INCLUDES).await;
+    let out = Scratch::new("nginx-ttl-out");
+    let mut cfg = healer(&b.n.url, None);
+    // every key misses once a second: at 200/s that is more than 0.5 %
+    cfg.thresholds.min_hit = 0.995;
+    let r = heal_with(cfg, setup(&b.n), &out).await;
+    let p = progress(&r);
+    let kept = kept(p);
+    assert_eq!(kept.len(), 1, "{}", r.packet);
+    assert_eq!(
+        (kept[0].knob.as_str(), &kept[0].from),
+        ("cache.ttl", &serde_json::json!("1s"))
+    );
+    let knobs = std::fs::read_to_string(b.n.dir.join("atlas-knobs.conf")).unwrap();
+    assert!(knobs.contains("proxy_cache_valid 200 "), "{knobs}");
+    assert!(knobs.contains("proxy_no_cache $atlas_private;"), "{knobs}");
+    // the server's ignored headers are carried, with the include's own
+    assert!(
+        knobs.contains("proxy_ignore_headers Cache-Control Expires X-Accel-Expires;"),
+        "{knobs}"
+    );
+    assert!(b.n.test_config().status.success());
+}
+
+/// The lock is off and the origin takes 200 ms: concurrent misses of one
+/// key all go upstream. The healer turns proxy_cache_lock on in the include.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stampede_without_the_lock_is_healed_through_the_include() {
+    let server = SERVER
+        .replace("proxy_cache_lock on;", "")
+        .replace("proxy_cache_valid 200 60s;", "proxy_cache_valid 200 1s;");
+    let b = bench_with(
+        "nginx-stampede",
+        |s| s.delay = Duration::from_millis(100),
+        INCLUDES_HTTP,
+        &server,
+        INCLUDES,
+    )
+    .await;
+    let out = Scratch::new("nginx-stampede-out");
+    let mut cfg = healer(&b.n.url, None);
+    cfg.app = Some(b.app.url.clone());
+    cfg.sample_duration = Duration::from_secs(3);
+    // the subject is hits: a latency spike on a busy machine must not
+    // decide which change is kept
+    cfg.thresholds.p95 = Duration::from_secs(5);
+    let r = heal_with(cfg, setup(&b.n), &out).await;
+    let journal = out.journal();
+    assert_eq!(
+        first_diagnosis(&journal)["cause"],
+        MissCause::Stampede.as_str(),
+        "{}",
+        r.packet
+    );
+    let acts: Vec<&str> = phase(&journal, "act")
+        .iter()
+        .map(|a| a["action"]["knob"].as_str().unwrap())
+        .collect();
+    assert_eq!(acts.first(), Some(&"cache.lock"), "{acts:?}");
+    // a TTL of 1 s still cannot reach 98 % hits: the healer raises it next
+    assert_eq!(acts.get(1), Some(&"cache.ttl"), "{acts:?}");
+    assert_eq!(r.packet.kind(), "PROGRESS", "{}", r.packet);
+    let knobs = std::fs::read_to_string(b.n.dir.join("atlas-knobs.conf")).unwrap();
+    assert!(knobs.contains("proxy_cache_lock on;"), "{knobs}");
+    assert!(knobs.contains("proxy_cache_valid 200 "), "{knobs}");
+    assert!(b.n.test_config().status.success());
+}
+
+/// The origin marks /playground private and nginx honours it: a BLOCKER
+/// naming the route and the origin's header; nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_marks_a_page_private_is_a_blocker_naming_the_header() {
+    let server = SERVER.replace(
+        "Cache-Control Expires X-Accel-Expires",
+        "Expires X-Accel-Expires",
+    );
+    let b = bench_with(
+        "nginx-private",
+        |s| {
+            s.private.insert("/playground".into());
+        },
+        INCLUDES_HTTP,
+        &server,
+        INCLUDES,
+    )
+    .await;
+    let before = std::fs::read_to_string(b.n.dir.join("atlas-knobs.conf")).unwrap();
+    let out = Scratch::new("nginx-private-out");
+    let r = heal_nginx(&b.n, &b.app.url, &out).await;
+    let bl = blocker(&r);
+    assert_eq!(
+        (bl.class, bl.cause),
+        (Code::CacheMiss, Some(MissCause::Private)),
+        "{}",
+        r.packet
+    );
+    assert!(
+        bl.proof
+            .iter()
+            .any(|p| p.contains("/playground") && p.contains("Cache-Control: private")),
+        "{:?}",
+        bl.proof
+    );
+    assert!(bl.lives.contains("Cache-Control: public"), "{}", bl.lives);
+    assert!(phase(&out.journal(), "act").is_empty(), "the healer acted");
+    assert_eq!(
+        std::fs::read_to_string(b.n.dir.join("atlas-knobs.conf")).unwrap(),
+        before
     );
 }

@@ -52,13 +52,24 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The server-level lines of the anchors' micro-cache, less ignoring
+/// `Set-Cookie` (the issue-18 case): 60 s for a 200, the lock, the origin's
+/// freshness headers ignored, cookies hidden.
+pub const SERVER: &str = "        proxy_cache_valid 200 60s;\n        proxy_cache_lock on;\n        proxy_ignore_headers Cache-Control Expires X-Accel-Expires;\n        proxy_hide_header Set-Cookie;";
+
 /// The micro-cache of the anchors (`../shared/anchors/nginx-microcache.conf`)
 /// on `port` in front of `origin` (`127.0.0.1:3000`), its cache in `cache`,
-/// with `http` lines in its `http` block and `location` lines in its
-/// `location /`. Unlike the anchor, it stores answers that set a cookie
-/// nowhere (Set-Cookie is not ignored, only hidden), and its 60 s TTL and
-/// lock are set for the server, so a location may set its own.
-pub fn micro_cache(cache: &Path, port: u16, origin: &str, http: &str, location: &str) -> String {
+/// with `http` lines in its `http` block, `server` lines ([`SERVER`], or a
+/// broken variant) in its `server`, and `location` lines in its
+/// `location /`, which proxies, caches and says `X-Cache-Status`.
+pub fn micro_cache(
+    cache: &Path,
+    port: u16,
+    origin: &str,
+    http: &str,
+    server: &str,
+    location: &str,
+) -> String {
     format!(
         "worker_processes 1;\ndaemon off;\nmaster_process on;\npid nginx.pid;\nerror_log error.log warn;\n\
          events {{ worker_connections 1024; }}\n\
@@ -71,16 +82,13 @@ pub fn micro_cache(cache: &Path, port: u16, origin: &str, http: &str, location: 
          \x20   upstream origin {{ server {origin}; keepalive 16; }}\n\
          \x20   server {{\n\
          \x20       listen 127.0.0.1:{port};\n\
-         \x20       proxy_cache_valid 200 60s;\n\
-         \x20       proxy_cache_lock on;\n\
+         {server}\n\
          \x20       location / {{\n\
          \x20           proxy_pass http://origin;\n\
          \x20           proxy_http_version 1.1;\n\
          \x20           proxy_set_header Connection \"\";\n\
          \x20           proxy_cache micro;\n\
          \x20           proxy_cache_key \"$uri$is_args$args\";\n\
-         \x20           proxy_ignore_headers Cache-Control Expires X-Accel-Expires;\n\
-         \x20           proxy_hide_header Set-Cookie;\n\
          \x20           add_header X-Cache-Status $upstream_cache_status always;\n\
          {location}\n\
          \x20       }}\n\

@@ -91,8 +91,8 @@ pub struct Layout {
     /// Per knob, directives the user's configuration sets in the include's
     /// block that the knob's own would collide with.
     pub conflicts: BTreeMap<&'static str, Vec<(String, Place)>>,
-    /// Auxiliary directives the user's block sets already (not written).
-    pub given: Vec<String>,
+    /// What the (first) include's block has that its text must respect.
+    pub around: Around,
 }
 
 impl Layout {
@@ -128,13 +128,31 @@ impl Layout {
             proxied,
             values: Value::Null,
             conflicts: BTreeMap::new(),
-            given: Vec::new(),
+            around: Around::default(),
         };
         let Some(first) = includes.first() else {
             return layout;
         };
         let chain = &first.chain;
         layout.values = values(cfg, chain, knobs);
+        if let Some((inner, outer)) = chain.split_last() {
+            let own: Vec<&Directive> = level(inner.block.as_deref().unwrap_or_default())
+                .into_iter()
+                .filter(|d| d.at.file != knobs)
+                .collect();
+            for name in CARRIED {
+                if own.iter().any(|d| d.name == name) {
+                    continue; // the block's own accumulate with the include's
+                }
+                let from_outer: Vec<Vec<String>> = effective(outer, name)
+                    .iter()
+                    .map(|d| d.args.clone())
+                    .collect();
+                if !from_outer.is_empty() {
+                    layout.around.inherited.insert(name.to_string(), from_outer);
+                }
+            }
+        }
         for f in &includes {
             let Some(block) = f.parent().and_then(|p| p.block.as_deref()) else {
                 continue;
@@ -155,8 +173,8 @@ impl Layout {
                         .push((d.name.clone(), d.at.clone()));
                 }
                 for d in users.iter().filter(|d| m.aux.contains(&d.name.as_str())) {
-                    if !layout.given.contains(&d.name) {
-                        layout.given.push(d.name.clone());
+                    if !layout.around.given.contains(&d.name) {
+                        layout.around.given.push(d.name.clone());
                     }
                 }
             }
@@ -379,14 +397,36 @@ pub fn read_state(text: &str) -> Managed {
         .unwrap_or_default()
 }
 
+/// What the include's block already has, which the include's text must
+/// respect ([`Layout::around`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Around {
+    /// Auxiliary directives the user's block sets already (left out).
+    pub given: Vec<String>,
+    /// Directives of [`CARRIED`] that the block inherits and does not set:
+    /// each inherited directive's arguments. A block that sets one of them
+    /// drops what it inherited, so the include repeats these beside its own.
+    pub inherited: BTreeMap<String, Vec<Vec<String>>>,
+}
+
+/// Directives nginx takes from an enclosing block only while the block sets
+/// none of them: one in the include would drop the inherited ones.
+/// The first two are sets of flags (merged into one line), the others lists.
+pub const CARRIED: [&str; 4] = [
+    "proxy_ignore_headers",
+    "proxy_cache_use_stale",
+    "proxy_hide_header",
+    "proxy_no_cache",
+];
+
 /// The include's text for `managed`: a header, the state line, and each
-/// knob's directives with the knob named beside them. `given` lists the
-/// auxiliary directives the user's block sets already (left out).
+/// knob's directives with the knob named beside them, with what `around`
+/// says the block needs kept.
 ///
 /// # Errors
 /// A knob that is not Atlas's to write in nginx, or a value of the wrong
 /// type, named.
-pub fn render(managed: &Managed, given: &[String]) -> Result<String, String> {
+pub fn render(managed: &Managed, around: &Around) -> Result<String, String> {
     let mut out = String::from(
         "# Managed by Atlas (atlas heal / atlas gate --nginx-conf). Each change is checked\n\
          # with nginx -t before a reload; the version before it is kept as <this file>.prev.\n\
@@ -395,7 +435,10 @@ pub fn render(managed: &Managed, given: &[String]) -> Result<String, String> {
     out.push_str(STATE);
     out.push_str(&serde_json::to_string(managed).expect("a map of JSON values serializes"));
     out.push('\n');
-    let aux = |name: &str| !given.iter().any(|g| g == name);
+    // (directive, arguments, why), in knob order
+    let mut lines: Vec<(&str, Vec<String>, String)> = Vec::new();
+    let aux = |name: &str| !around.given.iter().any(|g| g == name);
+    let words = |ws: &[&str]| ws.iter().map(|w| w.to_string()).collect::<Vec<_>>();
     for (name, v) in managed {
         let knob = ProxyKnob::parse(name).ok_or_else(|| format!("{name} is not a knob"))?;
         if let Some(why) = inexpressible(knob) {
@@ -410,51 +453,119 @@ pub fn render(managed: &Managed, given: &[String]) -> Result<String, String> {
                 .and_then(|s| atlas_vocab::duration::parse(s).ok())
                 .ok_or_else(|| format!("{name} must be a duration such as \"60s\", not {v}"))
         };
+        let said = |what: &str| format!("{name} = {v}{what}");
         match knob {
             ProxyKnob::CacheIgnoreSetCookie => {
                 if bool_of()? {
-                    out.push_str(&format!(
-                        "proxy_ignore_headers Set-Cookie;  # {name} = true: store answers that set a cookie\n\
-                         proxy_hide_header Set-Cookie;     # and never replay one visitor's cookie to another\n"
+                    lines.push((
+                        "proxy_ignore_headers",
+                        words(&["Set-Cookie"]),
+                        said(": store answers that set a cookie"),
+                    ));
+                    lines.push((
+                        "proxy_hide_header",
+                        words(&["Set-Cookie"]),
+                        said(": never replay one visitor's cookie to another"),
                     ));
                 }
             }
             ProxyKnob::CacheLock => {
                 let on = bool_of()?;
-                out.push_str(&format!(
-                    "proxy_cache_lock {};  # {name} = {on}\n",
-                    if on { "on" } else { "off" }
+                lines.push((
+                    "proxy_cache_lock",
+                    words(&[if on { "on" } else { "off" }]),
+                    said(""),
                 ));
                 if on {
                     for d in ["proxy_cache_lock_timeout", "proxy_cache_lock_age"] {
                         if aux(d) {
-                            out.push_str(&format!("{d} 5s;\n"));
+                            lines.push((d, words(&["5s"]), said("")));
                         }
                     }
                 }
             }
             ProxyKnob::CacheTtl => {
                 let d = duration_of()?;
-                out.push_str(&format!(
-                    "proxy_cache_valid 200 {};  # {name} = {}\n\
-                     proxy_ignore_headers Cache-Control Expires;  # the TTL above, not the origin's\n\
-                     proxy_no_cache {PRIVATE_VAR};  # but never store what the origin marks private or no-store\n",
-                    to_nginx(d),
-                    atlas_vocab::duration::format(d)
+                lines.push((
+                    "proxy_cache_valid",
+                    vec!["200".into(), to_nginx(d)],
+                    said(""),
+                ));
+                lines.push((
+                    "proxy_ignore_headers",
+                    words(&["Cache-Control", "Expires"]),
+                    said(": the TTL above, not the origin's"),
+                ));
+                lines.push((
+                    "proxy_no_cache",
+                    vec![PRIVATE_VAR.into()],
+                    said(": but never store what the origin marks private or no-store"),
                 ));
             }
             ProxyKnob::CacheStaleWhileRevalidate => {
                 if !duration_of()?.is_zero() {
-                    out.push_str(&format!(
-                        "proxy_cache_use_stale updating;  # {name} = {v}: nginx serves stale while one request refreshes (it sets no bound)\n"
+                    lines.push((
+                        "proxy_cache_use_stale",
+                        words(&["updating"]),
+                        said(": serve stale while one request refreshes (nginx sets no bound)"),
                     ));
                     if aux("proxy_cache_background_update") {
-                        out.push_str("proxy_cache_background_update on;\n");
+                        lines.push(("proxy_cache_background_update", words(&["on"]), said("")));
                     }
                 }
             }
             ProxyKnob::CacheSortQuery | ProxyKnob::Upstream => unreachable!("inexpressible"),
         }
+    }
+    // what a directive here would drop from the enclosing blocks, kept
+    for name in CARRIED {
+        if !lines.iter().any(|(n, ..)| *n == name) {
+            continue;
+        }
+        for args in around.inherited.get(name).into_iter().flatten() {
+            lines.insert(
+                0,
+                (
+                    name,
+                    args.clone(),
+                    "inherited: kept, as a directive here replaces it".into(),
+                ),
+            );
+        }
+    }
+    let flags = &CARRIED[..2];
+    let mut written: Vec<(&str, Vec<String>)> = Vec::new();
+    for (i, (name, args, why)) in lines.iter().enumerate() {
+        if flags.contains(name) {
+            // one line of every flag, where it first appears
+            if lines[..i].iter().any(|(n, ..)| n == name) {
+                continue;
+            }
+            let mut all: Vec<String> = Vec::new();
+            for (_, a, _) in lines.iter().filter(|(n, ..)| n == name) {
+                for w in a {
+                    if !all.iter().any(|x| x.eq_ignore_ascii_case(w)) {
+                        all.push(w.clone());
+                    }
+                }
+            }
+            let whys: Vec<&str> = lines
+                .iter()
+                .filter(|(n, ..)| n == name)
+                .map(|(.., w)| w.as_str())
+                .collect();
+            out.push_str(&format!(
+                "{name} {};  # {}\n",
+                all.join(" "),
+                whys.join("; ")
+            ));
+            continue;
+        }
+        if written.iter().any(|(n, a)| n == name && a == args) {
+            continue;
+        }
+        written.push((name, args.clone()));
+        out.push_str(&format!("{name} {};  # {why}\n", args.join(" ")));
     }
     Ok(out)
 }
@@ -521,7 +632,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let text = render(&m, &[]).unwrap();
+        let text = render(&m, &Around::default()).unwrap();
         assert_eq!(read_state(&text), m, "the state line reads back");
         let l = layout(
             "      proxy_ignore_headers Expires;\n      include atlas-knobs.conf;",
@@ -568,11 +679,11 @@ mod tests {
             l.unable(ProxyKnob::CacheLock, Path::new(KNOBS), Path::new(HTTP)),
             None
         );
-        assert_eq!(l.given, vec!["proxy_cache_lock_timeout".to_string()]);
+        assert_eq!(l.around.given, vec!["proxy_cache_lock_timeout".to_string()]);
         let m: Managed = [("cache.lock".to_string(), json!(true))]
             .into_iter()
             .collect();
-        let text = render(&m, &l.given).unwrap();
+        let text = render(&m, &l.around).unwrap();
         assert!(text.contains("proxy_cache_lock on;"));
         assert!(!text.contains("proxy_cache_lock_timeout"), "{text}");
         assert!(text.contains("proxy_cache_lock_age 5s;"));
@@ -588,7 +699,9 @@ mod tests {
         let m: Managed = [("cache.sort_query".to_string(), json!(true))]
             .into_iter()
             .collect();
-        assert!(render(&m, &[]).unwrap_err().contains("cannot sort"));
+        assert!(render(&m, &Around::default())
+            .unwrap_err()
+            .contains("cannot sort"));
     }
 
     #[test]
@@ -611,6 +724,49 @@ mod tests {
             None
         );
         assert_eq!(l.values["upstream"], json!("http://o:8000"));
+    }
+
+    #[test]
+    fn what_a_directive_in_the_include_would_drop_is_carried_into_it() {
+        let d = format!(
+            "# configuration file /c/nginx.conf:\nhttp {{\n  server {{\n    proxy_ignore_headers Cache-Control Expires;\n    proxy_hide_header X-Powered-By;\n    proxy_cache_use_stale error timeout;\n    location / {{\n      proxy_pass http://o:1;\n      proxy_no_cache $cookie_session;\n      include atlas-knobs.conf;\n    }}\n  }}\n}}\n\n# configuration file {KNOBS}:\n\n"
+        );
+        let c = Config::from_dump(Path::new("/c/nginx.conf"), &d).unwrap();
+        let l = Layout::of(&c, Path::new(KNOBS), Path::new(HTTP));
+        let m: Managed = [
+            ("cache.ignore_set_cookie".to_string(), json!(true)),
+            ("cache.stale_while_revalidate".to_string(), json!("30s")),
+        ]
+        .into_iter()
+        .collect();
+        let text = render(&m, &l.around).unwrap();
+        let directives: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split("  #").next().unwrap())
+            .collect();
+        assert_eq!(
+            directives,
+            [
+                "proxy_hide_header X-Powered-By;",
+                "proxy_cache_use_stale error timeout updating;",
+                "proxy_ignore_headers Cache-Control Expires Set-Cookie;",
+                "proxy_hide_header Set-Cookie;",
+                "proxy_cache_background_update on;",
+            ],
+            "{text}"
+        );
+        // proxy_no_cache is the block's own: it adds up with the include's
+        assert!(!l.around.inherited.contains_key("proxy_no_cache"));
+        // read back, nginx's values where the include is are the same as before, plus the heal
+        let with = d.replace(
+            &format!("# configuration file {KNOBS}:\n"),
+            &format!("# configuration file {KNOBS}:\n{text}"),
+        );
+        let c = Config::from_dump(Path::new("/c/nginx.conf"), &with).unwrap();
+        let after = Layout::of(&c, Path::new(KNOBS), Path::new(HTTP));
+        assert_eq!(after.values["cache"]["ignore_cache_control"], json!(true));
+        assert_eq!(after.values["cache"]["ignore_set_cookie"], json!(true));
     }
 
     #[test]

@@ -171,7 +171,8 @@ impl Nginx {
     pub async fn prepare(&self) -> Result<Vec<String>> {
         let mut did = Vec::new();
         if !self.knobs.exists() {
-            let text = render(&Default::default(), &[]).expect("no knobs render");
+            let text =
+                render(&Default::default(), &knobs::Around::default()).expect("no knobs render");
             atlas_loadgen::write_atomic(&self.knobs, text.as_bytes())
                 .map_err(|e| Error::io(&self.knobs, std::io::Error::other(e.to_string())))?;
             did.push(format!("wrote {} (no knob set)", self.knobs.display()));
@@ -303,15 +304,29 @@ impl Nginx {
         said
     }
 
-    async fn change(&self, knob: ProxyKnob, to: &Value) -> std::result::Result<(), String> {
-        let _one = self.busy.lock().await;
+    /// The knobs file's text with `knob` set to `to` besides the knobs set
+    /// already, for the configuration as it is now; or why it cannot be.
+    ///
+    /// # Errors
+    /// nginx's configuration cannot be read, or the knob cannot be set
+    /// here ([`Layout::unable`]), said with the change that would let it.
+    pub async fn text_with(
+        &self,
+        knob: ProxyKnob,
+        to: &Value,
+    ) -> std::result::Result<String, String> {
         let (cfg, layout) = self.inspect().await?;
         if let Some(why) = layout.unable(knob, &self.knobs, &self.http_knobs) {
             return Err(why);
         }
         let mut state = cfg.text(&self.knobs).map(read_state).unwrap_or_default();
         state.insert(knob.name().to_string(), to.clone());
-        let text = render(&state, &layout.given)?;
+        render(&state, &layout.around)
+    }
+
+    async fn change(&self, knob: ProxyKnob, to: &Value) -> std::result::Result<(), String> {
+        let _one = self.busy.lock().await;
+        let text = self.text_with(knob, to).await?;
         let before = std::fs::read(&self.knobs).ok();
         if before.as_deref() == Some(text.as_bytes()) {
             return Ok(()); // already so: a second run changes nothing
