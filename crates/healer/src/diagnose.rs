@@ -90,7 +90,9 @@ pub fn fix_for(code: Code, cause: Option<MissCause>) -> Option<String> {
     let s = match (code, cause) {
         (Code::CacheMiss, Some(MissCause::SetCookie)) => {
             "Atlas proxy: cache.ignore_set_cookie = true; nginx: proxy_ignore_headers Set-Cookie; \
-             proxy_hide_header Set-Cookie; (or stop the origin setting a cookie on shared pages)"
+             proxy_hide_header Set-Cookie; Varnish (VCL, vcl_backend_response): unset \
+             beresp.http.Set-Cookie; for those routes; or stop the origin setting a cookie on \
+             shared pages"
         }
         (Code::CacheMiss, Some(MissCause::Private)) => {
             "the origin: send Cache-Control: public (not private or no-store) on pages that are \
@@ -117,8 +119,9 @@ pub fn fix_for(code: Code, cause: Option<MissCause>) -> Option<String> {
              URL and the healer sets it); nginx: the proxy_pass or upstream { server HOST:PORT; } line"
         }
         (Code::NoCache, _) => {
-            "nginx: add_header X-Cache-Status $upstream_cache_status always; Varnish or a CDN: \
-             --cache-header X-Cache=HIT; no cache at all: atlas proxy --upstream APP in front"
+            "nginx: add_header X-Cache-Status $upstream_cache_status always; a stock Varnish: \
+             --cache-header varnish (reads X-Varnish); a CDN: --cache-header X-Cache=HIT (or its \
+             header); no cache at all: atlas proxy --upstream APP in front"
         }
         _ => return None,
     };

@@ -177,15 +177,23 @@ pub enum CacheRule {
         /// The values that mean a hit.
         hits: Vec<String>,
     },
+    /// A stock Varnish, which says nothing of hits in its own words:
+    /// `X-Varnish` carries the request's id, and also the id of the request
+    /// that stored the object when the answer came from the cache. Two ids
+    /// are a hit, one a miss (a pass too). `--cache-header varnish`.
+    Varnish,
 }
 
 impl std::str::FromStr for CacheRule {
     type Err = String;
 
-    /// `NAME=VALUE[,VALUE...]`, as `--cache-header` takes it.
+    /// `NAME=VALUE[,VALUE...]`, or `varnish`, as `--cache-header` takes it.
     fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().eq_ignore_ascii_case("varnish") {
+            return Ok(CacheRule::Varnish);
+        }
         let (name, values) = s.split_once('=').ok_or_else(|| {
-            format!("{s:?}: expected NAME=HIT_VALUES, e.g. X-Cache=HIT or CF-Cache-Status=HIT")
+            format!("{s:?}: expected NAME=HIT_VALUES (X-Cache=HIT, CF-Cache-Status=HIT) or varnish")
         })?;
         let name = name.trim();
         if name.is_empty()
@@ -217,6 +225,7 @@ impl std::fmt::Display for CacheRule {
         match self {
             CacheRule::Standard => f.write_str("X-Cache-Status, else Cache-Status (RFC 9211)"),
             CacheRule::Header { name, hits } => write!(f, "{name} (hit: {})", hits.join(", ")),
+            CacheRule::Varnish => f.write_str("X-Varnish (two ids: hit)"),
         }
     }
 }
@@ -244,6 +253,14 @@ impl CacheRule {
                         .filter(|s| *s != CacheStatus::Hit)
                         .unwrap_or(CacheStatus::Miss),
                 ))
+            }
+            CacheRule::Varnish => {
+                let ids = header("x-varnish")?.split_ascii_whitespace().count();
+                Some(match ids {
+                    2 => Some(CacheStatus::Hit),
+                    1 => Some(CacheStatus::Miss),
+                    _ => None,
+                })
             }
         }
     }
@@ -281,6 +298,22 @@ mod tests {
 
     fn headers<'a>(list: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> {
         move |n| list.iter().find(|(k, _)| *k == n).map(|(_, v)| *v)
+    }
+
+    #[test]
+    fn a_stock_varnish_is_read_from_x_varnish() {
+        let v: CacheRule = "Varnish".parse().unwrap();
+        assert_eq!(v, CacheRule::Varnish);
+        assert_eq!(
+            v.read(headers(&[("x-varnish", "32770 3")])),
+            Some(Some(CacheStatus::Hit))
+        );
+        assert_eq!(
+            v.read(headers(&[("x-varnish", "32771")])),
+            Some(Some(CacheStatus::Miss))
+        );
+        assert_eq!(v.read(headers(&[("x-cache-status", "HIT")])), None);
+        assert_eq!(v.to_string(), "X-Varnish (two ids: hit)");
     }
 
     #[test]
