@@ -554,11 +554,19 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
                     )
                 })
                 .collect();
-            let mut ev = vec![
-                head.to_string(),
-                format!(
+            // the routes whose answer through the cache shows the cookie
+            let seen: Vec<&str> = obs
+                .routes
+                .iter()
+                .filter(|r| cookie.contains(&r.path.as_str()) && (r.set_cookie || r.cache_detail.is_some()))
+                .map(|r| r.path.as_str())
+                .collect();
+            let mut ev = vec![head.to_string()];
+            ev.extend(hidden);
+            if !seen.is_empty() {
+                ev.push(format!(
                     "{}: second request {} with Set-Cookie",
-                    cookie.join(", "),
+                    seen.join(", "),
                     if obs
                         .routes
                         .iter()
@@ -569,14 +577,13 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
                     } else {
                         "MISS/BYPASS"
                     }
-                ),
-                format!(
-                    "cache.ignore_set_cookie = {}",
-                    show(knob(ProxyKnob::CacheIgnoreSetCookie.name()))
-                ),
-                statuses.clone(),
-            ];
-            ev.splice(1..1, hidden);
+                ));
+            }
+            ev.push(format!(
+                "cache.ignore_set_cookie = {}",
+                show(knob(ProxyKnob::CacheIgnoreSetCookie.name()))
+            ));
+            ev.push(statuses.clone());
             ev
             },
         )

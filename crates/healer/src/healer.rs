@@ -595,7 +595,7 @@ impl Run<'_> {
             ),
             Code::NoCache => (
                 None,
-                "the cache in front of the app: put one there (atlas proxy --upstream APP), or make the one there say what it did (nginx: add_header X-Cache-Status $upstream_cache_status always; Varnish or a CDN: --cache-header X-Cache=HIT)".into(),
+                "the cache in front of the app, or its absence: see fix".into(),
             ),
             Code::CacheMiss if d.cause == Some(MissCause::Private) => (
                 None,

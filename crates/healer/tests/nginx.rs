@@ -252,6 +252,13 @@ async fn without_the_include_the_blocker_gives_the_line_to_add_and_nothing_is_wr
         b.fix
     );
     assert_eq!(b.docs, "docs/diagnoses.md#cache-miss");
+    assert!(
+        b.proof
+            .iter()
+            .any(|p| p == "cache.ignore_set_cookie = false"),
+        "read where the include belongs: {:?}",
+        b.proof
+    );
     assert!(phase(&out.journal(), "acted")
         .iter()
         .all(|e| e["knob"].is_null()));

@@ -101,11 +101,13 @@ async fn a_bare_origin_is_no_cache_not_a_cache_miss() {
         b.proof
     );
     assert!(
-        b.lives
-            .contains("add_header X-Cache-Status $upstream_cache_status always;"),
-        "{}",
-        b.lives
+        b.fix.as_deref().is_some_and(|f| f
+            .contains("add_header X-Cache-Status $upstream_cache_status always;")
+            && f.contains("--cache-header varnish")),
+        "{:?}",
+        b.fix
     );
+    assert_eq!(b.docs, "docs/diagnoses.md#no-cache");
     assert!(r.packet.to_string().contains("NO-CACHE"), "{}", r.packet);
     assert!(phase(&dir.journal(), "act").is_empty(), "the healer acted");
 }

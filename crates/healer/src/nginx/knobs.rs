@@ -130,11 +130,20 @@ impl Layout {
             conflicts: BTreeMap::new(),
             around: Around::default(),
         };
-        let Some(first) = includes.first() else {
+        // the values where the include is, or where it belongs: the first
+        // block that proxies
+        let passes = find_all(&cfg.root, &|d| d.name == "proxy_pass");
+        let Some(chain) = includes
+            .first()
+            .or_else(|| passes.first())
+            .map(|f| &f.chain)
+        else {
             return layout;
         };
-        let chain = &first.chain;
         layout.values = values(cfg, chain, knobs);
+        if includes.is_empty() {
+            return layout;
+        }
         if let Some((inner, outer)) = chain.split_last() {
             let own: Vec<&Directive> = level(inner.block.as_deref().unwrap_or_default())
                 .into_iter()

@@ -414,7 +414,7 @@ impl Actuator for Nginx {
 
     fn rollback(&self, knob: ProxyKnob, from: &Value) -> String {
         format!(
-            "set {knob} back to {from} with atlas (or put {}.prev back), then nginx -t and reload",
+            "put {}.prev back (it has {knob} = {from}), then nginx -t and reload",
             self.knobs.display()
         )
     }
