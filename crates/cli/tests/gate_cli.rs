@@ -86,6 +86,19 @@ fn the_embedded_default_holds_and_its_bundle_verifies() {
         assert!(out.join(f).is_file(), "{f} in the bundle");
     }
     assert!(read(&out, "proxy-metrics.txt").contains("atlas_proxy_requests_total"));
+    // The notes list every knob as the gate leaves it, even with none changed.
+    let notes = read(&out, "knobs-notes.txt");
+    assert!(notes.contains("no knob changed: the gate held"), "{notes}");
+    for knob in [
+        "KNOB     upstream = \"http://127.0.0.1:",
+        "KNOB     cache.ttl = \"1m\"",
+        "KNOB     cache.lock = true",
+        "KNOB     cache.ignore_set_cookie = false",
+        "KNOB     load.max_vus = 256",
+    ] {
+        assert!(notes.contains(knob), "{knob} in:\n{notes}");
+    }
+    assert!(notes.contains("WHY      unchanged"), "{notes}");
     // Without Lighthouse on PATH the summary says so instead of pretending.
     let lh = read(&out, "lighthouse.txt");
     if on_path("lighthouse").is_none() {

@@ -143,18 +143,6 @@ pub(crate) async fn write(
             .write(&work.join("results-before-healing.json"))?;
     }
     write_file(&work.join("packet.json"), packet.to_json().as_bytes())?;
-    if !work.join("knobs-notes.txt").exists() {
-        let aborted =
-            matches!(packet, Packet::Blocker(b) if b.class == atlas_healer::Code::Aborted);
-        write_file(
-            &work.join("knobs-notes.txt"),
-            if aborted {
-                b"no knob changed: the gate was stopped from outside before the healer acted\n"
-            } else {
-                b"no knob changed: the gate held on its first run, so the healer did not act\n"
-            },
-        )?;
-    }
     write_file(
         &work.join("lighthouse.txt"),
         format!("{lighthouse}\n").as_bytes(),

@@ -363,6 +363,45 @@ impl Gate {
                 .map_or_else(|_| s.clone(), |r| r.to_string()),
             None => atlas_vocab::CacheRule::Standard.to_string(),
         };
+        if !work.join("knobs-notes.txt").exists() {
+            // the healer did not run: every knob as the gate leaves it
+            let view = match (&stack.admin, &cfg.nginx) {
+                (Some(a), _) => atlas_healer::fetch_with(
+                    a,
+                    "/config",
+                    std::time::Duration::from_secs(5),
+                    stack.admin_token.as_ref(),
+                )
+                .await
+                .ok()
+                .and_then(|r| r.json()),
+                (None, Some(n)) => match Nginx::new(n.clone()) {
+                    Ok(n) => atlas_healer::Actuator::values(&n).await,
+                    Err(_) => None,
+                },
+                (None, None) => None,
+            };
+            let mut notes = atlas_healer::Notes::new(Some(work));
+            notes.nothing(
+                run_id,
+                if class == Class::Aborted {
+                    "the gate was stopped from outside before the healer acted"
+                } else {
+                    "the gate held on its first run, so the healer did not act"
+                },
+            );
+            let verify = loads.last().map_or_else(
+                || "no load ran".to_string(),
+                |l| format!("the gate's run: {}", numbers(&l.result)),
+            );
+            let hcfg_vus = HealerConfig::new(stack.target.clone()).sample_max_vus;
+            notes.inventory(
+                run_id,
+                &atlas_healer::knobs_at_end(view.as_ref(), true, hcfg_vus),
+                &verify,
+            );
+            notes.flush()?;
+        }
         if let Some(n) = &cfg.nginx {
             // what the healer left nginx with: the include Atlas owns
             let knobs = n.knobs_file();

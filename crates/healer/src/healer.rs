@@ -633,39 +633,19 @@ impl Run<'_> {
             (None, Some(a)) => a.values().await,
             (None, None) => None,
         };
-        let mut out = Vec::new();
-        for knob in Knob::ALL {
-            let value = match knob {
-                Knob::Proxy(k) => view
-                    .as_ref()
-                    .and_then(|v| atlas_vocab::admin::knob_value(v, k.name()))
-                    .cloned()
-                    .unwrap_or(Value::Null),
-                Knob::ProxyStart => json!(if last.target.open() {
-                    "running"
-                } else {
-                    "stopped"
-                }),
-                Knob::LoadMaxVus => json!(self.max_vus),
-            };
-            let changed = self
+        let mut out = knobs_at_end(view.as_ref(), last.target.open(), self.max_vus);
+        for k in &mut out {
+            k.changed = self
                 .changes
                 .iter()
                 .rev()
-                .find(|c| c.knob == knob.name())
+                .find(|c| c.knob == k.knob.name())
                 .cloned();
-            let rollback = match (&changed, knob, &self.h.actuator) {
-                (Some(c), Knob::Proxy(k), Some(a)) => a.rollback(k, &c.from),
-                (Some(c), _, _) => format!("set {knob} back to {}", c.from),
+            k.rollback = match (&k.changed, k.knob, &self.h.actuator) {
+                (Some(c), Knob::Proxy(p), Some(a)) => a.rollback(p, &c.from),
+                (Some(c), knob, _) => format!("set {knob} back to {}", c.from),
                 (None, ..) => String::new(),
             };
-            out.push(KnobAtEnd {
-                knob,
-                value,
-                what: knob.what(),
-                changed,
-                rollback,
-            });
         }
         out
     }
@@ -707,6 +687,30 @@ impl Run<'_> {
             bundle_digest: None,
         }
     }
+}
+
+/// Every knob with its value in `view` (`GET /config`'s shape, or what an
+/// actuator read), none changed: the knobs notes of a run that changed
+/// nothing. `running` says whether the proxy accepted connections;
+/// `max_vus` is the load sample's in-flight limit.
+pub fn knobs_at_end(view: Option<&Value>, running: bool, max_vus: usize) -> Vec<KnobAtEnd> {
+    Knob::ALL
+        .into_iter()
+        .map(|knob| KnobAtEnd {
+            knob,
+            value: match knob {
+                Knob::Proxy(k) => view
+                    .and_then(|v| atlas_vocab::admin::knob_value(v, k.name()))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+                Knob::ProxyStart => json!(if running { "running" } else { "stopped" }),
+                Knob::LoadMaxVus => json!(max_vus),
+            },
+            what: knob.what(),
+            changed: None,
+            rollback: String::new(),
+        })
+        .collect()
 }
 
 /// Why `after` is worse than `before`, if it is.

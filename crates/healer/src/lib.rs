@@ -64,7 +64,7 @@ mod policy;
 pub use config::{HealerConfig, Thresholds};
 pub use diagnose::{diagnose, fix_for, Code, Diagnosis, MissCause};
 pub use error::{Error, Result};
-pub use healer::{Healer, Hooks, Report};
+pub use healer::{knobs_at_end, Healer, Hooks, Report};
 pub use http::{get as fetch, get_with as fetch_with, Bearer, Failure, Reply};
 pub use journal::{journal_line, Journal, JournalPrinter, KnobAtEnd, Notes, Phase};
 pub use knob::{Actuator, AdminApi, BoxFuture, Home, Knob, Refused};
