@@ -705,6 +705,57 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
             ));
         }
     }
+    // A cache without a TTL of its own (nginx with no proxy_cache_valid for
+    // a 200) keeps an answer as long as the origin's Cache-Control allows: a
+    // max-age shorter than the gate needs explains the misses through it.
+    if ttl.is_none() && out.is_empty() {
+        // seconds a key must stay to allow the misses the gate does, at one
+        // fetch per key per expiry
+        let need = keys / (s.rate * (1.0 - cfg.thresholds.min_hit));
+        let short: Vec<(&RouteProbe, u64)> = obs
+            .routes
+            .iter()
+            .filter(|r| !r.cached())
+            .filter_map(|r| {
+                let cc = r
+                    .origin
+                    .as_ref()
+                    .and_then(|o| o.cache_control.as_deref())
+                    .or(r.cache_control.as_deref())?;
+                let age = max_age(cc)?;
+                ((age as f64) < need).then_some((r, age))
+            })
+            .collect();
+        if !short.is_empty() {
+            let mut ev = vec![head.to_string()];
+            ev.extend(short.iter().map(|(r, age)| {
+                format!(
+                    "GET {}: Cache-Control: {} (the cache keeps it {age} s; the gate needs about {need:.0} s)",
+                    r.path,
+                    r.origin
+                        .as_ref()
+                        .and_then(|o| o.cache_control.as_deref())
+                        .or(r.cache_control.as_deref())
+                        .unwrap_or("")
+                )
+            }));
+            ev.push("cache.ttl = none: the cache has no TTL of its own for a 200".into());
+            ev.push(statuses.clone());
+            let paths: Vec<String> = short.iter().map(|(r, _)| r.path.clone()).collect();
+            out.push(
+                Diagnosis::new(
+                    Code::CacheMiss,
+                    Some(MissCause::ShortTtl),
+                    format!(
+                        "the cache keeps {} only as long as the origin's max-age allows, shorter than the traffic's reuse interval",
+                        paths.join(", ")
+                    ),
+                    ev,
+                )
+                .with_routes(paths),
+            );
+        }
+    }
     if out.is_empty() {
         out.push(Diagnosis::new(
             Code::CacheMiss,
@@ -714,6 +765,21 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
         ));
     }
     out
+}
+
+/// How long `Cache-Control` lets a shared cache keep an answer: `s-maxage`,
+/// else `max-age`, in seconds; `None` when it says neither.
+fn max_age(cc: &str) -> Option<u64> {
+    let directive = |name: &str| {
+        cc.split(',').find_map(|d| {
+            let (k, v) = d.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().trim_matches('"').parse().ok())
+                .flatten()
+        })
+    };
+    directive("s-maxage").or_else(|| directive("max-age"))
 }
 
 /// Upstream fetches per key per TTL window in the sample, at least 1.
@@ -746,6 +812,14 @@ mod tests {
             (Some("CACHE-MISS"), Some(NoCacheReason::SetCookie.as_str()))
         );
         assert_eq!(Code::PortOccupied.as_str(), "PORT-OCCUPIED");
+    }
+
+    #[test]
+    fn max_age_reads_the_shared_caches_lifetime() {
+        assert_eq!(max_age("public, max-age=0"), Some(0));
+        assert_eq!(max_age("max-age=60, s-maxage=5"), Some(5));
+        assert_eq!(max_age("Max-Age=\"30\""), Some(30));
+        assert_eq!(max_age("no-cache"), None);
     }
 
     #[test]
