@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use atlas_healer::Packet;
-use atlas_loadgen::{k6_summary, text_summary, write_atomic, CacheStatus, Label};
+use atlas_loadgen::{k6_summary, text_summary, write_atomic, Label};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
@@ -122,7 +122,7 @@ pub(crate) async fn write(
                 json!({
                     "route": r.name, "requests": r.requests,
                     "cache": counts(&r.cache),
-                    "hit_ratio": ratio(r.cache.get(CacheStatus::Hit), r.cache.total()),
+                    "hit_ratio": ratio(r.cache.hits(), r.cache.total()),
                 })
             })
             .collect();

@@ -7,8 +7,10 @@ use std::time::{Instant, SystemTime};
 
 use atlas_cacheproxy::{AccessLog, AccessLogFormat};
 use atlas_evidence::{BundleBuilder, ThresholdRecord, Verdict};
-use atlas_healer::{Blocker, Code, Healer, HealerConfig, Nginx, Observation, Packet, Progress};
-use atlas_loadgen::{write_atomic, Interrupt, Observer, TraceId};
+use atlas_healer::{
+    stale_caveat, Blocker, Code, Healer, HealerConfig, Nginx, Observation, Packet, Progress,
+};
+use atlas_loadgen::{write_atomic, CacheStatus, Interrupt, Observer, TraceId};
 use serde_json::json;
 
 use crate::artifacts::{self, GateJournal, RAW_ACCESS_LOG};
@@ -521,9 +523,22 @@ fn verdict(last: Option<&LoadRun>, healer: Option<Packet>) -> (Packet, Class) {
                 .as_ref()
                 .map(|p| p.changes().to_vec())
                 .unwrap_or_default(),
-            iterations: match hp {
+            iterations: match &hp {
                 Some(Packet::Progress(p)) => p.iterations,
                 _ => 0,
+            },
+            caveats: {
+                let m = &l.result.metrics;
+                let mut c = match &hp {
+                    Some(Packet::Progress(p)) => p.caveats.clone(),
+                    _ => Vec::new(),
+                };
+                c.extend(stale_caveat(
+                    m.cache.get(CacheStatus::Stale),
+                    m.cache.total(),
+                    "the gate's run",
+                ));
+                c
             },
             bundle_digest: None,
         }),

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use atlas_vocab::{NoCacheReason, ProxyKnob};
+use atlas_vocab::{CacheStatus, NoCacheReason, ProxyKnob};
 
 use crate::config::HealerConfig;
 use crate::http::Failure;
@@ -85,7 +85,7 @@ impl Code {
 
 /// The fix by hand for a diagnosis, in each proxy's words: the Atlas
 /// proxy's knob and nginx's directives, or the origin's header. `None`
-/// where the fix is not a setting (an origin that is down, say).
+/// where the fix is not a setting (a load sample short of its rate, say).
 pub fn fix_for(code: Code, cause: Option<MissCause>) -> Option<String> {
     let s = match (code, cause) {
         (Code::CacheMiss, Some(MissCause::SetCookie)) => {
@@ -109,6 +109,15 @@ pub fn fix_for(code: Code, cause: Option<MissCause>) -> Option<String> {
         (Code::CacheMiss, Some(MissCause::ShortTtl)) => {
             "Atlas proxy: a longer cache.ttl; nginx: proxy_cache_valid 200 60s; (with \
              proxy_ignore_headers Cache-Control Expires when the origin's max-age is shorter)"
+        }
+        (Code::UpstreamDown, _) => {
+            return Some(format!(
+                "bring the origin back; meanwhile a cache can answer from its copies: Atlas \
+                 proxy: cache.stale_if_error = \"{}\"; nginx: proxy_cache_use_stale {}; \
+                 Varnish: beresp.grace with a backend probe",
+                crate::plan::STALE_IF_ERROR,
+                crate::nginx::knobs::STALE_IF_ERROR.join(" ")
+            ))
         }
         (Code::UpstreamSlow, _) => {
             "Atlas proxy: cache.stale_while_revalidate = \"30s\"; nginx: proxy_cache_use_stale \
@@ -351,7 +360,20 @@ pub fn diagnose(obs: &Observation, cfg: &HealerConfig, managed: bool) -> Vec<Dia
         )];
         ev.extend(ready);
         ev.extend(route_statuses(obs));
+        let unserved = unserved_copies(obs);
+        if !unserved.is_empty() {
+            ev.push(format!(
+                "{}: the cache holds a copy it did not serve when the upstream failed (cache.stale_if_error = {})",
+                unserved.join(", "),
+                show(obs.admin.as_ref().and_then(|a| a.knob(ProxyKnob::CacheStaleIfError.name())).cloned())
+            ));
+        }
+        // A cache that answers every route from its copies while the
+        // upstream fails holds the gate for now: the sample judges it, and
+        // a PROGRESS says what it stands on.
+        let covered = covered_by_cache(obs);
         match &u.failure {
+            _ if covered => {}
             Some(Failure::Resolve(_)) => {
                 return vec![Diagnosis::new(
                     Code::ScName,
@@ -376,7 +398,7 @@ pub fn diagnose(obs: &Observation, cfg: &HealerConfig, managed: bool) -> Vec<Dia
                     ev,
                 )]
             }
-            None if u.status.is_some_and(|s| s >= 500) => {
+            None if u.status.is_some_and(|s| s >= 500) && !covered => {
                 return vec![Diagnosis::new(
                     Code::UpstreamDown,
                     None,
@@ -436,11 +458,19 @@ pub fn diagnose(obs: &Observation, cfg: &HealerConfig, managed: bool) -> Vec<Dia
         .map(|(_, n)| n)
         .sum();
     if s.failure_ratio > cfg.thresholds.max_failures && server_errors * 2 >= s.failed {
+        let mut ev = vec![head.clone(), format!("statuses: {:?}", s.statuses)];
+        let unserved = unserved_copies(obs);
+        if !unserved.is_empty() {
+            ev.push(format!(
+                "{}: the cache holds a copy it did not serve when the upstream failed",
+                unserved.join(", ")
+            ));
+        }
         out.push(Diagnosis::new(
             Code::UpstreamDown,
             None,
             format!("{server_errors} of {} requests got 502/503/504", s.requests),
-            vec![head.clone(), format!("statuses: {:?}", s.statuses)],
+            ev,
         ));
     }
     let p95_limit = cfg.thresholds.p95.as_secs_f64() * 1000.0;
@@ -496,6 +526,40 @@ pub fn diagnose(obs: &Observation, cfg: &HealerConfig, managed: bool) -> Vec<Dia
         ));
     }
     out
+}
+
+/// Routes the cache answered with a server error while it held an expired
+/// copy of them (`EXPIRED` on a 5xx or a failed request): what
+/// `cache.stale_if_error` serves instead (`GET / through the cache: 502,
+/// EXPIRED`).
+pub(crate) fn unserved_copies(obs: &Observation) -> Vec<String> {
+    obs.routes
+        .iter()
+        .filter(|r| r.status.is_none_or(|s| s >= 500))
+        .filter(|r| r.cache.iter().any(|c| c == CacheStatus::Expired.as_str()))
+        .map(|r| {
+            format!(
+                "GET {} through the cache: {}, X-Cache-Status {}",
+                r.path,
+                r.status
+                    .map_or_else(|| "no answer".to_string(), |s| s.to_string()),
+                r.cache.join(" then ")
+            )
+        })
+        .collect()
+}
+
+/// Every route answered without a server error from a copy the cache holds
+/// (`HIT`, `UPDATING`, `STALE`).
+fn covered_by_cache(obs: &Observation) -> bool {
+    !obs.routes.is_empty()
+        && obs.routes.iter().all(|r| {
+            r.status.is_some_and(|s| s < 500)
+                && r.cache
+                    .last()
+                    .and_then(|c| CacheStatus::parse(c.as_bytes()))
+                    .is_some_and(CacheStatus::served_from_cache)
+        })
 }
 
 fn route_statuses(obs: &Observation) -> Vec<String> {

@@ -16,7 +16,7 @@ use crate::journal::{now, Journal, KnobAtEnd, Notes, Phase};
 use crate::knob::{Actuator, AdminApi, Knob, Refused};
 use crate::launch::Launcher;
 use crate::observe::{AdminView, LiveSensor, Observation, Sample, Sensor};
-use crate::packet::{Blocker, Change, ChangeOutcome, Numbers, Packet, Progress};
+use crate::packet::{caveats, Blocker, Change, ChangeOutcome, Numbers, Packet, Progress};
 use crate::plan::{plan, Action};
 
 /// The longest old TTL the verification waits out after a `cache.ttl` change.
@@ -258,6 +258,7 @@ impl Run<'_> {
                             numbers,
                             changes: self.changes.clone(),
                             iterations: it - 1,
+                            caveats: caveats(&obs),
                             bundle_digest: None,
                         });
                         return Ok((p, obs));

@@ -52,13 +52,14 @@ impl Home {
 
 impl Knob {
     /// Every knob, in the order the policy's error lists them.
-    pub const ALL: [Knob; 8] = [
+    pub const ALL: [Knob; 9] = [
         Knob::Proxy(ProxyKnob::Upstream),
         Knob::Proxy(ProxyKnob::CacheIgnoreSetCookie),
         Knob::Proxy(ProxyKnob::CacheLock),
         Knob::Proxy(ProxyKnob::CacheSortQuery),
         Knob::Proxy(ProxyKnob::CacheTtl),
         Knob::Proxy(ProxyKnob::CacheStaleWhileRevalidate),
+        Knob::Proxy(ProxyKnob::CacheStaleIfError),
         Knob::ProxyStart,
         Knob::LoadMaxVus,
     ];
@@ -90,6 +91,9 @@ impl Knob {
             Knob::Proxy(ProxyKnob::CacheTtl) => "how long an answer stays fresh in the cache",
             Knob::Proxy(ProxyKnob::CacheStaleWhileRevalidate) => {
                 "how long an expired answer may be served while one background fetch refreshes it"
+            }
+            Knob::Proxy(ProxyKnob::CacheStaleIfError) => {
+                "how long an expired answer may be served when the upstream fails (refused, timed out, a 5xx)"
             }
             Knob::ProxyStart => "whether the healer started the proxy it manages",
             Knob::LoadMaxVus => "the load sample's in-flight limit",

@@ -74,6 +74,8 @@ pub use observe::{
     failed_thresholds, measured, observe, port_owner, sample, AdminView, LiveSensor, Observation,
     OriginProbe, PortProbe, RouteProbe, RouteSample, Sample, Sensor, UpstreamProbe,
 };
-pub use packet::{Blocker, Change, ChangeOutcome, Numbers, Packet, Progress};
+pub use packet::{
+    caveats, stale_caveat, Blocker, Change, ChangeOutcome, Numbers, Packet, Progress,
+};
 pub use plan::{plan, Action, Plan};
 pub use policy::Policy;

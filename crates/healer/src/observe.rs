@@ -207,7 +207,8 @@ pub struct Sample {
     pub p95_ms: f64,
     /// p99, ms.
     pub p99_ms: f64,
-    /// HIT / answers with `X-Cache-Status`; `None` when none had it.
+    /// Served from the cache (`HIT`, `UPDATING`, `STALE`) / answers with a
+    /// cache status; `None` when none had one.
     pub hit_ratio: Option<f64>,
     /// Failed / completed.
     pub failure_ratio: f64,

@@ -28,7 +28,7 @@ pub struct Numbers {
     pub p99_ms: f64,
     /// Failed / completed.
     pub failure_ratio: f64,
-    /// HIT / answers with `X-Cache-Status`.
+    /// Served from the cache (`HIT`, `UPDATING`, `STALE`) / answers with a cache status.
     pub hit_ratio: Option<f64>,
 }
 
@@ -160,8 +160,47 @@ pub struct Progress {
     pub changes: Vec<Change>,
     /// Diagnose → act rounds used.
     pub iterations: u32,
+    /// What the pass stands on that a reader should know: the upstream was
+    /// down and the cache answered from its copies ([`caveats`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub caveats: Vec<String>,
     /// The evidence bundle's digest, when a bundle was made.
     pub bundle_digest: Option<String>,
+}
+
+/// The caveat of a pass whose answers were partly stale copies served
+/// because the upstream failed (`STALE`); `None` without any.
+pub fn stale_caveat(stale: u64, answers: u64, run: &str) -> Option<String> {
+    (stale > 0).then(|| {
+        format!(
+            "{stale} of {answers} answers in {run} were stale copies served because the upstream failed (STALE); cache_hit counts them"
+        )
+    })
+}
+
+/// What a PROGRESS on `obs` stands on: an upstream that fails while the
+/// cache answers, and the stale answers of its sample.
+pub fn caveats(obs: &crate::observe::Observation) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(u) = &obs.upstream {
+        let down = match (&u.failure, u.status) {
+            (Some(f), _) => Some(f.to_string()),
+            (None, Some(s)) if s >= 500 => Some(format!("answers {s}")),
+            _ => None,
+        };
+        if let Some(why) = down {
+            out.push(format!(
+                "the upstream {} is down ({why}): the gate holds on the cache's stored copies; bring it back before they expire",
+                u.url
+            ));
+        }
+    }
+    if let Some(s) = &obs.sample {
+        let stale = s.cache.get("STALE").copied().unwrap_or(0);
+        let answers = s.cache.values().sum();
+        out.extend(stale_caveat(stale, answers, "the healer's last sample"));
+    }
+    out
 }
 
 /// `BLOCKER`: what stops the gate, where the knob lives, the proof.
@@ -280,6 +319,9 @@ impl fmt::Display for Packet {
                 )?;
                 if let Some(n) = &p.numbers {
                     writeln!(f, "  numbers  {n}")?;
+                }
+                for c in &p.caveats {
+                    writeln!(f, "  caveat   {c}")?;
                 }
                 changes(f, &p.changes)?;
                 if let Some(d) = &p.bundle_digest {

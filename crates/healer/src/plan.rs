@@ -7,10 +7,15 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::config::HealerConfig;
-use crate::diagnose::{duration_knob, per_expiry, Code, Diagnosis, MissCause};
+use crate::diagnose::{duration_knob, per_expiry, unserved_copies, Code, Diagnosis, MissCause};
 use crate::knob::Knob;
 use crate::observe::Observation;
 use atlas_vocab::ProxyKnob;
+
+/// What `cache.stale_if_error` is set to when the upstream fails: long
+/// enough to outlast a gate's run (60 s) and the healer's samples. nginx
+/// serves stale without a bound; the Atlas proxy keeps this one.
+pub const STALE_IF_ERROR: &str = "10m";
 
 /// One change of one knob.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -86,14 +91,34 @@ pub fn plan(
             ),
             rollback: "stop the started process (its pid is in the journal)".into(),
         }),
-        (Code::ScName | Code::UpstreamDown, _) if has_admin && app_answers => {
-            let app = cfg.app.clone().expect("app_answers implies app");
-            if knob(ProxyKnob::Upstream) != json!(app) {
+        (Code::ScName | Code::UpstreamDown, _) if has_admin => {
+            if app_answers {
+                let app = cfg.app.clone().expect("app_answers implies app");
+                if knob(ProxyKnob::Upstream) != json!(app) {
+                    c.push(set(
+                        ProxyKnob::Upstream,
+                        json!(app),
+                        format!("the application answers at {app}"),
+                        "routes answer 2xx through the proxy".into(),
+                    ));
+                }
+            }
+            // the cache holds copies it does not serve while the origin
+            // fails: serving them is the cache's part (the origin is the
+            // operator's)
+            let sie = duration_knob(Some(&knob(ProxyKnob::CacheStaleIfError)));
+            let aim = atlas_vocab::duration::parse(STALE_IF_ERROR).expect("a duration");
+            if d.code == Code::UpstreamDown
+                && sie.is_some_and(|d| d < aim)
+                && !unserved_copies(obs).is_empty()
+            {
                 c.push(set(
-                    ProxyKnob::Upstream,
-                    json!(app),
-                    format!("the application answers at {app}"),
-                    "routes answer 2xx through the proxy".into(),
+                    ProxyKnob::CacheStaleIfError,
+                    json!(STALE_IF_ERROR),
+                    "the upstream fails and the cache answers errors for routes it holds copies of"
+                        .into(),
+                    "those routes are answered from the stored copies (STALE) while the upstream fails; errors fall"
+                        .into(),
                 ));
             }
         }

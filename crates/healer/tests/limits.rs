@@ -14,7 +14,13 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ttl_shorter_than_the_reuse_interval_is_raised() {
     let app = demo(|_| {}).await;
-    let p = proxy(&app.url, |c| c.cache.ttl = Duration::from_millis(500)).await;
+    // refreshed in the request path: an expired entry is a fetch the
+    // client waits for, not a stale copy served at once (a hit)
+    let p = proxy(&app.url, |c| {
+        c.cache.ttl = Duration::from_millis(500);
+        c.cache.stale_while_revalidate = Duration::ZERO;
+    })
+    .await;
     let dir = Scratch::new("short-ttl");
     let r = heal(healer(&p.url, Some(&p.admin)), &dir).await;
     let progress = progress(&r);

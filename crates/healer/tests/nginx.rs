@@ -523,6 +523,10 @@ async fn a_stampede_without_the_lock_is_healed_through_the_include() {
     let mut cfg = nginx_healer(&b.n);
     cfg.app = Some(b.app.url.clone());
     cfg.sample_duration = Duration::from_secs(3);
+    // with the lock, a TTL of 1 s still misses every key once a second,
+    // about 3 % at 200/s: below 99.5 % whatever the sample's luck, so the
+    // TTL is always raised next
+    cfg.thresholds.min_hit = 0.995;
     let r = heal_with(cfg, setup(&b.n), &out).await;
     let journal = out.journal();
     assert_eq!(
@@ -536,7 +540,7 @@ async fn a_stampede_without_the_lock_is_healed_through_the_include() {
         .map(|a| a["action"]["knob"].as_str().unwrap())
         .collect();
     assert_eq!(acts.first(), Some(&"cache.lock"), "{acts:?}");
-    // a TTL of 1 s still cannot reach 98 % hits: the healer raises it next
+    // a TTL of 1 s still cannot reach 99.5 % hits: the healer raises it next
     assert_eq!(acts.get(1), Some(&"cache.ttl"), "{acts:?}");
     assert_eq!(r.packet.kind(), "PROGRESS", "{}", r.packet);
     let knobs = std::fs::read_to_string(b.n.dir.join("atlas-knobs.conf")).unwrap();
@@ -636,4 +640,78 @@ async fn an_origin_max_age_the_cache_follows_is_healed_with_a_ttl_of_its_own() {
         ["MISS", "HIT"],
         "a public one is"
     );
+}
+
+/// The origin goes away while nginx holds copies it will not serve (no
+/// `proxy_cache_use_stale error`): every route answers 502 `EXPIRED`. The
+/// healer turns `cache.stale_if_error` on in the include, and the gate
+/// holds on the stored copies (`STALE`), with a caveat that the upstream is
+/// down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_goes_down_is_answered_from_stale_copies_through_the_include() {
+    let mut app = GoneDemo::start(|_| {});
+    let dir = Scratch::new("nginx-origin-gone");
+    let port = free_port();
+    let server = SERVER.replace("proxy_cache_valid 200 60s;", "proxy_cache_valid 200 1s;");
+    let conf = micro_cache(
+        &dir.path().join("cache"),
+        port,
+        app.url.trim_start_matches("http://"),
+        INCLUDES_HTTP,
+        &server,
+        INCLUDES,
+    );
+    let n = start(&dir.path().join("nginx"), port, conf).await;
+    let mut cfg = nginx_healer(&n);
+    cfg.app = Some(app.url.clone());
+    // every route the sample asks for is stored, then the origin goes
+    for path in cfg.paths() {
+        assert_eq!(statuses(&n.url, &path, 2).await[1], "HIT", "{path}");
+    }
+    app.stop().await;
+    // nginx keeps expiry in whole seconds: past it, the copies are expired
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = atlas_healer::fetch(&n.url, "/", Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.header("x-cache-status")),
+        (502, Some("EXPIRED")),
+        "the broken setup"
+    );
+
+    let out = Scratch::new("nginx-origin-gone-out");
+    let r = heal_with(cfg, setup(&n), &out).await;
+    let journal = out.journal();
+    assert_eq!(
+        first_diagnosis(&journal)["code"],
+        Code::UpstreamDown.as_str(),
+        "{}",
+        r.packet
+    );
+    let p = progress(&r);
+    let kept = kept(p);
+    assert_eq!(kept.len(), 1, "{}", r.packet);
+    assert_eq!(
+        (kept[0].knob.as_str(), &kept[0].from, &kept[0].to),
+        (
+            ProxyKnob::CacheStaleIfError.name(),
+            &serde_json::json!("0s"),
+            &serde_json::json!("10m")
+        )
+    );
+    assert!(
+        p.caveats
+            .iter()
+            .any(|c| c.contains(&app.url) && c.contains("is down")),
+        "{:?}",
+        p.caveats
+    );
+    let knobs = std::fs::read_to_string(n.dir.join("atlas-knobs.conf")).unwrap();
+    assert!(
+        knobs.contains("proxy_cache_use_stale error timeout http_500 http_502 http_503 http_504;"),
+        "{knobs}"
+    );
+    assert!(n.test_config().status.success());
+    assert_eq!(statuses(&n.url, "/", 2).await, ["STALE", "STALE"]);
 }

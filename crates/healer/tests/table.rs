@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atlas_healer::{
-    Actuator, AdminView, BoxFuture, ChangeOutcome, Code, Healer, HealerConfig, MissCause,
+    Actuator, AdminView, BoxFuture, ChangeOutcome, Code, Failure, Healer, HealerConfig, MissCause,
     Observation, Packet, Policy, PortProbe, Refused, Report, RouteProbe, RouteSample, Sample,
-    Sensor,
+    Sensor, UpstreamProbe,
 };
 use atlas_loadgen::{Aggregation, MetricRef, MetricSource, Threshold};
 use atlas_vocab::ProxyKnob;
@@ -32,6 +32,8 @@ struct Shows {
     dropped: u64,
     /// Per route: (name, upstream fetches, p95 ms).
     route_samples: Vec<(&'static str, u64, f64)>,
+    /// The upstream refuses connections.
+    upstream_down: bool,
 }
 
 impl Shows {
@@ -43,6 +45,7 @@ impl Shows {
             hit_ratio: 0.995,
             dropped: 0,
             route_samples: vec![("/", 1, 3.0)],
+            upstream_down: false,
         }
     }
 }
@@ -184,7 +187,11 @@ impl Sensor for World {
                     ready: Some(json!({"ready": true})),
                     config: Some(config),
                 }),
-                upstream: None,
+                upstream: shows.upstream_down.then(|| UpstreamProbe {
+                    url: "http://127.0.0.1:8080".into(),
+                    failure: Some(Failure::Refused),
+                    status: None,
+                }),
                 routes: shows.routes,
                 sample: Some(sample),
             })
@@ -230,7 +237,7 @@ fn proxy_config() -> Value {
     json!({
         "upstream": "http://127.0.0.1:8080",
         "cache": {
-            "ttl": "60s", "stale_while_revalidate": "0s", "lock": true,
+            "ttl": "60s", "stale_while_revalidate": "0s", "stale_if_error": "0s", "lock": true,
             "sort_query": true, "ignore_set_cookie": false,
         }
     })
@@ -282,6 +289,41 @@ fn slow_world(c: &Value, _: usize) -> Shows {
 fn short_world(_: &Value, max_vus: usize) -> Shows {
     Shows {
         dropped: if max_vus < 512 { 40 } else { 0 },
+        ..Shows::healthy()
+    }
+}
+
+/// The upstream is gone. The cache holds an expired copy of `/` and
+/// answers 502 (`EXPIRED`) until `cache.stale_if_error` lets it serve the
+/// copy (`STALE`); `cold` is a cache that holds nothing.
+fn origin_down_world(c: &Value, _: usize) -> Shows {
+    if c["cache"]["stale_if_error"] != json!("0s") {
+        return Shows {
+            routes: vec![route("/", "STALE", None)],
+            hit_ratio: 1.0,
+            upstream_down: true,
+            ..Shows::healthy()
+        };
+    }
+    down(&["EXPIRED", "EXPIRED"])
+}
+
+/// The upstream is gone and the cache holds nothing: only the origin's
+/// operator can fix it.
+fn cold_origin_down_world(_: &Value, _: usize) -> Shows {
+    down(&["MISS", "MISS"])
+}
+
+/// Every answer a 502 with the upstream down; `/` probed with `cache`.
+fn down(cache: &[&str]) -> Shows {
+    let mut r = route("/", cache[1], None);
+    r.cache = cache.iter().map(|c| c.to_string()).collect();
+    r.status = Some(502);
+    Shows {
+        routes: vec![r],
+        failure_ratio: 1.0,
+        hit_ratio: 0.0,
+        upstream_down: true,
         ..Shows::healthy()
     }
 }
@@ -403,6 +445,24 @@ const CASES: &[Case] = &[
         sets: &[],
     },
     Case {
+        name: "the origin is gone and the cache holds copies: stale_if_error, kept, green",
+        rule: origin_down_world,
+        tune: keep,
+        refuse: false,
+        want: Want::Progress,
+        changes: &[("cache.stale_if_error", ChangeOutcome::Kept)],
+        sets: &[("cache.stale_if_error", "\"10m\"")],
+    },
+    Case {
+        name: "the origin is gone and the cache holds nothing: UPSTREAM-DOWN, no knob",
+        rule: cold_origin_down_world,
+        tune: keep,
+        refuse: false,
+        want: Want::Blocker(Code::UpstreamDown, None, None),
+        changes: &[],
+        sets: &[],
+    },
+    Case {
         name: "dropped arrivals: the sample's max_vus doubles, no proxy knob",
         rule: short_world,
         tune: keep,
@@ -493,5 +553,26 @@ async fn a_rollback_restores_the_value_seen_before() {
         start.elapsed() >= Duration::from_secs(15),
         "{:?}",
         start.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pass_on_stale_copies_says_the_upstream_is_down() {
+    let world = World::new(proxy_config(), origin_down_world);
+    let r = heal(&world, keep).await;
+    let Packet::Progress(p) = &r.packet else {
+        panic!("{}", r.packet)
+    };
+    assert!(
+        p.caveats
+            .iter()
+            .any(|c| c.contains("upstream http://127.0.0.1:8080 is down (connection refused)")),
+        "{:?}",
+        p.caveats
+    );
+    assert!(
+        r.packet.to_string().contains("\n  caveat   the upstream"),
+        "{}",
+        r.packet
     );
 }

@@ -39,6 +39,24 @@ impl CacheLabel {
     }
 }
 
+impl CacheLabel {
+    /// Served from a copy the cache holds ([`CacheStatus::served_from_cache`]).
+    pub fn is_hit(self) -> bool {
+        matches!(self, CacheLabel::Known(s) if s.served_from_cache())
+    }
+}
+
+impl Counts<CacheLabel> {
+    /// Answers served from a copy the cache holds (`HIT`, `UPDATING`,
+    /// `STALE`): what `cache_hit` counts.
+    pub fn hits(&self) -> u64 {
+        self.iter()
+            .filter(|(l, _)| l.is_hit())
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
 impl From<CacheStatus> for CacheLabel {
     fn from(s: CacheStatus) -> Self {
         CacheLabel::Known(s)
@@ -764,9 +782,10 @@ impl Metrics {
         all
     }
 
-    /// HIT / responses that carry `X-Cache-Status`; `None` when none did.
+    /// Answers served from the cache (`HIT`, `UPDATING`, `STALE`) /
+    /// responses that carry a cache status; `None` when none did.
     pub fn cache_hit_ratio(&self) -> Option<f64> {
-        ratio(self.cache.get(CacheStatus::Hit), self.cache.total())
+        ratio(self.cache.hits(), self.cache.total())
     }
 
     /// Failed / completed; `None` without requests.
@@ -796,7 +815,7 @@ pub struct SecondRow {
     pub p95_ms: f64,
     /// 99th percentile, ms.
     pub p99_ms: f64,
-    /// Responses with `X-Cache-Status: HIT`.
+    /// Responses served from the cache (`HIT`, `UPDATING`, `STALE`).
     pub cache_hits: u64,
     /// Responses with any `X-Cache-Status`.
     pub cache_responses: u64,
@@ -909,7 +928,7 @@ mod tests {
         assert_eq!(
             a.cache_hit_ratio(),
             Some(0.5),
-            "HIT over responses with the header"
+            "served from the cache over responses with the header"
         );
         assert_eq!(
             a.checks[0],
@@ -923,6 +942,28 @@ mod tests {
         let json = serde_json::to_string(&a).unwrap();
         let back: Metrics = serde_json::from_str(&json).unwrap();
         assert_eq!(back, a);
+    }
+
+    #[test]
+    fn stale_copies_served_count_as_hits_and_fetches_do_not() {
+        let mut m = Metrics::new(&["/".to_string()], 0);
+        for (s, n) in [
+            (CacheStatus::Hit, 5),
+            (CacheStatus::Updating, 2),
+            (CacheStatus::Stale, 1),
+            (CacheStatus::Miss, 1),
+            (CacheStatus::Expired, 1),
+        ] {
+            for _ in 0..n {
+                m.record(&sample(0, 200, Some(s.into()), 1000));
+            }
+        }
+        m.record(&sample(0, 200, Some(CacheLabel::Other), 1000));
+        m.record(&sample(0, 200, Some(CacheStatus::Revalidated.into()), 1000));
+        assert_eq!(m.cache.hits(), 8);
+        assert_eq!(m.cache_hit_ratio(), Some(8.0 / 12.0));
+        // fresh hits alone stay apart
+        assert_eq!(m.cache.get(CacheStatus::Hit), 5);
     }
 
     #[test]

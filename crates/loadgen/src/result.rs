@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::histogram::Trend;
-use crate::metrics::{ratio, CacheLabel, CacheStatus, Counts, Metrics, SecondRow};
+use crate::metrics::{ratio, CacheLabel, Counts, Metrics, SecondRow};
 use crate::output::OutputReport;
 use crate::segment::Segment;
 use crate::threshold::{
@@ -370,7 +370,7 @@ fn value_of(
             ratio(passes, passes + fails)
         }
         "cache_hit" => match &part {
-            Some(p) => ratio(p.cache.get(CacheStatus::Hit), p.cache.total()),
+            Some(p) => ratio(p.cache.hits(), p.cache.total()),
             None => m.cache_hit_ratio(),
         },
         "http_req_duration" => match (&metric.tag, &part) {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Map, Value};
 
 use crate::histogram::{Trend, TrendStat};
-use crate::metrics::{CacheStatus, Label};
+use crate::metrics::Label;
 use crate::result::RunResult;
 use crate::threshold::ThresholdOutcome;
 
@@ -173,7 +173,7 @@ fn entries(r: &RunResult) -> Vec<Entry> {
             "cache_hit".into(),
             "rate",
             "default",
-            rate_values(m.cache.get(CacheStatus::Hit), m.cache.total()),
+            rate_values(m.cache.hits(), m.cache.total()),
         );
     }
     for route in &m.routes {
@@ -200,7 +200,7 @@ fn entries(r: &RunResult) -> Vec<Entry> {
                 format!("cache_hit{{name:{}}}", route.name),
                 "rate",
                 "default",
-                rate_values(route.cache.get(CacheStatus::Hit), route.cache.total()),
+                rate_values(route.cache.hits(), route.cache.total()),
             );
         }
     }
@@ -225,7 +225,7 @@ fn entries(r: &RunResult) -> Vec<Entry> {
                 sub("cache_hit"),
                 "rate",
                 "default",
-                rate_values(t.cache.get(CacheStatus::Hit), t.cache.total()),
+                rate_values(t.cache.hits(), t.cache.total()),
             );
         }
     }
@@ -313,7 +313,7 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
                 "name": rt.name, "requests": rt.requests, "failed": rt.failed,
                 "statuses": rt.statuses, "cache": rt.cache,
                 "duration": trend_values(&rt.duration),
-                "cache_hit": rt.cache.total().gt(&0).then(|| rt.cache.get(CacheStatus::Hit) as f64 / rt.cache.total() as f64),
+                "cache_hit": rt.cache.total().gt(&0).then(|| rt.cache.hits() as f64 / rt.cache.total() as f64),
             })
         })
         .collect();
@@ -555,7 +555,7 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
             &mut out,
             "cache_hit",
             "cache_hit",
-            rate(m.cache.get(CacheStatus::Hit), m.cache.total()),
+            rate(m.cache.hits(), m.cache.total()),
         );
         let statuses: Vec<String> = m
             .cache

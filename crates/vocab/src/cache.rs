@@ -63,6 +63,17 @@ impl CacheStatus {
         matches!(self, CacheStatus::Miss | CacheStatus::Expired)
     }
 
+    /// The cache answered from a copy it holds (`HIT`, `UPDATING`,
+    /// `STALE`): RFC 9211's `hit`, what `cache_hit` counts. A stale copy
+    /// served because the origin failed is the cache doing its job; the
+    /// statuses apart still tell fresh hits from stale ones.
+    pub const fn served_from_cache(self) -> bool {
+        matches!(
+            self,
+            CacheStatus::Hit | CacheStatus::Updating | CacheStatus::Stale
+        )
+    }
+
     /// The RFC 9211 `Cache-Status` header value for this outcome.
     pub const fn rfc9211(self) -> &'static str {
         match self {

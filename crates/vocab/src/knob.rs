@@ -15,6 +15,9 @@ pub enum ProxyKnob {
     /// `cache.stale_while_revalidate`: how long an expired copy may be
     /// served while one background fetch refreshes it.
     CacheStaleWhileRevalidate,
+    /// `cache.stale_if_error`: how long an expired copy may be served when
+    /// the upstream fails (refused, timed out, a 5xx).
+    CacheStaleIfError,
     /// `cache.lock`: one upstream fetch per key at a time.
     CacheLock,
     /// `cache.sort_query`: query parameters sorted in the cache key.
@@ -25,13 +28,14 @@ pub enum ProxyKnob {
 
 impl ProxyKnob {
     /// Every knob, in the order the healer's policy lists them.
-    pub const ALL: [ProxyKnob; 6] = [
+    pub const ALL: [ProxyKnob; 7] = [
         ProxyKnob::Upstream,
         ProxyKnob::CacheIgnoreSetCookie,
         ProxyKnob::CacheLock,
         ProxyKnob::CacheSortQuery,
         ProxyKnob::CacheTtl,
         ProxyKnob::CacheStaleWhileRevalidate,
+        ProxyKnob::CacheStaleIfError,
     ];
 
     /// The dotted name `PUT /config`, `GET /config` and `ATLAS_*` use.
@@ -40,6 +44,7 @@ impl ProxyKnob {
             ProxyKnob::Upstream => "upstream",
             ProxyKnob::CacheTtl => "cache.ttl",
             ProxyKnob::CacheStaleWhileRevalidate => "cache.stale_while_revalidate",
+            ProxyKnob::CacheStaleIfError => "cache.stale_if_error",
             ProxyKnob::CacheLock => "cache.lock",
             ProxyKnob::CacheSortQuery => "cache.sort_query",
             ProxyKnob::CacheIgnoreSetCookie => "cache.ignore_set_cookie",

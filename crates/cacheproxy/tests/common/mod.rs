@@ -60,6 +60,12 @@ pub struct Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        // the port goes back to the system, and the next proxy given it
+        // may be a plain one: it must not be spoken to in TLS
+        tls_clients()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.addr);
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }

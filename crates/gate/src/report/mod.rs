@@ -370,7 +370,7 @@ fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
         .empty_note(NO_LOAD),
         line_chart(
             "chart-hit",
-            "Cache hit ratio (HIT among responses with a cache status)",
+            "Cache hit ratio (HIT, UPDATING and STALE among responses with a cache status)",
             "% hits",
             &[
                 Series {

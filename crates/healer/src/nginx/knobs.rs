@@ -52,6 +52,11 @@ const MAPPINGS: &[Mapping] = &[
         aux: &["proxy_cache_background_update"],
     },
     Mapping {
+        knob: ProxyKnob::CacheStaleIfError,
+        primary: &[],
+        aux: &[],
+    },
+    Mapping {
         knob: ProxyKnob::CacheIgnoreSetCookie,
         primary: &[],
         aux: &[],
@@ -326,13 +331,21 @@ fn values(cfg: &Config, chain: &[&Directive], knobs: &Path) -> Value {
     let state = cfg.text(knobs).map(read_state).unwrap_or_default();
     let ignored = args_of(&effective(chain, "proxy_ignore_headers"));
     let stale = args_of(&effective(chain, "proxy_cache_use_stale"));
-    let swr_on =
-        stale.iter().any(|a| a == "updating") && flag(chain, "proxy_cache_background_update");
-    let swr = match state.get(ProxyKnob::CacheStaleWhileRevalidate.name()) {
-        Some(v) if swr_on => v.clone(),
-        _ if swr_on => json!("on (nginx sets no bound)"),
+    // nginx serves stale without a bound: the state line keeps the value
+    // Atlas set, else "on"
+    let bounded = |knob: ProxyKnob, on: bool| match state.get(knob.name()) {
+        Some(v) if on => v.clone(),
+        _ if on => json!("on (nginx sets no bound)"),
         _ => json!("0s"),
     };
+    let swr = bounded(
+        ProxyKnob::CacheStaleWhileRevalidate,
+        stale.iter().any(|a| a == "updating") && flag(chain, "proxy_cache_background_update"),
+    );
+    let sie = bounded(
+        ProxyKnob::CacheStaleIfError,
+        stale.iter().any(|a| a == "error"),
+    );
     let ttl = ttl_for_200(&effective(chain, "proxy_cache_valid"))
         .map(|d| json!(atlas_vocab::duration::format(d)))
         .unwrap_or(Value::Null);
@@ -344,6 +357,7 @@ fn values(cfg: &Config, chain: &[&Directive], knobs: &Path) -> Value {
         json!(ignored.iter().any(|h| h.eq_ignore_ascii_case("set-cookie"))),
     );
     cache.insert("stale_while_revalidate".into(), swr);
+    cache.insert("stale_if_error".into(), sie);
     cache.insert("sort_query".into(), json!(false));
     cache.insert(
         "ignore_cache_control".into(),
@@ -426,6 +440,12 @@ pub const CARRIED: [&str; 4] = [
     "proxy_cache_use_stale",
     "proxy_hide_header",
     "proxy_no_cache",
+];
+
+/// `proxy_cache_use_stale`'s words for `cache.stale_if_error`: a refused
+/// or failed connection, a timeout, and the origin's own 5xx answers.
+pub const STALE_IF_ERROR: [&str; 6] = [
+    "error", "timeout", "http_500", "http_502", "http_503", "http_504",
 ];
 
 /// The include's text for `managed`: a header, the state line, and each
@@ -521,6 +541,15 @@ pub fn render(managed: &Managed, around: &Around) -> Result<String, String> {
                     if aux("proxy_cache_background_update") {
                         lines.push(("proxy_cache_background_update", words(&["on"]), said("")));
                     }
+                }
+            }
+            ProxyKnob::CacheStaleIfError => {
+                if !duration_of()?.is_zero() {
+                    lines.push((
+                        "proxy_cache_use_stale",
+                        words(&STALE_IF_ERROR),
+                        said(": serve the stored copy when the origin fails (nginx sets no bound)"),
+                    ));
                 }
             }
             ProxyKnob::CacheSortQuery | ProxyKnob::Upstream => unreachable!("inexpressible"),
@@ -651,6 +680,48 @@ mod tests {
         assert_eq!(l.values["cache"]["ttl"], json!("1m"));
         // nginx has no bound on serving stale; the state line keeps Atlas's
         assert_eq!(l.values["cache"]["stale_while_revalidate"], json!("30s"));
+        assert_eq!(l.values["cache"]["stale_if_error"], json!("0s"));
+    }
+
+    #[test]
+    fn stale_if_error_and_while_revalidate_share_one_use_stale_line() {
+        let m: Managed = [
+            ("cache.stale_while_revalidate".to_string(), json!("30s")),
+            ("cache.stale_if_error".to_string(), json!("1m")),
+        ]
+        .into_iter()
+        .collect();
+        let text = render(&m, &Around::default()).unwrap();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("proxy_cache_use_stale"))
+            .collect();
+        // one line, or nginx says "is duplicate"
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(
+            lines[0].starts_with(
+                "proxy_cache_use_stale error timeout http_500 http_502 http_503 http_504 updating;"
+            ),
+            "{text}"
+        );
+        let l = layout("      include atlas-knobs.conf;", &text);
+        assert_eq!(l.values["cache"]["stale_if_error"], json!("1m"));
+        assert_eq!(l.values["cache"]["stale_while_revalidate"], json!("30s"));
+        // the user's own `error`, without a value from Atlas
+        let l = layout(
+            "      proxy_cache_use_stale error;\n      include atlas-knobs.conf;",
+            "",
+        );
+        assert_eq!(
+            l.values["cache"]["stale_if_error"],
+            json!("on (nginx sets no bound)")
+        );
+        // off is no line at all
+        let off: Managed = [("cache.stale_if_error".to_string(), json!("0s"))]
+            .into_iter()
+            .collect();
+        let text = render(&off, &Around::default()).unwrap();
+        assert!(!text.contains("proxy_cache_use_stale"), "{text}");
     }
 
     #[test]

@@ -182,16 +182,32 @@ impl Nginx {
                 .map_err(|e| Error::io(&self.http_knobs, std::io::Error::other(e.to_string())))?;
             did.push(format!("wrote {}", self.http_knobs.display()));
         }
-        let stale = match (self.workers().await, mtime(&self.knobs)) {
-            (Some(w), Some(m)) => w.started.is_some_and(|s| s < m),
+        let workers = self.workers().await;
+        // a start time is kept in clock ticks (10 ms), rounded down
+        let stale = match (&workers, mtime(&self.knobs)) {
+            (Some(w), Some(m)) => w.started.is_some_and(|s| s + Duration::from_millis(10) < m),
             _ => false,
         };
         if stale && self.nginx(&["-t", "-q"]).await.is_ok() {
             match self.reload().await {
-                Ok(()) => did.push(format!(
-                    "{} is newer than nginx's workers: reloaded",
-                    self.knobs.display()
-                )),
+                Ok(()) => {
+                    let replaced = match &workers {
+                        Some(w) => w.replaced_within(GENERATION_WAIT).await,
+                        None => true,
+                    };
+                    did.push(format!(
+                        "{} is newer than nginx's workers: reloaded{}",
+                        self.knobs.display(),
+                        if replaced {
+                            String::new()
+                        } else {
+                            format!(
+                                " (the old workers had not stopped after {} s)",
+                                GENERATION_WAIT.as_secs()
+                            )
+                        }
+                    ))
+                }
                 Err(e) => did.push(format!("reload failed: {e}")),
             }
         }
@@ -351,7 +367,7 @@ impl Nginx {
             if !old.replaced_within(GENERATION_WAIT).await {
                 let said = self.restore(&before, true).await;
                 return Err(format!(
-                    "nginx did not start new workers within {} s of the reload (master pid {}); {said}",
+                    "nginx did not replace its workers within {} s of the reload (master pid {}); {said}",
                     GENERATION_WAIT.as_secs(),
                     old.master
                 ));
@@ -462,17 +478,40 @@ impl Workers {
         }
     }
 
-    /// Waits until a worker that was not one of these serves.
+    /// Waits until the new generation alone takes connections: a worker
+    /// that was not one of these runs, and each of these has exited or
+    /// closed its listening sockets (nginx retitles it `worker process is
+    /// shutting down`; until then it still accepts and serves the old
+    /// configuration).
     async fn replaced_within(&self, limit: Duration) -> bool {
         let until = Instant::now() + limit;
         while Instant::now() < until {
             let now = Workers::of(self.master);
-            if now.pids.iter().any(|p| !self.pids.contains(p)) {
+            let fresh = now.pids.iter().any(|p| !self.pids.contains(p));
+            let old_listening = self
+                .pids
+                .iter()
+                .filter(|p| now.pids.contains(p))
+                .any(|p| !shutting_down(*p));
+            if fresh && !old_listening {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         false
+    }
+}
+
+/// An nginx child that no longer accepts: gone, or titled `... is shutting
+/// down` (nginx closes its listening sockets before it retitles itself).
+/// Cache managers and loaders are replaced on a reload as workers are.
+fn shutting_down(pid: u32) -> bool {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(title) => {
+            let title = String::from_utf8_lossy(&title);
+            title.contains("shutting down") || title.trim_matches('\0').is_empty()
+        }
+        Err(_) => true,
     }
 }
 

@@ -51,6 +51,60 @@ pub async fn demo(tune: impl FnOnce(&mut Switches)) -> Demo {
     }
 }
 
+/// The demo app on a runtime of its own: [`GoneDemo::stop`] ends the
+/// listener and every connection it holds at once, an origin that is gone
+/// (connections refused), not one that answers errors.
+pub struct GoneDemo {
+    pub url: String,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl GoneDemo {
+    pub fn start(tune: impl FnOnce(&mut Switches) + Send + 'static) -> GoneDemo {
+        // a runtime cannot be built or driven from inside the test's own
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let mut s = Switches::default();
+            tune(&mut s);
+            let app = rt
+                .block_on(DemoApp::bind("127.0.0.1:0".parse().unwrap(), s))
+                .expect("demo app binds");
+            let url = format!("http://{}", app.local_addr());
+            rt.spawn(app.run(std::future::pending()));
+            GoneDemo { url, rt: Some(rt) }
+        })
+        .join()
+        .expect("the demo's thread")
+    }
+
+    /// Stops it and waits until its port refuses connections.
+    pub async fn stop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+        let addr = self.url.trim_start_matches("http://").to_string();
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(&addr).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{addr} still accepts connections");
+    }
+}
+
+impl Drop for GoneDemo {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 pub struct Running {
     pub url: String,
     pub admin: String,

@@ -15,8 +15,7 @@ use crate::config::{Executor, LoadConfig, RequestSpec, Timing};
 use crate::error::{Error, Result};
 use crate::histogram::{Trend, TrendStat};
 use crate::metrics::{
-    CacheStatus, Counts, ErrorClass, GroupMetrics, Metrics, RouteTags, Sample, SecondRow,
-    TaggedMetrics,
+    Counts, ErrorClass, GroupMetrics, Metrics, RouteTags, Sample, SecondRow, TaggedMetrics,
 };
 use crate::output::{Output, PointSet, PointWriter};
 use crate::result::{RunResult, ScenarioInfo, Snapshot, FORMAT_VERSION};
@@ -852,7 +851,7 @@ impl Shared {
             }
             if let Some(c) = s.cache {
                 sec.cache_responses += 1;
-                sec.cache_hits += u64::from(c == CacheStatus::Hit.into());
+                sec.cache_hits += u64::from(c.is_hit());
             }
             sec.duration.record(s.duration_us);
             sec.lag.record(s.lag_us);
