@@ -25,6 +25,9 @@ pub(crate) struct DemoArgs {
     /// Send Cache-Control: private on this route (repeat)
     #[arg(long = "private", value_name = "ROUTE")]
     private: Vec<String>,
+    /// Send Vary: * on this route (repeat)
+    #[arg(long = "vary-star", value_name = "ROUTE")]
+    vary_star: Vec<String>,
     /// Answer every request this much later
     #[arg(long, value_name = "D", default_value = "0s", value_parser = atlas_loadgen::parse_duration)]
     delay: Duration,
@@ -38,6 +41,7 @@ pub(crate) fn main(a: DemoArgs) -> u8 {
         work: a.work,
         set_cookie: a.set_cookie.into_iter().collect(),
         private: a.private.into_iter().collect(),
+        vary_star: a.vary_star.into_iter().collect(),
         delay: a.delay,
         error_percent: a.error_percent,
         down: false,

@@ -34,6 +34,8 @@ pub struct Switches {
     pub set_cookie: BTreeSet<String>,
     /// Routes that send `Cache-Control: private`.
     pub private: BTreeSet<String>,
+    /// Routes that send `Vary: *` (an answer no shared cache may reuse).
+    pub vary_star: BTreeSet<String>,
     /// Added before every answer.
     #[serde(with = "duration_str")]
     pub delay: Duration,
@@ -49,6 +51,7 @@ impl Default for Switches {
             work: Duration::from_millis(3),
             set_cookie: BTreeSet::new(),
             private: BTreeSet::new(),
+            vary_star: BTreeSet::new(),
             delay: Duration::ZERO,
             error_percent: 0.0,
             down: false,
@@ -68,7 +71,11 @@ impl Switches {
                 message: format!("{} is not a percentage", self.error_percent),
             });
         }
-        for (switch, routes) in [("set_cookie", &self.set_cookie), ("private", &self.private)] {
+        for (switch, routes) in [
+            ("set_cookie", &self.set_cookie),
+            ("private", &self.private),
+            ("vary_star", &self.vary_star),
+        ] {
             if let Some(r) = routes.iter().find(|r| !ROUTES.contains(&r.as_str())) {
                 return Err(Error::Switch {
                     switch,
@@ -296,6 +303,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         "public, max-age=0"
     };
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cc));
+    if sw.vary_star.contains(&path) {
+        h.insert(header::VARY, HeaderValue::from_static("*"));
+    }
     if sw.set_cookie.contains(&path) {
         let v = format!("demo_session={n:016x}; Path=/; HttpOnly");
         h.insert(

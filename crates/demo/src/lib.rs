@@ -20,8 +20,9 @@
 //!
 //! Switches ([`Switches`]), changeable while it runs with
 //! `PUT /_demo/switches` or [`DemoHandle::set_switches`]: `Set-Cookie` on
-//! routes, `Cache-Control: private` on routes, an added delay, a percentage
-//! of 503s, and `down` (connections are closed without an answer).
+//! routes, `Cache-Control: private` on routes, `Vary: *` on routes, an added
+//! delay, a percentage of 503s, and `down` (connections are closed without an
+//! answer).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -94,7 +94,9 @@ async fn switches_make_it_misbehave_at_run_time() {
     })
     .await;
     let put = |body: &'static str| call(addr, "PUT", "/_demo/switches", body);
-    let ok = put(r#"{"set_cookie": ["/playground"], "private": ["/keys"], "work": "0s"}"#)
+    let ok = put(
+        r#"{"set_cookie": ["/playground"], "private": ["/keys"], "vary_star": ["/"], "work": "0s"}"#,
+    )
         .await
         .unwrap();
     assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
@@ -105,6 +107,11 @@ async fn switches_make_it_misbehave_at_run_time() {
         .starts_with("demo_session="));
     let k = call(addr, "GET", "/keys", "").await.unwrap();
     assert_eq!(k.headers["cache-control"], "private");
+    assert_eq!(
+        call(addr, "GET", "/", "").await.unwrap().headers["vary"],
+        "*"
+    );
+    assert!(!k.headers.contains_key("vary"));
     let bad = put(r#"{"set_cookie": ["/nowhere"]}"#).await.unwrap();
     assert_eq!(bad.status, 400);
     assert!(String::from_utf8_lossy(&bad.body).contains("/nowhere"));

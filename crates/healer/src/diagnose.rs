@@ -99,6 +99,11 @@ pub fn fix_for(code: Code, cause: Option<MissCause>) -> Option<String> {
              the same for every visitor; Atlas proxy, for routes the operator knows are shared: \
              [[routes]] store_private = true"
         }
+        (Code::CacheMiss, Some(MissCause::VaryStar)) => {
+            "the origin: drop `Vary: *` from pages that are the same for every visitor, or vary on \
+             the request headers the page depends on (Vary: Accept-Encoding); no cache setting \
+             makes an answer that varies on everything safe to share"
+        }
         (Code::CacheMiss, Some(MissCause::UnnormalizedKeys)) => {
             "Atlas proxy: cache.sort_query = true; nginx cannot sort query parameters without \
              a script (njs): make the links use one order"
@@ -152,6 +157,9 @@ pub enum MissCause {
     /// shared cache must not store: the origin's to fix, or the operator's
     /// (a per-route `store_private`), never the healer's.
     Private,
+    /// The origin sends `Vary: *`: no later request can be known to match
+    /// the answer, so no shared cache reuses it. The origin's to fix.
+    VaryStar,
     /// `cache.sort_query` is off: one query in another parameter order is
     /// another key.
     UnnormalizedKeys,
@@ -169,6 +177,7 @@ impl MissCause {
         match self {
             MissCause::SetCookie => "set-cookie",
             MissCause::Private => "private",
+            MissCause::VaryStar => "vary-star",
             MissCause::UnnormalizedKeys => "unnormalized-keys",
             MissCause::Stampede => "stampede",
             MissCause::ShortTtl => "short-ttl",
@@ -614,7 +623,7 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
                         "GET {} at the app ({}) answers with Set-Cookie; through the cache {} without it: the cache hides the cookie and does not store the answer",
                         r.path,
                         cfg.app.as_deref().unwrap_or("--app"),
-                        r.cache.last().map_or("-", |c| if c.is_empty() { "-" } else { c })
+                        r.second()
                     )
                 })
                 .collect();
@@ -664,36 +673,60 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
         })
         .collect();
     if !private.is_empty() && knob("cache.store_private") != Some(Value::Bool(true)) {
-        let paths: Vec<&str> = private.iter().map(|r| r.path.as_str()).collect();
-        let mut evidence = vec![head.to_string()];
-        evidence.extend(private.iter().map(|r| {
-            let why = r
-                .cache_detail
-                .as_deref()
-                .map(|d| format!(", Cache-Status detail={d}"))
-                .unwrap_or_default();
-            format!(
-                "GET {}: Cache-Control: {} (second request {}{why})",
-                r.path,
-                r.cache_control.as_deref().unwrap_or(""),
-                r.cache
-                    .last()
-                    .map_or("-", |c| if c.is_empty() { "-" } else { c })
-            )
-        }));
-        evidence.push(statuses.clone());
-        out.push(
-            Diagnosis::new(
-                Code::CacheMiss,
-                Some(MissCause::Private),
-                format!(
-                "the origin marks {} `private` or `no-store`, which a shared cache must not store",
-                paths.join(", ")
-            ),
-                evidence,
-            )
-            .with_routes(paths.iter().map(|p| p.to_string()).collect()),
+        let summary = format!(
+            "the origin marks {} `private` or `no-store`, which a shared cache must not store",
+            paths_of(&private).join(", ")
         );
+        out.push(origin_says(
+            &private,
+            MissCause::Private,
+            summary,
+            head,
+            &statuses,
+            |r| {
+                let why = r
+                    .cache_detail
+                    .as_deref()
+                    .map(|d| format!(", Cache-Status detail={d}"))
+                    .unwrap_or_default();
+                format!(
+                    "GET {}: Cache-Control: {} (second request {}{why})",
+                    r.path,
+                    r.cache_control.as_deref().unwrap_or(""),
+                    r.second()
+                )
+            },
+        ));
+    }
+
+    let vary: Vec<&RouteProbe> = obs
+        .routes
+        .iter()
+        .filter(|r| r.miss_reason() == Some(NoCacheReason::VaryStar.as_str()))
+        .collect();
+    if !vary.is_empty() {
+        let summary = format!(
+            "the origin answers {} with `Vary: *`, which no shared cache may reuse",
+            paths_of(&vary).join(", ")
+        );
+        out.push(origin_says(
+            &vary,
+            MissCause::VaryStar,
+            summary,
+            head,
+            &statuses,
+            |r| {
+                let at = match (&r.vary, r.origin.as_ref().and_then(|o| o.vary.as_deref())) {
+                    (Some(v), _) => format!("Vary: {v}"),
+                    (None, Some(v)) => format!(
+                        "at the app ({}) Vary: {v}",
+                        cfg.app.as_deref().unwrap_or("--app")
+                    ),
+                    (None, None) => "Cache-Status detail=vary-star".into(),
+                };
+                format!("GET {}: {at} (second request {})", r.path, r.second())
+            },
+        ));
     }
 
     let apart: Vec<String> = obs
@@ -829,6 +862,26 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
         ));
     }
     out
+}
+
+fn paths_of(routes: &[&RouteProbe]) -> Vec<String> {
+    routes.iter().map(|r| r.path.clone()).collect()
+}
+
+/// A miss the origin's own header explains, which no knob may override:
+/// the sample's figures, one line of `proof` per route, its statuses.
+fn origin_says(
+    routes: &[&RouteProbe],
+    cause: MissCause,
+    summary: String,
+    head: &str,
+    statuses: &str,
+    proof: impl Fn(&RouteProbe) -> String,
+) -> Diagnosis {
+    let mut evidence = vec![head.to_string()];
+    evidence.extend(routes.iter().map(|r| proof(r)));
+    evidence.push(statuses.to_string());
+    Diagnosis::new(Code::CacheMiss, Some(cause), summary, evidence).with_routes(paths_of(routes))
 }
 
 /// How long `Cache-Control` lets a shared cache keep an answer: `s-maxage`,

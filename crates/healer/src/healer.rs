@@ -602,6 +602,13 @@ impl Run<'_> {
                 None,
                 private_way_out(d),
             ),
+            Code::CacheMiss if d.cause == Some(MissCause::VaryStar) => (
+                None,
+                format!(
+                    "the origin, which answers {} with Vary: *: the healer never stores what the origin says cannot be reused",
+                    d.routes.join(", ")
+                ),
+            ),
             Code::CacheMiss | Code::Threshold | Code::Policy => (
                 None,
                 match (&cfg.admin, &self.h.actuator) {

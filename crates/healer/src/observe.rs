@@ -10,7 +10,7 @@ use atlas_loadgen::{
 use serde::Serialize;
 use serde_json::Value;
 
-use atlas_vocab::CacheRule;
+use atlas_vocab::{CacheRule, NoCacheReason};
 
 use crate::config::HealerConfig;
 use crate::error::Result;
@@ -106,6 +106,9 @@ pub struct RouteProbe {
     pub set_cookie: bool,
     /// The second answer's `Cache-Control`.
     pub cache_control: Option<String>,
+    /// The second answer's `Vary`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vary: Option<String>,
     /// Why the proxy did not use or fill the cache for the second answer,
     /// as its RFC 9211 `Cache-Status` says (`detail=set-cookie`); `None` for
     /// a proxy that does not say (nginx, Varnish), whose misses are then
@@ -143,6 +146,13 @@ impl RouteProbe {
         self.cache.last().is_some_and(|c| c == "HIT")
     }
 
+    /// The second request's cache status as proof prints it (`-` without one).
+    pub fn second(&self) -> &str {
+        self.cache
+            .last()
+            .map_or("-", |c| if c.is_empty() { "-" } else { c })
+    }
+
     /// Why the route misses: the proxy's own reason when it gives one,
     /// else what the response's headers suggest (`set-cookie`, `private`,
     /// `no-store`), else `None`.
@@ -158,9 +168,22 @@ impl RouteProbe {
             Some("set-cookie")
         } else if self.private() {
             Some("private")
+        } else if self.vary_star() {
+            Some(NoCacheReason::VaryStar.as_str())
         } else {
             None
         }
+    }
+
+    /// The answer, through the cache or asked of the origin, says `Vary: *`:
+    /// no later request can be known to match it, so no shared cache
+    /// reuses it.
+    pub fn vary_star(&self) -> bool {
+        let origin = self.origin.as_ref().and_then(|o| o.vary.as_deref());
+        [self.vary.as_deref(), origin]
+            .into_iter()
+            .flatten()
+            .any(|v| v.split(',').any(|m| m.trim() == "*"))
     }
 
     /// The origin marked the answer private or not storable, through the
@@ -476,6 +499,7 @@ async fn probe_route(
             cache,
             set_cookie: r.headers.contains_key(::http::header::SET_COOKIE),
             cache_control: r.header("cache-control").map(str::to_string),
+            vary: r.header("vary").map(str::to_string),
             cache_detail: r
                 .header("cache-status")
                 .and_then(atlas_vocab::cache_status_detail)
@@ -490,6 +514,7 @@ async fn probe_route(
             cache,
             set_cookie: false,
             cache_control: None,
+            vary: None,
             cache_detail: None,
             reordered,
             origin: None,
@@ -692,6 +717,7 @@ mod tests {
             cache: vec![cache.into(), cache.into()],
             set_cookie,
             cache_control: cc.map(str::to_string),
+            vary: None,
             cache_detail: detail.map(str::to_string),
             reordered: None,
             origin: None,
@@ -713,6 +739,19 @@ mod tests {
             Some("private")
         );
         assert_eq!(probe("MISS", None, false, None).miss_reason(), None);
+        // Vary: * through the cache, or from the origin behind it
+        let mut vary = probe("MISS", None, false, None);
+        vary.vary = Some("Accept-Encoding, *".into());
+        assert_eq!(vary.miss_reason(), Some("vary-star"));
+        let mut hidden = probe("MISS", None, false, None);
+        hidden.origin = Some(OriginProbe {
+            vary: Some("*".into()),
+            ..OriginProbe::default()
+        });
+        assert_eq!(hidden.miss_reason(), Some("vary-star"));
+        let mut some = probe("MISS", None, false, None);
+        some.vary = Some("Accept-Encoding".into());
+        assert_eq!(some.miss_reason(), None, "a Vary on a header is fine");
         assert_eq!(
             probe("HIT", Some("set-cookie"), true, None).miss_reason(),
             None,

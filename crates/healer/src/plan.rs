@@ -134,6 +134,8 @@ pub fn plan(
         // never a knob: storing what the origin marked private is for the
         // origin or the operator to decide (a BLOCKER says how)
         (Code::CacheMiss, Some(MissCause::Private)) => {}
+        // nor is reusing what the origin says varies on everything
+        (Code::CacheMiss, Some(MissCause::VaryStar)) => {}
         (Code::CacheMiss, Some(MissCause::UnnormalizedKeys)) if has_admin => c.push(set(
             ProxyKnob::CacheSortQuery,
             json!(true),

@@ -592,6 +592,50 @@ async fn an_origin_that_marks_a_page_private_is_a_blocker_naming_the_header() {
     );
 }
 
+/// The origin answers /playground with `Vary: *`, which nginx never stores:
+/// a BLOCKER naming the route and the origin's header; nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_varies_on_everything_is_a_blocker_naming_the_header() {
+    let b = bench_with(
+        "nginx-vary",
+        |s| {
+            s.vary_star.insert("/playground".into());
+        },
+        INCLUDES_HTTP,
+        SERVER,
+        INCLUDES,
+    )
+    .await;
+    assert_eq!(statuses(&b.n.url, "/playground", 2).await, ["MISS", "MISS"]);
+    let before = std::fs::read_to_string(b.n.dir.join("atlas-knobs.conf")).unwrap();
+    let out = Scratch::new("nginx-vary-out");
+    let r = heal_nginx(&b.n, &b.app.url, &out).await;
+    let bl = blocker(&r);
+    assert_eq!(
+        (bl.class, bl.cause),
+        (Code::CacheMiss, Some(MissCause::VaryStar)),
+        "{}",
+        r.packet
+    );
+    assert!(
+        bl.proof
+            .iter()
+            .any(|p| p.contains("GET /playground: Vary: *")),
+        "{:?}",
+        bl.proof
+    );
+    assert!(bl.lives.contains("Vary: *"), "{}", bl.lives);
+    assert!(bl
+        .fix
+        .as_deref()
+        .is_some_and(|f| f.contains("Accept-Encoding")));
+    assert!(phase(&out.journal(), "act").is_empty(), "the healer acted");
+    assert_eq!(
+        std::fs::read_to_string(b.n.dir.join("atlas-knobs.conf")).unwrap(),
+        before
+    );
+}
+
 /// nginx with no TTL of its own honours the origin's `max-age=0` and keeps
 /// nothing: the healer names the origin's header and sets cache.ttl in the
 /// include, with the origin's private answers still kept out.

@@ -1,25 +1,51 @@
 //! The healer against an origin that misbehaves: pages marked `private`,
-//! and an app that is down. Neither is the proxy's to fix: the healer names
+//! pages that vary on everything, and an app that is down. Neither is the proxy's to fix: the healer names
 //! the route, the header and the ways out, and touches nothing.
 
 mod support;
 
-use atlas_healer::{Code, MissCause};
+use atlas_healer::{Code, MissCause, Report};
 use support::*;
+
+/// The demo tuned by `tune` behind an Atlas proxy, healed (knowing the
+/// app's address when `with_app`); the healer must leave the proxy alone:
+/// no act, its config unchanged. The report, the app and the proxy back.
+async fn heal_hands_off(
+    name: &str,
+    tune: impl FnOnce(&mut atlas_demo::Switches),
+    with_app: bool,
+) -> (Report, Demo, Running) {
+    let app = demo(tune).await;
+    let p = proxy(&app.url, |_| {}).await;
+    let config_before = serde_json::to_value(p.handle.config()).unwrap();
+    let mut cfg = healer(&p.url, Some(&p.admin));
+    if with_app {
+        cfg.app = Some(app.url.clone());
+    }
+    let dir = Scratch::new(name);
+    let r = heal(cfg, &dir).await;
+    assert!(phase(&dir.journal(), "act").is_empty(), "the healer acted");
+    assert_eq!(
+        serde_json::to_value(p.handle.config()).unwrap(),
+        config_before,
+        "the proxy's config is unchanged"
+    );
+    (r, app, p)
+}
 
 /// Regression (issue 14, item 6): the healer's fix for `CACHE-MISS
 /// (private)` turned `cache.honor_origin_cache_control` off, storing what the
 /// origin marked private and replaying it to every client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_pages_are_a_blocker_that_names_the_route_and_the_ways_out() {
-    let app = demo(|s| {
-        s.private.insert("/playground".into());
-    })
+    let (r, _app, p) = heal_hands_off(
+        "private",
+        |s| {
+            s.private.insert("/playground".into());
+        },
+        false,
+    )
     .await;
-    let p = proxy(&app.url, |_| {}).await;
-    let config_before = serde_json::to_value(p.handle.config()).unwrap();
-    let dir = Scratch::new("private");
-    let r = heal(healer(&p.url, Some(&p.admin)), &dir).await;
     let b = blocker(&r);
     assert_eq!(
         (b.class, b.cause),
@@ -42,25 +68,42 @@ async fn private_pages_are_a_blocker_that_names_the_route_and_the_ways_out() {
         "the two ways out: {}",
         b.lives
     );
-    assert!(phase(&dir.journal(), "act").is_empty(), "the healer acted");
-    assert_eq!(
-        serde_json::to_value(p.handle.config()).unwrap(),
-        config_before,
-        "the proxy's config is unchanged"
-    );
     assert!(!p.handle.config().cache.store_private);
+}
+
+/// `Vary: *` from the origin: the Atlas proxy says `detail=vary-star` and
+/// stores nothing; the healer names the route and leaves the proxy alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_varies_on_everything_is_a_blocker_for_the_origin() {
+    let (r, ..) = heal_hands_off(
+        "vary-star",
+        |s| {
+            s.vary_star.insert("/playground".into());
+        },
+        false,
+    )
+    .await;
+    let b = blocker(&r);
+    assert_eq!(
+        (b.class, b.cause),
+        (Code::CacheMiss, Some(MissCause::VaryStar)),
+        "{}",
+        r.packet
+    );
+    assert_eq!(b.knob, None);
+    assert!(
+        b.proof
+            .iter()
+            .any(|p| p.contains("GET /playground: Vary: *")),
+        "{:?}",
+        b.proof
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_that_is_down_is_an_upstream_down_blocker_and_the_app_is_left_alone() {
-    let app = demo(|s| s.down = true).await;
-    let p = proxy(&app.url, |_| {}).await;
-    let config_before = serde_json::to_value(p.handle.config()).unwrap();
-    let mut cfg = healer(&p.url, Some(&p.admin));
     // the healer knows where the app is, and that address is the broken one
-    cfg.app = Some(app.url.clone());
-    let dir = Scratch::new("upstream-down");
-    let r = heal(cfg, &dir).await;
+    let (r, app, _p) = heal_hands_off("upstream-down", |s| s.down = true, true).await;
     let b = blocker(&r);
     assert_eq!(b.class, Code::UpstreamDown, "{}", r.packet);
     assert_eq!(b.knob, None, "no knob of the proxy fixes a dead app");
@@ -69,12 +112,6 @@ async fn an_app_that_is_down_is_an_upstream_down_blocker_and_the_app_is_left_alo
         b.proof.iter().any(|p| p.contains(&app.url)),
         "the proof names the upstream: {:?}",
         b.proof
-    );
-    assert!(phase(&dir.journal(), "act").is_empty(), "the healer acted");
-    assert_eq!(
-        serde_json::to_value(p.handle.config()).unwrap(),
-        config_before,
-        "the proxy's config is unchanged"
     );
     assert!(app.handle.switches().down, "the app was not touched");
     let text = r.packet.to_string();

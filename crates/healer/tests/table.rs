@@ -58,6 +58,7 @@ fn route(path: &str, second: &str, detail: Option<&str>) -> RouteProbe {
         cache: vec!["MISS".into(), second.into()],
         set_cookie: detail == Some("set-cookie"),
         cache_control: None,
+        vary: None,
         cache_detail: detail.map(str::to_string),
         reordered: None,
         origin: None,
