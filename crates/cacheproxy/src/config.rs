@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::fault::Fault;
 
 use atlas_vocab::duration::{option as opt_duration_str, string as duration_str};
 pub use atlas_vocab::duration::{parse as parse_duration, MAX as MAX_DURATION};
@@ -323,6 +324,14 @@ pub struct FaultConfig {
     pub error_status: u16,
     /// Percentage of upstream requests dropped as if the connection failed (default 0).
     pub drop_percent: f64,
+    /// Fault rules between the cache and the origin (`[[fault.rules]]`:
+    /// `upstream-down`, `latency`, `error-status`, `blackhole`, each with
+    /// matchers and a percentage), decided per upstream request
+    /// ([`crate::fault`]); default none.
+    pub rules: Vec<Fault>,
+    /// Seeds the rules' per-request draws: the same seed and order of
+    /// upstream requests hit the same requests (default 0).
+    pub seed: u64,
 }
 
 impl Default for ProxyConfig {
@@ -384,6 +393,8 @@ impl Default for FaultConfig {
             error_percent: 0.0,
             error_status: 503,
             drop_percent: 0.0,
+            rules: Vec::new(),
+            seed: 0,
         }
     }
 }
@@ -606,6 +617,10 @@ impl ProxyConfig {
         };
         pct("fault.error_percent", self.fault.error_percent)?;
         pct("fault.drop_percent", self.fault.drop_percent)?;
+        for (i, r) in self.fault.rules.iter().enumerate() {
+            r.validate()
+                .map_err(|(field, why)| Error::config(format!("fault.rules[{i}].{field}"), why))?;
+        }
         if !(100..=599).contains(&self.fault.error_status) {
             return Err(Error::config(
                 "fault.error_status",

@@ -68,6 +68,7 @@ mod cache_key;
 mod config;
 mod decision;
 mod error;
+pub mod fault;
 mod fill;
 mod headers;
 mod lock;

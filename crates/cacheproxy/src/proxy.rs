@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use crate::body::{BodyError, ClientBody, ProxyBody, UpstreamBody};
 use crate::cache_key::{CacheKey, KeyBuilder, KeyParts};
 use crate::config::{ProxyConfig, Upstream};
 use crate::decision::{bypass_reason, lookup, storable, CacheReport, Lookup, Policy};
+use crate::fault;
 use crate::fill::{self, Pending};
 use crate::headers::{
     self, strip_hop_by_hop, Ids, CACHE_STATUS, TRACEPARENT, X_CACHE_STATUS, X_FORWARDED_FOR,
@@ -156,6 +157,9 @@ pub struct State {
     pub pending_bytes: AtomicUsize,
     /// Ids for requests and traces, and the fault-injection dice.
     pub ids: Ids,
+    /// The index of the next draw in the fault rules' seeded sequence;
+    /// back to 0 whenever the fault config changes.
+    pub fault_draws: AtomicU64,
     /// Where each request is logged, when anywhere.
     pub access_log: std::sync::OnceLock<AccessLog>,
     /// The config file accepted `PUT /config` changes are written to, when any.
@@ -180,6 +184,7 @@ impl State {
             upstream_in_flight: AtomicUsize::new(0),
             pending_bytes: AtomicUsize::new(0),
             ids: Ids::default(),
+            fault_draws: AtomicU64::new(0),
             access_log: std::sync::OnceLock::new(),
             persist: std::sync::OnceLock::new(),
             routes: RwLock::new(HashMap::new()),
@@ -209,7 +214,13 @@ impl State {
         }
         let next = next?;
         self.store.set_max_bytes(next.cfg.cache.max_bytes.0);
+        // new fault rules start their seeded sequence again: the same
+        // experiment hits the same requests each time it runs
+        let refault = next.cfg.fault != current.cfg.fault;
         self.live.store(Arc::new(next));
+        if refault {
+            self.fault_draws.store(0, Ordering::Relaxed);
+        }
         Ok(current.cfg.clone())
     }
 
@@ -831,6 +842,30 @@ async fn forward(
         state.count_upstream_error("dropped");
         return Err(UpstreamError::Connect);
     }
+    // the fault rules, drawn per upstream request from the seeded sequence
+    let injected = if cfg.fault.rules.is_empty() {
+        fault::Injected::default()
+    } else {
+        fault::decide(&cfg.fault.rules, &ctx.method, ctx.uri.path(), || {
+            fault::draw(
+                cfg.fault.seed,
+                state.fault_draws.fetch_add(1, Ordering::Relaxed),
+            )
+        })
+    };
+    match injected.outcome {
+        Some(fault::Outcome::Refused) => {
+            state.count_upstream_error("injected");
+            return Err(UpstreamError::Connect);
+        }
+        Some(fault::Outcome::Blackhole) => {
+            // accepted and never answered: the wait is the upstream timeout's
+            tokio::time::sleep(cfg.upstream_timeout).await;
+            state.count_upstream_error("injected");
+            return Err(UpstreamError::Timeout);
+        }
+        _ => {}
+    }
     let pq = ctx.uri.path_and_query().map_or("/", |p| p.as_str());
     let uri = Uri::builder()
         .scheme(live.upstream.scheme.clone())
@@ -902,8 +937,9 @@ async fn forward(
     let started = Instant::now();
     let resp = match tokio::time::timeout(cfg.upstream_timeout, async {
         // an injected delay acts as a slow upstream: it counts against the timeout
-        if !cfg.fault.delay.is_zero() {
-            tokio::time::sleep(cfg.fault.delay).await;
+        let delay = cfg.fault.delay + injected.delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
         live.client.request(req).await
     })
@@ -918,11 +954,17 @@ async fn forward(
         .metrics
         .upstream_seconds
         .observe(started.elapsed().as_secs_f64());
-    if cfg.fault.error_percent > 0.0 && dice(state) < cfg.fault.error_percent {
+    let status = match injected.outcome {
+        Some(fault::Outcome::Status(s)) => Some(s),
+        _ if cfg.fault.error_percent > 0.0 && dice(state) < cfg.fault.error_percent => {
+            Some(cfg.fault.error_status)
+        }
+        _ => None,
+    };
+    if let Some(status) = status {
         state.count_upstream_error("injected");
         let mut r = Response::new(resp.into_body());
-        *r.status_mut() =
-            StatusCode::from_u16(cfg.fault.error_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return Ok((r, permit));
     }
     Ok((resp, permit))
