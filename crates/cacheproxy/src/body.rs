@@ -18,6 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use crate::fault::BodyFaults;
 use crate::fill::FillReader;
 use crate::proxy::{State, UpstreamPermit};
 
@@ -28,6 +29,8 @@ pub enum BodyError {
     ReadTimeout,
     /// The upstream connection failed mid-body.
     Upstream(hyper::Error),
+    /// A fault rule cut the body (`reset`, `truncate`).
+    Injected,
 }
 
 impl std::fmt::Display for BodyError {
@@ -35,6 +38,7 @@ impl std::fmt::Display for BodyError {
         match self {
             BodyError::ReadTimeout => f.write_str("the upstream stopped sending the body"),
             BodyError::Upstream(e) => write!(f, "the upstream body failed: {e}"),
+            BodyError::Injected => f.write_str("a fault rule cut the upstream body"),
         }
     }
 }
@@ -43,7 +47,7 @@ impl std::error::Error for BodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             BodyError::Upstream(e) => Some(e),
-            BodyError::ReadTimeout => None,
+            BodyError::ReadTimeout | BodyError::Injected => None,
         }
     }
 }
@@ -147,7 +151,7 @@ impl Body for ProxyBody {
         self.prefix.is_none()
             && match &self.kind {
                 Kind::Full(b) => b.is_none(),
-                Kind::Upstream(u) => u.body.is_end_stream(),
+                Kind::Upstream(u) => u.held.is_none() && u.body.is_end_stream(),
                 Kind::Fill(_) => false,
             }
     }
@@ -158,10 +162,14 @@ impl Body for ProxyBody {
             Kind::Full(b) => SizeHint::with_exact(p + b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Upstream(u) => {
                 let r = u.body.size_hint();
+                let held = u.held.as_ref().map_or(0, |b| b.len() as u64);
                 let mut h = SizeHint::new();
-                h.set_lower(r.lower() + p);
+                if u.faults.cut.is_some() {
+                    return h; // it may end sooner than it says
+                }
+                h.set_lower(r.lower() + p + held);
                 if let Some(up) = r.upper() {
-                    h.set_upper(up + p);
+                    h.set_upper(up + p + held);
                 }
                 h
             }
@@ -181,6 +189,14 @@ pub(crate) struct UpstreamBody {
     sleep: Pin<Box<tokio::time::Sleep>>,
     waiting: bool,
     state: Arc<State>,
+    /// What fault rules do to this body (`truncate`, `reset`, `slow-body`).
+    faults: BodyFaults,
+    /// Body bytes passed on so far (for a cut).
+    passed: u64,
+    /// Bytes read and not passed on yet (a slow body's next slices).
+    held: Option<Bytes>,
+    /// A slow body's wait before its next slice.
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
     _permit: UpstreamPermit,
 }
 
@@ -205,11 +221,60 @@ impl UpstreamBody {
             sleep: Box::pin(tokio::time::sleep(read_timeout)),
             waiting: false,
             state,
+            faults: permit.body_faults,
+            passed: 0,
+            held: None,
+            pause: None,
             _permit: permit,
         }
     }
 
+    /// The next frame, with the fault rules' cut and pace applied.
     fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if self.faults.is_none() {
+            return self.poll_upstream(cx);
+        }
+        if let Some(p) = self.pause.as_mut() {
+            if p.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.pause = None;
+        }
+        if self.faults.cut.is_some_and(|cut| self.passed >= cut) {
+            self.state.count_upstream_error("injected");
+            return Poll::Ready(Some(Err(BodyError::Injected)));
+        }
+        let mut data = match self.held.take() {
+            Some(d) => d,
+            None => match self.poll_upstream(cx) {
+                Poll::Ready(Some(Ok(f))) => match f.into_data() {
+                    Ok(d) => d,
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+                other => return other,
+            },
+        };
+        let mut n = data.len() as u64;
+        if let Some(cut) = self.faults.cut {
+            n = n.min(cut - self.passed);
+        }
+        if let Some(pace) = self.faults.pace {
+            // a tenth of a second's worth at a time
+            n = n.min((pace / 10).max(1));
+            let wait = Duration::from_secs_f64(n as f64 / pace as f64);
+            self.pause = Some(Box::pin(tokio::time::sleep(wait)));
+        }
+        if n < data.len() as u64 {
+            self.held = Some(data.split_off(n as usize));
+        }
+        self.passed += n;
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+
+    fn poll_upstream(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {

@@ -325,7 +325,8 @@ pub struct FaultConfig {
     /// Percentage of upstream requests dropped as if the connection failed (default 0).
     pub drop_percent: f64,
     /// Fault rules between the cache and the origin (`[[fault.rules]]`:
-    /// `upstream-down`, `latency`, `error-status`, `blackhole`, each with
+    /// `upstream-down`, `latency`, `error-status`, `blackhole`, `reset`,
+    /// `truncate`, `slow-body`, each with
     /// matchers and a percentage), decided per upstream request
     /// ([`crate::fault`]); default none.
     pub rules: Vec<Fault>,

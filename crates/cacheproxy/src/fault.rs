@@ -27,6 +27,15 @@ pub enum FaultKind {
     /// The origin accepts the request and never answers: the request waits
     /// for `upstream_timeout` (504, or a stale copy).
     Blackhole,
+    /// The connection is reset after the response head, before the body:
+    /// the client gets a stale copy or 502 (a body already on its way to a
+    /// client would be cut, as `truncate` does).
+    Reset,
+    /// The body arrives at `bytes_per_sec`.
+    SlowBody,
+    /// The connection is cut after `after_bytes` of the body; nothing
+    /// truncated is stored.
+    Truncate,
 }
 
 impl FaultKind {
@@ -37,6 +46,9 @@ impl FaultKind {
             FaultKind::Latency => "latency",
             FaultKind::ErrorStatus => "error-status",
             FaultKind::Blackhole => "blackhole",
+            FaultKind::Reset => "reset",
+            FaultKind::SlowBody => "slow-body",
+            FaultKind::Truncate => "truncate",
         }
     }
 }
@@ -82,6 +94,12 @@ pub struct Fault {
     /// `error-status`: the status answered (default 503).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// `slow-body`: the body's pace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_sec: Option<u64>,
+    /// `truncate`: the body's bytes that get through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_bytes: Option<u64>,
 }
 
 fn all() -> f64 {
@@ -99,6 +117,8 @@ impl Fault {
             latency: None,
             jitter: None,
             status: None,
+            bytes_per_sec: None,
+            after_bytes: None,
         }
     }
 
@@ -128,22 +148,40 @@ impl Fault {
         {
             return Err(("path_prefix", "must start with /".into()));
         }
-        let latency = self.kind == FaultKind::Latency;
-        match (latency, self.latency) {
-            (true, None) => {
-                return Err((
-                    "latency",
-                    format!("kind = \"{kind}\" needs a latency (\"300ms\")"),
-                ))
-            }
-            (false, Some(_)) => {
-                return Err(("latency", format!("kind = \"{kind}\" takes no latency")))
-            }
-            _ => {}
-        }
-        if !latency && self.jitter.is_some() {
+        // each parameter belongs to one kind: needed there, refused elsewhere
+        let owned = |owner: FaultKind, given: bool, field: &'static str, needs: &str| match (
+            self.kind == owner,
+            given,
+        ) {
+            (true, false) => Err((field, format!("kind = \"{kind}\" needs {needs}"))),
+            (false, true) => Err((field, format!("kind = \"{kind}\" takes no {field}"))),
+            _ => Ok(()),
+        };
+        owned(
+            FaultKind::Latency,
+            self.latency.is_some(),
+            "latency",
+            "a latency (\"300ms\")",
+        )?;
+        if self.kind != FaultKind::Latency && self.jitter.is_some() {
             return Err(("jitter", format!("kind = \"{kind}\" takes no jitter")));
         }
+        let pace = "a pace of at least 1 byte a second";
+        owned(
+            FaultKind::SlowBody,
+            self.bytes_per_sec.is_some(),
+            "bytes_per_sec",
+            pace,
+        )?;
+        if self.bytes_per_sec == Some(0) {
+            return Err(("bytes_per_sec", format!("kind = \"{kind}\" needs {pace}")));
+        }
+        owned(
+            FaultKind::Truncate,
+            self.after_bytes.is_some(),
+            "after_bytes",
+            "after_bytes",
+        )?;
         match (self.kind == FaultKind::ErrorStatus, self.status) {
             (true, Some(s)) if !(100..=599).contains(&s) => {
                 return Err(("status", format!("{s} is not an HTTP status")))
@@ -178,6 +216,23 @@ pub enum Outcome {
     Status(u16),
 }
 
+/// What the faults that hit do to the response body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BodyFaults {
+    /// The body's bytes that get through before the connection fails (0
+    /// for `reset`; the least of the rules that hit).
+    pub cut: Option<u64>,
+    /// The body's pace in bytes a second (the slowest of the rules).
+    pub pace: Option<u64>,
+}
+
+impl BodyFaults {
+    /// No fault acts on the body.
+    pub fn is_none(&self) -> bool {
+        self.cut.is_none() && self.pace.is_none()
+    }
+}
+
 /// The faults one upstream request gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Injected {
@@ -187,6 +242,8 @@ pub struct Injected {
     /// The strongest outcome among the faults that hit: refused, then
     /// blackhole, then a status.
     pub outcome: Option<Outcome>,
+    /// What happens to the body.
+    pub body: BodyFaults,
 }
 
 /// Decides the faults for one upstream request of `method` on `path`:
@@ -220,6 +277,16 @@ pub fn decide(
             FaultKind::UpstreamDown => Some(Outcome::Refused),
             FaultKind::Blackhole => Some(Outcome::Blackhole),
             FaultKind::ErrorStatus => Some(Outcome::Status(r.status.unwrap_or(503))),
+            FaultKind::Reset | FaultKind::Truncate => {
+                let at = r.after_bytes.unwrap_or(0);
+                out.body.cut = Some(out.body.cut.map_or(at, |c| c.min(at)));
+                None
+            }
+            FaultKind::SlowBody => {
+                let bps = r.bytes_per_sec.unwrap_or(1);
+                out.body.pace = Some(out.body.pace.map_or(bps, |p| p.min(bps)));
+                None
+            }
         };
         out.outcome = match (out.outcome, outcome) {
             (None, o) | (o, None) => o,
@@ -356,6 +423,58 @@ mod tests {
         let post = decide(&rules, &Method::POST, "/page", || 10.0);
         assert_eq!(post.outcome, Some(Outcome::Refused));
         assert_eq!(post.delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn body_faults_take_the_least_cut_and_the_slowest_pace() {
+        let rules = [
+            Fault {
+                after_bytes: Some(100),
+                ..rule(FaultKind::Truncate)
+            },
+            Fault {
+                bytes_per_sec: Some(500),
+                ..rule(FaultKind::SlowBody)
+            },
+            Fault {
+                bytes_per_sec: Some(200),
+                path_prefix: Some("/big".into()),
+                ..rule(FaultKind::SlowBody)
+            },
+        ];
+        let small = decide(&rules, &Method::GET, "/", || 0.0);
+        assert_eq!(
+            small.body,
+            BodyFaults {
+                cut: Some(100),
+                pace: Some(500)
+            }
+        );
+        assert_eq!(small.outcome, None);
+        let big = decide(&rules, &Method::GET, "/big", || 0.0);
+        assert_eq!(big.body.pace, Some(200));
+        let reset = decide(&[rule(FaultKind::Reset)], &Method::GET, "/", || 0.0);
+        assert_eq!(reset.body.cut, Some(0));
+        for (r, field) in [
+            (rule(FaultKind::SlowBody), "bytes_per_sec"),
+            (
+                Fault {
+                    bytes_per_sec: Some(0),
+                    ..rule(FaultKind::SlowBody)
+                },
+                "bytes_per_sec",
+            ),
+            (rule(FaultKind::Truncate), "after_bytes"),
+            (
+                Fault {
+                    after_bytes: Some(1),
+                    ..rule(FaultKind::Reset)
+                },
+                "after_bytes",
+            ),
+        ] {
+            assert_eq!(r.validate().unwrap_err().0, field, "{r:?}");
+        }
     }
 
     #[test]

@@ -227,7 +227,10 @@ impl State {
     /// A slot for one upstream request, or `None` at `max_in_flight`.
     fn upstream_permit(self: &Arc<Self>, max: usize) -> Option<UpstreamPermit> {
         let n = self.upstream_in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-        let permit = UpstreamPermit(self.clone());
+        let permit = UpstreamPermit {
+            state: self.clone(),
+            body_faults: fault::BodyFaults::default(),
+        };
         (n <= max).then_some(permit)
     }
 
@@ -264,11 +267,15 @@ impl State {
 
 /// One upstream request's place under `max_in_flight`, held until its
 /// response body ends (or is dropped).
-pub(crate) struct UpstreamPermit(Arc<State>);
+pub(crate) struct UpstreamPermit {
+    state: Arc<State>,
+    /// What the fault rules do to this request's response body.
+    pub(crate) body_faults: fault::BodyFaults,
+}
 
 impl Drop for UpstreamPermit {
     fn drop(&mut self) {
-        self.0.upstream_in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.state.upstream_in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -291,7 +298,7 @@ impl UpstreamError {
     fn from_body(e: &BodyError) -> Self {
         match e {
             BodyError::ReadTimeout => UpstreamError::ReadTimeout,
-            BodyError::Upstream(_) => UpstreamError::Broken,
+            BodyError::Upstream(_) | BodyError::Injected => UpstreamError::Broken,
         }
     }
 
@@ -834,7 +841,7 @@ async fn forward(
     mode: Mode,
 ) -> Result<(Response<Incoming>, UpstreamPermit), UpstreamError> {
     let cfg = &live.cfg;
-    let permit = state
+    let mut permit = state
         .upstream_permit(cfg.max_in_flight)
         .ok_or(UpstreamError::Overloaded)?;
     // fault injection, decided per upstream request
@@ -853,6 +860,7 @@ async fn forward(
             )
         })
     };
+    permit.body_faults = injected.body;
     match injected.outcome {
         Some(fault::Outcome::Refused) => {
             state.count_upstream_error("injected");

@@ -149,3 +149,104 @@ async fn a_bad_rule_is_refused_naming_its_field() {
     );
     assert!(p.handle.config().fault.rules.is_empty());
 }
+
+/// A 10,000-byte page from the origin.
+fn big() -> Reply {
+    Reply {
+        body: Bytes::from(vec![b'x'; 10_000]),
+        ..Reply::ok("")
+    }
+}
+
+/// GET `path` on a fresh connection: the status, the cache status and the
+/// body's bytes, or where the body broke off.
+async fn read_whole(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (u16, String, Result<usize, String>) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header("host", "proxy")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = match send.send_request(req).await {
+        Ok(r) => r,
+        Err(e) => return (0, String::new(), Err(format!("no response: {e}"))),
+    };
+    let status = resp.status().as_u16();
+    let cache = resp
+        .headers()
+        .get("x-cache-status")
+        .map_or("", |v| v.to_str().unwrap())
+        .to_string();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .map_err(|e| e.to_string());
+    (status, cache, body)
+}
+
+/// `truncate` cuts the body after its bytes and nothing cut is stored;
+/// `reset` fails before the body (502, or the stored copy within
+/// stale_if_error); `slow-body` paces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_faults_cut_reset_and_pace_the_body() {
+    let origin = spawn_origin(Arc::new(|_: &hyper::Request<_>, _t| big())).await;
+    // an expired copy is fetched again in the request path (no
+    // stale-while-revalidate), so a reset there meets stale_if_error
+    let p = start(&origin.url(""), |c| {
+        c.cache.ttl = Duration::from_secs(1);
+        c.cache.stale_while_revalidate = Duration::ZERO;
+    })
+    .await;
+    let truncate = Fault {
+        after_bytes: Some(1000),
+        path_prefix: Some("/cut".into()),
+        ..Fault::new(FaultKind::Truncate)
+    };
+    let reset = Fault {
+        path_prefix: Some("/reset".into()),
+        ..Fault::new(FaultKind::Reset)
+    };
+    let slow = Fault {
+        bytes_per_sec: Some(20_000),
+        path_prefix: Some("/slow".into()),
+        ..Fault::new(FaultKind::SlowBody)
+    };
+    // a copy of /reset/old, stored before the faults
+    assert_eq!(read_whole(p.plain, "/reset/old").await.2, Ok(10_000));
+    let set = rules(&[truncate, reset, slow], 1);
+    let put = admin(p.admin, "PUT", "/config", &set).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+
+    // the client never gets the whole page: its connection closes, after
+    // the head or before it, as hyper had flushed it when the body broke
+    let (status, _, body) = read_whole(p.plain, "/cut").await;
+    assert!(body.is_err(), "the client saw the cut: {status} {body:?}");
+    let (status, _, _) = read_whole(p.plain, "/reset/new").await;
+    assert_eq!(status, 502, "no copy of a reset page: 502");
+    // past the copy's TTL (whole seconds), within stale_if_error
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, cache, body) = read_whole(p.plain, "/reset/old").await;
+    assert_eq!((status, cache.as_str(), body), (200, "STALE", Ok(10_000)));
+    let t = Instant::now();
+    assert_eq!(read_whole(p.plain, "/slow").await.2, Ok(10_000));
+    // 10,000 bytes at 20,000 a second, in tenth-of-a-second slices
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // without the rules the cut page was never stored: the next is a miss
+    let put = admin(p.admin, "PUT", "/config", &rules(&[], 1)).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let (status, cache, body) = read_whole(p.plain, "/cut").await;
+    assert_eq!((status, cache.as_str(), body), (200, "MISS", Ok(10_000)));
+}
