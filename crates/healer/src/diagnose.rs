@@ -120,7 +120,7 @@ pub fn fix_for(code: Code, cause: Option<MissCause>) -> Option<String> {
                 "bring the origin back; meanwhile a cache can answer from its copies: Atlas \
                  proxy: cache.stale_if_error = \"{}\"; nginx: proxy_cache_use_stale {}; \
                  Varnish: beresp.grace with a backend probe",
-                crate::plan::STALE_IF_ERROR,
+                atlas_vocab::duration::format(crate::plan::STALE_IF_ERROR),
                 crate::nginx::knobs::STALE_IF_ERROR.join(" ")
             ))
         }
@@ -562,13 +562,10 @@ pub(crate) fn unserved_copies(obs: &Observation) -> Vec<String> {
 /// (`HIT`, `UPDATING`, `STALE`).
 fn covered_by_cache(obs: &Observation) -> bool {
     !obs.routes.is_empty()
-        && obs.routes.iter().all(|r| {
-            r.status.is_some_and(|s| s < 500)
-                && r.cache
-                    .last()
-                    .and_then(|c| CacheStatus::parse(c.as_bytes()))
-                    .is_some_and(CacheStatus::served_from_cache)
-        })
+        && obs
+            .routes
+            .iter()
+            .all(|r| r.status.is_some_and(|s| s < 500) && r.cached())
 }
 
 fn route_statuses(obs: &Observation) -> Vec<String> {
@@ -663,15 +660,9 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
         .with_routes(cookie.iter().map(|p| p.to_string()).collect()));
     }
 
-    let private: Vec<&RouteProbe> = obs
-        .routes
-        .iter()
-        .filter(|r| {
-            r.miss_reason()
-                .and_then(NoCacheReason::parse)
-                .is_some_and(|r| matches!(r, NoCacheReason::Private | NoCacheReason::NoStore))
-        })
-        .collect();
+    let private = missing_for(obs, |r| {
+        matches!(r, NoCacheReason::Private | NoCacheReason::NoStore)
+    });
     if !private.is_empty() && knob("cache.store_private") != Some(Value::Bool(true)) {
         let summary = format!(
             "the origin marks {} `private` or `no-store`, which a shared cache must not store",
@@ -699,11 +690,7 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
         ));
     }
 
-    let vary: Vec<&RouteProbe> = obs
-        .routes
-        .iter()
-        .filter(|r| r.miss_reason() == Some(NoCacheReason::VaryStar.as_str()))
-        .collect();
+    let vary = missing_for(obs, |r| r == NoCacheReason::VaryStar);
     if !vary.is_empty() {
         let summary = format!(
             "the origin answers {} with `Vary: *`, which no shared cache may reuse",
@@ -862,6 +849,18 @@ fn miss_causes(obs: &Observation, s: &Sample, cfg: &HealerConfig, head: &str) ->
         ));
     }
     out
+}
+
+/// The routes whose miss has a reason `which` accepts.
+fn missing_for(obs: &Observation, which: impl Fn(NoCacheReason) -> bool) -> Vec<&RouteProbe> {
+    obs.routes
+        .iter()
+        .filter(|r| {
+            r.miss_reason()
+                .and_then(NoCacheReason::parse)
+                .is_some_and(&which)
+        })
+        .collect()
 }
 
 fn paths_of(routes: &[&RouteProbe]) -> Vec<String> {

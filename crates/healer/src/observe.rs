@@ -141,9 +141,13 @@ pub struct OriginProbe {
 }
 
 impl RouteProbe {
-    /// The second request was served from the cache.
+    /// The second request was served from a copy the cache holds (`HIT`,
+    /// `UPDATING`, `STALE`: what `cache_hit` counts).
     pub fn cached(&self) -> bool {
-        self.cache.last().is_some_and(|c| c == "HIT")
+        self.cache
+            .last()
+            .and_then(|c| CacheStatus::parse(c.as_bytes()))
+            .is_some_and(CacheStatus::served_from_cache)
     }
 
     /// The second request's cache status as proof prints it (`-` without one).

@@ -196,7 +196,11 @@ pub fn caveats(obs: &crate::observe::Observation) -> Vec<String> {
         }
     }
     if let Some(s) = &obs.sample {
-        let stale = s.cache.get("STALE").copied().unwrap_or(0);
+        let stale = s
+            .cache
+            .get(atlas_vocab::CacheStatus::Stale.as_str())
+            .copied()
+            .unwrap_or(0);
         let answers = s.cache.values().sum();
         out.extend(stale_caveat(stale, answers, "the healer's last sample"));
     }

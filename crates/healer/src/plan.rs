@@ -15,7 +15,7 @@ use atlas_vocab::ProxyKnob;
 /// What `cache.stale_if_error` is set to when the upstream fails: long
 /// enough to outlast a gate's run (60 s) and the healer's samples. nginx
 /// serves stale without a bound; the Atlas proxy keeps this one.
-pub const STALE_IF_ERROR: &str = "10m";
+pub const STALE_IF_ERROR: Duration = Duration::from_secs(600);
 
 /// One change of one knob.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -107,14 +107,13 @@ pub fn plan(
             // fails: serving them is the cache's part (the origin is the
             // operator's)
             let sie = duration_knob(Some(&knob(ProxyKnob::CacheStaleIfError)));
-            let aim = atlas_vocab::duration::parse(STALE_IF_ERROR).expect("a duration");
             if d.code == Code::UpstreamDown
-                && sie.is_some_and(|d| d < aim)
+                && sie.is_some_and(|d| d < STALE_IF_ERROR)
                 && !unserved_copies(obs).is_empty()
             {
                 c.push(set(
                     ProxyKnob::CacheStaleIfError,
-                    json!(STALE_IF_ERROR),
+                    json!(atlas_vocab::duration::format(STALE_IF_ERROR)),
                     "the upstream fails and the cache answers errors for routes it holds copies of"
                         .into(),
                     "those routes are answered from the stored copies (STALE) while the upstream fails; errors fall"
