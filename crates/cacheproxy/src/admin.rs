@@ -121,7 +121,7 @@ impl AdminRefusal {
 /// Whether `host` (a `Host` value or an origin's authority) names the admin
 /// listener at `admin`: an IP literal or `localhost`, with its port (none
 /// only when the port is 80).
-fn names_admin(host: &str, admin: SocketAddr) -> bool {
+pub(crate) fn names_admin(host: &str, admin: SocketAddr) -> bool {
     let Ok(a) = host.parse::<http::uri::Authority>() else {
         return false;
     };

@@ -80,6 +80,7 @@ mod send_timeout;
 mod server;
 mod status;
 mod store;
+pub mod toxiproxy;
 
 pub use access_log::{AccessLog, AccessLogFormat, AccessRecord};
 pub use body::{BodyError, ClientBody, ProxyBody};

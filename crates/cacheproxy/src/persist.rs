@@ -6,6 +6,8 @@
 //! has it (or in its table, added at the end); comments, order and layout
 //! are kept (toml_edit). The file is replaced atomically (a temporary file,
 //! then a rename) and the bytes it held before are kept as `FILE.prev`.
+//! Faults (`fault.*`) are never written: an experiment's fault ends with
+//! the process, whatever stops the experiment.
 
 use std::path::{Path, PathBuf};
 
@@ -53,6 +55,8 @@ impl Persist {
             .map_err(|e: toml_edit::TomlError| bad(e.to_string()))?;
         let mut changed = Vec::new();
         diff(&mut Vec::new(), previous, current, &mut changed);
+        // faults are for now: a restart (or a SIGHUP) never brings one back
+        changed.retain(|(path, _)| path.first().map(String::as_str) != Some("fault"));
         if changed.is_empty() {
             return Ok(());
         }
@@ -213,6 +217,29 @@ mod tests {
         assert!(e.contains("proxy.toml"), "{e}");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "[cache\n");
         assert!(!dir.join("proxy.toml.prev").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn faults_are_never_written() {
+        let dir = std::env::temp_dir().join(format!("atlas-persist-fault-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("proxy.toml");
+        let text = "upstream = \"http://127.0.0.1:3000\"\n[cache]\nttl = \"1s\"\n";
+        std::fs::write(&file, text).unwrap();
+        let before = json!({"cache": {"ttl": "1s"}, "fault": {"rules": [], "seed": 0}});
+        let during = json!({"cache": {"ttl": "1s"}, "fault": {"rules": [{"kind": "upstream-down"}], "seed": 7}});
+        Persist::new(&file).write(&before, &during).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+        // with another knob beside it, only that knob is written
+        let after =
+            json!({"cache": {"ttl": "2s"}, "fault": {"rules": [{"kind": "reset"}], "seed": 7}});
+        Persist::new(&file).write(&during, &after).unwrap();
+        let now = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            now.contains("ttl = \"2s\"") && !now.contains("fault"),
+            "{now}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -24,6 +24,7 @@ atlas.toml (every key optional; flags and ATLAS_* variables override it):
   target = \"http://127.0.0.1:8080\"   admin = \"http://127.0.0.1:9080\"
   rate = 500   duration = \"60s\"   out = \"atlas-evidence/release-42\"   heal = true
   [thresholds]  p95 = \"200ms\"   max_failures = 0.01   min_hit = 0.98
+  [slo]         objective = 0.999   latency = \"200ms\"   max_burn_rate = 14.4
   [[requests]]  url = \"/\"   weight = 9          (the mix; default 90 % dynamic / 10 % static)
   [proxy]       \"cache.ttl\" = \"60s\" ...       (knobs of the embedded proxy, as `atlas proxy`)
   [demo]        set_cookie = [\"/playground\"] ... (switches of the embedded demo app)
@@ -89,6 +90,17 @@ pub(crate) struct GateArgs {
     /// Threshold: smallest share of cache hits [default: 0.98]
     #[arg(long, env = "ATLAS_MIN_HIT", value_name = "RATIO")]
     min_hit: Option<f64>,
+    /// SLO: the share of requests that must be good (0.999); a request is bad when it fails or
+    /// is slower than --slo-latency. The gate fails when the run burns the error budget faster
+    /// than --slo-max-burn-rate with 95 % confidence [default: the [slo] table, or none]
+    #[arg(long, env = "ATLAS_SLO_OBJECTIVE", value_name = "RATIO")]
+    slo_objective: Option<f64>,
+    /// SLO: a successful request slower than this is bad
+    #[arg(long, env = "ATLAS_SLO_LATENCY", value_name = "D", value_parser = parse_duration)]
+    slo_latency: Option<Duration>,
+    /// SLO: the largest burn rate allowed [default: 14.4, the SRE workbook's fast burn]
+    #[arg(long, env = "ATLAS_SLO_MAX_BURN_RATE", value_name = "N")]
+    slo_max_burn_rate: Option<f64>,
     /// The Lighthouse CLI for the optional audit [default: `lighthouse` on PATH; skipped, and said so, when absent]
     #[arg(long, env = "ATLAS_LIGHTHOUSE", value_name = "PATH")]
     lighthouse: Option<PathBuf>,
@@ -103,7 +115,7 @@ pub(crate) struct GateArgs {
 impl GateArgs {
     /// The file (`--config`, or `./atlas.toml` when it exists), then the
     /// flags (clap has read the `ATLAS_*` variables into them).
-    fn config(&self) -> atlas_gate::Result<GateConfig> {
+    fn config(&self) -> anyhow::Result<GateConfig> {
         let mut cfg = match &self.config {
             Some(p) => GateConfig::from_toml_file(p)?,
             None if Path::new("atlas.toml").is_file() => {
@@ -137,6 +149,12 @@ impl GateArgs {
         t.max_failures = self.max_failures.unwrap_or(t.max_failures);
         t.min_hit = self.min_hit.unwrap_or(t.min_hit);
         cfg.admin_token = crate::heal::admin_token_from_env();
+        cfg.slo = crate::load::slo(
+            cfg.slo.take(),
+            self.slo_objective,
+            self.slo_latency,
+            self.slo_max_burn_rate,
+        )?;
         Ok(cfg)
     }
 }
@@ -178,9 +196,12 @@ impl GateHooks for Terminal {
 }
 
 pub(crate) fn main(args: GateArgs) -> u8 {
-    let gate = match args.config().and_then(Gate::new) {
+    let gate = match args
+        .config()
+        .and_then(|c| Gate::new(c).map_err(anyhow::Error::new))
+    {
         Ok(g) => g,
-        Err(e) => return report(&anyhow::Error::new(e), EXIT_USAGE),
+        Err(e) => return report(&e, EXIT_USAGE),
     };
     let hooks = Terminal {
         quiet: args.quiet,
@@ -189,25 +210,14 @@ pub(crate) fn main(args: GateArgs) -> u8 {
     };
     let interrupt = atlas_loadgen::Interrupt::new();
     let gate = gate.hooks(Arc::new(hooks)).interrupt(interrupt.clone());
-    let runtime = match crate::runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let signals = match crate::stop_on_signals(
-        &runtime,
+    let outcome = match crate::block_on_interruptible(
         &interrupt,
         "stopping: the load drains its requests in flight, no healing starts, then the bundle is written marked ABORTED",
+        gate.run(),
     ) {
-        Ok(s) => s,
-        Err(e) => {
-            return report(
-                &anyhow::Error::new(e).context("handling SIGINT and SIGTERM"),
-                EXIT_FAILURE,
-            )
-        }
+        Ok(o) => o,
+        Err(code) => return code,
     };
-    let outcome = runtime.block_on(gate.run());
-    signals.abort();
     match outcome {
         Ok(o) => {
             print!("{}", o.packet);

@@ -148,6 +148,20 @@ pub(crate) struct LoadArgs {
     #[arg(long, env = "ATLAS_LOAD_CACHE_HEADER", value_name = "NAME=HIT_VALUES")]
     cache_header: Option<String>,
 
+    /// SLO: the share of requests that must be good (0.999 is three nines); a request is bad
+    /// when it fails or is slower than --slo-latency. The summary gives the burn rate, and the
+    /// run fails (exit 99) when it burns faster than --slo-max-burn-rate with 95 % confidence
+    #[arg(long, env = "ATLAS_LOAD_SLO_OBJECTIVE", value_name = "RATIO")]
+    slo_objective: Option<f64>,
+
+    /// SLO: a successful request slower than this is bad
+    #[arg(long, env = "ATLAS_LOAD_SLO_LATENCY", value_name = "D", value_parser = parse_duration)]
+    slo_latency: Option<Duration>,
+
+    /// SLO: the largest burn rate the run may show [default: 14.4, the SRE workbook's fast burn]
+    #[arg(long, env = "ATLAS_LOAD_SLO_MAX_BURN_RATE", value_name = "N")]
+    slo_max_burn_rate: Option<f64>,
+
     /// Concurrent streams per HTTP/2 connection before another opens [default: 100]
     #[arg(long, env = "ATLAS_LOAD_H2_MAX_STREAMS", value_name = "N")]
     h2_max_streams: Option<usize>,
@@ -332,6 +346,12 @@ fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
     if let Some(rule) = &args.cache_header {
         cfg.cache_header = Some(rule.clone());
     }
+    cfg.slo = slo(
+        cfg.slo.take(),
+        args.slo_objective,
+        args.slo_latency,
+        args.slo_max_burn_rate,
+    )?;
     Ok(cfg)
 }
 
@@ -442,15 +462,51 @@ fn finish(
         say!("atlas: interrupted; the summary and files cover what ran");
         return Ok(EXIT_INTERRUPTED);
     }
-    if outcomes.iter().all(|o| o.ok) {
+    let mut failed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.ok)
+        .map(|o| format!("{}: {}", o.metric, o.expr))
+        .collect();
+    if let Some(s) = result.slo_report().filter(|s| !s.ok) {
+        failed.push(format!(
+            "slo: burn rate above {} with 95 % confidence",
+            s.max_burn_rate
+        ));
+    }
+    if failed.is_empty() {
         Ok(EXIT_OK)
     } else {
-        let failed: Vec<String> = outcomes
-            .iter()
-            .filter(|o| !o.ok)
-            .map(|o| format!("{}: {}", o.metric, o.expr))
-            .collect();
         say!("atlas: thresholds failed: {}", failed.join("; "));
         Ok(EXIT_THRESHOLDS)
     }
+}
+
+/// The objective: the scenario file's `[slo]`, with the flags over it; the
+/// flags alone need both the objective and the latency.
+pub(crate) fn slo(
+    file: Option<atlas_loadgen::Slo>,
+    objective: Option<f64>,
+    latency: Option<Duration>,
+    max_burn_rate: Option<f64>,
+) -> anyhow::Result<Option<atlas_loadgen::Slo>> {
+    let mut slo = match (file, objective, latency) {
+        (Some(s), _, _) => s,
+        (None, Some(o), Some(l)) => atlas_loadgen::Slo::new(o, l),
+        (None, None, None) if max_burn_rate.is_none() => return Ok(None),
+        (None, _, _) => {
+            return Err(usage(anyhow::anyhow!(
+                "--slo-objective and --slo-latency go together (no [slo] in the scenario file gives the other)"
+            )))
+        }
+    };
+    if let Some(o) = objective {
+        slo.objective = o;
+    }
+    if let Some(l) = latency {
+        slo.latency = l;
+    }
+    if let Some(b) = max_burn_rate {
+        slo.max_burn_rate = b;
+    }
+    Ok(Some(slo))
 }

@@ -24,8 +24,10 @@ macro_rules! say_raw {
     }};
 }
 
+mod chaos;
 mod demo;
 mod evidence;
+mod faults;
 mod gate;
 mod heal;
 mod load;
@@ -52,7 +54,7 @@ pub const EXIT_INTERRUPTED: u8 = 105;
     version,
     about = "Prove that a web service behind a micro-cache holds its performance gate",
     after_help = "Exit codes:\n  0   success: every threshold held\n  1   runtime failure (I/O, the runtime could not start)\n  2   bad usage, bad configuration, or a bundle that fails `atlas evidence verify`
-      (the message names the flag, field, expression or file)\n  3   BLOCKER: the healer names what stops the gate (atlas heal, atlas gate)\n  99  one or more thresholds failed (as k6)\n  105 atlas load stopped by Ctrl-C or SIGTERM; its summary and files cover what ran (as k6)"
+      (the message names the flag, field, expression or file)\n  3   BLOCKER: the healer names what stops the gate (atlas heal, atlas gate)\n  99  one or more thresholds failed (as k6), or a chaos experiment's hypothesis deviated\n  105 atlas load stopped by Ctrl-C or SIGTERM; its summary and files cover what ran (as k6)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -73,6 +75,10 @@ enum Command {
     Heal(Box<heal::HealArgs>),
     /// Build and verify evidence bundles (manifest.csv, bundle.json, SHA256SUMS)
     Evidence(evidence::EvidenceArgs),
+    /// Chaos experiments under load: faults between the cache and the origin, the hypothesis before, during and after
+    Chaos(chaos::ChaosArgs),
+    /// The fault layer alone in front of any origin, driven by a Toxiproxy-compatible REST API
+    Faults(faults::FaultsArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +93,8 @@ fn main() -> ExitCode {
         Command::Proxy(args) => proxy::main(*args),
         Command::DemoApp(args) => demo::main(args),
         Command::Heal(args) => heal::main(*args),
+        Command::Chaos(args) => chaos::main(args),
+        Command::Faults(args) => faults::main(args),
     };
     ExitCode::from(code)
 }
@@ -192,6 +200,26 @@ pub(crate) fn stop_on_signals(
         say!("atlas: stopped at once; nothing more written");
         std::process::exit(i32::from(EXIT_INTERRUPTED));
     }))
+}
+
+/// Runs `work` to its end on a new multi-threaded runtime, with Ctrl-C and
+/// SIGTERM setting `interrupt` ([`stop_on_signals`], saying `doing`). On a
+/// failure to start, the error is reported and its exit code returned.
+pub(crate) fn block_on_interruptible<F: std::future::Future>(
+    interrupt: &atlas_loadgen::Interrupt,
+    doing: &'static str,
+    work: F,
+) -> Result<F::Output, u8> {
+    let runtime = runtime()?;
+    let signals = stop_on_signals(&runtime, interrupt, doing).map_err(|e| {
+        report(
+            &anyhow::Error::new(e).context("handling SIGINT and SIGTERM"),
+            EXIT_FAILURE,
+        )
+    })?;
+    let out = runtime.block_on(work);
+    signals.abort();
+    Ok(out)
 }
 
 /// The multi-threaded runtime of the long-running subcommands; on failure the

@@ -540,3 +540,52 @@ async fn a_file_with_scenarios_names_bad_lines_and_refuses_executor_flags() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_slo_burning_too_fast_exits_99_and_a_lone_flag_exits_2() {
+    // every tenth request fails: a 10 % bad share burns a 99.9 % budget 100x
+    let n = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = n.clone();
+    let origin = spawn_origin(Arc::new(move |_r, _t| {
+        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 10 == 0 {
+            Reply::ok("no").status(503)
+        } else {
+            Reply::ok("ok")
+        }
+    }))
+    .await;
+    let base = [
+        "load",
+        &origin.url("/"),
+        "--rate",
+        "200",
+        "--duration",
+        "2s",
+    ];
+    let with = |extra: &[&str]| {
+        let mut a: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let out = run(with(&[
+        "--slo-objective",
+        "0.999",
+        "--slo-latency",
+        "250ms",
+    ]))
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(99), "{stdout}");
+    assert!(
+        stdout.contains("✗ slo:       burn rate 100.00")
+            && stdout.contains("40 bad of 400 (40 failed, 0 slower than 250ms)"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("slo: burn rate above 14.4"));
+    // the same run within a looser objective: 10 % of a 50 % budget
+    let out = run(with(&["--slo-objective", "0.5", "--slo-latency", "250ms"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = run(with(&["--slo-objective", "0.999"])).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--slo-latency"));
+}

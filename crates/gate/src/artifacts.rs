@@ -3,9 +3,10 @@
 //! proxy's metrics and config, the access-log proof, the packet.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use atlas_evidence::{BundleBuilder, ThresholdRecord, Verdict};
 use atlas_healer::Packet;
 use atlas_loadgen::{k6_summary, text_summary, write_atomic, Label};
 use serde_json::{json, Value};
@@ -57,6 +58,85 @@ impl GateJournal {
     }
 }
 
+/// A run's id: `PREFIX<time stamp>-<the trace id's start>`.
+pub(crate) fn run_id(prefix: &str, trace: &str) -> String {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "");
+    format!("{prefix}{}-{}", stamp.trim_end_matches('Z'), &trace[..8])
+}
+
+/// Where a bundle goes (`out`, or `atlas-evidence/<run id>`) and the
+/// working folder its files are gathered in first; `run` is called with
+/// the working folder, which is removed after it.
+///
+/// # Errors
+/// [`Error::Out`] when the bundle's folder exists and is not empty: a
+/// bundle is never written over.
+pub(crate) async fn in_work_dir<T, F>(
+    out: Option<&Path>,
+    run_id: &str,
+    run: impl FnOnce(PathBuf, PathBuf) -> F,
+) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let out = out.map_or_else(
+        || Path::new("atlas-evidence").join(run_id),
+        Path::to_path_buf,
+    );
+    if out.exists() && std::fs::read_dir(&out).map_or(true, |mut d| d.next().is_some()) {
+        return Err(Error::Out {
+            path: out.display().to_string(),
+            message: "already exists and is not an empty folder (a bundle is never written over)"
+                .into(),
+        });
+    }
+    let work = out.with_file_name(format!(
+        ".{}.work",
+        out.file_name().and_then(|n| n.to_str()).unwrap_or("atlas")
+    ));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(Error::io(format!("creating {}", work.display())))?;
+    let r = run(work.clone(), out).await;
+    let _ = std::fs::remove_dir_all(&work);
+    r
+}
+
+/// Seals the working folder into the bundle at `out`; its digest, as
+/// `sha256:HEX`.
+pub(crate) fn seal(
+    work: &Path,
+    out: &Path,
+    trace: &str,
+    started: SystemTime,
+    verdict: (Verdict, Vec<ThresholdRecord>, u64),
+) -> Result<String> {
+    let (verdict, records, samples) = verdict;
+    let bundle = BundleBuilder::new()
+        .add_dir(work)?
+        .trace_id(trace)?
+        .machine_proof(true)
+        .verdict(verdict, records, samples)
+        .started_at(&humantime::format_rfc3339_seconds(started).to_string())
+        .tool("atlas", env!("CARGO_PKG_VERSION"))
+        .write(out)?;
+    Ok(format!("sha256:{}", bundle.digest))
+}
+
+/// The bundle's records of a run's threshold outcomes.
+pub(crate) fn records(outcomes: &[atlas_loadgen::ThresholdOutcome]) -> Vec<ThresholdRecord> {
+    outcomes
+        .iter()
+        .map(|o| ThresholdRecord {
+            metric: o.metric.clone(),
+            expr: o.expr.clone(),
+            ok: o.ok,
+            actual: o.actual,
+        })
+        .collect()
+}
+
 /// Every journal line, parsed.
 pub(crate) fn read_journal(p: &Path) -> Vec<Value> {
     std::fs::read_to_string(p)
@@ -105,6 +185,25 @@ pub(crate) async fn write(
     cache_rule: &str,
 ) -> Result<()> {
     if let Some(l) = loads.last() {
+        write_load(work, l, cache_rule)?;
+    }
+    if loads.len() > 1 {
+        loads[0]
+            .result
+            .write(&work.join("results-before-healing.json"))?;
+    }
+    write_file(&work.join("packet.json"), packet.to_json().as_bytes())?;
+    write_file(
+        &work.join("lighthouse.txt"),
+        format!("{lighthouse}\n").as_bytes(),
+    )?;
+    write_service(stack, work, trace).await
+}
+
+/// The k6 summaries (`summary.json`, `summary.txt`), `results.json` and
+/// `cache-status.json` of the run a bundle is about.
+pub(crate) fn write_load(work: &Path, l: &LoadRun, cache_rule: &str) -> Result<()> {
+    {
         write_json(
             &work.join("summary.json"),
             &k6_summary(&l.result, &l.outcomes),
@@ -137,16 +236,13 @@ pub(crate) async fn write(
             }),
         )?;
     }
-    if loads.len() > 1 {
-        loads[0]
-            .result
-            .write(&work.join("results-before-healing.json"))?;
-    }
-    write_file(&work.join("packet.json"), packet.to_json().as_bytes())?;
-    write_file(
-        &work.join("lighthouse.txt"),
-        format!("{lighthouse}\n").as_bytes(),
-    )?;
+    Ok(())
+}
+
+/// What the service says of itself: its proxy's metrics and config (through
+/// the admin API), and the access-log lines of the embedded proxy that
+/// carry the run's trace id.
+pub(crate) async fn write_service(stack: &Stack, work: &Path, trace: &str) -> Result<()> {
     let limit = Duration::from_secs(5);
     match &stack.admin {
         Some(a) => {

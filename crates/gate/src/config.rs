@@ -71,6 +71,12 @@ pub struct GateConfig {
     pub heal: bool,
     /// The thresholds.
     pub thresholds: Thresholds,
+    /// A service level objective (`[slo]`: `objective`, `latency`,
+    /// `max_burn_rate`, `window`): the load's bad requests (failed, or
+    /// slower than the latency) burn its error budget, and the gate fails
+    /// when they burn faster than `max_burn_rate` with 95 % confidence.
+    /// Default none.
+    pub slo: Option<atlas_loadgen::Slo>,
     /// The request mix (default: the gate's, 90 % dynamic, 10 % static).
     pub requests: Vec<RequestSpec>,
     /// Knobs of the embedded proxy, as `PUT /config` takes them
@@ -109,6 +115,7 @@ impl Default for GateConfig {
             out: None,
             heal: true,
             thresholds: Thresholds::default(),
+            slo: None,
             requests: RequestSpec::gate_mix(),
             proxy: serde_json::Map::new(),
             demo: Switches::default(),
@@ -190,6 +197,11 @@ impl GateConfig {
     /// # Errors
     /// [`Error::Config`] naming the setting and the bad value.
     pub fn validate(&self) -> Result<()> {
+        if let Some(slo) = &self.slo {
+            slo.validate().map_err(|(field, message)| {
+                Error::config(self.at(&format!("slo.{field}")), message)
+            })?;
+        }
         if !(self.rate.is_finite() && self.rate > 0.0) {
             return Err(Error::config(
                 self.at("rate"),

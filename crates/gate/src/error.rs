@@ -44,6 +44,9 @@ pub enum Error {
     /// The embedded demo app.
     #[error("the demo app: {0}")]
     Demo(#[from] atlas_demo::Error),
+    /// A chaos experiment could not set or remove a fault or a knob.
+    #[error("chaos: {0}")]
+    Chaos(String),
     /// Rendering the report.
     #[error("the report: {0}")]
     Report(#[from] minijinja::Error),

@@ -46,6 +46,7 @@
 #![deny(missing_docs)]
 
 mod artifacts;
+pub mod chaos;
 mod config;
 mod error;
 mod lighthouse;

@@ -45,6 +45,30 @@ pub fn thresholds(cfg: &GateConfig) -> Vec<(&'static str, String)> {
     cfg.thresholds.k6(cfg.rate, cfg.duration)
 }
 
+/// An open-model load at `rate` for `d` over `mix` at `target`, each
+/// request carrying `trace`: the shape of every load the gate and the
+/// chaos runner drive.
+pub(crate) fn open_model(
+    rate: f64,
+    d: std::time::Duration,
+    max_vus: usize,
+    target: &str,
+    mix: &[atlas_loadgen::RequestSpec],
+    trace: &str,
+) -> LoadConfig {
+    let mut lc = LoadConfig::new(Executor::ConstantArrivalRate {
+        rate,
+        duration: d,
+        max_vus,
+        poisson: false,
+        pre_allocated_vus: None,
+    });
+    lc.target = Some(target.to_string());
+    lc.requests = mix.to_vec();
+    lc.trace_id = Some(trace.to_string());
+    lc
+}
+
 /// Runs the gate's load at `target` with its thresholds.
 pub(crate) async fn run(
     cfg: &GateConfig,
@@ -55,19 +79,11 @@ pub(crate) async fn run(
     observer: Option<Arc<dyn Observer>>,
     interrupt: &Interrupt,
 ) -> Result<LoadRun> {
-    let mut lc = LoadConfig::new(Executor::ConstantArrivalRate {
-        rate: cfg.rate,
-        duration: cfg.duration,
-        max_vus: 1000,
-        poisson: false,
-        pre_allocated_vus: None,
-    });
-    lc.target = Some(target.to_string());
+    let mut lc = open_model(cfg.rate, cfg.duration, 1000, target, &cfg.requests, trace);
     lc.cacert = cfg.cacert.clone();
     lc.cache_header = cfg.cache_header.clone();
     lc.insecure_skip_tls_verify = cfg.insecure_skip_tls_verify;
-    lc.requests = cfg.requests.clone();
-    lc.trace_id = Some(trace.to_string());
+    lc.slo = cfg.slo.clone();
     for (metric, expr) in thresholds(cfg) {
         lc = lc.threshold(metric, &expr);
     }
@@ -80,12 +96,24 @@ pub(crate) async fn run(
             ..RunOptions::default()
         })
         .await?;
-    let outcomes = result.evaluate(None)?;
+    let mut outcomes = result.evaluate(None)?;
+    outcomes.extend(slo_outcome(&result));
     Ok(LoadRun {
         label,
         result,
         outcomes,
         offset_s,
+    })
+}
+
+/// The objective's verdict as one more threshold row: the burn rate the
+/// run shows with 95 % confidence against `max_burn_rate`.
+pub(crate) fn slo_outcome(r: &RunResult) -> Option<ThresholdOutcome> {
+    r.slo_report().map(|s| ThresholdOutcome {
+        metric: "slo".into(),
+        expr: format!("burn_rate<={} (95 % lower bound)", s.max_burn_rate),
+        ok: s.ok,
+        actual: s.burn_rate_low,
     })
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use atlas_cacheproxy::{AccessLog, AccessLogFormat};
-use atlas_evidence::{BundleBuilder, ThresholdRecord, Verdict};
+use atlas_evidence::Verdict;
 use atlas_healer::{
     stale_caveat, Blocker, Code, Healer, HealerConfig, Nginx, Observation, Packet, Progress,
 };
@@ -179,33 +179,12 @@ impl Gate {
     /// service under test fails (a port, the disk).
     pub async fn run(&self) -> Result<GateOutcome> {
         let trace = TraceId::random().to_string();
-        let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
-            .to_string()
-            .replace([':', '-'], "");
-        let run_id = format!("{}-{}", stamp.trim_end_matches('Z'), &trace[..8]);
-        let out = self
-            .cfg
-            .out
-            .clone()
-            .unwrap_or_else(|| Path::new("atlas-evidence").join(&run_id));
-        if out.exists() && std::fs::read_dir(&out).map_or(true, |mut d| d.next().is_some()) {
-            return Err(Error::Out {
-                path: out.display().to_string(),
-                message:
-                    "already exists and is not an empty folder (a bundle is never written over)"
-                        .into(),
-            });
-        }
-        let work = out.with_file_name(format!(
-            ".{}.work",
-            out.file_name().and_then(|n| n.to_str()).unwrap_or("gate")
-        ));
-        let _ = std::fs::remove_dir_all(&work);
-        std::fs::create_dir_all(&work)
-            .map_err(Error::io(format!("creating {}", work.display())))?;
-        let r = self.pipeline(&trace, &run_id, &work, &out).await;
-        let _ = std::fs::remove_dir_all(&work);
-        r
+        let run_id = artifacts::run_id("", &trace);
+        let (trace, run_id) = (&trace, &run_id);
+        artifacts::in_work_dir(self.cfg.out.as_deref(), run_id, |work, out| async move {
+            self.pipeline(trace, run_id, &work, &out).await
+        })
+        .await
     }
 
     async fn pipeline(
@@ -434,37 +413,20 @@ impl Gate {
             lighthouse: &lighthouse,
         })?;
         write_atomic(&work.join("report.html"), html.as_bytes())?;
-        let last = loads.last();
-        let (verdict, records, samples) = match last {
+        let verdict = match loads.last() {
             Some(l) => (
                 match class {
                     Class::Green => Verdict::Green,
                     Class::Aborted => Verdict::Aborted,
                     Class::ThresholdsFailed | Class::Blocked => Verdict::Red,
                 },
-                l.outcomes
-                    .iter()
-                    .map(|o| ThresholdRecord {
-                        metric: o.metric.clone(),
-                        expr: o.expr.clone(),
-                        ok: o.ok,
-                        actual: o.actual,
-                    })
-                    .collect(),
+                artifacts::records(&l.outcomes),
                 l.result.metrics.requests,
             ),
             None if class == Class::Aborted => (Verdict::Aborted, Vec::new(), 0),
             None => (Verdict::Blocked, Vec::new(), 0),
         };
-        let bundle = BundleBuilder::new()
-            .add_dir(work)?
-            .trace_id(trace)?
-            .machine_proof(true)
-            .verdict(verdict, records, samples)
-            .started_at(&humantime::format_rfc3339_seconds(started).to_string())
-            .tool("atlas", env!("CARGO_PKG_VERSION"))
-            .write(out)?;
-        let digest = format!("sha256:{}", bundle.digest);
+        let digest = artifacts::seal(work, out, trace, started, verdict)?;
         packet.set_bundle_digest(digest.clone());
         stack.shutdown().await;
         Ok(GateOutcome {

@@ -154,3 +154,42 @@ async fn a_cache_header_rule_lets_the_gate_read_another_caches_hits() {
     let err = err.to_string();
     assert!(err.contains("cache_header"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_objective_puts_its_burn_rate_in_the_summary_the_packet_and_the_report() {
+    let out = scratch("slo");
+    let cfg = GateConfig {
+        rate: 100.0,
+        duration: Duration::from_secs(2),
+        out: Some(out.clone()),
+        slo: Some(atlas_loadgen::Slo::new(0.999, Duration::from_millis(200))),
+        ..GateConfig::default()
+    };
+    let gate = Gate::new(cfg).unwrap().audit(Box::new(NoAudit));
+    let o = tokio::time::timeout(Duration::from_secs(120), gate.run())
+        .await
+        .expect("the gate ends by itself")
+        .unwrap();
+    assert_eq!(o.class, Class::Green, "{}", o.packet);
+    let slo = o.loads[0]
+        .outcomes
+        .iter()
+        .find(|t| t.metric == "slo")
+        .unwrap();
+    assert!(
+        slo.ok && slo.expr == "burn_rate<=14.4 (95 % lower bound)",
+        "{slo:?}"
+    );
+    let packet: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("packet.json")).unwrap()).unwrap();
+    assert_eq!(packet["numbers"]["burn_rate"], 0.0, "{packet}");
+    assert_eq!(packet["numbers"]["budget_per_hour"], 0.0, "{packet}");
+    let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+    assert!(summary.contains("✓ slo:       burn rate 0.00"), "{summary}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["atlas"]["burn_rate"], 0.0);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("id=\"chart-burn\""));
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -188,34 +188,59 @@ pub struct AdminApi {
     pub token: Option<Bearer>,
 }
 
+impl AdminApi {
+    /// `PUT /config` with any changes (`{"fault.rules": [...]}`, dotted
+    /// knob names as the admin API takes them); the proxy's answer.
+    ///
+    /// # Errors
+    /// [`Refused`] with the proxy's own reason, or why it did not answer.
+    pub async fn put_config(&self, changes: &Value) -> Result<ConfigSwapped, Refused> {
+        let url = &self.url;
+        let r = http::send(
+            ::http::Method::PUT,
+            url,
+            "/config",
+            Some(changes),
+            Duration::from_secs(5),
+            self.token.as_ref(),
+        )
+        .await
+        .map_err(|f| Refused(format!("PUT {url}/config: {f}")))?;
+        if r.status != 200 {
+            let why = serde_json::from_slice::<ErrorBody>(&r.body)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&r.body).into_owned());
+            return Err(Refused(format!(
+                "PUT {url}/config answered {}: {why}",
+                r.status
+            )));
+        }
+        serde_json::from_slice::<ConfigSwapped>(&r.body)
+            .map_err(|e| Refused(format!("PUT {url}/config: not the admin API's answer: {e}")))
+    }
+
+    /// `GET /config`: the proxy's whole config as JSON.
+    ///
+    /// # Errors
+    /// [`Refused`] saying why there is no config.
+    pub async fn config(&self) -> Result<Value, Refused> {
+        let url = &self.url;
+        let r = http::get_with(url, "/config", Duration::from_secs(5), self.token.as_ref())
+            .await
+            .map_err(|f| Refused(format!("GET {url}/config: {f}")))?;
+        match (r.status, r.json()) {
+            (200, Some(v)) => Ok(v),
+            (s, _) => Err(Refused(format!("GET {url}/config answered {s}"))),
+        }
+    }
+}
+
 impl Actuator for AdminApi {
     fn set<'a>(&'a self, knob: ProxyKnob, to: &'a Value) -> BoxFuture<'a, Result<(), Refused>> {
         Box::pin(async move {
             let body = serde_json::to_value(ConfigChange::one(knob, to.clone()))
                 .expect("a change serializes");
-            let url = &self.url;
-            let r = http::send(
-                ::http::Method::PUT,
-                url,
-                "/config",
-                Some(&body),
-                Duration::from_secs(5),
-                self.token.as_ref(),
-            )
-            .await
-            .map_err(|f| Refused(format!("PUT {url}/config: {f}")))?;
-            if r.status != 200 {
-                let why = serde_json::from_slice::<ErrorBody>(&r.body)
-                    .map(|e| e.error)
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&r.body).into_owned());
-                return Err(Refused(format!(
-                    "PUT {url}/config answered {}: {why}",
-                    r.status
-                )));
-            }
-            serde_json::from_slice::<ConfigSwapped>(&r.body)
-                .map(|_| ())
-                .map_err(|e| Refused(format!("PUT {url}/config: not the admin API's answer: {e}")))
+            self.put_config(&body).await.map(|_| ())
         })
     }
 

@@ -30,6 +30,17 @@ pub struct Numbers {
     pub failure_ratio: f64,
     /// Served from the cache (`HIT`, `UPDATING`, `STALE`) / answers with a cache status.
     pub hit_ratio: Option<f64>,
+    /// The error budget's burn rate, when the run had an objective
+    /// (`[slo]`): its `burn_rate`, the Wilson lower bound's, and the
+    /// share of the budget an hour at it costs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burn_rate: Option<f64>,
+    /// The burn rate the run shows with 95 % confidence, at least.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burn_rate_low: Option<f64>,
+    /// The share of the objective's window's budget an hour at `burn_rate` spends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_per_hour: Option<f64>,
 }
 
 impl Numbers {
@@ -48,6 +59,9 @@ impl Numbers {
             // no completed request: every one failed
             failure_ratio: m.failure_ratio().unwrap_or(1.0),
             hit_ratio: m.cache_hit_ratio(),
+            burn_rate: r.slo_report().and_then(|s| s.burn_rate),
+            burn_rate_low: r.slo_report().and_then(|s| s.burn_rate_low),
+            budget_per_hour: r.slo_report().and_then(|s| s.budget_per_hour),
         }
     }
 
@@ -63,6 +77,9 @@ impl Numbers {
             p99_ms: s.p99_ms,
             failure_ratio: s.failure_ratio,
             hit_ratio: s.hit_ratio,
+            burn_rate: None,
+            burn_rate_low: None,
+            budget_per_hour: None,
         }
     }
 
@@ -97,6 +114,9 @@ impl fmt::Display for Numbers {
         )?;
         if self.dropped > 0 {
             write!(f, " · {} dropped", self.dropped)?;
+        }
+        if let (Some(b), Some(low)) = (self.burn_rate, self.burn_rate_low) {
+            write!(f, " · burn rate {b:.2} (≥ {low:.2} at 95 %)")?;
         }
         Ok(())
     }

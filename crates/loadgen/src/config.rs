@@ -156,6 +156,11 @@ pub struct LoadConfig {
     /// `Cache-Status`).
     #[serde(default)]
     pub cache_header: Option<String>,
+    /// A service level objective (`[slo]`): each request that fails or
+    /// takes longer than its latency is counted bad as it finishes, and the
+    /// summary gives the run's burn rate (default none).
+    #[serde(default)]
+    pub slo: Option<crate::slo::Slo>,
     /// The file it was read from (set by [`LoadConfig::from_toml_file`]),
     /// so that [`LoadConfig::build`] names the line of a field it finds
     /// wrong.
@@ -762,6 +767,7 @@ impl LoadConfig {
             no_connection_reuse: false,
             h2_max_streams: DEFAULT_H2_MAX_STREAMS,
             cache_header: None,
+            slo: None,
             source: None,
         }
     }
@@ -854,7 +860,7 @@ impl LoadConfig {
 
 /// The line of `field` (`scenarios.buy.steps[1].url`, as errors name
 /// fields) in a TOML text: of the deepest part of the path the text has.
-fn field_line(text: &str, field: &str) -> Option<usize> {
+pub fn field_line(text: &str, field: &str) -> Option<usize> {
     use toml_edit::{Item, TableLike, Value};
     enum Node<'a> {
         Item(&'a Item),

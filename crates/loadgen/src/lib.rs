@@ -58,6 +58,7 @@ mod result;
 mod runner;
 mod schedule;
 mod segment;
+mod slo;
 mod summary;
 mod threshold;
 mod trace;
@@ -65,9 +66,9 @@ mod transport;
 
 pub use check::Check;
 pub use config::{
-    parse_duration, Executor, ExecutorFlags, HttpVersion, LoadConfig, RequestSpec, ScenarioSpec,
-    SourceFile, Stage, Timing, DEFAULT_DURATION, DEFAULT_GRACEFUL_STOP, DEFAULT_H2_MAX_STREAMS,
-    DEFAULT_MAX_VUS, DEFAULT_TIMEOUT, PRE_OPEN_WINDOW, WAKE_WINDOW,
+    field_line, parse_duration, Executor, ExecutorFlags, HttpVersion, LoadConfig, RequestSpec,
+    ScenarioSpec, SourceFile, Stage, Timing, DEFAULT_DURATION, DEFAULT_GRACEFUL_STOP,
+    DEFAULT_H2_MAX_STREAMS, DEFAULT_MAX_VUS, DEFAULT_TIMEOUT, PRE_OPEN_WINDOW, WAKE_WINDOW,
 };
 pub use error::{Error, Result};
 pub use flow::StepSpec;
@@ -77,10 +78,11 @@ pub use metrics::{
     RouteMetrics, SecondRow, StatusCounts, TaggedMetrics, TlsVersion,
 };
 pub use output::{OutDest, OutFormat, Output, OutputReport};
-pub use result::{write_atomic, RunResult, ScenarioInfo, FORMAT_VERSION};
+pub use result::{write_atomic, RunResult, ScenarioInfo, SecondWindow, FORMAT_VERSION};
 pub use runner::{Interrupt, LoadTest, NoObserver, Observer, Progress, RunOptions};
 pub use schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};
 pub use segment::Segment;
+pub use slo::{wilson_lower, Slo, SloReport, FAST_BURN};
 pub use summary::{k6_summary, k6_summary_export, text_summary, TREND_STATS};
 pub use threshold::{
     threshold_specs, Aggregation, MetricRef, MetricSource, MetricType, Op, Threshold,

@@ -552,6 +552,10 @@ pub struct Metrics {
     pub duration: Trend,
     /// `http_req_duration{expected_response:true}`.
     pub duration_ok: Trend,
+    /// Requests that succeeded slower than the run's objective's latency
+    /// (its [`crate::Slo`]), counted as they finished; 0 without one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub slo_slow: u64,
     /// `http_req_service_time`: from the actual send to the last byte.
     pub service_time: Trend,
     /// `http_req_waiting`: from the last request byte written to the first
@@ -711,6 +715,7 @@ impl Metrics {
         self.max_in_flight = self.max_in_flight.max(other.max_in_flight);
         self.duration.merge(&other.duration);
         self.duration_ok.merge(&other.duration_ok);
+        self.slo_slow += other.slo_slow;
         self.service_time.merge(&other.service_time);
         self.waiting.merge(&other.waiting);
         self.schedule_lag.merge(&other.schedule_lag);
@@ -825,6 +830,10 @@ pub struct SecondRow {
     /// are the failed statuses).
     #[serde(default)]
     pub errors: Counts<ErrorClass>,
+    /// Requests of the second bad by the run's objective (failed, or
+    /// slower than its latency); 0 without one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub slo_bad: u64,
     /// `schedule_lag` p95 of the second, ms: the generator's lateness.
     #[serde(default)]
     pub lag_p95_ms: f64,

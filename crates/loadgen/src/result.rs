@@ -9,6 +9,7 @@ use crate::histogram::Trend;
 use crate::metrics::{ratio, CacheLabel, Counts, Metrics, SecondRow};
 use crate::output::OutputReport;
 use crate::segment::Segment;
+use crate::slo::{Slo, SloReport};
 use crate::threshold::{
     Aggregation, MetricRef, MetricSource, Threshold, ThresholdOutcome, ThresholdSpec,
 };
@@ -85,6 +86,9 @@ pub struct RunResult {
     pub check_groups: Vec<String>,
     /// Thresholds to evaluate, per metric.
     pub thresholds: Vec<(String, Vec<ThresholdSpec>)>,
+    /// The objective the run counted bad requests against, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<Slo>,
     /// What was measured.
     pub metrics: Metrics,
     /// One row per second.
@@ -111,6 +115,14 @@ impl RunResult {
         } else {
             0.0
         }
+    }
+
+    /// What the run did to its objective's error budget, when it had one.
+    pub fn slo_report(&self) -> Option<SloReport> {
+        let m = &self.metrics;
+        self.slo
+            .as_ref()
+            .map(|s| s.report(m.requests, m.failed, m.slo_slow))
     }
 
     /// The thresholds this result carries, parsed.
@@ -171,6 +183,11 @@ impl RunResult {
             if names(p) != names(&out) {
                 return Err(Error::Merge(format!(
                     "result {which} has another request mix"
+                )));
+            }
+            if p.slo != out.slo {
+                return Err(Error::Merge(format!(
+                    "result {which} counted against another objective ([slo])"
                 )));
             }
             if p.checks != out.checks || p.check_groups != out.check_groups {
@@ -290,6 +307,59 @@ pub(crate) struct Snapshot {
 impl MetricSource for Snapshot {
     fn metric_value(&self, metric: &MetricRef, agg: Aggregation) -> Option<f64> {
         value_of(&self.metrics, self.active_secs, self.max_vus, metric, agg)
+    }
+}
+
+/// One second of a running test, as thresholds judge it: the second's row
+/// and its `http_req_duration` histogram (what [`crate::Progress`] hands an
+/// observer). A chaos experiment's hypothesis is checked on each second
+/// this way, with the same engine as a whole run.
+///
+/// Only what a second can say is judged ([`SecondWindow::judges`]): the
+/// duration's statistics, the failure and cache-hit ratios, and the rate of
+/// requests and dropped arrivals, all untagged. A second with no
+/// completed request has no failure ratio and no duration, so a threshold on
+/// them fails there, as k6's does on a metric without samples.
+#[derive(Clone, Copy, Debug)]
+pub struct SecondWindow<'a> {
+    /// The second's counts.
+    pub row: &'a SecondRow,
+    /// Its `http_req_duration` histogram.
+    pub duration: &'a Trend,
+}
+
+impl SecondWindow<'_> {
+    /// Whether `t` means something on one second: an untagged
+    /// `http_req_duration` statistic, `http_req_failed` or `cache_hit`
+    /// ratio, or `http_reqs` / `dropped_iterations` rate. Counts are a
+    /// whole run's and tags are not kept per second.
+    pub fn judges(t: &Threshold) -> bool {
+        t.metric.tag.is_none()
+            && matches!(
+                (t.metric.name.as_str(), t.aggregation),
+                ("http_req_duration", Aggregation::Trend(_))
+                    | ("http_req_failed" | "cache_hit", Aggregation::Rate)
+                    | ("http_reqs" | "dropped_iterations", Aggregation::Rate)
+            )
+    }
+}
+
+impl MetricSource for SecondWindow<'_> {
+    fn metric_value(&self, metric: &MetricRef, agg: Aggregation) -> Option<f64> {
+        if metric.tag.is_some() {
+            return None;
+        }
+        let r = self.row;
+        match (metric.name.as_str(), agg) {
+            ("http_req_duration", Aggregation::Trend(stat)) if self.duration.count() > 0 => {
+                Some(self.duration.stat_ms(stat))
+            }
+            ("http_req_failed", Aggregation::Rate) => ratio(r.failed, r.requests),
+            ("cache_hit", Aggregation::Rate) => ratio(r.cache_hits, r.cache_responses),
+            ("http_reqs", Aggregation::Rate) => Some(r.requests as f64),
+            ("dropped_iterations", Aggregation::Rate) => Some(r.dropped as f64),
+            _ => None,
+        }
     }
 }
 

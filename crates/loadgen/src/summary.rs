@@ -344,6 +344,8 @@ pub fn k6_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> Value {
             "cache_hit_ratio": m.cache_hit_ratio(),
             "routes": routes,
             "thresholds": outcomes,
+            "slo": r.slo_report(),
+            "burn_rate": r.slo_report().and_then(|s| s.burn_rate),
             "series": r.series,
         },
     })
@@ -476,6 +478,14 @@ pub fn text_summary(r: &RunResult, outcomes: &[ThresholdOutcome]) -> String {
         let _ = writeln!(
             out,
             "  WARN: TLS certificates were not verified (--insecure-skip-tls-verify)"
+        );
+    }
+    if let Some(s) = r.slo_report() {
+        let _ = writeln!(
+            out,
+            "  {} slo:       {}",
+            if s.ok { "✓" } else { "✗" },
+            s.line()
         );
     }
     let _ = writeln!(out);

@@ -72,6 +72,15 @@ pub struct Marker {
     pub color: &'static str,
 }
 
+/// A shaded span of the time axis (a fault's window).
+#[derive(Serialize)]
+pub struct BandView {
+    x: String,
+    w: String,
+    label_x: String,
+    label: String,
+}
+
 #[derive(Serialize)]
 pub struct Tick {
     pos: String,
@@ -139,6 +148,8 @@ pub struct LineChart {
     limits: Vec<Limit>,
     above: Vec<Limit>,
     markers: Vec<MarkerView>,
+    /// Shaded spans behind the series (the faults' windows).
+    bands: Vec<BandView>,
     paths: Vec<Path>,
     dots: Vec<Dot>,
     legend: Vec<Legend>,
@@ -147,9 +158,27 @@ pub struct LineChart {
     empty: Option<String>,
     mid_x: f64,
     mid_y: f64,
+    #[serde(skip)]
+    x_max: f64,
 }
 
 impl LineChart {
+    /// Shades each `(from, to, label)` span of the time axis (seconds), as
+    /// a fault's window, behind the series.
+    pub fn bands(mut self, spans: &[(f64, f64, String)]) -> Self {
+        let px = |x: f64| L + x.clamp(0.0, self.x_max) / self.x_max * (W - L - R);
+        self.bands = spans
+            .iter()
+            .map(|(a, b, label)| BandView {
+                x: c(px(*a)),
+                w: c((px(*b) - px(*a)).max(1.0)),
+                label_x: c(px(*a) + 3.0),
+                label: label.clone(),
+            })
+            .collect();
+        self
+    }
+
     /// Why the chart has no data, shown on it when it has none.
     pub fn empty_note(mut self, why: &str) -> Self {
         if self.paths.is_empty() && self.dots.is_empty() {
@@ -302,12 +331,14 @@ pub fn line_chart(
         limits,
         above,
         markers,
+        bands: Vec::new(),
         paths,
         dots,
         legend,
         empty: None,
         mid_x: (L + W - R) / 2.0,
         mid_y: (T + H - B) / 2.0,
+        x_max,
     }
 }
 

@@ -5,7 +5,10 @@
 //! charts out); `report.html` (a minijinja template, HTML auto-escaping on)
 //! draws them, so no text reaches the page unescaped.
 
+mod chaos;
 mod chart;
+
+pub(crate) use chaos::{render_chaos, ChaosInput};
 
 use std::time::SystemTime;
 
@@ -33,6 +36,18 @@ pub(crate) struct Input<'a> {
 }
 
 const TEMPLATE: &str = include_str!("report.html");
+const CHARTS: &str = include_str!("charts.html");
+const CHAOS: &str = include_str!("chaos.html");
+
+/// The templates: the gate's report, the chaos report, and the charts'
+/// macros both import.
+fn environment() -> Result<minijinja::Environment<'static>> {
+    let mut env = minijinja::Environment::new();
+    env.add_template("charts.html", CHARTS)?;
+    env.add_template("report.html", TEMPLATE)?;
+    env.add_template("chaos.html", CHAOS)?;
+    Ok(env)
+}
 
 #[derive(Serialize)]
 struct Cell {
@@ -240,6 +255,24 @@ fn error_color(c: ErrorClass) -> &'static str {
 const NO_LOAD: &str =
     "no whole second of load ran (no route answered, or the gate was stopped first)";
 
+/// One run of points per load, `f` of each of its whole seconds at the
+/// second's middle on the report's time axis (the drain after the
+/// schedule is not a rate, and is left out).
+fn per_second(loads: &[LoadRun], f: &dyn Fn(&SecondRow) -> Option<f64>) -> Vec<Vec<(f64, f64)>> {
+    loads
+        .iter()
+        .map(|l| {
+            let whole = l.result.active_secs.floor() as u32;
+            l.result
+                .series
+                .iter()
+                .filter(|r| r.second < whole)
+                .filter_map(|r| f(r).map(|v| (l.offset_s + r.second as f64 + 0.5, v)))
+                .collect()
+        })
+        .collect()
+}
+
 fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
     let x_max = i
         .loads
@@ -252,21 +285,7 @@ fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
         )
         .fold(0.0f64, f64::max);
     let markers = markers(i);
-    let per = |f: &dyn Fn(&SecondRow) -> Option<f64>| -> Vec<Vec<(f64, f64)>> {
-        i.loads
-            .iter()
-            .map(|l| {
-                // whole seconds of the schedule only: the drain after it is not a rate
-                let whole = l.result.active_secs.floor() as u32;
-                l.result
-                    .series
-                    .iter()
-                    .filter(|r| r.second < whole)
-                    .filter_map(|r| f(r).map(|v| (l.offset_s + r.second as f64 + 0.5, v)))
-                    .collect()
-            })
-            .collect()
-    };
+    let per = |f: &dyn Fn(&SecondRow) -> Option<f64>| per_second(i.loads, f);
     let cfg = i.config;
     let p95_ms = cfg.thresholds.p95.as_secs_f64() * 1000.0;
     let samples = healer_samples(i.journal, i.gate_start);
@@ -308,7 +327,7 @@ fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
             ));
         }
     }
-    vec![
+    let mut out = vec![
         line_chart(
             "chart-rps",
             "Requests per second",
@@ -433,7 +452,42 @@ fn charts(i: &Input<'_>) -> Vec<chart::LineChart> {
                 ),
             ],
         ),
-    ]
+    ];
+    if let Some(slo) = &cfg.slo {
+        out.push(burn_chart(slo, i.loads, &markers, x_max));
+    }
+    out
+}
+
+/// The error budget's burn rate in each second against its limit.
+pub(super) fn burn_chart(
+    slo: &atlas_loadgen::Slo,
+    loads: &[LoadRun],
+    markers: &[Marker],
+    x_max: f64,
+) -> chart::LineChart {
+    let budget = 1.0 - slo.objective;
+    line_chart(
+        "chart-burn",
+        "Error budget burn rate per second",
+        "×",
+        &[Series {
+            name: "burn rate".into(),
+            color: "#d35400",
+            runs: per_second(loads, &|r| {
+                (r.requests > 0).then(|| r.slo_bad as f64 / r.requests as f64 / budget)
+            }),
+            dots: false,
+        }],
+        &[(
+            slo.max_burn_rate,
+            format!("max_burn_rate {}", slo.max_burn_rate),
+        )],
+        markers,
+        x_max,
+        None,
+    )
+    .empty_note(NO_LOAD)
 }
 
 fn distribution(last: &LoadRun) -> Distribution {
@@ -627,9 +681,7 @@ pub(crate) fn render(i: &Input<'_>) -> Result<String> {
         lighthouse: i.lighthouse.to_string(),
         version: env!("CARGO_PKG_VERSION"),
     };
-    let mut env = minijinja::Environment::new();
-    env.add_template("report.html", TEMPLATE)?;
-    Ok(env.get_template("report.html")?.render(page)?)
+    Ok(environment()?.get_template("report.html")?.render(page)?)
 }
 
 #[cfg(test)]
@@ -674,8 +726,7 @@ mod tests {
             )
             .empty_note(NO_LOAD)
         };
-        let mut env = minijinja::Environment::new();
-        env.add_template("report.html", TEMPLATE).unwrap();
+        let env = environment().unwrap();
         let render = |c: chart::LineChart| {
             let page = Page {
                 run_id: "r".into(),
@@ -781,8 +832,7 @@ mod tests {
 
     #[test]
     fn text_is_escaped_wherever_it_lands() {
-        let mut env = minijinja::Environment::new();
-        env.add_template("report.html", TEMPLATE).unwrap();
+        let env = environment().unwrap();
         let hostile = "<script>alert(1)</script>&\"";
         let page = Page {
             run_id: hostile.into(),

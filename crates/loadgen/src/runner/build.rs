@@ -545,6 +545,10 @@ impl LoadTest {
                 .map_err(|e| Error::config("cache_header", e))?,
             None => atlas_vocab::CacheRule::Standard,
         };
+        if let Some(slo) = &cfg.slo {
+            slo.validate()
+                .map_err(|(field, message)| Error::config(format!("slo.{field}"), message))?;
+        }
         let trace = match &cfg.trace_id {
             Some(s) => s.parse()?,
             None => TraceId::random(),
@@ -559,6 +563,7 @@ impl LoadTest {
             check_groups,
             groups,
             cache_rule,
+            slo: cfg.slo.clone(),
             tagged,
             thresholds,
             threshold_specs,

@@ -55,10 +55,20 @@ pub struct Progress {
     pub in_flight: u64,
     /// Failed requests so far, by cause.
     pub errors: Counts<ErrorClass>,
+    /// `http_req_duration` of the second that just ended (two significant
+    /// digits): with `row`, what [`crate::SecondWindow`] judges thresholds on.
+    pub duration: Trend,
 }
 
 /// Hooks called while a test runs. Every method has a default that does nothing.
 pub trait Observer: Send + Sync {
+    /// Called once, when the run's clock starts (after connections opened
+    /// ahead): what happens on the run's timeline (a fault at 3 s) counts
+    /// from `at`.
+    fn on_start(&self, at: std::time::Instant) {
+        let _ = at;
+    }
+
     /// Called once per second with the second that just ended. Runs on the
     /// runtime: keep it short (print a line, update a progress bar).
     fn on_second(&self, progress: &Progress) {
@@ -112,7 +122,8 @@ impl Interrupt {
         self.0.set.load(Ordering::Acquire)
     }
 
-    async fn wait(&self) {
+    /// Returns once [`Interrupt::interrupt`] is called (at once if it was).
+    pub async fn wait(&self) {
         loop {
             let woken = self.0.wake.notified();
             if self.is_interrupted() {
@@ -145,6 +156,7 @@ pub struct LoadTest {
     /// The flows' groups' paths.
     groups: Vec<String>,
     cache_rule: atlas_vocab::CacheRule,
+    slo: Option<crate::slo::Slo>,
     /// The tag values thresholds filter on, each counted apart.
     tagged: Vec<TaggedMetrics>,
     thresholds: Vec<Threshold>,
@@ -407,6 +419,10 @@ impl LoadTest {
             check_count: self.check_names.len(),
             seed: self.seed,
             cache_rule: self.cache_rule.clone(),
+            slo_us: self
+                .slo
+                .as_ref()
+                .map_or(u64::MAX, crate::slo::Slo::latency_us),
             timeout: self.timeout,
             shards: (0..shards)
                 .map(|_| {
@@ -441,6 +457,9 @@ impl LoadTest {
         let pre_opened = pre_open(&shared, &self.pre_open_counts()).await;
         let started_at = SystemTime::now();
         let start = Instant::now();
+        if let Some(o) = &opts.observer {
+            o.on_start(start.into_std());
+        }
         let planned = self.duration();
         let curves = self.rate_curves();
         let vus_max: u64 = self
@@ -544,6 +563,7 @@ impl LoadTest {
                 self.check_groups.clone()
             },
             thresholds: self.threshold_specs.clone(),
+            slo: self.slo.clone(),
             metrics,
             series,
         })
@@ -679,6 +699,9 @@ struct Shared {
     check_count: usize,
     seed: u64,
     cache_rule: atlas_vocab::CacheRule,
+    /// The objective's latency, µs: a request that succeeds slower is bad
+    /// (`u64::MAX` without an objective).
+    slo_us: u64,
     timeout: Duration,
     shards: Box<[Mutex<Shard>]>,
     in_flight: InFlight,
@@ -752,6 +775,8 @@ struct SecondAcc {
     errors: Counts<ErrorClass>,
     cache_hits: u64,
     cache_responses: u64,
+    /// Succeeded slower than the objective's latency.
+    slow: u64,
     duration: Trend,
     lag: Trend,
     service: Trend,
@@ -765,6 +790,7 @@ impl SecondAcc {
             errors: Counts::new(),
             cache_hits: 0,
             cache_responses: 0,
+            slow: 0,
             duration: Trend::with_sigfig(2),
             lag: Trend::with_sigfig(2),
             service: Trend::with_sigfig(2),
@@ -843,8 +869,12 @@ impl Shared {
                 shard.total.iterations += 1;
                 shard.total.iteration_duration.record(s.duration_us);
             }
+            // exact, not a histogram bucket: the objective's latency is known
+            let slow = s.error.is_none() && s.duration_us > self.slo_us;
+            shard.total.slo_slow += u64::from(slow);
             let sec = &mut shard.second;
             sec.requests += 1;
+            sec.slow += u64::from(slow);
             if let Some(e) = s.error {
                 sec.failed += 1;
                 sec.errors.incr(e);

@@ -70,6 +70,7 @@ pub(super) async fn tick(
             row.failed += acc.failed;
             row.cache_hits += acc.cache_hits;
             row.cache_responses += acc.cache_responses;
+            row.slo_bad += acc.failed + acc.slow;
             merged.merge(&acc.duration);
             lag.merge(&acc.lag);
             service.merge(&acc.service);
@@ -79,6 +80,7 @@ pub(super) async fn tick(
             acc.errors = Counts::new();
             acc.cache_hits = 0;
             acc.cache_responses = 0;
+            acc.slow = 0;
             acc.duration.reset();
             acc.lag.reset();
             acc.service.reset();
@@ -115,6 +117,7 @@ pub(super) async fn tick(
                 dropped: shared.dropped.load(Ordering::Relaxed),
                 in_flight: row.in_flight,
                 errors,
+                duration: merged.clone(),
             });
         }
         if let Some(a) = &abort {
