@@ -387,6 +387,35 @@ impl Default for CacheConfig {
     }
 }
 
+impl FaultConfig {
+    /// Every rule in force: the older knobs as the rules they are
+    /// (`drop_percent` an `upstream-down`, `error_percent` an
+    /// `error-status`, `delay` a `latency` on every request), then
+    /// `rules`. All of them are drawn from the one seeded sequence.
+    pub fn effective_rules(&self) -> Vec<Fault> {
+        use crate::fault::FaultKind;
+        let mut out = Vec::new();
+        if self.drop_percent > 0.0 {
+            let mut f = Fault::new(FaultKind::UpstreamDown);
+            f.percent = self.drop_percent;
+            out.push(f);
+        }
+        if self.error_percent > 0.0 {
+            let mut f = Fault::new(FaultKind::ErrorStatus);
+            f.percent = self.error_percent;
+            f.status = Some(self.error_status);
+            out.push(f);
+        }
+        if !self.delay.is_zero() {
+            let mut f = Fault::new(FaultKind::Latency);
+            f.latency = Some(self.delay);
+            out.push(f);
+        }
+        out.extend(self.rules.iter().cloned());
+        out
+    }
+}
+
 impl Default for FaultConfig {
     fn default() -> Self {
         FaultConfig {
@@ -864,6 +893,38 @@ mod tests {
             upstream: "http://127.0.0.1:3000".into(),
             ..ProxyConfig::default()
         }
+    }
+
+    #[test]
+    fn the_older_fault_knobs_are_rules_before_the_rules() {
+        use crate::fault::FaultKind;
+        let cfg = ProxyConfig::default()
+            .with_changes(&serde_json::json!({
+                "upstream": "http://127.0.0.1:3000",
+                "fault.drop_percent": 5, "fault.error_percent": 10, "fault.error_status": 500,
+                "fault.delay": "20ms", "fault.rules": [{"kind": "reset"}],
+            }))
+            .unwrap();
+        let r = cfg.fault.effective_rules();
+        let kinds: Vec<FaultKind> = r.iter().map(|f| f.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                FaultKind::UpstreamDown,
+                FaultKind::ErrorStatus,
+                FaultKind::Latency,
+                FaultKind::Reset
+            ]
+        );
+        assert_eq!(
+            (r[0].percent, r[1].percent, r[1].status),
+            (5.0, 10.0, Some(500))
+        );
+        assert_eq!(
+            (r[2].percent, r[2].latency),
+            (100.0, Some(Duration::from_millis(20)))
+        );
+        assert!(ProxyConfig::default().fault.effective_rules().is_empty());
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Live {
     pub client: UpstreamClient,
     /// The TLS listener's certificate, when it is on.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The fault rules in force ([`crate::FaultConfig::effective_rules`]).
+    pub faults: Vec<crate::fault::Fault>,
 }
 
 /// ALPN for clients of the TLS listener: HTTP/2 first, as nginx offers it.
@@ -59,6 +61,7 @@ impl Live {
         Ok(Live {
             client: upstream_client(&cfg, &upstream)?,
             tls: acceptor(&cfg)?,
+            faults: cfg.fault.effective_rules(),
             upstream,
             cfg,
         })
@@ -87,6 +90,7 @@ impl Live {
             self.tls.clone()
         };
         Ok(Live {
+            faults: cfg.fault.effective_rules(),
             cfg,
             upstream,
             client,
@@ -844,16 +848,11 @@ async fn forward(
     let mut permit = state
         .upstream_permit(cfg.max_in_flight)
         .ok_or(UpstreamError::Overloaded)?;
-    // fault injection, decided per upstream request
-    if cfg.fault.drop_percent > 0.0 && dice(state) < cfg.fault.drop_percent {
-        state.count_upstream_error("dropped");
-        return Err(UpstreamError::Connect);
-    }
     // the fault rules, drawn per upstream request from the seeded sequence
-    let injected = if cfg.fault.rules.is_empty() {
+    let injected = if live.faults.is_empty() {
         fault::Injected::default()
     } else {
-        fault::decide(&cfg.fault.rules, &ctx.method, ctx.uri.path(), || {
+        fault::decide(&live.faults, &ctx.method, ctx.uri.path(), || {
             fault::draw(
                 cfg.fault.seed,
                 state.fault_draws.fetch_add(1, Ordering::Relaxed),
@@ -945,9 +944,8 @@ async fn forward(
     let started = Instant::now();
     let resp = match tokio::time::timeout(cfg.upstream_timeout, async {
         // an injected delay acts as a slow upstream: it counts against the timeout
-        let delay = cfg.fault.delay + injected.delay;
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+        if !injected.delay.is_zero() {
+            tokio::time::sleep(injected.delay).await;
         }
         live.client.request(req).await
     })
@@ -962,25 +960,13 @@ async fn forward(
         .metrics
         .upstream_seconds
         .observe(started.elapsed().as_secs_f64());
-    let status = match injected.outcome {
-        Some(fault::Outcome::Status(s)) => Some(s),
-        _ if cfg.fault.error_percent > 0.0 && dice(state) < cfg.fault.error_percent => {
-            Some(cfg.fault.error_status)
-        }
-        _ => None,
-    };
-    if let Some(status) = status {
+    if let Some(fault::Outcome::Status(status)) = injected.outcome {
         state.count_upstream_error("injected");
         let mut r = Response::new(resp.into_body());
         *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return Ok((r, permit));
     }
     Ok((resp, permit))
-}
-
-/// A number in [0, 100).
-fn dice(state: &State) -> f64 {
-    (state.ids.next() >> 11) as f64 / (1u64 << 53) as f64 * 100.0
 }
 
 struct Fetched {

@@ -56,6 +56,15 @@ struct RunArgs {
     /// A proxy knob over the file's [proxy] table, KNOB=VALUE (repeat): cache.stale_if_error=0s
     #[arg(long = "proxy", value_name = "KNOB=VALUE")]
     knobs: Vec<String>,
+    /// SLO over the file's [slo]: the share of requests that must be good (0.999)
+    #[arg(long, env = "ATLAS_SLO_OBJECTIVE", value_name = "RATIO")]
+    slo_objective: Option<f64>,
+    /// SLO: a successful request slower than this is bad
+    #[arg(long, env = "ATLAS_SLO_LATENCY", value_name = "D", value_parser = atlas_loadgen::parse_duration)]
+    slo_latency: Option<Duration>,
+    /// SLO: the largest burn rate before the hypothesis deviates [default: 14.4]
+    #[arg(long, env = "ATLAS_SLO_MAX_BURN_RATE", value_name = "N")]
+    slo_max_burn_rate: Option<f64>,
     /// No progress output, only the verdict
     #[arg(long, short, env = "ATLAS_QUIET")]
     quiet: bool,
@@ -79,6 +88,12 @@ impl RunArgs {
             x.proxy.insert(k.trim().to_string(), value);
         }
         x.admin_token = crate::heal::admin_token_from_env();
+        x.slo = crate::load::slo(
+            x.slo.take(),
+            self.slo_objective,
+            self.slo_latency,
+            self.slo_max_burn_rate,
+        )?;
         Ok(x)
     }
 }

@@ -124,4 +124,13 @@ fn a_bad_experiment_exits_2_naming_the_field_and_line() {
     std::fs::write(&bad, "title = \"t\"\n\n[load]\nrate = -5\n").unwrap();
     let o = atlas().args(["chaos", "run"]).arg(&bad).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("x.toml:4"));
+    // an objective without its latency (and no [slo] to give it)
+    std::fs::write(&bad, "title = \"t\"\n").unwrap();
+    let o = atlas()
+        .args(["chaos", "run", "--slo-objective", "0.999"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--slo-latency"));
 }
