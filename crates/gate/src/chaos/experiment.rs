@@ -404,6 +404,16 @@ impl Experiment {
                 Error::config(self.at(&format!("slo.{name}")), message)
             })?;
         }
+        for (name, url) in [("target", &self.target), ("admin", &self.admin)] {
+            if let Some(u) = url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(Error::config(
+                        self.at(name),
+                        format!("{u:?} is not an http:// or https:// URL"),
+                    ));
+                }
+            }
+        }
         match (&self.target, &self.admin) {
             (Some(_), None) if !self.faults.is_empty() || !self.proxy.is_empty() => {
                 Err(Error::config(
@@ -499,6 +509,10 @@ latency = "200ms"
             .unwrap_err()
             .to_string();
         assert!(e.contains("admin"), "{e}");
+        let e = x("title = \"t\"\ntarget = \"127.0.0.1:8080\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("target") && e.contains("http://"), "{e}");
     }
 
     fn fault(at: u64, lasts: u64) -> ScheduledFault {
