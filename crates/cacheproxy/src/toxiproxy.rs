@@ -2,7 +2,8 @@
 //! API so that Toxiproxy's clients and test suites work unchanged: proxies
 //! (`GET|POST /proxies`, `GET|POST|DELETE /proxies/{name}`), their toxics
 //! (`GET|POST /proxies/{name}/toxics`, `GET|POST|DELETE
-//! /proxies/{name}/toxics/{toxic}`), `POST /reset`, `GET /version`.
+//! /proxies/{name}/toxics/{toxic}`), `POST /populate`, `POST /reset`,
+//! `GET /version`.
 //!
 //! Each proxy is an Atlas proxy with its cache off in front of its
 //! upstream, speaking HTTP: a toxic becomes a rule of the fault layer
@@ -408,6 +409,42 @@ impl Toxiproxy {
                     }
                 }
                 no_content()
+            }
+            (&Method::POST, ["populate"]) => {
+                // Toxiproxy's bulk create: each proxy made, or made again
+                // when its listen or upstream changed; the others kept
+                let list: Vec<ProxyRequest> = match serde_json::from_slice(&body) {
+                    Ok(l) => l,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+                };
+                let mut made = Vec::new();
+                for p in list {
+                    let (Some(name), Some(upstream)) = (p.name, p.upstream) else {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "a proxy needs a name and an upstream",
+                        );
+                    };
+                    let listen = p.listen.unwrap_or_else(|| "127.0.0.1:0".into());
+                    let same = self.lock().get(&name).is_some_and(|r| {
+                        r.view.upstream == upstream
+                            && (listen.ends_with(":0") || r.view.listen == listen)
+                    });
+                    if !same {
+                        self.lock().remove(&name);
+                        if let Err(e) = self.create(&name, &listen, &upstream).await {
+                            return error(StatusCode::BAD_REQUEST, format!("{name}: {e}"));
+                        }
+                    }
+                    let mut all = self.lock();
+                    let r = all.get_mut(&name).expect("made above");
+                    r.view.enabled = p.enabled.unwrap_or(true);
+                    if let Err(e) = Self::apply(r) {
+                        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+                    }
+                    made.push(r.view.clone());
+                }
+                reply(StatusCode::CREATED, &json!({ "proxies": made }))
             }
             (&Method::GET, ["proxies"]) => {
                 let all = self.lock();

@@ -16,7 +16,7 @@ Toxiproxy's API (its clients and `curl` work unchanged):
   GET|POST|DELETE /proxies/NAME      (POST {\"enabled\": false}: the upstream refuses)
   GET|POST /proxies/NAME/toxics      {\"type\": \"latency\", \"attributes\": {\"latency\": 300, \"jitter\": 50}, \"toxicity\": 0.1}
   GET|POST|DELETE /proxies/NAME/toxics/TOXIC
-  POST /reset                        (every proxy enabled, every toxic removed)   GET /version
+  POST /populate [{...}, ...]        POST /reset (every proxy enabled, every toxic removed)   GET /version
 Toxic types: latency (latency, jitter ms), bandwidth (rate KB/s), timeout, reset_peer,
 limit_data (bytes), and HTTP-aware: error_status (status), upstream_down, blackhole, reset,
 truncate (after_bytes), slow_body (bytes_per_sec). `toxicity` is drawn per request (Toxiproxy

@@ -141,6 +141,21 @@ async fn a_toxiproxy_client_adds_and_removes_a_latency_toxic() {
         let at: SocketAddr = second["listen"].as_str().unwrap().parse().unwrap();
         assert_eq!(http(at, "GET", "/", "").1, "hello");
         assert_eq!(http(api, "DELETE", "/proxies/second", "").0, 204);
+        // Toxiproxy's bulk create, as its clients' Populate sends it
+        let (code, body) = http(
+            api,
+            "POST",
+            "/populate",
+            &format!(r#"[{{"name": "third", "listen": "127.0.0.1:0", "upstream": "{upstream}"}}]"#),
+        );
+        assert_eq!(code, 201, "{body}");
+        let made: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let third: SocketAddr = made["proxies"][0]["listen"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(http(third, "GET", "/", "").1, "hello");
         // a deleted proxy stops listening (its listener closes as it shuts down)
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(at).is_ok() {
