@@ -127,6 +127,14 @@ fn record(activity: Value, output: Value, ok: bool, start: SystemTime, end: Syst
     })
 }
 
+/// An action's output: `done`, or the reason it was refused.
+fn outcome<T>(r: &std::result::Result<T, atlas_healer::Refused>, done: &str) -> Value {
+    match r {
+        Ok(_) => json!(done),
+        Err(e) => json!(e.0),
+    }
+}
+
 /// A knob's value in a `GET /config` answer, by its dotted name.
 fn knob_value(config: &Value, dotted: &str) -> Value {
     dotted
@@ -267,10 +275,7 @@ impl Chaos {
             state.rollbacks.push(record(
                 json!({"type": "action", "name": "remove every fault and restore the knobs",
                        "provider": {"type": "http", "url": format!("{}/config", a.url), "method": "PUT", "arguments": body}}),
-                match &r {
-                    Ok(_) => json!("restored"),
-                    Err(e) => json!(e.0),
-                },
+                outcome(&r, "restored"),
                 r.is_ok(),
                 t,
                 SystemTime::now(),
@@ -605,7 +610,7 @@ impl Chaos {
             state.run.push(record(
                 json!({"type": "action", "name": "set the experiment's knobs",
                        "provider": {"type": "http", "url": format!("{}/config", a.url), "method": "PUT", "arguments": body}}),
-                json!(r.as_ref().map(|_| "set").map_err(|e| e.0.clone())),
+                outcome(&r, "set"),
                 r.is_ok(),
                 t,
                 SystemTime::now(),
@@ -720,7 +725,7 @@ impl Chaos {
                             json!({"type": "action",
                                    "name": if names.is_empty() { "remove the faults".to_string() } else { format!("faults in force: {what}") },
                                    "provider": {"type": "http", "url": format!("{}/config", a.url), "method": "PUT", "arguments": body}}),
-                            json!(r.as_ref().map(|_| "applied").map_err(|e| e.0.clone())),
+                            outcome(&r, "applied"),
                             r.is_ok(),
                             t,
                             SystemTime::now(),
