@@ -107,9 +107,16 @@ pub(crate) struct LoadArgs {
     #[arg(long, env = "ATLAS_LOAD_RESULTS", value_name = "FILE")]
     results: Option<PathBuf>,
 
-    /// Run only this execution segment, FROM:TO (k6 style: 0:1/2, 1/2:1)
-    #[arg(long, env = "ATLAS_LOAD_SEGMENT", value_name = "FROM:TO")]
+    /// Run only this execution segment, FROM:TO (k6 style: 0:1/2, 1/2:1), or `auto`: shard
+    /// JOB_COMPLETION_INDEX of ATLAS_SHARDS (a Kubernetes Indexed Job's pod), which is also
+    /// the default when both are set
+    #[arg(long, env = "ATLAS_LOAD_SEGMENT", value_name = "FROM:TO|auto")]
     segment: Option<String>,
+
+    /// Start at this instant (RFC 3339, 2026-12-03T18:00:00Z), after opening connections:
+    /// shards started apart begin together; refused when already past
+    #[arg(long, env = "ATLAS_LOAD_START_AT", value_name = "TIME", value_parser = parse_start_at)]
+    start_at: Option<std::time::SystemTime>,
 
     /// Seed for Poisson gaps and the request mix [default: 0]
     #[arg(long, env = "ATLAS_LOAD_SEED", value_name = "N")]
@@ -318,8 +325,30 @@ fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
     for (metric, specs) in threshold_specs(&args.thresholds).map_err(lib_err)? {
         cfg.thresholds.entry(metric).or_default().extend(specs);
     }
-    if let Some(s) = &args.segment {
-        cfg.segment = s.parse::<Segment>().map_err(lib_err)?;
+    let job = |k: &str| std::env::var(k).ok();
+    match args.segment.as_deref() {
+        Some("auto") => {
+            cfg.segment = Segment::of_job(
+                job("JOB_COMPLETION_INDEX").as_deref(),
+                job("ATLAS_SHARDS").as_deref(),
+            )
+            .map_err(lib_err)?;
+        }
+        Some(s) => cfg.segment = s.parse::<Segment>().map_err(lib_err)?,
+        // an Indexed Job's pod told how many shards there are: its own
+        None if job("ATLAS_SHARDS").is_some() && job("JOB_COMPLETION_INDEX").is_some() => {
+            cfg.segment = Segment::of_job(
+                job("JOB_COMPLETION_INDEX").as_deref(),
+                job("ATLAS_SHARDS").as_deref(),
+            )
+            .map_err(lib_err)?;
+        }
+        None if job("ATLAS_SHARDS").is_some() => {
+            return Err(usage(anyhow::anyhow!(
+                "ATLAS_SHARDS is set without JOB_COMPLETION_INDEX: which shard is this? (--segment FROM:TO, or run as an Indexed Job's pod)"
+            )))
+        }
+        None => {}
     }
     if let Some(seed) = args.seed {
         cfg.seed = seed;
@@ -386,10 +415,24 @@ fn run(args: LoadArgs) -> anyhow::Result<u8> {
         observer: Some(reporter.clone()),
         outputs: args.out.clone(),
         interrupt: Some(interrupt),
+        start_at: args.start_at,
     }));
     signals.abort();
     reporter.finish();
     let result = result.map_err(lib_err)?;
+    if let Some(at) = args.start_at {
+        // what a shard's start missed the common one by (the clock's ms)
+        if let Ok(began) = humantime::parse_rfc3339(&result.started_at) {
+            let late = began
+                .duration_since(at)
+                .map_or_else(|e| -(e.duration().as_secs_f64()), |d| d.as_secs_f64());
+            say!(
+                "atlas: segment {} started {:+.0} ms from --start-at",
+                segments_label(&result),
+                late * 1000.0
+            );
+        }
+    }
     let outcomes = result.evaluate(Some(test.thresholds())).map_err(lib_err)?;
     finish(
         &result,
@@ -478,6 +521,28 @@ fn finish(
     } else {
         say!("atlas: thresholds failed: {}", failed.join("; "));
         Ok(EXIT_THRESHOLDS)
+    }
+}
+
+/// The segments a result covers, for a line on stderr.
+fn segments_label(r: &RunResult) -> String {
+    r.segments
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `--start-at`: an RFC 3339 instant not yet past.
+fn parse_start_at(s: &str) -> Result<std::time::SystemTime, String> {
+    let at = humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("{s:?}: {e} (expected RFC 3339, such as 2026-12-03T18:00:00Z)"))?;
+    match std::time::SystemTime::now().duration_since(at) {
+        Ok(past) if !past.is_zero() => Err(format!(
+            "{s:?} passed {:.1}s ago: the shards would not start together",
+            past.as_secs_f64()
+        )),
+        _ => Ok(at),
     }
 }
 

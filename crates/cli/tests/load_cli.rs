@@ -589,3 +589,78 @@ async fn an_slo_burning_too_fast_exits_99_and_a_lone_flag_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--slo-latency"));
 }
+
+/// Four shards started as a Kubernetes Indexed Job starts its pods: the
+/// same command line, `JOB_COMPLETION_INDEX` 0..3 and `ATLAS_SHARDS=4`,
+/// one common `--start-at`; merged, they ran the whole test exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexed_job_shards_start_together_and_merge_into_the_whole() {
+    let origin = fast_origin().await;
+    let scratch = Scratch::new("shards");
+    let start =
+        humantime::format_rfc3339_millis(std::time::SystemTime::now() + Duration::from_secs(8))
+            .to_string();
+    let target = origin.url("/");
+    let mut shards = Vec::new();
+    for i in 0..4 {
+        let out = scratch.path(&format!("shard-{i}.json"));
+        let mut cmd = atlas();
+        cmd.args(["load", &target, "--rate", "400", "--duration", "2s", "-q"])
+            .args([
+                "--start-at",
+                &start,
+                "--trace-id",
+                "4bf92f3577b34da6a3ce929d0e0e4736",
+            ])
+            .arg("--results")
+            .arg(&out)
+            .env("JOB_COMPLETION_INDEX", i.to_string())
+            .env("ATLAS_SHARDS", "4");
+        shards.push((cmd.spawn().unwrap(), out));
+    }
+    let mut files = Vec::new();
+    for (mut child, out) in shards {
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(status.success(), "a shard failed: {status}");
+        files.push(out);
+    }
+    let mut segments = Vec::new();
+    let mut counts = Vec::new();
+    for f in &files {
+        let r = atlas_loadgen::RunResult::read(f).unwrap();
+        segments.push(r.segments[0].to_string());
+        counts.push(r.metrics.requests);
+    }
+    assert_eq!(segments, ["0:0.25", "0.25:0.5", "0.5:0.75", "0.75:1"]);
+    assert_eq!(counts.iter().sum::<u64>(), 800, "{counts:?}");
+    let mut merge = vec!["load".to_string(), "merge".to_string()];
+    merge.extend(files.iter().map(|f| f.display().to_string()));
+    let out = run(merge).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stdout.contains("segment 0:0.25,0.25:0.5,0.5:0.75,0.75:1"),
+        "{stdout}"
+    );
+    // ATLAS_SHARDS alone says nothing of which shard this is
+    let out = run(args(&["load", &target, "--rate", "10", "--duration", "1s"])).await;
+    assert_eq!(out.status.code(), Some(0));
+    let lone = atlas()
+        .args(["load", &target, "--rate", "10", "--duration", "1s"])
+        .env("ATLAS_SHARDS", "4")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .output()
+        .unwrap();
+    assert_eq!(lone.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&lone.stderr).contains("JOB_COMPLETION_INDEX"));
+    // a start already past is refused
+    let late = atlas()
+        .args(["load", &target, "--rate", "10", "--duration", "1s"])
+        .args(["--start-at", "2020-01-01T00:00:00Z"])
+        .output()
+        .unwrap();
+    assert_eq!(late.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&late.stderr).contains("passed"));
+}

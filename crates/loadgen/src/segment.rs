@@ -73,6 +73,55 @@ impl Segment {
         fixed(self.from) <= u && u < fixed(self.to)
     }
 
+    /// The segment shard `index` of `shards` runs: `index/shards :
+    /// (index+1)/shards`, computed the same way by every shard, so that
+    /// neighbours meet exactly and the shards tile the test.
+    ///
+    /// # Errors
+    /// When `shards` is 0 or `index` is not below it.
+    pub fn of_shard(index: u64, shards: u64) -> Result<Self> {
+        if shards == 0 || index >= shards {
+            return Err(Error::config(
+                "segment",
+                format!("shard {index} of {shards}: expected 0 <= index < shards"),
+            ));
+        }
+        let at = |i: u64| i as f64 / shards as f64;
+        Segment::new(at(index), at(index + 1))
+    }
+
+    /// The segment of a Kubernetes Indexed Job's pod: its
+    /// `JOB_COMPLETION_INDEX` of `ATLAS_SHARDS`, the two variables' values
+    /// as given (`None` when unset).
+    ///
+    /// # Errors
+    /// Naming the variable that is missing or not a number, or an index
+    /// beyond the shards.
+    pub fn of_job(index: Option<&str>, shards: Option<&str>) -> Result<Self> {
+        let num = |name: &str, v: Option<&str>| -> Result<u64> {
+            let v = v.ok_or_else(|| {
+                Error::config(
+                    "segment",
+                    format!("auto: {name} is not set (an Indexed Job's pod has JOB_COMPLETION_INDEX; set ATLAS_SHARDS to its completions)"),
+                )
+            })?;
+            v.trim().parse().map_err(|_| {
+                Error::config(
+                    "segment",
+                    format!("auto: {name}={v:?} is not a whole number"),
+                )
+            })
+        };
+        let i = num("JOB_COMPLETION_INDEX", index)?;
+        let n = num("ATLAS_SHARDS", shards)?;
+        Segment::of_shard(i, n).map_err(|_| {
+            Error::config(
+                "segment",
+                format!("auto: JOB_COMPLETION_INDEX={i} is not below ATLAS_SHARDS={n}"),
+            )
+        })
+    }
+
     /// True when the two segments share any part.
     pub fn overlaps(&self, other: &Segment) -> bool {
         self.from < other.to && other.from < self.to
@@ -175,6 +224,33 @@ mod tests {
         for c in counts {
             assert!((9_990..=10_010).contains(&c), "uneven split: {counts:?}");
         }
+    }
+
+    #[test]
+    fn shards_tile_the_test_and_a_job_pod_finds_its_own() {
+        for n in [1u64, 3, 4, 7, 16] {
+            let segs: Vec<Segment> = (0..n).map(|i| Segment::of_shard(i, n).unwrap()).collect();
+            for w in segs.windows(2) {
+                assert_eq!(w[0].to(), w[1].from(), "neighbours meet exactly");
+            }
+            assert_eq!((segs[0].from(), segs[n as usize - 1].to()), (0.0, 1.0));
+            for i in 0..5_000u64 {
+                assert_eq!(
+                    segs.iter().filter(|s| s.contains(i)).count(),
+                    1,
+                    "index {i}, {n} shards"
+                );
+            }
+        }
+        assert_eq!(
+            Segment::of_job(Some("2"), Some("4")).unwrap(),
+            "2/4:3/4".parse().unwrap()
+        );
+        let e = |i, n| Segment::of_job(i, n).unwrap_err().to_string();
+        assert!(e(None, Some("4")).contains("JOB_COMPLETION_INDEX is not set"));
+        assert!(e(Some("0"), None).contains("ATLAS_SHARDS is not set"));
+        assert!(e(Some("x"), Some("4")).contains("JOB_COMPLETION_INDEX=\"x\""));
+        assert!(e(Some("4"), Some("4")).contains("not below ATLAS_SHARDS=4"));
     }
 
     #[test]

@@ -91,6 +91,10 @@ pub struct RunOptions {
     pub outputs: Vec<Output>,
     /// Stops the run from outside (Ctrl-C).
     pub interrupt: Option<Interrupt>,
+    /// Start the run's clock at this wall-clock instant (after connections
+    /// opened ahead), so that shards started apart begin together (`atlas
+    /// load --start-at`). Passed already: at once.
+    pub start_at: Option<SystemTime>,
 }
 
 /// Stops a run from outside, as Ctrl-C stops k6: no arrival is scheduled
@@ -455,6 +459,14 @@ impl LoadTest {
             f.iterations_started.store(0, Ordering::Relaxed);
         }
         let pre_opened = pre_open(&shared, &self.pre_open_counts()).await;
+        if let Some(at) = opts.start_at {
+            let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+            let stop = opts.interrupt.clone().unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.wait() => {}
+            }
+        }
         let started_at = SystemTime::now();
         let start = Instant::now();
         if let Some(o) = &opts.observer {
