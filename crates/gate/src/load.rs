@@ -87,6 +87,20 @@ pub(crate) async fn run(
     for (metric, expr) in thresholds(cfg) {
         lc = lc.threshold(metric, &expr);
     }
+    let mut run = drive(lc, label, t0, observer, interrupt).await?;
+    run.outcomes.extend(slo_outcome(&run.result));
+    Ok(run)
+}
+
+/// Runs `lc` as the load `label`, placed on a time axis from `t0`, with
+/// its thresholds evaluated on the result.
+pub(crate) async fn drive(
+    lc: LoadConfig,
+    label: &'static str,
+    t0: Instant,
+    observer: Option<Arc<dyn Observer>>,
+    interrupt: &Interrupt,
+) -> Result<LoadRun> {
     let test = lc.build()?;
     let offset_s = t0.elapsed().as_secs_f64();
     let result = test
@@ -96,8 +110,7 @@ pub(crate) async fn run(
             ..RunOptions::default()
         })
         .await?;
-    let mut outcomes = result.evaluate(None)?;
-    outcomes.extend(slo_outcome(&result));
+    let outcomes = result.evaluate(None)?;
     Ok(LoadRun {
         label,
         result,

@@ -505,9 +505,10 @@ async fn a_one_second_ttl_is_healed_through_the_include() {
 }
 
 /// The lock is off and the origin takes 250 ms: concurrent misses of one
-/// key all go upstream, about 11 for the busiest keys at each expiry, far
-/// above the 1.5 fetches per key and TTL window the diagnosis asks (at
-/// 100 ms, about 5, it once read as short-ttl alone on a loaded CI machine).
+/// key all go upstream, by arithmetic about 11 for the busiest keys at each
+/// expiry (45 req/s × 0.25 s), far above the 1.5 fetches per key and TTL
+/// window the diagnosis asks (at 100 ms, about 5, it once read as
+/// short-ttl alone on a loaded CI machine).
 /// The healer turns proxy_cache_lock on in the include.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stampede_without_the_lock_is_healed_through_the_include() {

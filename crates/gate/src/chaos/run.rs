@@ -10,9 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use atlas_cacheproxy::{AccessLog, AccessLogFormat};
 use atlas_evidence::Verdict;
 use atlas_healer::{stale_caveat, AdminApi, Blocker, Code, Packet, Progress as Pass};
-use atlas_loadgen::{
-    write_atomic, CacheStatus, Interrupt, Observer, RunOptions, Threshold, TraceId,
-};
+use atlas_loadgen::{write_atomic, CacheStatus, Interrupt, Observer, Threshold, TraceId};
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -20,7 +18,7 @@ use super::experiment::{timeline, Experiment};
 use super::judge::{Judge, SecondJudged};
 use crate::artifacts::{self, RAW_ACCESS_LOG};
 use crate::error::{Error, Result};
-use crate::load::{numbers, open_model, LoadRun};
+use crate::load::{drive, numbers, open_model, LoadRun};
 use crate::report;
 use crate::stack::Stack;
 
@@ -795,24 +793,10 @@ impl Chaos {
         for t in thresholds {
             lc = lc.threshold(&t.metric.to_string(), &t.expr);
         }
-        let test = lc.build()?;
-        let offset = state_t0.elapsed().as_secs_f64();
         let observer = observer.or_else(|| self.hooks.load_observer(label));
-        let result = test
-            .run_with(RunOptions {
-                observer,
-                interrupt: Some(interrupt.clone()),
-                ..RunOptions::default()
-            })
-            .await?;
+        let run = drive(lc, label, state_t0, observer, interrupt).await;
         self.hooks.load_done(label);
-        let outcomes = result.evaluate(None)?;
-        Ok(LoadRun {
-            label,
-            result,
-            outcomes,
-            offset_s: offset,
-        })
+        run
     }
 }
 
