@@ -91,21 +91,21 @@ pub(crate) struct LoadArgs {
     /// Write the end-of-test summary in the layout of k6's --summary-export
     /// (metrics.http_req_duration["p(95)"], thresholds true when failed)
     #[arg(long, env = "ATLAS_LOAD_SUMMARY_EXPORT", value_name = "FILE")]
-    summary_export: Option<PathBuf>,
+    pub(crate) summary_export: Option<PathBuf>,
 
     /// Write the end-of-test summary as k6's handleSummary data (metrics.NAME.values),
     /// with Atlas's own figures under "atlas"
     #[arg(long, env = "ATLAS_LOAD_SUMMARY_JSON", value_name = "FILE")]
-    summary_json: Option<PathBuf>,
+    pub(crate) summary_json: Option<PathBuf>,
 
     /// k6's streaming output, written as the run goes (repeat): json=FILE (NDJSON points),
     /// json=FILE.gz, json=- (standard output; the summary then goes to stderr), csv=FILE
     #[arg(long, env = "ATLAS_LOAD_OUT", value_name = "json=FILE", value_parser = str::parse::<Output>)]
-    out: Vec<Output>,
+    pub(crate) out: Vec<Output>,
 
     /// Write the mergeable results (HDR histograms and counters) for `atlas load merge`
     #[arg(long, env = "ATLAS_LOAD_RESULTS", value_name = "FILE")]
-    results: Option<PathBuf>,
+    pub(crate) results: Option<PathBuf>,
 
     /// Run only this execution segment, FROM:TO (k6 style: 0:1/2, 1/2:1), or `auto`: shard
     /// JOB_COMPLETION_INDEX of ATLAS_SHARDS (a Kubernetes Indexed Job's pod), which is also
@@ -117,6 +117,12 @@ pub(crate) struct LoadArgs {
     /// shards started apart begin together; refused when already past
     #[arg(long, env = "ATLAS_LOAD_START_AT", value_name = "TIME", value_parser = parse_start_at)]
     start_at: Option<std::time::SystemTime>,
+
+    /// Run as a shard of a coordinated run (`atlas load coordinate`): register at this URL
+    /// (http://HOST:PORT) as shard JOB_COMPLETION_INDEX of ATLAS_SHARDS, start when every
+    /// shard is in, stream every second to it; thresholds are judged there on every shard's figures
+    #[arg(long, env = "ATLAS_COORDINATOR", value_name = "URL")]
+    pub(crate) coordinator: Option<String>,
 
     /// Seed for Poisson gaps and the request mix [default: 0]
     #[arg(long, env = "ATLAS_LOAD_SEED", value_name = "N")]
@@ -184,7 +190,7 @@ pub(crate) struct LoadArgs {
 
     /// No progress output
     #[arg(long, env = "ATLAS_LOAD_QUIET", short = 'q')]
-    quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 /// The most `--threads` a run starts.
@@ -194,6 +200,9 @@ const MAX_THREADS: usize = 256;
 enum LoadCommand {
     /// Merge the results of segment runs and evaluate thresholds on the exact merged distribution
     Merge(MergeArgs),
+    /// Coordinate N shards (`atlas load --coordinator URL`): one start, live exact merge,
+    /// global thresholds and abortOnFail, one summary
+    Coordinate(crate::coordinate::CoordinateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -231,7 +240,7 @@ fn header_arg(s: &str) -> Result<(String, String), String> {
 
 /// A usage error (exit 2) rather than a runtime failure.
 #[derive(Debug)]
-struct Usage(anyhow::Error);
+pub(crate) struct Usage(anyhow::Error);
 
 impl std::fmt::Display for Usage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -240,11 +249,11 @@ impl std::fmt::Display for Usage {
 }
 impl std::error::Error for Usage {}
 
-fn usage(e: impl Into<anyhow::Error>) -> anyhow::Error {
+pub(crate) fn usage(e: impl Into<anyhow::Error>) -> anyhow::Error {
     anyhow::Error::new(Usage(e.into()))
 }
 
-fn lib_err(e: atlas_loadgen::Error) -> anyhow::Error {
+pub(crate) fn lib_err(e: atlas_loadgen::Error) -> anyhow::Error {
     if e.is_usage() {
         usage(e)
     } else {
@@ -255,6 +264,8 @@ fn lib_err(e: atlas_loadgen::Error) -> anyhow::Error {
 pub(crate) fn main(args: LoadArgs) -> u8 {
     let outcome = match args.merge {
         Some(LoadCommand::Merge(m)) => merge(m),
+        Some(LoadCommand::Coordinate(c)) => crate::coordinate::coordinate(c),
+        None if args.coordinator.is_some() => crate::coordinate::shard(&args),
         None => run(args),
     };
     match outcome {
@@ -265,7 +276,7 @@ pub(crate) fn main(args: LoadArgs) -> u8 {
 }
 
 /// Builds the load config: the scenario file, then the flags.
-fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
+pub(crate) fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
     let scenario = args
         .scenario
         .as_deref()
@@ -384,10 +395,25 @@ fn config(args: &LoadArgs) -> anyhow::Result<LoadConfig> {
     Ok(cfg)
 }
 
-fn run(args: LoadArgs) -> anyhow::Result<u8> {
-    let cfg = config(&args)?;
-    let test = cfg.build().map_err(lib_err)?;
-    let reporter = Arc::new(Reporter::new(test.duration(), args.quiet));
+impl LoadArgs {
+    /// Whether `--start-at` was given.
+    pub(crate) fn start_at_given(&self) -> bool {
+        self.start_at.is_some()
+    }
+}
+
+/// The runtime a run of `test` gets (`--threads`, or what the test
+/// suggests), with Ctrl-C and SIGTERM setting the returned interrupt
+/// (saying `doing`) until the handle is aborted.
+pub(crate) fn interruptible_runtime(
+    args: &LoadArgs,
+    test: &atlas_loadgen::LoadTest,
+    doing: &'static str,
+) -> anyhow::Result<(
+    tokio::runtime::Runtime,
+    Interrupt,
+    tokio::task::JoinHandle<()>,
+)> {
     let threads = match args.threads {
         Some(0) => return Err(usage(anyhow!("--threads must be at least 1"))),
         Some(n) if n > MAX_THREADS => {
@@ -405,17 +431,26 @@ fn run(args: LoadArgs) -> anyhow::Result<u8> {
         .context("starting the runtime")?;
     let interrupt = Interrupt::new();
     // the handlers are in place before the first arrival
-    let signals = crate::stop_on_signals(
-        &runtime,
-        &interrupt,
+    let signals = crate::stop_on_signals(&runtime, &interrupt, doing)
+        .context("handling SIGINT and SIGTERM")?;
+    Ok((runtime, interrupt, signals))
+}
+
+fn run(args: LoadArgs) -> anyhow::Result<u8> {
+    let cfg = config(&args)?;
+    let test = cfg.build().map_err(lib_err)?;
+    let reporter = Arc::new(Reporter::new(test.duration(), args.quiet));
+    let (runtime, interrupt, signals) = interruptible_runtime(
+        &args,
+        &test,
         "no more arrivals; waiting for the requests in flight, then writing the summary",
-    )
-    .context("handling SIGINT and SIGTERM")?;
+    )?;
     let result = runtime.block_on(test.run_with(RunOptions {
         observer: Some(reporter.clone()),
         outputs: args.out.clone(),
         interrupt: Some(interrupt),
         start_at: args.start_at,
+        abort: None,
     }));
     signals.abort();
     reporter.finish();
@@ -471,15 +506,15 @@ fn merge(args: MergeArgs) -> anyhow::Result<u8> {
 }
 
 /// The files a run or a merge writes at its end.
-struct Exports<'a> {
-    summary_export: Option<&'a Path>,
-    summary_json: Option<&'a Path>,
-    results: Option<&'a Path>,
+pub(crate) struct Exports<'a> {
+    pub(crate) summary_export: Option<&'a Path>,
+    pub(crate) summary_json: Option<&'a Path>,
+    pub(crate) results: Option<&'a Path>,
     /// Standard output carries `--out json=-`: the text goes to stderr.
-    summary_to_stderr: bool,
+    pub(crate) summary_to_stderr: bool,
 }
 
-fn finish(
+pub(crate) fn finish(
     result: &RunResult,
     outcomes: &[ThresholdOutcome],
     exports: &Exports<'_>,
@@ -525,7 +560,7 @@ fn finish(
 }
 
 /// The segments a result covers, for a line on stderr.
-fn segments_label(r: &RunResult) -> String {
+pub(crate) fn segments_label(r: &RunResult) -> String {
     r.segments
         .iter()
         .map(|s| s.to_string())

@@ -25,6 +25,7 @@ macro_rules! say_raw {
 }
 
 mod chaos;
+mod coordinate;
 mod demo;
 mod evidence;
 mod faults;
@@ -44,6 +45,10 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_THRESHOLDS: u8 = 99;
 /// Exit code for a BLOCKER packet (`atlas heal`, and `atlas gate` when no threshold is the cause).
 pub const EXIT_BLOCKER: u8 = 3;
+/// Exit code for a coordinated run that lost a shard: its summary covers
+/// what arrived (`atlas load coordinate`). k6 gives 98 when its cloud
+/// loses a test's progress.
+pub const EXIT_PARTIAL: u8 = 98;
 /// Exit code for a run stopped from outside, Ctrl-C or SIGTERM (k6's
 /// `ExternalAbort`).
 pub const EXIT_INTERRUPTED: u8 = 105;
@@ -54,7 +59,7 @@ pub const EXIT_INTERRUPTED: u8 = 105;
     version,
     about = "Prove that a web service behind a micro-cache holds its performance gate",
     after_help = "Exit codes:\n  0   success: every threshold held\n  1   runtime failure (I/O, the runtime could not start)\n  2   bad usage, bad configuration, or a bundle that fails `atlas evidence verify`
-      (the message names the flag, field, expression or file)\n  3   BLOCKER: the healer names what stops the gate (atlas heal, atlas gate)\n  99  one or more thresholds failed (as k6), or a chaos experiment's hypothesis deviated\n  105 atlas load stopped by Ctrl-C or SIGTERM; its summary and files cover what ran (as k6)"
+      (the message names the flag, field, expression or file)\n  3   BLOCKER: the healer names what stops the gate (atlas heal, atlas gate)\n  99  one or more thresholds failed (as k6), or a chaos experiment's hypothesis deviated\n  98  atlas load coordinate lost a shard: the run is partial, its summary covers what arrived\n  105 atlas load stopped by Ctrl-C or SIGTERM; its summary and files cover what ran (as k6)"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -295,7 +295,27 @@ impl ExecutorFlags {
     /// [`Error::Config`] (`executor`) when neither the flags nor a scenario
     /// say how to load.
     pub fn executor(&self, scenario: Option<&Executor>) -> Result<Executor> {
-        let max_vus = self.max_vus.unwrap_or(DEFAULT_MAX_VUS);
+        // an open-model file's limits stay when a flag changes its rate
+        let (file_max_vus, file_poisson, file_pre) = match scenario {
+            Some(
+                Executor::ConstantArrivalRate {
+                    max_vus,
+                    poisson,
+                    pre_allocated_vus,
+                    ..
+                }
+                | Executor::RampingArrivalRate {
+                    max_vus,
+                    poisson,
+                    pre_allocated_vus,
+                    ..
+                },
+            ) => (Some(*max_vus), *poisson, *pre_allocated_vus),
+            _ => (None, false, None),
+        };
+        let max_vus = self.max_vus.or(file_max_vus).unwrap_or(DEFAULT_MAX_VUS);
+        let poisson = self.poisson || file_poisson;
+        let pre_allocated_vus = self.pre_allocated_vus.or(file_pre);
         let duration = || {
             self.duration
                 .or(scenario.map(Executor::duration))
@@ -307,8 +327,8 @@ impl ExecutorFlags {
                     start_rate: rate,
                     stages: self.stages.clone(),
                     max_vus,
-                    poisson: self.poisson,
-                    pre_allocated_vus: self.pre_allocated_vus,
+                    poisson,
+                    pre_allocated_vus,
                 },
                 (None, vus) => Executor::RampingVus {
                     start_vus: vus.unwrap_or(0),
@@ -321,8 +341,8 @@ impl ExecutorFlags {
                 rate,
                 duration: duration(),
                 max_vus,
-                poisson: self.poisson,
-                pre_allocated_vus: self.pre_allocated_vus,
+                poisson,
+                pre_allocated_vus,
             });
         }
         if let Some(vus) = self.vus {
@@ -916,6 +936,52 @@ pub fn field_line(text: &str, field: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_flag_keeps_the_files_open_model_limits() {
+        let file = Executor::ConstantArrivalRate {
+            rate: 2000.0,
+            duration: Duration::from_secs(60),
+            max_vus: 2000,
+            poisson: true,
+            pre_allocated_vus: Some(64),
+        };
+        let flags = ExecutorFlags {
+            rate: Some(500.0),
+            ..ExecutorFlags::default()
+        };
+        assert_eq!(
+            flags.executor(Some(&file)).unwrap(),
+            Executor::ConstantArrivalRate {
+                rate: 500.0,
+                duration: Duration::from_secs(60),
+                max_vus: 2000,
+                poisson: true,
+                pre_allocated_vus: Some(64),
+            }
+        );
+        // the flag over the file; without a file, the default
+        let flags = ExecutorFlags {
+            max_vus: Some(10),
+            ..flags
+        };
+        assert!(matches!(
+            flags.executor(Some(&file)).unwrap(),
+            Executor::ConstantArrivalRate { max_vus: 10, .. }
+        ));
+        let flags = ExecutorFlags {
+            max_vus: None,
+            ..flags
+        };
+        assert!(matches!(
+            flags.executor(None).unwrap(),
+            Executor::ConstantArrivalRate {
+                max_vus: DEFAULT_MAX_VUS,
+                poisson: false,
+                ..
+            }
+        ));
+    }
 
     #[test]
     fn a_fields_line_is_found_in_the_file() {

@@ -42,6 +42,14 @@ pub enum Error {
     /// Result files cannot be merged (different tests, overlapping segments, bad data).
     #[error("cannot merge results: {0}")]
     Merge(String),
+    /// A coordinator (`atlas load coordinate`) refused this shard: another
+    /// run, another test, another version, an index taken.
+    #[error("the coordinator refused this shard: {0}")]
+    Refused(String),
+    /// Coordinating shards failed: the coordinator cannot be reached, the
+    /// run did not start, a shard sent something that is not the protocol.
+    #[error("coordination: {0}")]
+    Coordinate(String),
     /// Reading or writing a file failed.
     #[error("{path}: {error}")]
     File {
@@ -85,6 +93,7 @@ impl Error {
                 | Error::Check { .. }
                 | Error::Scenario { .. }
                 | Error::Merge(_)
+                | Error::Refused(_)
         )
     }
 }

@@ -49,6 +49,7 @@
 mod check;
 mod client;
 mod config;
+pub mod coordinate;
 mod error;
 mod flow;
 mod histogram;
@@ -79,7 +80,7 @@ pub use metrics::{
 };
 pub use output::{OutDest, OutFormat, Output, OutputReport};
 pub use result::{write_atomic, RunResult, ScenarioInfo, SecondWindow, FORMAT_VERSION};
-pub use runner::{Interrupt, LoadTest, NoObserver, Observer, Progress, RunOptions};
+pub use runner::{Interrupt, Interval, LoadTest, NoObserver, Observer, Progress, RunOptions};
 pub use schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};
 pub use segment::Segment;
 pub use slo::{wilson_lower, Slo, SloReport, FAST_BURN};

@@ -149,6 +149,37 @@ impl RunResult {
         Ok(ts.iter().map(|t| t.evaluate(self)).collect())
     }
 
+    /// Whether `other` is a result of the same test as this one (the same
+    /// executors and scenarios, request mix, objective and checks), so the
+    /// two can merge; when not, what differs, as a phrase about `other`
+    /// ("ran constant-vus, not constant-arrival-rate").
+    pub fn same_test(&self, other: &RunResult) -> std::result::Result<(), String> {
+        if other.executor != self.executor || other.scenarios != self.scenarios {
+            return Err(format!("ran {}, not {}", other.executor, self.executor));
+        }
+        let names = |r: &RunResult| {
+            r.metrics
+                .routes
+                .iter()
+                .map(|x| x.name.clone())
+                .collect::<Vec<_>>()
+        };
+        if names(other) != names(self) {
+            return Err(format!(
+                "has another request mix ({} where {} was expected)",
+                names(other).join(", "),
+                names(self).join(", ")
+            ));
+        }
+        if other.slo != self.slo {
+            return Err("counted against another objective ([slo])".into());
+        }
+        if other.checks != self.checks || other.check_groups != self.check_groups {
+            return Err("has other checks".into());
+        }
+        Ok(())
+    }
+
     /// Merges the results of segments of one test into the result of the whole.
     ///
     /// # Errors
@@ -167,31 +198,8 @@ impl RunResult {
                     p.format, out.format
                 )));
             }
-            if p.executor != out.executor || p.scenarios != out.scenarios {
-                return Err(Error::Merge(format!(
-                    "result {which} ran {}, result 1 ran {}",
-                    p.executor, out.executor
-                )));
-            }
-            let names = |r: &RunResult| {
-                r.metrics
-                    .routes
-                    .iter()
-                    .map(|x| x.name.clone())
-                    .collect::<Vec<_>>()
-            };
-            if names(p) != names(&out) {
-                return Err(Error::Merge(format!(
-                    "result {which} has another request mix"
-                )));
-            }
-            if p.slo != out.slo {
-                return Err(Error::Merge(format!(
-                    "result {which} counted against another objective ([slo])"
-                )));
-            }
-            if p.checks != out.checks || p.check_groups != out.check_groups {
-                return Err(Error::Merge(format!("result {which} has other checks")));
+            if let Err(e) = out.same_test(p) {
+                return Err(Error::Merge(format!("result {which} {e}")));
             }
             for s in &p.segments {
                 if let Some(o) = out.segments.iter().find(|o| o.overlaps(s)) {
@@ -373,7 +381,7 @@ struct Part<'a> {
 
 /// A metric's statistic from a run's counters: `rate` statistics divide by
 /// `active_secs`; `vus_max` is `max_vus`.
-fn value_of(
+pub(crate) fn value_of(
     m: &Metrics,
     active_secs: f64,
     max_vus: u64,

@@ -74,6 +74,39 @@ pub trait Observer: Send + Sync {
     fn on_second(&self, progress: &Progress) {
         let _ = progress;
     }
+
+    /// Whether [`Observer::on_interval`] is wanted: only then does the run
+    /// cut its counters into intervals (a little work each second).
+    fn wants_intervals(&self) -> bool {
+        false
+    }
+
+    /// Called once per second, before [`Observer::on_second`], with
+    /// everything the second added to the run's counters and histograms:
+    /// the intervals of a run add up, by [`Metrics::merge`], to what its
+    /// ticks saw (a shard streams them to `atlas load coordinate`). Only
+    /// called when [`Observer::wants_intervals`] says so.
+    fn on_interval(&self, interval: &Interval) {
+        let _ = interval;
+    }
+}
+
+/// What one second added to a run: its counters and full-precision
+/// histograms, as [`Metrics`], keyed by the second since the start (the
+/// same on every shard of a run started together).
+#[derive(Clone, Debug)]
+pub struct Interval {
+    /// The second since the start; the interval covers `[second, second + 1)`,
+    /// or, when `last`, up to the end of the run.
+    pub second: u32,
+    /// The requests that completed in it, and the arrivals dropped.
+    pub metrics: Metrics,
+    /// The second's row of the time series.
+    pub row: SecondRow,
+    /// Target arrival rate at its end (open model), arrivals/s.
+    pub target_rate: f64,
+    /// Whether the run has stopped: no interval follows.
+    pub last: bool,
 }
 
 /// An observer that ignores everything.
@@ -95,6 +128,10 @@ pub struct RunOptions {
     /// opened ahead), so that shards started apart begin together (`atlas
     /// load --start-at`). Passed already: at once.
     pub start_at: Option<SystemTime>,
+    /// An `abortOnFail` judged elsewhere (a coordinator, on every shard's
+    /// figures): when set, this run checks no `abortOnFail` threshold
+    /// itself, and stops as an abort when the handle is set ([`RunResult::aborted`]).
+    pub abort: Option<Interrupt>,
 }
 
 /// Stops a run from outside, as Ctrl-C stops k6: no arrival is scheduled
@@ -393,7 +430,6 @@ impl LoadTest {
 
     /// [`LoadTest::run`] with an observer and outputs.
     pub async fn run_with(&self, opts: RunOptions) -> Result<RunResult> {
-        let names: Vec<String> = self.targets.iter().map(|t| t.name.clone()).collect();
         let check_names: Vec<String> = self.check_names.to_vec();
         let scenario_names: Vec<String> = self.scenario_names().map(str::to_string).collect();
         let points = opts
@@ -415,6 +451,7 @@ impl LoadTest {
         let shards = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .max(1);
+        let empty = self.blank_result().metrics;
         let shared = Arc::new(Shared {
             targets: self.targets.clone(),
             pools: self.pools(),
@@ -431,18 +468,7 @@ impl LoadTest {
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
-                        total: Metrics {
-                            tagged: self.tagged.clone(),
-                            groups: self
-                                .groups
-                                .iter()
-                                .map(|g| GroupMetrics {
-                                    path: g.clone(),
-                                    ..GroupMetrics::default()
-                                })
-                                .collect(),
-                            ..Metrics::new(&names, self.check_names.len())
-                        },
+                        total: empty.clone(),
                         second: SecondAcc::new(),
                     })
                 })
@@ -451,8 +477,11 @@ impl LoadTest {
             dropped: AtomicU64::new(0),
             second_dropped: self.scenarios.iter().map(|_| AtomicU64::new(0)).collect(),
             stop: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
             points,
             series: Mutex::new(Vec::new()),
+            swept: Mutex::new(empty.clone()),
+            empty,
         });
         for f in self.scenarios.iter().filter_map(|s| s.flow.as_ref()) {
             // each run takes the data rows from the first
@@ -486,13 +515,26 @@ impl LoadTest {
                 shared.stop.store(true, Ordering::Release);
             })
         });
+        let abort_watcher = opts.abort.clone().map(|i| {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                i.wait().await;
+                shared.aborted.store(true, Ordering::Release);
+                shared.stop.store(true, Ordering::Release);
+            })
+        });
+        // an abort judged elsewhere replaces this run's own abortOnFail
+        let abort = match opts.abort {
+            Some(_) => None,
+            None => self.abort_checker(vus_max),
+        };
         let ticker = tokio::spawn(tick(
             shared.clone(),
             start,
             planned,
             curves.clone(),
             opts.observer.clone(),
-            self.abort_checker(&names, vus_max),
+            abort,
             vus_max,
         ));
         // every scenario on this task, each from its start time
@@ -514,8 +556,8 @@ impl LoadTest {
             .await;
         let elapsed = start.elapsed();
         shared.stop.store(true, Ordering::Release);
-        let aborted = ticker.await.unwrap_or_default();
-        if let Some(watch) = watcher {
+        let aborted = ticker.await.unwrap_or_default() || shared.aborted.load(Ordering::Acquire);
+        for watch in [watcher, abort_watcher].into_iter().flatten() {
             watch.abort();
         }
         let interrupted = opts
@@ -526,20 +568,41 @@ impl LoadTest {
         for p in shared.pools.iter() {
             p.clear();
         }
-        let mut metrics = Metrics::new(&names, self.check_names.len());
-        for s in shared.shards.iter() {
-            metrics.merge(&s.lock().unwrap_or_else(|p| p.into_inner()).total);
-        }
+        let mut metrics = shared.totals();
         metrics.dropped = shared.dropped.load(Ordering::Acquire);
         metrics.max_in_flight = shared.in_flight.max();
         let outputs = shared.points.iter().map(PointWriter::finish).collect();
+        Ok(RunResult {
+            started_at: humantime::format_rfc3339_millis(started_at).to_string(),
+            active_secs: active.as_secs_f64(),
+            elapsed_secs: elapsed.as_secs_f64(),
+            scheduled,
+            pre_opened,
+            aborted,
+            interrupted,
+            outputs,
+            metrics,
+            series,
+            ..self.blank_result()
+        })
+    }
+
+    /// The result of this test before anything ran: what it is (executor,
+    /// scenarios, checks, thresholds, objective, segment, target rate and
+    /// in-flight limit of its segment) with every count zero and the
+    /// metrics shaped as a run fills them. Two blank results are of the
+    /// same test when [`RunResult::same_test`] says so.
+    pub fn blank_result(&self) -> RunResult {
+        let names: Vec<String> = self.targets.iter().map(|t| t.name.clone()).collect();
+        let planned = self.duration();
+        let curves = self.rate_curves();
         // the open scenarios' arrivals over the whole schedule
         let target_rate = if curves.is_empty() || planned.is_zero() {
             0.0
         } else {
             curves.total_arrivals() / planned.as_secs_f64() * self.segment.share()
         };
-        Ok(RunResult {
+        RunResult {
             format: FORMAT_VERSION,
             trace_id: self.trace.to_string(),
             executor: self.executor_label(),
@@ -557,16 +620,20 @@ impl LoadTest {
                     .collect(),
             },
             target_rate,
-            max_vus: vus_max,
+            max_vus: self
+                .scenarios
+                .iter()
+                .map(|s| s.segment_max_vus(self.segment))
+                .sum(),
             segments: vec![self.segment],
-            started_at: humantime::format_rfc3339_millis(started_at).to_string(),
-            active_secs: active.as_secs_f64(),
-            elapsed_secs: elapsed.as_secs_f64(),
-            scheduled,
-            pre_opened,
-            aborted,
-            interrupted,
-            outputs,
+            started_at: String::new(),
+            active_secs: 0.0,
+            elapsed_secs: 0.0,
+            scheduled: 0,
+            pre_opened: 0,
+            aborted: false,
+            interrupted: false,
+            outputs: Vec::new(),
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
             checks: self.check_names.to_vec(),
             check_groups: if self.check_groups.iter().all(String::is_empty) {
@@ -576,9 +643,20 @@ impl LoadTest {
             },
             thresholds: self.threshold_specs.clone(),
             slo: self.slo.clone(),
-            metrics,
-            series,
-        })
+            metrics: Metrics {
+                tagged: self.tagged.clone(),
+                groups: self
+                    .groups
+                    .iter()
+                    .map(|g| GroupMetrics {
+                        path: g.clone(),
+                        ..GroupMetrics::default()
+                    })
+                    .collect(),
+                ..Metrics::new(&names, self.check_names.len())
+            },
+            series: Vec::new(),
+        }
     }
 
     /// k6's executor name; with several scenarios, `NAME: executor` each.
@@ -721,9 +799,15 @@ struct Shared {
     /// Arrivals dropped in the current second, per scenario.
     second_dropped: Box<[AtomicU64]>,
     stop: AtomicBool,
+    /// Set when [`RunOptions::abort`] stopped the run.
+    aborted: AtomicBool,
     /// k6's streaming outputs.
     points: Vec<PointWriter>,
     series: Mutex<Vec<SecondRow>>,
+    /// Empty metrics of the run's shape, for cutting intervals.
+    empty: Metrics,
+    /// What the ticks cut into intervals took from the shards' totals.
+    swept: Mutex<Metrics>,
 }
 
 /// The requests under way: how many now, the most at once, and a wake-up
@@ -818,6 +902,16 @@ thread_local! {
 }
 
 impl Shared {
+    /// Everything counted so far: what the ticks swept into intervals and
+    /// what the shards hold since.
+    fn totals(&self) -> Metrics {
+        let mut metrics = self.swept.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for s in self.shards.iter() {
+            metrics.merge(&s.lock().unwrap_or_else(|p| p.into_inner()).total);
+        }
+        metrics
+    }
+
     /// Sends route `route` of scenario `sc`'s mix over the connections of
     /// `pools`, due at `due`, and checks the response.
     async fn exchange_on(

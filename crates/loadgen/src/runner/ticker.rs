@@ -4,17 +4,15 @@ use super::*;
 
 impl LoadTest {
     /// The `abortOnFail` thresholds' checker, when there are any.
-    pub(super) fn abort_checker(&self, names: &[String], max_vus: u64) -> Option<AbortChecker> {
+    pub(super) fn abort_checker(&self, max_vus: u64) -> Option<AbortChecker> {
         let thresholds: Vec<Threshold> = self
             .thresholds
             .iter()
             .filter(|t| t.abort_on_fail)
             .cloned()
             .collect();
-        (!thresholds.is_empty()).then(|| AbortChecker {
+        (!thresholds.is_empty()).then_some(AbortChecker {
             thresholds,
-            names: names.to_vec(),
-            checks: self.check_names.len(),
             max_vus,
         })
     }
@@ -23,9 +21,6 @@ impl LoadTest {
 /// Evaluates `abortOnFail` thresholds on the figures so far.
 pub(super) struct AbortChecker {
     thresholds: Vec<Threshold>,
-    names: Vec<String>,
-    /// How many checks the run has.
-    checks: usize,
     max_vus: u64,
 }
 
@@ -47,6 +42,7 @@ pub(super) async fn tick(
     let mut lag = Trend::with_sigfig(2);
     let mut service = Trend::with_sigfig(2);
     let (mut requests, mut failed) = (0u64, 0u64);
+    let intervals = observer.as_ref().is_some_and(|o| o.wants_intervals());
     loop {
         let at = start + Duration::from_secs(u64::from(second) + 1);
         // wake at the second's end, or earlier when the run stops
@@ -62,8 +58,14 @@ pub(super) async fn tick(
         lag.reset();
         service.reset();
         let mut errors = Counts::<ErrorClass>::new();
+        let mut interval = intervals.then(|| shared.empty.clone());
         for s in shared.shards.iter() {
             let mut shard = s.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(cut) = &mut interval {
+                // what the second added: the shard's total since the last cut
+                let added = std::mem::replace(&mut shard.total, shared.empty.clone());
+                cut.merge(&added);
+            }
             errors.merge(&shard.total.errors);
             let acc = &mut shard.second;
             row.requests += acc.requests;
@@ -106,12 +108,30 @@ pub(super) async fn tick(
             w.second(row.in_flight, vus_max, &dropped);
         }
         let elapsed = start.elapsed();
+        let target_rate = curves.rate_at(elapsed.as_secs_f64());
+        if let Some(mut metrics) = interval {
+            metrics.dropped = row.dropped;
+            metrics.max_in_flight = shared.in_flight.max();
+            let mut swept = shared.swept.lock().unwrap_or_else(|p| p.into_inner());
+            swept.merge(&metrics);
+            errors.merge(&swept.errors);
+            drop(swept);
+            if let Some(obs) = &observer {
+                obs.on_interval(&Interval {
+                    second,
+                    metrics,
+                    row,
+                    target_rate,
+                    last: stopping,
+                });
+            }
+        }
         if let Some(obs) = &observer {
             obs.on_second(&Progress {
                 elapsed,
                 planned,
                 row,
-                target_rate: curves.rate_at(elapsed.as_secs_f64()),
+                target_rate,
                 requests,
                 failed,
                 dropped: shared.dropped.load(Ordering::Relaxed),
@@ -144,10 +164,7 @@ fn check_abort(shared: &Shared, a: &AbortChecker, elapsed: Duration) -> bool {
     if due.is_empty() {
         return false;
     }
-    let mut metrics = Metrics::new(&a.names, a.checks);
-    for s in shared.shards.iter() {
-        metrics.merge(&s.lock().unwrap_or_else(|p| p.into_inner()).total);
-    }
+    let mut metrics = shared.totals();
     metrics.dropped = shared.dropped.load(Ordering::Relaxed);
     metrics.max_in_flight = shared.in_flight.max();
     let snapshot = Snapshot {
