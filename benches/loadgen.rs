@@ -76,5 +76,70 @@ fn request_building(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, scheduler, histogram, request_building);
+/// What a coordinator does with one shard's one-second interval: decode its
+/// JSON (every histogram in HdrHistogram's V2 encoding) and merge it into
+/// the run's figures. One interval of 1 000 requests over the gate's mix,
+/// latencies spread from 0.1 ms to 2 s.
+fn coordinator_interval(c: &mut Criterion) {
+    let mut cfg = LoadConfig::new(Executor::ConstantArrivalRate {
+        rate: 1.0,
+        duration: Duration::from_secs(1),
+        max_vus: 1,
+        poisson: false,
+        pre_allocated_vus: None,
+    });
+    cfg.target = Some("http://127.0.0.1:8080".into());
+    cfg.requests = RequestSpec::gate_mix();
+    let test = cfg.build().expect("valid config");
+    let mut interval = test.blank_result().metrics;
+    let routes = interval.routes.len();
+    let mut v = 7u64;
+    for k in 0..1000usize {
+        v = v
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let us = 100 + (v >> 43) % 2_000_000;
+        interval.requests += 1;
+        for t in [
+            &mut interval.duration,
+            &mut interval.duration_ok,
+            &mut interval.service_time,
+            &mut interval.waiting,
+            &mut interval.iteration_duration,
+        ] {
+            t.record(us);
+        }
+        for t in [
+            &mut interval.schedule_lag,
+            &mut interval.blocked,
+            &mut interval.sending,
+            &mut interval.receiving,
+        ] {
+            t.record(us / 100);
+        }
+        interval.routes[k % routes].duration.record(us);
+        interval.routes[k % routes].requests += 1;
+    }
+    let wire = serde_json::to_vec(&interval).expect("encodes");
+    eprintln!(
+        "coordinator/interval: one 1 000-request interval is {} bytes of JSON",
+        wire.len()
+    );
+    let mut total = test.blank_result().metrics;
+    c.bench_function("coordinator/interval_decode_merge", |b| {
+        b.iter(|| {
+            let m: atlas::loadgen::Metrics =
+                serde_json::from_slice(black_box(&wire)).expect("decodes");
+            total.merge(&m);
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    scheduler,
+    histogram,
+    request_building,
+    coordinator_interval
+);
 criterion_main!(benches);

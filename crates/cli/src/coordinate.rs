@@ -66,6 +66,11 @@ pub(crate) struct CoordinateArgs {
     #[arg(long, env = "ATLAS_LOAD_SUMMARY_JSON", value_name = "FILE")]
     summary_json: Option<PathBuf>,
 
+    /// k6's streaming output, every shard's points in one file (repeat): json=FILE,
+    /// json=FILE.gz, json=- (the summary then goes to stderr), csv=FILE
+    #[arg(long, env = "ATLAS_LOAD_OUT", value_name = "json=FILE", value_parser = str::parse::<Output>)]
+    out: Vec<Output>,
+
     /// Write the merged results (mergeable again with `atlas load merge`)
     #[arg(long, env = "ATLAS_LOAD_RESULTS", value_name = "FILE")]
     results: Option<PathBuf>,
@@ -91,6 +96,7 @@ pub(crate) fn coordinate(args: CoordinateArgs) -> anyhow::Result<u8> {
     cfg.start_delay = args.start_delay;
     cfg.lost_after = args.lost_after;
     cfg.thresholds = threshold_specs(&args.thresholds).map_err(lib_err)?;
+    cfg.outputs = args.out.clone();
     let coordinator = Coordinator::new(cfg).map_err(lib_err)?;
     let interrupt = Interrupt::new();
     let view = Arc::new(View {
@@ -124,7 +130,13 @@ pub(crate) fn coordinate(args: CoordinateArgs) -> anyhow::Result<u8> {
     if let Some(r) = view.reporter.get() {
         r.finish();
     }
-    let run = outcome?;
+    let run = match outcome {
+        Err(e) if interrupt.is_interrupted() => {
+            say!("atlas: {e:#}");
+            return Ok(EXIT_INTERRUPTED);
+        }
+        other => other?,
+    };
     let outcomes = run.result.evaluate(None).map_err(lib_err)?;
     let code = finish(
         &run.result,
@@ -133,7 +145,7 @@ pub(crate) fn coordinate(args: CoordinateArgs) -> anyhow::Result<u8> {
             summary_export: args.summary_export.as_deref(),
             summary_json: args.summary_json.as_deref(),
             results: args.results.as_deref(),
-            summary_to_stderr: false,
+            summary_to_stderr: args.out.iter().any(Output::is_stdout),
         },
     )?;
     report_shards(&run);
@@ -260,10 +272,13 @@ pub(crate) fn shard(args: &LoadArgs) -> anyhow::Result<u8> {
             Some(reporter.clone() as Arc<dyn Observer>),
             interrupt.clone(),
         );
+        // the shard's own --out, and what the coordinator's asks it to forward
+        let mut outputs = args.out.clone();
+        outputs.extend(shard.outputs());
         let result = test
             .run_with(RunOptions {
                 observer: Some(stream.observer.clone()),
-                outputs: args.out.clone(),
+                outputs,
                 interrupt: Some(interrupt.clone()),
                 start_at: Some(start),
                 abort: Some(stream.abort.clone()),

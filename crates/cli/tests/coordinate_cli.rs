@@ -179,6 +179,8 @@ fn four_shards_run_the_whole_test_exactly_once_from_one_start() {
     let origin = rt.block_on(fast_origin());
     let scratch = Scratch::new("coord-four");
     let (summary, results) = (scratch.path("summary.json"), scratch.path("merged.json"));
+    let points = scratch.path("points.ndjson");
+    let out = format!("json={}", points.display());
     let (mut coord, url) = coordinator(
         4,
         &[
@@ -186,6 +188,8 @@ fn four_shards_run_the_whole_test_exactly_once_from_one_start() {
             summary.to_str().unwrap(),
             "--results",
             results.to_str().unwrap(),
+            "--out",
+            &out,
         ],
     );
     let target = origin.url("/");
@@ -236,6 +240,30 @@ fn four_shards_run_the_whole_test_exactly_once_from_one_start() {
     assert_eq!(merged.trace_id.len(), 32);
     assert!(coord.stdout().contains("http_reqs"), "{}", coord.text());
     assert!(coord.stdout().contains(&merged.trace_id));
+    // every shard's points in one NDJSON file, each metric declared once
+    let lines = std::fs::read_to_string(&points).unwrap();
+    let declared: Vec<&str> = lines
+        .lines()
+        .filter(|l| l.starts_with(r#"{"type":"Metric""#))
+        .collect();
+    let mut names: Vec<&str> = declared
+        .iter()
+        .map(|l| l.rsplit(r#""metric":""#).next().unwrap())
+        .collect();
+    names.sort_unstable();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(before, names.len(), "a metric declared twice: {names:?}");
+    let reqs = lines
+        .lines()
+        .filter(|l| l.starts_with(r#"{"metric":"http_reqs","type":"Point""#))
+        .count();
+    assert_eq!(reqs, 800, "one http_reqs point per request");
+    assert!(
+        coord.stdout().contains(&format!("{out}: ")),
+        "{}",
+        coord.stdout()
+    );
     // the summary export has a single run's shape
     let single = scratch.path("single.json");
     let one = atlas()
@@ -494,6 +522,22 @@ fn a_shard_of_another_test_or_protocol_is_refused_with_the_reason() {
         wrong.stderr().contains("runs another test"),
         "{}",
         wrong.text()
+    );
+    // the same mix for longer
+    let mut longer = shard(
+        1,
+        2,
+        &url,
+        &["--rate", "50", "--duration", "2s", target.as_str()],
+        &[],
+    );
+    assert_eq!(longer.wait().code(), Some(2), "{}", longer.text());
+    assert!(
+        longer
+            .stderr()
+            .contains("it runs for 2s, the shards before it for 1s"),
+        "{}",
+        longer.text()
     );
     // told another shard count
     let mut miscounted = shard(1, 3, &url, &load, &[]);

@@ -78,7 +78,7 @@ pub use metrics::{
     CacheLabel, CacheStatus, CheckCount, Counts, ErrorClass, GroupMetrics, Label, Metrics, Proto,
     RouteMetrics, SecondRow, StatusCounts, TaggedMetrics, TlsVersion,
 };
-pub use output::{OutDest, OutFormat, Output, OutputReport};
+pub use output::{OutDest, OutFormat, Output, OutputReport, PointBuffer};
 pub use result::{write_atomic, RunResult, ScenarioInfo, SecondWindow, FORMAT_VERSION};
 pub use runner::{Interrupt, Interval, LoadTest, NoObserver, Observer, Progress, RunOptions};
 pub use schedule::{Arrival, Arrivals, RateCurve, RatePiece, Schedule};

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
@@ -56,7 +56,33 @@ pub enum OutDest {
     File(PathBuf),
     /// Standard output (`-`).
     Stdout,
+    /// Memory, until taken: a coordinated shard forwards its points to the
+    /// coordinator's output this way.
+    Buffer(PointBuffer),
 }
+
+/// Whole lines of points kept in memory until [`PointBuffer::take`]n.
+#[derive(Clone, Debug, Default)]
+pub struct PointBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl PointBuffer {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        PointBuffer::default()
+    }
+
+    /// The lines written since the last take.
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl PartialEq for PointBuffer {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for PointBuffer {}
 
 impl FromStr for Output {
     type Err = String;
@@ -92,6 +118,7 @@ impl std::fmt::Display for Output {
         match &self.dest {
             OutDest::File(p) => write!(f, "{kind}={}", p.display()),
             OutDest::Stdout => write!(f, "{kind}=-"),
+            OutDest::Buffer(_) => write!(f, "{kind}=(forwarded)"),
         }
     }
 }
@@ -237,20 +264,7 @@ impl PointWriter {
     }
 
     fn with_queue(output: &Output, set: &PointSet<'_>, queue: usize) -> Result<Self> {
-        let sink = match &output.dest {
-            OutDest::Stdout => Sink::Stdout(std::io::stdout()),
-            OutDest::File(path) => {
-                let file = std::fs::File::create(path).map_err(|e| Error::file(path, e))?;
-                if path.extension().is_some_and(|e| e == "gz") {
-                    Sink::Gz(flate2::write::GzEncoder::new(
-                        file,
-                        flate2::Compression::fast(),
-                    ))
-                } else {
-                    Sink::File(file)
-                }
-            }
-        };
+        let sink = Sink::open(output)?;
         let scenario_of = |t: &Target| {
             set.scenarios
                 .iter()
@@ -450,7 +464,7 @@ impl PointWriter {
 fn output_error(output: &Output, e: std::io::Error) -> Error {
     match &output.dest {
         OutDest::File(p) => Error::file(p, e),
-        OutDest::Stdout => Error::file(Path::new("-"), e),
+        OutDest::Stdout | OutDest::Buffer(_) => Error::file(Path::new("-"), e),
     }
 }
 
@@ -498,7 +512,7 @@ fn request_points(s: &Sample, checks: usize, flow: &[bool]) -> u64 {
 }
 
 /// The header of k6's CSV output.
-const CSV_HEADER: &str = "metric_name,timestamp,metric_value,check,error,error_code,expected_response,group,method,name,proto,scenario,service,status,subproto,tls_version,url,extra_tags,metadata";
+pub(crate) const CSV_HEADER: &str = "metric_name,timestamp,metric_value,check,error,error_code,expected_response,group,method,name,proto,scenario,service,status,subproto,tls_version,url,extra_tags,metadata";
 
 /// k6's `error_code` of a failure (its numbers, so scripts filtering on
 /// them work): 1000 + the status for a status error.
@@ -520,32 +534,59 @@ pub(crate) fn k6_error_code(class: ErrorClass, status: u16) -> u32 {
 }
 
 /// Where the lines go.
-enum Sink {
+pub(crate) enum Sink {
     File(std::fs::File),
     Gz(flate2::write::GzEncoder<std::fs::File>),
     Stdout(std::io::Stdout),
+    Buffer(PointBuffer),
 }
 
 impl Sink {
-    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    /// Opens `output` (creating or truncating its file).
+    pub(crate) fn open(output: &Output) -> Result<Sink> {
+        Ok(match &output.dest {
+            OutDest::Stdout => Sink::Stdout(std::io::stdout()),
+            OutDest::Buffer(b) => Sink::Buffer(b.clone()),
+            OutDest::File(path) => {
+                let file = std::fs::File::create(path).map_err(|e| Error::file(path, e))?;
+                if path.extension().is_some_and(|e| e == "gz") {
+                    Sink::Gz(flate2::write::GzEncoder::new(
+                        file,
+                        flate2::Compression::fast(),
+                    ))
+                } else {
+                    Sink::File(file)
+                }
+            }
+        })
+    }
+
+    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
             Sink::File(f) => f.write_all(bytes),
             Sink::Gz(g) => g.write_all(bytes),
             Sink::Stdout(o) => o.write_all(bytes),
+            Sink::Buffer(b) => {
+                b.0.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(bytes);
+                Ok(())
+            }
         }
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
+    pub(crate) fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Sink::File(f) => f.flush(),
             // a sync flush: what is written so far can be read (zcat)
             Sink::Gz(g) => g.flush(),
             Sink::Stdout(o) => o.flush(),
+            Sink::Buffer(_) => Ok(()),
         }
     }
 
     /// The gzip trailer, when it is gzip.
-    fn finish(&mut self) -> std::io::Result<()> {
+    pub(crate) fn finish(&mut self) -> std::io::Result<()> {
         match self {
             Sink::Gz(g) => g.try_finish(),
             _ => Ok(()),

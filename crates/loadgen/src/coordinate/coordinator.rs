@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
+use super::points::Points;
 use super::protocol::{
     from_unix_ns, unix_ns, Chunk, ClockReading, Done, Hello, Refusal, Reply, Start, Started,
     Welcome, PROTOCOL, VERSION,
@@ -26,6 +27,7 @@ use super::wire::{json, parse};
 use crate::error::{Error, Result};
 use crate::histogram::{Trend, TrendStat};
 use crate::metrics::{Counts, ErrorClass, Metrics, SecondRow};
+use crate::output::Output;
 use crate::result::{value_of, RunResult};
 use crate::runner::{Interrupt, Progress};
 use crate::threshold::{Aggregation, MetricRef, MetricSource, Threshold, ThresholdSpec};
@@ -59,6 +61,9 @@ pub struct CoordinatorConfig {
     pub lost_after: Duration,
     /// Thresholds judged besides the ones the shards' test carries.
     pub thresholds: Vec<(String, Vec<ThresholdSpec>)>,
+    /// k6's streaming outputs (`--out json=FILE`): every shard forwards its
+    /// points, written here as one run's.
+    pub outputs: Vec<Output>,
 }
 
 impl CoordinatorConfig {
@@ -70,6 +75,7 @@ impl CoordinatorConfig {
             start_delay: DEFAULT_START_DELAY,
             lost_after: DEFAULT_LOST_AFTER,
             thresholds: Vec::new(),
+            outputs: Vec::new(),
         }
     }
 
@@ -308,6 +314,7 @@ pub struct Coordinator {
     cfg: CoordinatorConfig,
     run: String,
     trace: TraceId,
+    points: Points,
 }
 
 /// The barrier's answer, as `GET /v1/start` hands it out.
@@ -361,6 +368,7 @@ struct Inner {
     registered: Notify,
     gate: watch::Sender<Gate>,
     observer: Option<Arc<dyn CoordinatorObserver>>,
+    points: Points,
 }
 
 impl Inner {
@@ -379,11 +387,13 @@ impl Coordinator {
     /// A coordinator for `cfg`.
     ///
     /// # Errors
-    /// [`Error::Config`] or [`Error::Threshold`] when `cfg` cannot work.
+    /// [`Error::Config`] or [`Error::Threshold`] when `cfg` cannot work;
+    /// [`Error::File`] when an output cannot be created.
     pub fn new(cfg: CoordinatorConfig) -> Result<Self> {
         cfg.validate()?;
         let trace = TraceId::random();
         Ok(Coordinator {
+            points: Points::open(&cfg.outputs)?,
             cfg,
             // the run's id: its trace id's first half, shown and checked
             run: trace.to_string()[..16].to_string(),
@@ -426,6 +436,7 @@ impl Coordinator {
             registered: Notify::new(),
             gate: watch::channel(Gate::Waiting).0,
             observer,
+            points: self.points,
             cfg: self.cfg,
         });
         let server = tokio::spawn(serve(listener, inner.clone()));
@@ -515,6 +526,9 @@ async fn coordinate(inner: &Arc<Inner>, interrupt: &Interrupt) -> Result<Coordin
             let mut st = inner.lock();
             st.closed = Some(second);
             let progress = progress_of(&st, second, elapsed, planned);
+            // a closed second's histogram is not needed again (an hour of
+            // them would hold hundreds of megabytes)
+            st.seconds = st.seconds.split_off(&(second + 1));
             let failed = if st.reply.abort {
                 None
             } else {
@@ -601,6 +615,8 @@ async fn coordinate(inner: &Arc<Inner>, interrupt: &Interrupt) -> Result<Coordin
     }
     let mut result = RunResult::merge(&parts)?;
     result.thresholds.extend(cfg.thresholds.iter().cloned());
+    // the outputs are the coordinator's, not the shards'
+    result.outputs = inner.points.finish(&parts);
     Ok(Coordinated {
         result,
         shards,
@@ -724,6 +740,31 @@ fn admit(st: &State, cfg: &CoordinatorConfig, hello: &Hello) -> std::result::Res
         s.part
             .same_test(&hello.test)
             .map_err(|e| format!("it runs another test than the shards before it: it {e}"))?;
+        let planned = Duration::from_millis(hello.planned_ms);
+        if planned != s.planned {
+            return Err(format!(
+                "it runs for {planned:?}, the shards before it for {:?}",
+                s.planned
+            ));
+        }
+        // the whole run's rate, from each shard's share of it
+        let whole = |r: &RunResult| {
+            let share: f64 = r.segments.iter().map(|g| g.share()).sum();
+            if share > 0.0 {
+                r.target_rate / share
+            } else {
+                0.0
+            }
+        };
+        let (theirs, ours) = (whole(&hello.test), whole(&s.part));
+        if (theirs - ours).abs() > 1e-6 * ours.abs().max(1.0) {
+            return Err(format!(
+                "it runs the test at {theirs:.2}/s, the shards before it at {ours:.2}/s"
+            ));
+        }
+        if hello.test.thresholds != s.part.thresholds {
+            return Err("it judges other thresholds than the shards before it".into());
+        }
         for seg in &hello.test.segments {
             if let Some(o) = s.part.segments.iter().find(|o| o.overlaps(seg)) {
                 return Err(format!(
@@ -870,6 +911,7 @@ fn register(inner: &Inner, body: &[u8], peer: SocketAddr) -> Response<Full<Bytes
         json(&Welcome {
             run: inner.run.clone(),
             trace_id: inner.trace.to_string(),
+            points: inner.points.formats(),
         }),
     )
 }
@@ -976,6 +1018,7 @@ fn interval(inner: &Inner, body: &[u8]) -> Response<Full<Bytes>> {
         Ok(m) => m,
         Err((status, why)) => return refuse(status, why),
     };
+    inner.points.write(&chunk.points);
     let (reply, back) = {
         let mut guard = inner.lock();
         let st = &mut *guard;
@@ -983,17 +1026,19 @@ fn interval(inner: &Inner, body: &[u8]) -> Response<Full<Bytes>> {
         st.intervals += 1;
         st.late += u64::from(late);
         st.total.merge(&chunk.metrics);
-        let agg = st.seconds.entry(chunk.second).or_insert_with(|| SecondAgg {
-            row: SecondRow {
-                second: chunk.second,
-                ..SecondRow::default()
-            },
-            duration: Trend::default(),
-            target_rate: 0.0,
-        });
-        agg.row.merge(&chunk.row);
-        agg.duration.merge(&chunk.metrics.duration);
-        agg.target_rate += chunk.target_rate;
+        if !late {
+            let agg = st.seconds.entry(chunk.second).or_insert_with(|| SecondAgg {
+                row: SecondRow {
+                    second: chunk.second,
+                    ..SecondRow::default()
+                },
+                duration: Trend::default(),
+                target_rate: 0.0,
+            });
+            agg.row.merge(&chunk.row);
+            agg.duration.merge(&chunk.metrics.duration);
+            agg.target_rate += chunk.target_rate;
+        }
         let Some(s) = st.slots[i].as_mut() else {
             return refuse(StatusCode::CONFLICT, "not registered");
         };
@@ -1031,6 +1076,7 @@ fn done(inner: &Inner, body: &[u8]) -> Response<Full<Bytes>> {
         Ok(m) => m,
         Err((status, why)) => return refuse(status, why),
     };
+    inner.points.write(&msg.points);
     let mut st = inner.lock();
     let reply = st.reply;
     let Some(s) = st.slots[i].as_mut() else {

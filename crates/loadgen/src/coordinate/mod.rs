@@ -44,6 +44,7 @@
 //! ```
 
 mod coordinator;
+mod points;
 mod protocol;
 mod shard;
 mod wire;

@@ -47,6 +47,9 @@ pub(crate) struct Welcome {
     pub run: String,
     /// The run's W3C trace id, the same on every shard.
     pub trace_id: String,
+    /// The formats of points to forward (`json`, `csv`): the coordinator's `--out`.
+    #[serde(default)]
+    pub points: Vec<String>,
 }
 
 /// The coordinator's clock, read as it answered.
@@ -83,6 +86,9 @@ pub(crate) struct Chunk {
     pub target_rate: f64,
     pub row: SecondRow,
     pub metrics: Metrics,
+    /// Whole lines of points in each format [`Welcome::points`] asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub points: Vec<String>,
 }
 
 /// A shard's whole result, at its end.
@@ -91,6 +97,9 @@ pub(crate) struct Done {
     pub run: String,
     pub index: u32,
     pub result: RunResult,
+    /// The points not forwarded with an interval.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub points: Vec<String>,
 }
 
 /// What the coordinator tells a shard with every answer.

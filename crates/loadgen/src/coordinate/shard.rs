@@ -14,6 +14,7 @@ use super::protocol::{
 };
 use super::wire::{call, json, parse, Coordinates};
 use crate::error::{Error, Result};
+use crate::output::{OutDest, OutFormat, Output, PointBuffer};
 use crate::result::RunResult;
 use crate::runner::{Interrupt, Interval, LoadTest, Observer, Progress};
 
@@ -67,6 +68,8 @@ pub struct Shard {
     skew_ns: i64,
     offset_ns: i64,
     rtt_ns: u64,
+    /// The points the coordinator asked for, gathered for it.
+    points: Vec<(OutFormat, PointBuffer)>,
 }
 
 impl Shard {
@@ -116,6 +119,17 @@ impl Shard {
             }
         };
         let welcome: Welcome = answered(status, &body)?;
+        let points = welcome
+            .points
+            .iter()
+            .map(|f| match f.as_str() {
+                "json" => Ok((OutFormat::Json, PointBuffer::new())),
+                "csv" => Ok((OutFormat::Csv, PointBuffer::new())),
+                other => Err(Error::Coordinate(format!(
+                    "the coordinator asks for points as {other:?}, which this shard does not write"
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut shard = Shard {
             to,
             index: cfg.index,
@@ -124,6 +138,7 @@ impl Shard {
             skew_ns: cfg.clock_skew_ns,
             offset_ns: 0,
             rtt_ns: 0,
+            points,
         };
         shard.measure_clock().await?;
         Ok(shard)
@@ -133,6 +148,18 @@ impl Shard {
     /// requests carry the same one.
     pub fn trace_id(&self) -> &str {
         &self.trace_id
+    }
+
+    /// The outputs that gather the points the coordinator's `--out` asks
+    /// for: add them to the run's [`crate::RunOptions::outputs`].
+    pub fn outputs(&self) -> Vec<Output> {
+        self.points
+            .iter()
+            .map(|(format, buf)| Output {
+                format: *format,
+                dest: OutDest::Buffer(buf.clone()),
+            })
+            .collect()
     }
 
     /// The run's id.
@@ -217,6 +244,7 @@ impl Shard {
                 skew_ns: self.skew_ns,
                 offset_ns: self.offset_ns,
                 rtt_ns: self.rtt_ns,
+                points: self.points.iter().map(|(_, b)| b.clone()).collect(),
             }),
             abort,
             sender,
@@ -242,6 +270,7 @@ impl Shard {
             run: self.run.clone(),
             index: self.index,
             result: result.clone(),
+            points: taken(self.points.iter().map(|(_, b)| b)),
         });
         let (status, body) = call(
             &self.to,
@@ -279,6 +308,14 @@ pub struct Streamer {
     skew_ns: i64,
     offset_ns: i64,
     rtt_ns: u64,
+    points: Vec<PointBuffer>,
+}
+
+/// The lines each buffer holds, taken.
+fn taken<'a>(buffers: impl Iterator<Item = &'a PointBuffer>) -> Vec<String> {
+    buffers
+        .map(|b| String::from_utf8_lossy(&b.take()).into_owned())
+        .collect()
 }
 
 impl Streamer {
@@ -330,6 +367,7 @@ impl Observer for Streamer {
                 target_rate: interval.target_rate,
                 row: interval.row,
                 metrics: interval.metrics.clone(),
+                points: taken(self.points.iter()),
             }),
         );
         if let Some(o) = &self.inner {

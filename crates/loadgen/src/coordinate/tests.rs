@@ -104,6 +104,7 @@ async fn merged_percentiles_equal_one_histogram_of_every_latency() {
                         ..SecondRow::default()
                     },
                     metrics: m,
+                    points: Vec::new(),
                 });
                 let (st, _) = call(
                     &to,
@@ -121,6 +122,7 @@ async fn merged_percentiles_equal_one_histogram_of_every_latency() {
                 run: welcome.run,
                 index: i as u32,
                 result: whole,
+                points: Vec::new(),
             });
             let (st, body) = call(
                 &to,
