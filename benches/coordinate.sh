@@ -31,10 +31,10 @@ one_run() { # N
   local cpid=$!
   for _ in $(seq 100); do grep -q "waiting for" "$coord.err" 2>/dev/null && break; sleep 0.05; done
   local url
-  url=http://$(grep -o 'on [0-9.:]*' "$coord.err" | head -1 | cut -c4-)
+  url=http://$(grep -o 'on [0-9.]*:[0-9]*' "$coord.err" | head -1 | cut -c4-)
   local shard_pids=()
   for i in $(seq 0 $((n - 1))); do
-    JOB_COMPLETION_INDEX=$i ATLAS_SHARDS=$n "$BIN" load "$demo/" --rate "$RATE" \
+    JOB_COMPLETION_INDEX=$i ATLAS_SHARDS=$n "$BIN" load "$demo/static/app.js" --rate "$RATE" \
       --duration "$DURATION" --coordinator "$url" -q >/dev/null 2>"$coord.shard$i.err" &
     shard_pids+=($!)
   done

@@ -1098,6 +1098,10 @@ fn done(inner: &Inner, body: &[u8]) -> Response<Full<Bytes>> {
     s.state = ShardState::Done;
     s.last_seen = Instant::now();
     s.result = Some(msg.result);
+    // its whole result stands for it now: what its intervals added up to
+    // is not needed again (a few MB of histograms a shard)
+    s.part.metrics = Metrics::default();
+    s.part.series = Vec::new();
     drop(st);
     if back {
         inner.event(Event::Back { index: msg.index });

@@ -35,12 +35,12 @@ impl Coordinates {
         if authority.is_empty() {
             return Err(bad("no host"));
         }
-        let authority = if authority.rsplit_once(':').is_some_and(|(_, p)| {
-            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !authority.ends_with(']')
-        }) {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
+        let authority = match authority.rsplit_once(':') {
+            // a bracketed IPv6 address without a port
+            _ if authority.ends_with(']') => format!("{authority}:80"),
+            None => format!("{authority}:80"),
+            Some((_, p)) if !p.is_empty() && p.parse::<u16>().is_ok() => authority.to_string(),
+            Some((_, p)) => return Err(bad(&format!("{p:?} is not a port"))),
         };
         Ok(Coordinates {
             authority,
@@ -119,6 +119,8 @@ mod tests {
         let c = Coordinates::parse("http://[::1]:7000").unwrap();
         assert_eq!(c.authority, "[::1]:7000");
         assert!(Coordinates::parse("https://x:1").is_err());
+        assert!(Coordinates::parse("http://127.0.0.1:6565:").is_err());
+        assert!(Coordinates::parse("http://x:99999").is_err());
         assert!(Coordinates::parse("http:///v1").is_err());
     }
 }
