@@ -12,9 +12,10 @@ use atlas_loadgen::{
 };
 use support::fast_origin;
 
-/// Adds up the intervals a run hands its observer.
+/// Adds up the intervals a run hands its observer: their metrics, how
+/// many, whether the last said so, and the target rate of the first.
 #[derive(Default)]
-struct Sum(Mutex<(Option<Metrics>, u32, bool)>);
+struct Sum(Mutex<(Option<Metrics>, u32, bool, Option<f64>)>);
 
 impl Observer for Sum {
     fn on_interval(&self, i: &Interval) {
@@ -25,6 +26,7 @@ impl Observer for Sum {
         }
         s.1 += 1;
         s.2 = i.last;
+        s.3.get_or_insert(i.target_rate);
     }
 }
 
@@ -74,6 +76,9 @@ async fn three_shards_in_one_process_merge_into_the_whole_run() {
             let streamed = s.0.as_ref().expect("intervals");
             assert!(s.2, "the last interval says so");
             assert!(s.1 >= 2, "{} intervals", s.1);
+            // the shard's share of the whole run's 300/s
+            let rate = s.3.expect("a target rate");
+            assert!((rate - 100.0).abs() < 1e-9, "{rate}");
             assert_eq!(streamed.requests, result.metrics.requests);
             assert_eq!(streamed.duration, result.metrics.duration);
             assert_eq!(streamed.statuses, result.metrics.statuses);

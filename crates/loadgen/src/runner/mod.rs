@@ -43,7 +43,7 @@ pub struct Progress {
     pub planned: Duration,
     /// The second that just ended.
     pub row: SecondRow,
-    /// Target arrival rate now (open model), arrivals/s.
+    /// Target arrival rate now (open model) of this run's segment, arrivals/s.
     pub target_rate: f64,
     /// Requests completed so far.
     pub requests: u64,
@@ -333,29 +333,42 @@ impl Scenario {
     }
 }
 
-/// The target arrival rate of a test's open-model scenarios at a time.
+/// The target arrival rate of a test's open-model scenarios at a time, in
+/// the run's segment.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct RateCurves(Vec<(Duration, RateCurve)>);
+pub(crate) struct RateCurves {
+    curves: Vec<(Duration, RateCurve)>,
+    /// The segment's share of the whole test's arrivals.
+    share: f64,
+}
 
 impl RateCurves {
-    /// Arrivals per second `t` seconds into the test, all scenarios together.
+    /// The segment's arrivals per second `t` seconds into the test, all
+    /// scenarios together.
     pub(crate) fn rate_at(&self, t: f64) -> f64 {
-        self.0
-            .iter()
-            .filter_map(|(start, c)| {
-                let local = t - start.as_secs_f64();
-                (local >= 0.0 && local < c.duration().as_secs_f64()).then(|| c.rate_at(local))
-            })
-            .sum()
+        self.share
+            * self
+                .curves
+                .iter()
+                .filter_map(|(start, c)| {
+                    let local = t - start.as_secs_f64();
+                    (local >= 0.0 && local < c.duration().as_secs_f64()).then(|| c.rate_at(local))
+                })
+                .sum::<f64>()
     }
 
-    /// Arrivals over the whole test.
+    /// The segment's arrivals over the whole test.
     fn total_arrivals(&self) -> f64 {
-        self.0.iter().map(|(_, c)| c.total_arrivals()).sum()
+        self.share
+            * self
+                .curves
+                .iter()
+                .map(|(_, c)| c.total_arrivals())
+                .sum::<f64>()
     }
 
     fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.curves.is_empty()
     }
 }
 
@@ -600,7 +613,7 @@ impl LoadTest {
         let target_rate = if curves.is_empty() || planned.is_zero() {
             0.0
         } else {
-            curves.total_arrivals() / planned.as_secs_f64() * self.segment.share()
+            curves.total_arrivals() / planned.as_secs_f64()
         };
         RunResult {
             format: FORMAT_VERSION,
@@ -711,12 +724,14 @@ impl LoadTest {
 
     /// The open-model scenarios' rate curves, each from its start time.
     fn rate_curves(&self) -> RateCurves {
-        RateCurves(
-            self.scenarios
+        RateCurves {
+            curves: self
+                .scenarios
                 .iter()
                 .filter_map(|s| s.rate_curve().map(|c| (s.start, c)))
                 .collect(),
-        )
+            share: self.segment.share(),
+        }
     }
 
     /// Requests' worth of connections to open ahead on each host pool:
