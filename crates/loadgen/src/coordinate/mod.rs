@@ -46,6 +46,7 @@
 mod coordinator;
 mod points;
 mod protocol;
+mod server;
 mod shard;
 mod wire;
 
