@@ -27,6 +27,7 @@ macro_rules! say_raw {
 mod chaos;
 mod coordinate;
 mod demo;
+mod docs;
 mod evidence;
 mod faults;
 mod gate;
@@ -84,6 +85,10 @@ enum Command {
     Chaos(chaos::ChaosArgs),
     /// The fault layer alone in front of any origin, driven by a Toxiproxy-compatible REST API
     Faults(faults::FaultsArgs),
+    /// Print the shell completion script: atlas completions bash > /etc/bash_completion.d/atlas
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (atlas man | man -l -), or write every page with --out DIR
+    Man(docs::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +105,8 @@ fn main() -> ExitCode {
         Command::Heal(args) => heal::main(*args),
         Command::Chaos(args) => chaos::main(args),
         Command::Faults(args) => faults::main(args),
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
     };
     ExitCode::from(code)
 }
