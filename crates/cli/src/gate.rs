@@ -110,6 +110,10 @@ pub(crate) struct GateArgs {
     /// No progress output, only the packet
     #[arg(long, short, env = "ATLAS_QUIET")]
     quiet: bool,
+    /// Print the packet as JSON on stdout (packet.json's object, with the bundle's folder as
+    /// "evidence" and the exit code as "exit_code"), for scripts; progress stays on stderr
+    #[arg(long, env = "ATLAS_JSON")]
+    json: bool,
 }
 
 impl GateArgs {
@@ -195,6 +199,17 @@ impl GateHooks for Terminal {
     }
 }
 
+/// `--json`: the packet as `packet.json` holds it, with where the bundle
+/// is and the exit code.
+fn packet_json(o: &atlas_gate::GateOutcome, code: u8) -> String {
+    let mut v = serde_json::to_value(&o.packet).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("evidence".into(), o.bundle_dir.display().to_string().into());
+        obj.insert("exit_code".into(), code.into());
+    }
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
 pub(crate) fn main(args: GateArgs) -> u8 {
     let gate = match args
         .config()
@@ -220,17 +235,22 @@ pub(crate) fn main(args: GateArgs) -> u8 {
     };
     match outcome {
         Ok(o) => {
-            print!("{}", o.packet);
-            println!(
-                "  evidence {}  (check: atlas evidence verify {0})",
-                o.bundle_dir.display()
-            );
-            match o.class {
+            let code = match o.class {
                 Class::Green => EXIT_OK,
                 Class::ThresholdsFailed => EXIT_THRESHOLDS,
                 Class::Blocked => EXIT_BLOCKER,
                 Class::Aborted => EXIT_INTERRUPTED,
+            };
+            if args.json {
+                println!("{}", packet_json(&o, code));
+            } else {
+                print!("{}", o.packet);
+                println!(
+                    "  evidence {}  (check: atlas evidence verify {0})",
+                    o.bundle_dir.display()
+                );
             }
+            code
         }
         Err(e) if e.is_usage() => report(&anyhow::Error::new(e), EXIT_USAGE),
         Err(e) => report(&anyhow::Error::new(e), EXIT_FAILURE),

@@ -172,6 +172,44 @@ fn set_cookie_on_playground_is_healed_and_the_bundle_shows_the_change() {
     );
 }
 
+/// `--json`: the packet for scripts, the same object as the bundle's
+/// `packet.json`, with where the bundle is and the exit code.
+#[test]
+fn json_prints_the_packet_of_the_bundle_for_scripts() {
+    let dir = Scratch::new("gate-json");
+    let out = dir.path("bundle");
+    let o = gate(&[
+        "--json",
+        "--rate",
+        "100",
+        "--duration",
+        "2s",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let printed: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", text(&o)));
+    assert_eq!(
+        printed["exit_code"].as_i64(),
+        o.status.code().map(i64::from),
+        "{printed}"
+    );
+    assert_eq!(printed["evidence"], out.to_str().unwrap());
+    // the bundle's own packet.json cannot hold the digest of the bundle it is in
+    let digest = verified(&out);
+    assert_eq!(printed["bundle_digest"], digest.as_str(), "{printed}");
+    let mut ours = printed.clone();
+    let ours = ours.as_object_mut().unwrap();
+    ours.remove("evidence");
+    ours.remove("exit_code");
+    ours.insert("bundle_digest".into(), serde_json::Value::Null);
+    assert_eq!(
+        serde_json::Value::Object(ours.clone()),
+        json(&out, "packet.json"),
+        "the packet printed is the bundle's"
+    );
+}
+
 #[test]
 fn a_fix_the_policy_forbids_is_a_blocker_with_a_verifiable_bundle() {
     let dir = Scratch::new("gate-policy");
