@@ -56,7 +56,8 @@ fn histogram(c: &mut Criterion) {
     g.finish();
 }
 
-fn request_building(c: &mut Criterion) {
+/// A test of the gate's request mix, built, never run.
+fn gate_mix_test() -> atlas::loadgen::LoadTest {
     let mut cfg = LoadConfig::new(Executor::ConstantArrivalRate {
         rate: 1.0,
         duration: Duration::from_secs(1),
@@ -66,7 +67,11 @@ fn request_building(c: &mut Criterion) {
     });
     cfg.target = Some("http://127.0.0.1:8080".into());
     cfg.requests = RequestSpec::gate_mix();
-    let test = cfg.build().expect("valid config");
+    cfg.build().expect("valid config")
+}
+
+fn request_building(c: &mut Criterion) {
+    let test = gate_mix_test();
     let mut seq = 0u64;
     c.bench_function("request/build_with_traceparent", |b| {
         b.iter(|| {
@@ -81,16 +86,7 @@ fn request_building(c: &mut Criterion) {
 /// the run's figures. One interval of 1 000 requests over the gate's mix,
 /// latencies spread from 0.1 ms to 2 s.
 fn coordinator_interval(c: &mut Criterion) {
-    let mut cfg = LoadConfig::new(Executor::ConstantArrivalRate {
-        rate: 1.0,
-        duration: Duration::from_secs(1),
-        max_vus: 1,
-        poisson: false,
-        pre_allocated_vus: None,
-    });
-    cfg.target = Some("http://127.0.0.1:8080".into());
-    cfg.requests = RequestSpec::gate_mix();
-    let test = cfg.build().expect("valid config");
+    let test = gate_mix_test();
     let mut interval = test.blank_result().metrics;
     let routes = interval.routes.len();
     let mut v = 7u64;

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use atlas_loadgen::coordinate::{
-    Coordinated, Coordinator, CoordinatorConfig, CoordinatorObserver, Event, Shard, ShardConfig,
-    ShardState, DEFAULT_LOST_AFTER, DEFAULT_START_DELAY, DEFAULT_START_TIMEOUT,
+    run_shard, Coordinated, Coordinator, CoordinatorConfig, CoordinatorObserver, Event,
+    ShardConfig, ShardRun, ShardState, DEFAULT_LOST_AFTER, DEFAULT_START_DELAY,
+    DEFAULT_START_TIMEOUT,
 };
 use atlas_loadgen::{
     parse_duration, threshold_specs, Interrupt, Observer, Output, Progress, RunOptions,
@@ -141,12 +142,12 @@ pub(crate) fn coordinate(args: CoordinateArgs) -> anyhow::Result<u8> {
     let code = finish(
         &run.result,
         &outcomes,
-        &Exports {
-            summary_export: args.summary_export.as_deref(),
-            summary_json: args.summary_json.as_deref(),
-            results: args.results.as_deref(),
-            summary_to_stderr: args.out.iter().any(Output::is_stdout),
-        },
+        &Exports::new(
+            &args.summary_export,
+            &args.summary_json,
+            &args.results,
+            &args.out,
+        ),
     )?;
     report_shards(&run);
     if run.partial() {
@@ -240,7 +241,7 @@ pub(crate) fn shard(args: &LoadArgs) -> anyhow::Result<u8> {
             "--start-at and --coordinator both set the start: the coordinator gives it"
         )));
     }
-    let mut cfg = config(args)?;
+    let cfg = config(args)?;
     let test = cfg.build().map_err(lib_err)?;
     let (runtime, interrupt, signals) = interruptible_runtime(
         args,
@@ -248,11 +249,13 @@ pub(crate) fn shard(args: &LoadArgs) -> anyhow::Result<u8> {
         "no more arrivals; waiting for the requests in flight, then delivering this shard's part",
     )?;
     let reporter = Arc::new(Reporter::new(test.duration(), args.quiet));
-    let ran = runtime.block_on(async {
-        let shard = tokio::select! {
-            s = Shard::register(&sc, &test) => s?,
-            _ = interrupt.wait() => return Ok(None),
-        };
+    let opts = RunOptions {
+        observer: Some(reporter.clone()),
+        outputs: args.out.clone(),
+        interrupt: Some(interrupt),
+        ..RunOptions::default()
+    };
+    let ran = runtime.block_on(run_shard(&sc, cfg, opts, |shard| {
         let (offset, rtt) = shard.clock_offset();
         say!(
             "atlas: shard {} of {} registered with {url} (run {}); clock offset {:+.2} ms over a {:.2} ms round trip; waiting for the start",
@@ -262,34 +265,10 @@ pub(crate) fn shard(args: &LoadArgs) -> anyhow::Result<u8> {
             offset as f64 / 1e6,
             rtt as f64 / 1e6
         );
-        cfg.trace_id = Some(shard.trace_id().to_string());
-        let test = cfg.build()?;
-        let start = tokio::select! {
-            s = shard.wait_for_start() => s?,
-            _ = interrupt.wait() => return Ok(None),
-        };
-        let stream = shard.stream(
-            Some(reporter.clone() as Arc<dyn Observer>),
-            interrupt.clone(),
-        );
-        // the shard's own --out, and what the coordinator's asks it to forward
-        let mut outputs = args.out.clone();
-        outputs.extend(shard.outputs());
-        let result = test
-            .run_with(RunOptions {
-                observer: Some(stream.observer.clone()),
-                outputs,
-                interrupt: Some(interrupt.clone()),
-                start_at: Some(start),
-                abort: Some(stream.abort.clone()),
-            })
-            .await?;
-        let delivered = shard.finish(stream, &result).await;
-        Ok::<_, atlas_loadgen::Error>(Some((result, delivered)))
-    });
+    }));
     signals.abort();
     reporter.finish();
-    let Some((result, delivered)) = ran.map_err(lib_err)? else {
+    let Some(ShardRun { result, delivered }) = ran.map_err(lib_err)? else {
         say!("atlas: stopped before the start");
         return Ok(EXIT_INTERRUPTED);
     };
@@ -297,12 +276,12 @@ pub(crate) fn shard(args: &LoadArgs) -> anyhow::Result<u8> {
     let code = finish(
         &result,
         &[],
-        &Exports {
-            summary_export: args.summary_export.as_deref(),
-            summary_json: args.summary_json.as_deref(),
-            results: args.results.as_deref(),
-            summary_to_stderr: args.out.iter().any(Output::is_stdout),
-        },
+        &Exports::new(
+            &args.summary_export,
+            &args.summary_json,
+            &args.results,
+            &args.out,
+        ),
     )?;
     delivered
         .map_err(lib_err)

@@ -472,12 +472,12 @@ fn run(args: LoadArgs) -> anyhow::Result<u8> {
     finish(
         &result,
         &outcomes,
-        &Exports {
-            summary_export: args.summary_export.as_deref(),
-            summary_json: args.summary_json.as_deref(),
-            results: args.results.as_deref(),
-            summary_to_stderr: args.out.iter().any(Output::is_stdout),
-        },
+        &Exports::new(
+            &args.summary_export,
+            &args.summary_json,
+            &args.results,
+            &args.out,
+        ),
     )
 }
 
@@ -496,12 +496,7 @@ fn merge(args: MergeArgs) -> anyhow::Result<u8> {
     finish(
         &merged,
         &outcomes,
-        &Exports {
-            summary_export: args.summary_export.as_deref(),
-            summary_json: args.summary_json.as_deref(),
-            results: args.results.as_deref(),
-            summary_to_stderr: false,
-        },
+        &Exports::new(&args.summary_export, &args.summary_json, &args.results, &[]),
     )
 }
 
@@ -512,6 +507,24 @@ pub(crate) struct Exports<'a> {
     pub(crate) results: Option<&'a Path>,
     /// Standard output carries `--out json=-`: the text goes to stderr.
     pub(crate) summary_to_stderr: bool,
+}
+
+impl<'a> Exports<'a> {
+    /// The files asked for; the text summary goes to stderr when one of
+    /// `out` writes points to stdout.
+    pub(crate) fn new(
+        summary_export: &'a Option<PathBuf>,
+        summary_json: &'a Option<PathBuf>,
+        results: &'a Option<PathBuf>,
+        out: &[Output],
+    ) -> Self {
+        Exports {
+            summary_export: summary_export.as_deref(),
+            summary_json: summary_json.as_deref(),
+            results: results.as_deref(),
+            summary_to_stderr: out.iter().any(Output::is_stdout),
+        }
+    }
 }
 
 pub(crate) fn finish(

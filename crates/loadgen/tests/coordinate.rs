@@ -6,7 +6,7 @@ use atlas_testkit as support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use atlas_loadgen::coordinate::{Coordinator, CoordinatorConfig, Shard, ShardConfig};
+use atlas_loadgen::coordinate::{run_shard, Coordinator, CoordinatorConfig, ShardConfig};
 use atlas_loadgen::{
     Executor, Interrupt, Interval, LoadConfig, Metrics, Observer, RunOptions, Segment,
 };
@@ -51,26 +51,18 @@ async fn three_shards_in_one_process_merge_into_the_whole_run() {
             });
             cfg.target = Some(target);
             cfg.segment = Segment::of_shard(u64::from(i), u64::from(SHARDS)).unwrap();
-            let shard = Shard::register(&ShardConfig::new(url, i, SHARDS), &cfg.build().unwrap())
-                .await
-                .unwrap();
-            cfg.trace_id = Some(shard.trace_id().to_string());
-            let test = cfg.build().unwrap();
-            let start = shard.wait_for_start().await.unwrap();
             let sum = Arc::new(Sum::default());
-            let interrupt = Interrupt::new();
-            let stream = shard.stream(Some(sum.clone()), interrupt.clone());
-            let result = test
-                .run_with(RunOptions {
-                    observer: Some(stream.observer.clone()),
-                    start_at: Some(start),
-                    abort: Some(stream.abort.clone()),
-                    interrupt: Some(interrupt),
-                    ..RunOptions::default()
-                })
+            let opts = RunOptions {
+                observer: Some(sum.clone()),
+                interrupt: Some(Interrupt::new()),
+                ..RunOptions::default()
+            };
+            let ran = run_shard(&ShardConfig::new(url, i, SHARDS), cfg, opts, |_| {})
                 .await
-                .unwrap();
-            shard.finish(stream, &result).await.unwrap();
+                .unwrap()
+                .expect("not interrupted");
+            ran.delivered.unwrap();
+            let result = ran.result;
             // what the intervals carried adds up to the shard's result
             let s = sum.0.lock().unwrap();
             let streamed = s.0.as_ref().expect("intervals");

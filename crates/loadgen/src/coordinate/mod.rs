@@ -17,29 +17,16 @@
 //! refused with the reason.
 //!
 //! ```no_run
-//! use std::sync::Arc;
-//! use atlas_loadgen::coordinate::{Shard, ShardConfig};
-//! use atlas_loadgen::{Interrupt, LoadConfig, RunOptions, Segment};
+//! use atlas_loadgen::coordinate::{run_shard, ShardConfig};
+//! use atlas_loadgen::{LoadConfig, RunOptions, Segment};
 //!
 //! # async fn shard(mut cfg: LoadConfig) -> Result<(), atlas_loadgen::Error> {
-//! let sc = ShardConfig::new("http://atlas-coordinator:6565", 0, 4);
 //! cfg.segment = Segment::of_shard(0, 4)?;
-//! let shard = Shard::register(&sc, &cfg.build()?).await?;
-//! cfg.trace_id = Some(shard.trace_id().to_string());
-//! let test = cfg.build()?;
-//! let start = shard.wait_for_start().await?;
-//! let interrupt = Interrupt::new();
-//! let stream = shard.stream(None, interrupt.clone());
-//! let result = test
-//!     .run_with(RunOptions {
-//!         observer: Some(stream.observer.clone()),
-//!         start_at: Some(start),
-//!         abort: Some(stream.abort.clone()),
-//!         interrupt: Some(interrupt),
-//!         ..RunOptions::default()
-//!     })
-//!     .await?;
-//! shard.finish(stream, &result).await?;
+//! let sc = ShardConfig::new("http://atlas-coordinator:6565", 0, 4);
+//! if let Some(ran) = run_shard(&sc, cfg, RunOptions::default(), |_| {}).await? {
+//!     ran.delivered?;
+//!     println!("{} requests in this shard", ran.result.metrics.requests);
+//! }
 //! # Ok(()) }
 //! ```
 
@@ -55,7 +42,7 @@ pub use coordinator::{
     ShardState, CLOSE_AFTER, DEFAULT_LOST_AFTER, DEFAULT_START_DELAY, DEFAULT_START_TIMEOUT,
 };
 pub use protocol::{clock_offset, ClockSample, PROTOCOL};
-pub use shard::{Shard, ShardConfig, Stream, Streamer};
+pub use shard::{run_shard, Shard, ShardConfig, ShardRun, Stream, Streamer};
 
 #[cfg(test)]
 mod tests;

@@ -13,10 +13,11 @@ use super::protocol::{
     Start, Started, Welcome, PROTOCOL, VERSION,
 };
 use super::wire::{call, json, parse, Coordinates};
+use crate::config::LoadConfig;
 use crate::error::{Error, Result};
 use crate::output::{OutDest, OutFormat, Output, PointBuffer};
 use crate::result::RunResult;
-use crate::runner::{Interrupt, Interval, LoadTest, Observer, Progress};
+use crate::runner::{Interrupt, Interval, LoadTest, Observer, Progress, RunOptions};
 
 /// Clock exchanges a shard makes to measure its offset.
 const CLOCK_SAMPLES: usize = 8;
@@ -283,6 +284,70 @@ impl Shard {
         let _: Reply = answered(status, &body)?;
         Ok(())
     }
+}
+
+/// What [`run_shard`] ran: the shard's own result, and whether the
+/// coordinator got it.
+#[derive(Debug)]
+pub struct ShardRun {
+    /// This shard's part of the run.
+    pub result: RunResult,
+    /// `Err` when the result or an interval did not reach the coordinator
+    /// (the result is still whole here).
+    pub delivered: Result<()>,
+}
+
+/// Runs `cfg` as shard `sc.index` of `sc.shards`, start to end: registers
+/// (then calls `registered`), builds the test with the run's trace id,
+/// waits for the start, runs it streaming every second (with `opts`'
+/// observer, outputs and interrupt, plus what the coordinator asks for),
+/// and delivers the result. `Ok(None)` when `opts.interrupt` was set
+/// before the start.
+///
+/// # Errors
+/// [`Error::Refused`], [`Error::Coordinate`] as [`Shard::register`] and
+/// [`Shard::wait_for_start`]; a configuration error of `cfg`;
+/// [`Error::Config`] when `opts` has its own `start_at` or `abort`, which
+/// are the coordinator's.
+pub async fn run_shard(
+    sc: &ShardConfig,
+    mut cfg: LoadConfig,
+    opts: RunOptions,
+    registered: impl FnOnce(&Shard),
+) -> Result<Option<ShardRun>> {
+    if opts.start_at.is_some() || opts.abort.is_some() {
+        return Err(Error::config(
+            "start_at",
+            "a coordinated shard starts and aborts when its coordinator says",
+        ));
+    }
+    let interrupt = opts.interrupt.unwrap_or_default();
+    let planned = cfg.build()?;
+    let shard = tokio::select! {
+        s = Shard::register(sc, &planned) => s?,
+        _ = interrupt.wait() => return Ok(None),
+    };
+    registered(&shard);
+    cfg.trace_id = Some(shard.trace_id().to_string());
+    let test = cfg.build()?;
+    let start = tokio::select! {
+        s = shard.wait_for_start() => s?,
+        _ = interrupt.wait() => return Ok(None),
+    };
+    let stream = shard.stream(opts.observer, interrupt.clone());
+    let mut outputs = opts.outputs;
+    outputs.extend(shard.outputs());
+    let result = test
+        .run_with(RunOptions {
+            observer: Some(stream.observer.clone()),
+            outputs,
+            interrupt: Some(interrupt),
+            start_at: Some(start),
+            abort: Some(stream.abort.clone()),
+        })
+        .await?;
+    let delivered = shard.finish(stream, &result).await;
+    Ok(Some(ShardRun { result, delivered }))
 }
 
 /// A run streaming to its coordinator ([`Shard::stream`]).
