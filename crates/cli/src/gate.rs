@@ -114,6 +114,11 @@ pub(crate) struct GateArgs {
     /// "evidence" and the exit code as "exit_code"), for scripts; progress stays on stderr
     #[arg(long, env = "ATLAS_JSON")]
     json: bool,
+    /// Also write the result as JUnit XML for any CI: one test case per route check and per
+    /// threshold, and the verdict. (With $GITHUB_STEP_SUMMARY set, as in GitHub Actions, a
+    /// Markdown summary is appended to it as well.)
+    #[arg(long, env = "ATLAS_JUNIT", value_name = "FILE")]
+    junit: Option<PathBuf>,
 }
 
 impl GateArgs {
@@ -210,14 +215,67 @@ fn packet_json(o: &atlas_gate::GateOutcome, code: u8) -> String {
     serde_json::to_string_pretty(&v).unwrap_or_default()
 }
 
+/// `--junit FILE` must be writable where it says before the gate runs a
+/// minute for nothing.
+fn check_junit(path: &Path) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if path.is_dir() {
+        anyhow::bail!("--junit {}: is a folder", path.display());
+    }
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "--junit {}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// What CI reads besides the exit code: `--junit FILE` (written whole, or
+/// not at all) and the Markdown appended to `$GITHUB_STEP_SUMMARY`.
+fn write_ci_files(
+    args: &GateArgs,
+    cfg: &GateConfig,
+    o: &atlas_gate::GateOutcome,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    if let Some(path) = &args.junit {
+        let xml = atlas_gate::ci::junit(o, cfg)?;
+        atlas_loadgen::write_atomic(path, xml.as_bytes())
+            .with_context(|| format!("--junit {}", path.display()))?;
+    }
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        use std::io::Write as _;
+        let md = atlas_gate::ci::step_summary(o, cfg);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(md.as_bytes()))
+            .with_context(|| format!("GITHUB_STEP_SUMMARY {}", Path::new(&path).display()))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn main(args: GateArgs) -> u8 {
     let gate = match args
         .config()
+        .and_then(|c| {
+            if let Some(j) = &args.junit {
+                check_junit(j)?;
+            }
+            Ok(c)
+        })
         .and_then(|c| Gate::new(c).map_err(anyhow::Error::new))
     {
         Ok(g) => g,
         Err(e) => return report(&e, EXIT_USAGE),
     };
+    let cfg = gate.config().clone();
     let hooks = Terminal {
         quiet: args.quiet,
         duration: gate.config().duration,
@@ -240,6 +298,11 @@ pub(crate) fn main(args: GateArgs) -> u8 {
                 Class::ThresholdsFailed => EXIT_THRESHOLDS,
                 Class::Blocked => EXIT_BLOCKER,
                 Class::Aborted => EXIT_INTERRUPTED,
+            };
+            let code = match write_ci_files(&args, &cfg, &o) {
+                Ok(()) => code,
+                Err(e) if code == EXIT_OK => report(&e, EXIT_FAILURE),
+                Err(e) => report(&e, code),
             };
             if args.json {
                 println!("{}", packet_json(&o, code));

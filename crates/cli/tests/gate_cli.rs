@@ -39,6 +39,54 @@ fn verified(dir: &Path) -> String {
     out.split("digest ").nth(1).unwrap().trim().to_string()
 }
 
+/// One JUnit test case as a CI reads it.
+#[derive(Debug)]
+struct Case {
+    suite: String,
+    name: String,
+    failure: Option<String>,
+    skipped: bool,
+}
+
+/// The test cases of a JUnit file, parsed as XML; the counts the suites
+/// declare must agree with their cases.
+fn junit_cases(path: &Path) -> Vec<Case> {
+    let xml = std::fs::read_to_string(path).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}: {xml}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites", "{xml}");
+    let mut cases = Vec::new();
+    for suite in root.children().filter(|n| n.has_tag_name("testsuite")) {
+        let name = suite.attribute("name").unwrap().to_string();
+        let before = cases.len();
+        for c in suite.children().filter(|n| n.has_tag_name("testcase")) {
+            cases.push(Case {
+                suite: name.clone(),
+                name: c.attribute("name").unwrap().to_string(),
+                failure: c
+                    .children()
+                    .find(|n| n.has_tag_name("failure"))
+                    .map(|f| f.attribute("message").unwrap_or("").to_string()),
+                skipped: c.children().any(|n| n.has_tag_name("skipped")),
+            });
+        }
+        let mine = &cases[before..];
+        let count = |attr| suite.attribute(attr).unwrap().parse::<usize>().unwrap();
+        assert_eq!(count("tests"), mine.len(), "{xml}");
+        assert_eq!(
+            count("failures"),
+            mine.iter().filter(|c| c.failure.is_some()).count(),
+            "{xml}"
+        );
+    }
+    assert_eq!(
+        root.attribute("tests").unwrap(),
+        cases.len().to_string(),
+        "{xml}"
+    );
+    cases
+}
+
 #[test]
 fn the_embedded_default_holds_and_its_bundle_verifies() {
     let dir = Scratch::new("gate-default");
@@ -124,14 +172,19 @@ fn set_cookie_on_playground_is_healed_and_the_bundle_shows_the_change() {
     let cfg = dir.path("atlas.toml");
     std::fs::write(&cfg, "[demo]\nset_cookie = [\"/playground\"]\n").unwrap();
     let out = dir.path("bundle");
-    let o = gate(&[
-        "--duration",
-        "5s",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let junit = dir.path("junit.xml");
+    let summary = dir.path("step-summary.md");
+    std::fs::write(&summary, "an earlier step's summary\n").unwrap();
+    let o = atlas()
+        .args(["gate", "-q", "--duration", "5s", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .arg("--junit")
+        .arg(&junit)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -139,12 +192,71 @@ fn set_cookie_on_playground_is_healed_and_the_bundle_shows_the_change() {
         "{}",
         text(&o)
     );
+    let digest = verified(&out);
+
+    // CI's view: every case passes, the thresholds are the healed run's,
+    // every route of the mix was checked.
+    let cases = junit_cases(&junit);
+    let failed: Vec<&Case> = cases.iter().filter(|c| c.failure.is_some()).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(
+        cases.iter().all(|c| !c.skipped),
+        "a load ran: every threshold judged"
+    );
+    let verdict: Vec<&Case> = cases
+        .iter()
+        .filter(|c| c.suite == "atlas gate: verdict")
+        .collect();
+    assert_eq!(verdict.len(), 1);
+    assert_eq!(verdict[0].name, "PROGRESS");
+    let thresholds: Vec<&str> = cases
+        .iter()
+        .filter(|c| c.suite == "atlas gate: thresholds (load after healing)")
+        .map(|c| c.name.as_str())
+        .collect();
+    assert!(
+        thresholds.contains(&"http_req_duration: p(95)<=200"),
+        "{cases:?}"
+    );
+    assert!(
+        thresholds.contains(&"http_req_failed: rate<=0.01"),
+        "{cases:?}"
+    );
+    assert!(
+        thresholds.iter().any(|t| t.starts_with("cache_hit")),
+        "{cases:?}"
+    );
+    let routes = cases
+        .iter()
+        .filter(|c| c.suite == "atlas gate: routes")
+        .count();
+    assert_eq!(
+        routes,
+        json(&out, "routes.json")["observation"]["routes"]
+            .as_array()
+            .unwrap()
+            .len()
+    );
+    // GitHub's summary: appended after the earlier step's, with the change and the digest
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.starts_with("an earlier step's summary\n## ✅ atlas gate: PROGRESS"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| `cache.ignore_set_cookie` | `false` | `true` |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| ✅ | `http_req_duration: p(95)<=200` |"),
+        "{md}"
+    );
+    assert!(md.contains(&format!("bundle digest `{digest}`")), "{md}");
     assert!(
         stdout.contains("cache.ignore_set_cookie false → true"),
         "{}",
         text(&o)
     );
-    verified(&out);
     let journal = read(&out, "journal.jsonl");
     let acts: Vec<serde_json::Value> = journal
         .lines()
@@ -220,6 +332,7 @@ fn a_fix_the_policy_forbids_is_a_blocker_with_a_verifiable_bundle() {
     )
     .unwrap();
     let out = dir.path("bundle");
+    let junit = dir.path("junit.xml");
     let o = gate(&[
         "--duration",
         "3s",
@@ -227,6 +340,8 @@ fn a_fix_the_policy_forbids_is_a_blocker_with_a_verifiable_bundle() {
         cfg.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
     ]);
     assert_eq!(
         o.status.code(),
@@ -255,6 +370,22 @@ fn a_fix_the_policy_forbids_is_a_blocker_with_a_verifiable_bundle() {
     let statement = json(&out, "bundle.json");
     assert_eq!(statement["predicate"]["verdict"], "RED", "{statement}");
     assert_eq!(json(&out, "packet.json")["packet"], "BLOCKER");
+    // CI sees the failing threshold and the blocker as failed cases
+    let cases = junit_cases(&junit);
+    let failed: Vec<(&str, &str)> = cases
+        .iter()
+        .filter_map(|c| Some((c.name.as_str(), c.failure.as_deref()?)))
+        .collect();
+    assert!(
+        failed
+            .iter()
+            .any(|(n, m)| n.starts_with("cache_hit") && m.starts_with("measured ")),
+        "{failed:?}"
+    );
+    assert!(
+        failed.contains(&("BLOCKER", stdout.lines().next().unwrap())),
+        "{failed:?}"
+    );
 }
 
 #[test]
@@ -520,6 +651,11 @@ fn bad_usage_exits_2_naming_what_is_wrong_and_writes_nothing() {
             vec!["--nginx-conf".into(), "/etc/nginx/nginx.conf".into()],
             "",
             "needs target",
+        ),
+        (
+            vec!["--junit".into(), "/nonexistent/junit.xml".into()],
+            "",
+            "the folder /nonexistent does not exist",
         ),
         (
             vec![],

@@ -47,6 +47,7 @@
 
 mod artifacts;
 pub mod chaos;
+pub mod ci;
 mod config;
 mod error;
 mod lighthouse;
@@ -60,5 +61,5 @@ pub use config::{GateConfig, PolicyTable};
 pub use error::{Error, Result};
 pub use lighthouse::{routes as audited_routes, Audit, Lighthouse, NoAudit};
 pub use load::{numbers, thresholds, LoadRun};
-pub use run::{Class, Gate, GateHooks, GateOutcome, Quiet};
+pub use run::{Class, Gate, GateHooks, GateOutcome, Quiet, RouteCheck};
 pub use stack::Stack;

@@ -11,6 +11,7 @@ use atlas_healer::{
     stale_caveat, Blocker, Code, Healer, HealerConfig, Nginx, Observation, Packet, Progress,
 };
 use atlas_loadgen::{write_atomic, CacheStatus, Interrupt, Observer, TraceId};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::artifacts::{self, GateJournal, RAW_ACCESS_LOG};
@@ -87,6 +88,8 @@ pub struct GateOutcome {
     pub packet: Packet,
     /// How it ended.
     pub class: Class,
+    /// The route checks after priming, in the mix's order.
+    pub routes: Vec<RouteCheck>,
     /// The load runs, in order (none when no route answered).
     pub loads: Vec<LoadRun>,
     /// The evidence bundle's folder.
@@ -261,7 +264,8 @@ impl Gate {
         // cache headers.
         let routes = atlas_healer::observe(&hcfg, 1, false, None).await?;
         artifacts::write_json(&work.join("routes.json"), &json!({"observation": routes}))?;
-        let route_lines = route_checks(&routes);
+        let checks = route_checks(&routes);
+        let route_lines: Vec<String> = checks.iter().map(ToString::to_string).collect();
         for l in &route_lines {
             hooks.phase("routes", l);
         }
@@ -432,6 +436,7 @@ impl Gate {
         Ok(GateOutcome {
             packet,
             class,
+            routes: checks,
             loads,
             bundle_dir: out.to_path_buf(),
             bundle_digest: digest,
@@ -590,29 +595,59 @@ fn aborted_packet(
     })
 }
 
-/// One line per route checked after priming.
-fn route_checks(o: &Observation) -> Vec<String> {
+/// The route checks of one priming pass.
+fn route_checks(o: &Observation) -> Vec<RouteCheck> {
     o.routes
         .iter()
-        .map(|r| {
-            let ok = r.status.is_some_and(|c| (200..300).contains(&c))
-                && r.cache.last().is_some_and(|c| !c.is_empty());
-            format!(
-                "{} {:<16} {} · cache status {}{}",
-                if ok { "ok  " } else { "FAIL" },
-                r.path,
-                match (&r.failure, r.status) {
-                    (Some(f), _) => f.to_string(),
-                    (None, Some(c)) => c.to_string(),
-                    (None, None) => "no answer".into(),
-                },
-                if r.cache.is_empty() {
-                    "-".to_string()
-                } else {
-                    r.cache.join(" → ")
-                },
-                if r.set_cookie { " · Set-Cookie" } else { "" }
-            )
+        .map(|r| RouteCheck {
+            path: r.path.clone(),
+            ok: r.status.is_some_and(|c| (200..300).contains(&c))
+                && r.cache.last().is_some_and(|c| !c.is_empty()),
+            answer: match (&r.failure, r.status) {
+                (Some(f), _) => f.to_string(),
+                (None, Some(c)) => c.to_string(),
+                (None, None) => "no answer".into(),
+            },
+            cache: r.cache.clone(),
+            set_cookie: r.set_cookie,
         })
         .collect()
+}
+
+/// A route checked after priming: requested twice through the proxy, the
+/// second answer must be 2xx with a cache status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouteCheck {
+    /// The route's path (with its query).
+    pub path: String,
+    /// 2xx with a cache status.
+    pub ok: bool,
+    /// The status code, or how the request failed.
+    pub answer: String,
+    /// The cache status of each answer ("" when absent).
+    pub cache: Vec<String>,
+    /// The second answer carried `Set-Cookie`.
+    pub set_cookie: bool,
+}
+
+impl std::fmt::Display for RouteCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {:<16} {} · cache status {}{}",
+            if self.ok { "ok  " } else { "FAIL" },
+            self.path,
+            self.answer,
+            if self.cache.is_empty() {
+                "-".to_string()
+            } else {
+                self.cache.join(" → ")
+            },
+            if self.set_cookie {
+                " · Set-Cookie"
+            } else {
+                ""
+            }
+        )
+    }
 }

@@ -130,7 +130,7 @@ fn since(start: SystemTime, ts: &str) -> Option<f64> {
 /// k6 type: a time trend in ms, a rate metric as a percentage (with the
 /// ratio k6's expression compares), a counter's `rate` per second, data in
 /// bytes, a count as it is.
-fn with_unit(metric: &str, expr: &str, v: f64) -> String {
+pub(crate) fn with_unit(metric: &str, expr: &str, v: f64) -> String {
     let base = metric.split('{').next().unwrap_or(metric);
     let (kind, contains) = atlas_loadgen::METRICS
         .iter()
