@@ -168,6 +168,9 @@ pub struct State {
     pub access_log: std::sync::OnceLock<AccessLog>,
     /// The config file accepted `PUT /config` changes are written to, when any.
     pub persist: std::sync::OnceLock<crate::Persist>,
+    /// The serving threads of a running proxy, for
+    /// [`ProxyHandle::serving_threads_answer`](crate::ProxyHandle::serving_threads_answer).
+    pub(crate) serving: std::sync::Mutex<Vec<crate::server::WorkerPing>>,
     routes: RwLock<HashMap<String, Arc<str>>>,
     other_route: Arc<str>,
 }
@@ -192,6 +195,7 @@ impl State {
             access_log: std::sync::OnceLock::new(),
             persist: std::sync::OnceLock::new(),
             routes: RwLock::new(HashMap::new()),
+            serving: std::sync::Mutex::new(Vec::new()),
             other_route: Arc::from("other"),
         })
     }

@@ -54,6 +54,55 @@ impl ProxyHandle {
     pub fn cache_usage(&self) -> (u64, u64) {
         (self.state.store.bytes(), self.state.store.entries())
     }
+
+    /// Asks every serving thread of the running proxy to answer, through
+    /// the queue its new connections arrive by, and waits up to `within`:
+    /// a thread whose runtime is wedged (a handler that blocks, a
+    /// deadlock) does not answer. `Ok` with how many answered; `Err` with
+    /// the names of those that did not (`atlas-proxy-1`). Before
+    /// [`Proxy::run`] there is none to ask: `Ok(0)`.
+    ///
+    /// This is what `atlas proxy` tells systemd's watchdog by: a proxy
+    /// whose threads stop serving stops saying `WATCHDOG=1` and is
+    /// restarted.
+    pub async fn serving_threads_answer(
+        &self,
+        within: Duration,
+    ) -> std::result::Result<usize, Vec<String>> {
+        let asked: Vec<(String, Option<tokio::sync::oneshot::Receiver<()>>)> = self
+            .state
+            .serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|w| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let sent =
+                    w.tx.upgrade()
+                        .is_some_and(|q| q.send(ToWorker::Ping(tx)).is_ok());
+                (w.name.clone(), sent.then_some(rx))
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + within;
+        let n = asked.len();
+        let mut silent = Vec::new();
+        for (name, rx) in asked {
+            let answered = match rx {
+                Some(rx) => tokio::time::timeout_at(deadline, rx)
+                    .await
+                    .is_ok_and(|r| r.is_ok()),
+                None => false,
+            };
+            if !answered {
+                silent.push(name);
+            }
+        }
+        if silent.is_empty() {
+            Ok(n)
+        } else {
+            Err(silent)
+        }
+    }
 }
 
 impl Proxy {
@@ -250,9 +299,11 @@ impl Proxy {
                     };
                     let next = next_worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                         % workers.len();
-                    if let Err(back) = workers[next].conns.send(conn) {
+                    if let Err(back) = workers[next].conns.send(ToWorker::Conn(conn)) {
                         // the worker is gone (it panicked): serve here instead
-                        serve_client(state, http, back.0);
+                        if let ToWorker::Conn(conn) = back.0 {
+                            serve_client(state, http, conn);
+                        }
                     }
                 }
             }
@@ -301,6 +352,11 @@ impl Proxy {
         let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
         // closing the channels ends the workers; connections still open
         // after the grace period are dropped with their runtimes
+        state
+            .serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         drop(workers);
         Ok(())
     }
@@ -368,30 +424,61 @@ struct Accepted {
     slot: ConnSlot,
 }
 
+/// What a serving thread receives: a connection to serve, or a question
+/// to answer (is its runtime turning?).
+enum ToWorker {
+    Conn(Accepted),
+    Ping(tokio::sync::oneshot::Sender<()>),
+    /// Blocks the thread as a handler gone wrong would (tests only).
+    #[cfg(test)]
+    Wedge(std::time::Duration),
+}
+
+/// How [`ProxyHandle::serving_threads_answer`] reaches a serving thread;
+/// weak, so that the thread still ends when the proxy drops its queue.
+pub(crate) struct WorkerPing {
+    name: String,
+    tx: mpsc::WeakUnboundedSender<ToWorker>,
+}
+
 /// A thread serving client connections on a single-threaded runtime.
 struct Worker {
-    conns: mpsc::UnboundedSender<Accepted>,
+    conns: mpsc::UnboundedSender<ToWorker>,
 }
 
 impl Worker {
     fn start(i: usize, state: Arc<State>, http: http1::Builder) -> std::io::Result<Worker> {
-        let (conns, mut rx) = mpsc::unbounded_channel::<Accepted>();
+        let (conns, mut rx) = mpsc::unbounded_channel::<ToWorker>();
+        let name = format!("atlas-proxy-{i}");
+        state
+            .serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(WorkerPing {
+                name: name.clone(),
+                tx: conns.downgrade(),
+            });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         // The thread names itself as it starts; wait for that, so a caller
         // that sees the proxy running sees its named serving threads too.
         let (started, running) = std::sync::mpsc::sync_channel::<()>(1);
-        std::thread::Builder::new()
-            .name(format!("atlas-proxy-{i}"))
-            .spawn(move || {
-                let _ = started.send(());
-                rt.block_on(async move {
-                    while let Some(conn) = rx.recv().await {
-                        serve_client(&state, &http, conn);
+        std::thread::Builder::new().name(name).spawn(move || {
+            let _ = started.send(());
+            rt.block_on(async move {
+                while let Some(m) = rx.recv().await {
+                    match m {
+                        ToWorker::Conn(conn) => serve_client(&state, &http, conn),
+                        ToWorker::Ping(answer) => {
+                            let _ = answer.send(());
+                        }
+                        #[cfg(test)]
+                        ToWorker::Wedge(d) => std::thread::sleep(d),
                     }
-                });
-            })?;
+                }
+            });
+        })?;
         running
             .recv()
             .map_err(|_| std::io::Error::other(format!("worker thread {i} ended as it started")))?;
@@ -460,4 +547,69 @@ fn serve_client(state: &Arc<State>, http: &http1::Builder, conn: Accepted) {
         }
         drop(slot);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What systemd's watchdog stands on: every serving thread answers,
+    /// and one that is blocked is named while the others still answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wedged_serving_thread_does_not_answer_and_is_named() {
+        let proxy = Proxy::bind(ProxyConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin: "127.0.0.1:0".parse().unwrap(),
+            upstream: "http://127.0.0.1:9".into(),
+            workers: 3,
+            ..ProxyConfig::default()
+        })
+        .await
+        .unwrap();
+        let handle = proxy.handle();
+        assert_eq!(
+            handle.serving_threads_answer(Duration::from_secs(1)).await,
+            Ok(0)
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(proxy.run(async {
+            let _ = stopped.await;
+        }));
+        // the workers are registered as run starts
+        let mut answered = Ok(0);
+        for _ in 0..500 {
+            answered = handle.serving_threads_answer(Duration::from_secs(5)).await;
+            if answered != Ok(0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(answered, Ok(3));
+
+        let wedged = handle.state.serving.lock().unwrap()[1]
+            .tx
+            .upgrade()
+            .unwrap();
+        wedged
+            .send(ToWorker::Wedge(Duration::from_secs(6)))
+            .ok()
+            .unwrap();
+        assert_eq!(
+            handle.serving_threads_answer(Duration::from_secs(2)).await,
+            Err(vec!["atlas-proxy-1".to_string()])
+        );
+        drop(wedged);
+        // unblocked, it answers again
+        assert_eq!(
+            handle.serving_threads_answer(Duration::from_secs(10)).await,
+            Ok(3)
+        );
+
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        assert_eq!(
+            handle.serving_threads_answer(Duration::from_secs(1)).await,
+            Ok(0)
+        );
+    }
 }

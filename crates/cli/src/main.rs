@@ -35,6 +35,7 @@ mod heal;
 mod load;
 mod progress;
 mod proxy;
+mod systemd;
 
 /// Exit code when every threshold held.
 pub const EXIT_OK: u8 = 0;

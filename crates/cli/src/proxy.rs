@@ -220,12 +220,13 @@ async fn serve(args: ProxyArgs, cfg: ProxyConfig) -> anyhow::Result<()> {
         .tls_addr()
         .map(|a| format!("; https on https://{a}"))
         .unwrap_or_default();
-    say!(
-        "atlas proxy: listening on http://{} -> {}; admin on http://{}{https}",
+    let listening = format!(
+        "listening on http://{} -> {}; admin on http://{}{https}",
         proxy.local_addr(),
         cfg.upstream,
         proxy.admin_addr()
     );
+    say!("atlas proxy: {listening}");
     let handle = proxy.handle();
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -234,33 +235,48 @@ async fn serve(args: ProxyArgs, cfg: ProxyConfig) -> anyhow::Result<()> {
     let server = tokio::spawn(proxy.run(async move {
         let _ = stop_rx.await;
     }));
+    crate::systemd::ready(&listening);
+    let watchdog = crate::systemd::spawn_watchdog(handle.clone());
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                // re-read the file, keep the listeners, swap the rest
-                match args.config() {
-                    Ok(mut next) => {
-                        let kept = next.keep_fixed(&handle.config());
-                        if !kept.is_empty() {
-                            say!(
-                                "atlas proxy: SIGHUP: {} changed in the file: kept as running until a restart",
-                                kept.join(", ")
-                            );
-                        }
-                        match handle.reload(next) {
-                            Ok(_) => say!("atlas proxy: config reloaded (SIGHUP)"),
-                            Err(e) => say!("atlas proxy: SIGHUP: config kept: {e}"),
-                        }
-                    }
-                    Err(e) => say!("atlas proxy: SIGHUP: config kept: {e}"),
-                }
+                crate::systemd::reloading();
+                let outcome = reload(&args, &handle);
+                say!("atlas proxy: {outcome}");
+                crate::systemd::ready(&outcome);
             }
         }
+    }
+    crate::systemd::stopping();
+    if let Some(w) = watchdog {
+        w.abort();
     }
     say!("atlas proxy: shutting down, finishing in-flight requests");
     let _ = stop_tx.send(());
     server.await.context("the server task")??;
     Ok(())
+}
+
+/// SIGHUP: re-read the file, keep the listeners, swap the rest; what
+/// happened, in one line.
+fn reload(args: &ProxyArgs, handle: &atlas_cacheproxy::ProxyHandle) -> String {
+    let mut next = match args.config() {
+        Ok(c) => c,
+        Err(e) => return format!("SIGHUP: config kept: {e}"),
+    };
+    let kept = next.keep_fixed(&handle.config());
+    let kept = if kept.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} changed in the file: kept as running until a restart",
+            kept.join(", ")
+        )
+    };
+    match handle.reload(next) {
+        Ok(_) => format!("config reloaded (SIGHUP){kept}"),
+        Err(e) => format!("SIGHUP: config kept: {e}"),
+    }
 }

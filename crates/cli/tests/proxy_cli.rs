@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
-use common::{atlas, signal, spawn_proxy, wait_exit, Proc, Scratch};
+use common::{announced, atlas, proxy_addrs, signal, spawn_proxy, wait_exit, Proc, Scratch};
 use support::{spawn_origin, Reply};
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -558,4 +558,88 @@ async fn the_tls_listener_speaks_http2_and_sighup_reloads_its_certificate() {
         .await
         .unwrap();
     assert!(status.success());
+}
+
+/// Under systemd (`Type=notify`, `WatchdogSec=`): the notify messages reach
+/// a socket of the test's own, in the order systemd relies on. `READY=1`
+/// only once the proxy serves; `WATCHDOG=1` at half of `WATCHDOG_USEC`;
+/// `RELOADING=1` and `READY=1` around a SIGHUP, the new config in force by
+/// the second; `STOPPING=1` at SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_watchdog_reloading_and_stopping() {
+    let origin = support::fast_origin().await;
+    let s = Scratch::new("notify");
+    let path = s.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let recv = || {
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).expect("a notify message within 20 s");
+        String::from_utf8(buf[..n].to_vec()).unwrap()
+    };
+    // the next message that is not a watchdog ping
+    let event = || loop {
+        let m = recv();
+        if m != "WATCHDOG=1\n" {
+            return m;
+        }
+    };
+    let file = s.path("atlas.toml");
+    let write = |ttl: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "upstream = \"{}\"\nworkers = 2\n[cache]\nttl = \"{ttl}\"\n",
+                origin.url("")
+            ),
+        )
+        .unwrap()
+    };
+    write("60s");
+    let mut cmd = atlas();
+    cmd.args(["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&file)
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "400000");
+    let (child, first) = announced(cmd);
+    let (addr, admin) = proxy_addrs(&first);
+
+    let ready = recv();
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=listening on http://")
+            && ready.contains(&addr.to_string()),
+        "{ready:?}"
+    );
+    assert_eq!(get(addr, "/").await.0, 200, "serves once READY=1");
+    // every serving thread answered, three times in a row
+    for _ in 0..3 {
+        assert_eq!(recv(), "WATCHDOG=1\n");
+    }
+
+    write("5s");
+    signal(&child, "-HUP");
+    let reloading = event();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading:?}"
+    );
+    assert_eq!(event(), "READY=1\nSTATUS=config reloaded (SIGHUP)\n");
+    assert!(
+        get(admin, "/config").await.1.contains("\"ttl\": \"5s\""),
+        "the new config is in force by READY=1"
+    );
+    assert_eq!(
+        recv(),
+        "WATCHDOG=1\n",
+        "the watchdog goes on after a reload"
+    );
+
+    signal(&child, "-TERM");
+    assert_eq!(event(), "STOPPING=1\nSTATUS=finishing in-flight requests\n");
+    let status = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
 }
