@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use atlas_evidence::{verify, BundleBuilder};
+use atlas_evidence::{verify_with, BundleBuilder, PublicKey, Signature, SigningKey};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -18,8 +18,18 @@ pub(crate) struct EvidenceArgs {
 enum EvidenceCommand {
     /// Bundle a folder of run artifacts with manifest.csv, bundle.json and SHA256SUMS
     Build(BuildArgs),
-    /// Check a bundle: every file, manifest row, digest and claim (exit 2 on any problem)
+    /// Check a bundle: every file, manifest row, digest and claim, the figures replayed from
+    /// results.json, and with --key its signature (exit 2 on any problem)
     Verify(VerifyArgs),
+    /// Make an Ed25519 key pair for signing bundles: PREFIX.key (PKCS#8 PEM, mode 0600) and
+    /// PREFIX.pub (PEM); never overwrites
+    Keygen(KeygenArgs),
+}
+
+#[derive(Args, Debug)]
+struct KeygenArgs {
+    /// PREFIX.key and PREFIX.pub are written (e.g. ./release)
+    prefix: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -42,6 +52,9 @@ struct BuildArgs {
     /// Leave out machine.json and cpu-proof.txt
     #[arg(long)]
     no_machine_proof: bool,
+    /// Sign the bundle with this Ed25519 private key (from `atlas evidence keygen`)
+    #[arg(long, env = "ATLAS_SIGN_KEY", value_name = "FILE")]
+    sign_key: Option<PathBuf>,
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
@@ -51,6 +64,9 @@ struct BuildArgs {
 struct VerifyArgs {
     /// The bundle folder
     dir: PathBuf,
+    /// Require a valid signature by this public key (PREFIX.pub of `atlas evidence keygen`)
+    #[arg(long, value_name = "PUB")]
+    key: Option<PathBuf>,
     /// Print the report as JSON
     #[arg(long)]
     json: bool,
@@ -60,6 +76,25 @@ pub(crate) fn main(args: EvidenceArgs) -> u8 {
     match args.command {
         EvidenceCommand::Build(b) => build(b),
         EvidenceCommand::Verify(v) => verify_cmd(v),
+        EvidenceCommand::Keygen(k) => keygen(k),
+    }
+}
+
+fn keygen(a: KeygenArgs) -> u8 {
+    match atlas_evidence::keygen(&a.prefix) {
+        Ok((key, public, id)) => {
+            println!(
+                "private key: {}  (mode 0600: keep it secret)",
+                key.display()
+            );
+            println!(
+                "public key:  {}  (give it to whoever verifies)",
+                public.display()
+            );
+            println!("key id:      {}", id.keyid());
+            EXIT_OK
+        }
+        Err(e) => lib_error(e),
     }
 }
 
@@ -90,6 +125,9 @@ fn build(a: BuildArgs) -> u8 {
             b.trace_id(t)?;
         }
         b.machine_proof(!a.no_machine_proof);
+        if let Some(k) = &a.sign_key {
+            b.sign_with(SigningKey::from_pem_file(k)?);
+        }
         Ok(())
     };
     if let Err(e) = steps() {
@@ -117,7 +155,11 @@ fn build(a: BuildArgs) -> u8 {
 }
 
 fn verify_cmd(a: VerifyArgs) -> u8 {
-    let r = match verify(&a.dir) {
+    let key = match a.key.as_deref().map(PublicKey::from_pem_file).transpose() {
+        Ok(k) => k,
+        Err(e) => return lib_error(e),
+    };
+    let r = match verify_with(&a.dir, key.as_ref()) {
         Ok(r) => r,
         Err(e) => return lib_error(e),
     };
@@ -130,6 +172,26 @@ fn verify_cmd(a: VerifyArgs) -> u8 {
             r.files,
             r.verdict.map_or("UNKNOWN", |v| v.as_str()),
             r.digest.as_deref().unwrap_or("-")
+        );
+        println!(
+            "   replay: {}",
+            if r.replayed {
+                "the summary, thresholds, verdict and packet figures recomputed from results.json agree"
+            } else {
+                "no results.json: nothing to recompute"
+            }
+        );
+        println!(
+            "   signature: {}",
+            match &r.signature {
+                Signature::Unsigned => "none".to_string(),
+                Signature::NotChecked { keyids } => format!(
+                    "present, not checked (give --key PUB); it names {}",
+                    keyids.join(", ")
+                ),
+                Signature::Verified { keyid } => format!("verified, key {keyid}"),
+                Signature::Invalid => "INVALID".to_string(),
+            }
         );
     } else {
         for p in &r.problems {

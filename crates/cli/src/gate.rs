@@ -23,6 +23,7 @@ use atlas_healer::JournalPrinter;
 atlas.toml (every key optional; flags and ATLAS_* variables override it):
   target = \"http://127.0.0.1:8080\"   admin = \"http://127.0.0.1:9080\"
   rate = 500   duration = \"60s\"   out = \"atlas-evidence/release-42\"   heal = true
+  sign_key = \"/etc/atlas/release.key\"   (sign the bundle: atlas evidence keygen)
   [thresholds]  p95 = \"200ms\"   max_failures = 0.01   min_hit = 0.98
   [slo]         objective = 0.999   latency = \"200ms\"   max_burn_rate = 14.4
   [[requests]]  url = \"/\"   weight = 9          (the mix; default 90 % dynamic / 10 % static)
@@ -72,6 +73,10 @@ pub(crate) struct GateArgs {
     /// Where the evidence bundle goes [default: ./atlas-evidence/<run id>/]
     #[arg(long, env = "ATLAS_OUT", value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Sign the bundle with this Ed25519 private key (from `atlas evidence keygen`):
+    /// bundle.dsse.json, which `atlas evidence verify --key PUB` requires
+    #[arg(long, env = "ATLAS_SIGN_KEY", value_name = "FILE")]
+    sign_key: Option<PathBuf>,
     /// Do not heal: diagnose and report what the healer would change
     #[arg(long, env = "ATLAS_NO_HEAL")]
     no_heal: bool,
@@ -147,6 +152,7 @@ impl GateArgs {
         cfg.insecure_skip_tls_verify |= self.insecure_skip_tls_verify;
         set(&mut cfg.cache_header, &self.cache_header);
         set(&mut cfg.out, &self.out);
+        set(&mut cfg.sign_key, &self.sign_key);
         set(&mut cfg.lighthouse, &self.lighthouse);
         set(&mut cfg.chromium, &self.chromium);
         set(&mut cfg.policy_file, &self.policy);

@@ -132,8 +132,15 @@ async fn a_load_run_bundles_verifies_and_tampering_fails_closed() {
             .any(|l| l.starts_with("notes.txt: extra file")),
         "{stdout}"
     );
+    // and what it claims can no longer be recomputed from it
     assert!(
-        stderr.contains("failed verification: 2 problem(s)"),
+        stdout
+            .lines()
+            .any(|l| l.starts_with("results.json: cannot be replayed")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("failed verification: 3 problem(s)"),
         "{stderr}"
     );
 
@@ -200,4 +207,100 @@ fn bundling_a_1_gib_artifact_stays_under_64_mib() {
     );
     let manifest = std::fs::read_to_string(s.path("bundle").join("manifest.csv")).unwrap();
     assert!(manifest.contains("capture.bin,1073741824,"), "{manifest}");
+}
+
+/// `atlas evidence keygen` makes keys other tools read, and a signed
+/// bundle's envelope is plain DSSE: OpenSSL derives the same public key
+/// from the private one, and checks the signature over DSSE's encoding of
+/// `bundle.json`; the key id is the SHA-256 of the public key's DER.
+#[test]
+fn keygen_keys_and_bundle_signatures_are_openssls_too() {
+    use base64::Engine as _;
+    let s = Scratch::new("openssl");
+    let prefix = s.path("release");
+    let (code, stdout, stderr) = out(&["evidence", "keygen", prefix.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (key, public) = (s.path("release.key"), s.path("release.pub"));
+    let openssl = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o.stdout
+    };
+    let derived = openssl(&["pkey", "-in", key.to_str().unwrap(), "-pubout"]);
+    assert_eq!(derived, std::fs::read(&public).unwrap());
+    let der = openssl(&[
+        "pkey",
+        "-pubin",
+        "-in",
+        public.to_str().unwrap(),
+        "-outform",
+        "DER",
+    ]);
+    let keyid = format!("sha256:{}", atlas_evidence::sha256_bytes(&der));
+    assert!(stdout.contains(&keyid), "{stdout}");
+
+    let run = s.path("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("notes.txt"), b"a run\n").unwrap();
+    let bundle = s.path("bundle");
+    let (code, _, stderr) = out(&[
+        "evidence",
+        "build",
+        "--from",
+        run.to_str().unwrap(),
+        "--out",
+        bundle.to_str().unwrap(),
+        "--sign-key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("bundle.dsse.json")).unwrap()).unwrap();
+    assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
+    assert_eq!(env["signatures"][0]["keyid"], keyid.as_str());
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let payload = b64.decode(env["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload, std::fs::read(bundle.join("bundle.json")).unwrap());
+    let pae = [
+        format!("DSSEv1 28 application/vnd.in-toto+json {} ", payload.len()).into_bytes(),
+        payload,
+    ]
+    .concat();
+    std::fs::write(s.path("pae.bin"), pae).unwrap();
+    let sig = b64
+        .decode(env["signatures"][0]["sig"].as_str().unwrap())
+        .unwrap();
+    std::fs::write(s.path("sig.bin"), sig).unwrap();
+    let said = openssl(&[
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        public.to_str().unwrap(),
+        "-rawin",
+        "-in",
+        s.path("pae.bin").to_str().unwrap(),
+        "-sigfile",
+        s.path("sig.bin").to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&said).contains("Signature Verified Successfully"));
+    let (code, stdout, _) = out(&[
+        "evidence",
+        "verify",
+        bundle.to_str().unwrap(),
+        "--key",
+        public.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains(&format!("signature: verified, key {keyid}")),
+        "{stdout}"
+    );
 }

@@ -36,7 +36,12 @@ fn verified(dir: &Path) -> String {
         .unwrap();
     assert!(sums.status.success(), "sha256sum -c: {}", text(&sums));
     let out = String::from_utf8_lossy(&v.stdout).into_owned();
-    out.split("digest ").nth(1).unwrap().trim().to_string()
+    assert!(
+        out.contains("replay: the summary, thresholds, verdict and packet figures recomputed from results.json agree"),
+        "a gate bundle is replayed: {out}"
+    );
+    let digest = out.split("digest ").nth(1).unwrap().lines().next().unwrap();
+    digest.trim().to_string()
 }
 
 /// One JUnit test case as a CI reads it.
@@ -319,6 +324,139 @@ fn json_prints_the_packet_of_the_bundle_for_scripts() {
         serde_json::Value::Object(ours.clone()),
         json(&out, "packet.json"),
         "the packet printed is the bundle's"
+    );
+}
+
+fn evidence(args: &[&str]) -> Output {
+    atlas().arg("evidence").args(args).output().unwrap()
+}
+
+/// Signed evidence and replay, the two ways a bundle cannot be forged: a
+/// gate bundle signed with a key verifies with that key and not another;
+/// the same files with a doctored `summary.json`, re-bundled so that every
+/// hash is consistent, fail replay; re-signed by the forger's key, they
+/// fail the real key.
+#[test]
+fn a_signed_gate_bundle_verifies_with_its_key_and_a_doctored_rebuild_does_not() {
+    let dir = Scratch::new("gate-signed");
+    let key = dir.path("release");
+    let forger = dir.path("forger");
+    for k in [&key, &forger] {
+        let o = evidence(&["keygen", k.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    let again = evidence(&["keygen", key.to_str().unwrap()]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "never overwrites: {}",
+        text(&again)
+    );
+    let (key_file, pub_file) = (dir.path("release.key"), dir.path("release.pub"));
+    let forger_pub = dir.path("forger.pub");
+
+    let out = dir.path("bundle");
+    let o = gate(&[
+        "--rate",
+        "100",
+        "--duration",
+        "2s",
+        "--out",
+        out.to_str().unwrap(),
+        "--sign-key",
+        key_file.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    verified(&out);
+    let with = |bundle: &Path, public: &Path| {
+        evidence(&[
+            "verify",
+            bundle.to_str().unwrap(),
+            "--key",
+            public.to_str().unwrap(),
+        ])
+    };
+    let v = with(&out, &pub_file);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+    assert!(
+        text(&v).contains("signature: verified, key sha256:"),
+        "{}",
+        text(&v)
+    );
+    let v = with(&out, &forger_pub);
+    assert_eq!(v.status.code(), Some(2), "{}", text(&v));
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("bundle.dsse.json: no signature verifies"),
+        "{}",
+        text(&v)
+    );
+
+    // the forger: the bundle's files, a better p95 in summary.json, bundled again
+    let run = dir.path("doctored-run");
+    std::fs::create_dir_all(&run).unwrap();
+    let written_by_the_bundle = [
+        "manifest.csv",
+        "bundle.json",
+        "SHA256SUMS",
+        "test-result.json",
+        "bundle.dsse.json",
+        "machine.json",
+        "cpu-proof.txt",
+        "trace-id.txt",
+    ];
+    let mut stack = vec![out.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(&out).unwrap().to_path_buf();
+            if p.is_dir() {
+                std::fs::create_dir_all(run.join(&rel)).unwrap();
+                stack.push(p);
+            } else if !written_by_the_bundle.contains(&rel.to_str().unwrap()) {
+                std::fs::copy(&p, run.join(&rel)).unwrap();
+            }
+        }
+    }
+    let mut summary = json(&run, "summary.json");
+    let p95 = &mut summary["metrics"]["http_req_duration"]["values"]["p(95)"];
+    let honest = p95.as_f64().unwrap();
+    *p95 = (honest / 2.0).into();
+    std::fs::write(run.join("summary.json"), summary.to_string()).unwrap();
+    let forged = dir.path("forged");
+    let b = evidence(&[
+        "build",
+        "--from",
+        run.to_str().unwrap(),
+        "--out",
+        forged.to_str().unwrap(),
+        "--sign-key",
+        dir.path("forger.key").to_str().unwrap(),
+    ]);
+    assert_eq!(b.status.code(), Some(0), "{}", text(&b));
+    // every hash agrees: sha256sum is satisfied
+    let sums = Command::new("sha256sum")
+        .args(["-c", "--strict", "--quiet", "SHA256SUMS"])
+        .current_dir(&forged)
+        .output()
+        .unwrap();
+    assert!(sums.status.success(), "{}", text(&sums));
+    // replay is not
+    let v = evidence(&["verify", forged.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(2), "{}", text(&v));
+    let said = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        said.lines().any(|l| l
+            .starts_with("summary.json: replay: metrics.http_req_duration.values.p(95) is ")
+            && l.contains(&format!("results.json replays {honest}"))),
+        "{said}"
+    );
+    // and the real key refuses the forger's signature
+    let v = with(&forged, &pub_file);
+    assert_eq!(v.status.code(), Some(2), "{}", text(&v));
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("bundle.dsse.json: no signature verifies"),
+        "{}",
+        text(&v)
     );
 }
 

@@ -11,9 +11,10 @@ use crate::digest::{sha256_bytes, sha256_file};
 use crate::error::{Error, Result};
 use crate::machine::MachineProof;
 use crate::manifest::{media_type, unsafe_path, Role, Row, HEADER};
+use crate::sign::{SigningKey, ENVELOPE, PAYLOAD_TYPE};
 use crate::statement::{
-    is_valid_trace_id, FileDigest, Predicate, Statement, Subject, ThresholdRecord, Verdict,
-    PREDICATE_TYPE, STATEMENT_TYPE,
+    is_valid_trace_id, test_result_statement, FileDigest, Predicate, Statement, Subject,
+    ThresholdRecord, Verdict, PREDICATE_TYPE, STATEMENT_TYPE, TEST_RESULT,
 };
 
 /// Names the bundle writes itself; an input may not use them.
@@ -22,6 +23,9 @@ pub const MANIFEST: &str = "manifest.csv";
 pub const STATEMENT: &str = "bundle.json";
 /// coreutils checksums.
 pub const SUMS: &str = "SHA256SUMS";
+/// What the bundle writes after the manifest, outside it: the statement,
+/// the in-toto test-result statement about it, its signature, the sums.
+pub(crate) const WRITTEN_LAST: [&str; 5] = [MANIFEST, STATEMENT, TEST_RESULT, ENVELOPE, SUMS];
 
 /// What goes into a bundle. Add files, then [`BundleBuilder::write`].
 #[derive(Clone, Debug)]
@@ -34,6 +38,7 @@ pub struct BundleBuilder {
     samples: u64,
     started_at: Option<String>,
     tools: BTreeMap<String, String>,
+    sign: Option<SigningKey>,
 }
 
 #[derive(Clone, Debug)]
@@ -73,7 +78,15 @@ impl BundleBuilder {
             samples: 0,
             started_at: None,
             tools: BTreeMap::from([("atlas".to_string(), env!("CARGO_PKG_VERSION").to_string())]),
+            sign: None,
         }
+    }
+
+    /// Signs the bundle with `key`: `bundle.dsse.json`, a DSSE envelope
+    /// around `bundle.json` ([`crate::sign`]), written with the rest.
+    pub fn sign_with(&mut self, key: SigningKey) -> &mut Self {
+        self.sign = Some(key);
+        self
     }
 
     fn insert(&mut self, dest: String, source: Source, role: Role) -> Result<()> {
@@ -83,7 +96,7 @@ impl BundleBuilder {
                 format!("{why} cannot be part of a bundle"),
             ));
         }
-        if [MANIFEST, STATEMENT, SUMS].contains(&dest.as_str()) {
+        if WRITTEN_LAST.contains(&dest.as_str()) {
             return Err(Error::input(&dest, "the bundle writes this file itself"));
         }
         if self.files.contains_key(&dest) {
@@ -232,7 +245,8 @@ impl BundleBuilder {
     /// k6-shaped summary: k6's handleSummary data (`atlas load
     /// --summary-json`) or the layout of k6's `--summary-export` (from Atlas or
     /// from k6 itself, where a threshold's value is true when it *failed*).
-    /// GREEN when every threshold held on at least one request, RED otherwise.
+    /// GREEN when every threshold held on at least one request and the
+    /// objective (`atlas.slo`), when there is one, held; RED otherwise.
     ///
     /// # Errors
     /// [`Error::Input`] when the file is not such a summary or its trace id is invalid.
@@ -291,7 +305,12 @@ impl BundleBuilder {
                 }
             }
         }
-        let verdict = if samples > 0 && thresholds.iter().all(|t| t.ok) {
+        // an objective that burns too fast fails the run as `atlas load` exits 99
+        let slo_ok = v
+            .pointer("/atlas/slo/ok")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let verdict = if samples > 0 && slo_ok && thresholds.iter().all(|t| t.ok) {
             Verdict::Green
         } else {
             Verdict::Red
@@ -471,6 +490,23 @@ impl BundleBuilder {
             .collect();
         sums.push((MANIFEST.to_string(), manifest_sha));
         sums.push((STATEMENT.to_string(), digest.clone()));
+        let mut last = |name: &str, bytes: Vec<u8>| {
+            sums.push((name.to_string(), sha256_bytes(&bytes)));
+            std::fs::write(dir.join(name), bytes).map_err(|e| Error::file(&dir.join(name), e))
+        };
+        let mut test_result = serde_json::to_vec_pretty(&test_result_statement(
+            &digest,
+            &statement.predicate,
+            &rows,
+        ))?;
+        test_result.push(b'\n');
+        last(TEST_RESULT, test_result)?;
+        if let Some(key) = &self.sign {
+            last(
+                ENVELOPE,
+                key.sign_envelope(PAYLOAD_TYPE, &statement_bytes).to_json(),
+            )?;
+        }
         sums.sort();
         let text: String = sums.iter().map(|(p, h)| format!("{h}  {p}\n")).collect();
         std::fs::write(dir.join(SUMS), text).map_err(|e| Error::file(&dir.join(SUMS), e))?;

@@ -142,6 +142,60 @@ impl Statement {
     }
 }
 
+/// The in-toto test-result statement beside `bundle.json`, for tools that
+/// read that predicate rather than Atlas's.
+pub const TEST_RESULT: &str = "test-result.json";
+/// in-toto's test-result predicate type.
+pub const TEST_RESULT_PREDICATE: &str = "https://in-toto.io/attestation/test-result/v0.1";
+
+/// The in-toto [test-result] statement of a bundle: its subject is
+/// `bundle.json` (by its SHA-256), the result `pass` when the verdict is
+/// GREEN, each threshold a test (`http_req_duration: p(95)<=200`) among
+/// the passed or the failed, and the configuration the k6 summary and the
+/// proxy's config files of the bundle, by digest.
+///
+/// [test-result]: https://github.com/in-toto/attestation/blob/main/spec/predicates/test-results.md
+pub fn test_result_statement(
+    statement_sha256: &str,
+    predicate: &Predicate,
+    rows: &[crate::manifest::Row],
+) -> serde_json::Value {
+    let names = |ok: bool| -> Vec<String> {
+        predicate
+            .thresholds
+            .iter()
+            .filter(|t| t.ok == ok)
+            .map(|t| format!("{}: {}", t.metric, t.expr))
+            .collect()
+    };
+    let configuration: Vec<serde_json::Value> = rows
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.path.as_str(),
+                "summary.json" | "proxy-config.toml" | "proxy-config.json"
+            )
+        })
+        .map(|r| {
+            serde_json::json!({
+                "name": r.path, "digest": {"sha256": r.sha256}, "mediaType": r.media_type,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": crate::bundle::STATEMENT, "digest": {"sha256": statement_sha256}}],
+        "predicateType": TEST_RESULT_PREDICATE,
+        "predicate": {
+            "result": if predicate.verdict == Verdict::Green { "pass" } else { "fail" },
+            "configuration": configuration,
+            "passedTests": names(true),
+            "warnedTests": [],
+            "failedTests": names(false),
+        },
+    })
+}
+
 /// True for a W3C trace id: 32 lowercase hex digits, not all zeros.
 pub fn is_valid_trace_id(s: &str) -> bool {
     s.len() == 32

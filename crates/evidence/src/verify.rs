@@ -7,11 +7,14 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::bundle::{MANIFEST, STATEMENT, SUMS};
+use crate::bundle::{MANIFEST, STATEMENT, SUMS, WRITTEN_LAST};
 use crate::digest::{sha256_bytes, sha256_file};
 use crate::error::{Error, Result};
 use crate::manifest::{is_sha256_hex, unsafe_path, Role, Row, HEADER};
-use crate::statement::{is_valid_trace_id, Statement, Verdict, STATEMENT_TYPE};
+use crate::sign::{Envelope, PublicKey, ENVELOPE, PAYLOAD_TYPE};
+use crate::statement::{
+    is_valid_trace_id, test_result_statement, Statement, Verdict, STATEMENT_TYPE, TEST_RESULT,
+};
 
 /// One thing wrong with a bundle.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -39,6 +42,32 @@ pub struct VerifyReport {
     pub digest: Option<String>,
     /// The verdict the bundle claims.
     pub verdict: Option<Verdict>,
+    /// Whether the bundle is signed, and whether the signature was checked.
+    pub signature: Signature,
+    /// True when the claims were recomputed from `results.json` (replay).
+    pub replayed: bool,
+}
+
+/// What [`verify_with`] made of `bundle.dsse.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum Signature {
+    /// No envelope, and no key asked for one.
+    Unsigned,
+    /// An envelope, not checked: no key was given. Its key ids are
+    /// unauthenticated hints.
+    NotChecked {
+        /// The key ids the envelope names.
+        keyids: Vec<String>,
+    },
+    /// Signed over this `bundle.json` by the key given.
+    Verified {
+        /// The key's id (`sha256:` of its DER).
+        keyid: String,
+    },
+    /// A key was given and the bundle is not signed by it (the problems
+    /// say why): verification fails.
+    Invalid,
 }
 
 impl VerifyReport {
@@ -48,10 +77,10 @@ impl VerifyReport {
     }
 }
 
-struct Findings(Vec<Problem>);
+pub(crate) struct Findings(Vec<Problem>);
 
 impl Findings {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem {
             path: path.into(),
             message: message.into(),
@@ -59,12 +88,26 @@ impl Findings {
     }
 }
 
-/// Verifies the bundle in `dir`.
+/// Verifies the bundle in `dir`: every file against the manifest,
+/// `bundle.json` and `SHA256SUMS`; the test-result statement against
+/// `bundle.json`; and, with the `replay` feature (on by default), the
+/// claims against `results.json`. A signature is reported, not required:
+/// see [`verify_with`].
 ///
 /// # Errors
 /// [`Error::Input`] only when `dir` is not a folder; everything wrong inside
 /// it is a [`Problem`] in the report.
 pub fn verify(dir: &Path) -> Result<VerifyReport> {
+    verify_with(dir, None)
+}
+
+/// [`verify`], and with `key`, a valid signature by that key over this
+/// `bundle.json` is required: a missing envelope, another key, a changed
+/// envelope or statement are each a problem (fail closed).
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_with(dir: &Path, key: Option<&PublicKey>) -> Result<VerifyReport> {
     if !dir.is_dir() {
         return Err(Error::input(dir.display().to_string(), "not a folder"));
     }
@@ -221,7 +264,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
     let mut on_disk = Vec::new();
     walk(dir, dir, &mut on_disk);
     for rel in on_disk {
-        if !seen.contains(&rel) && ![MANIFEST, STATEMENT, SUMS].contains(&rel.as_str()) {
+        if !seen.contains(&rel) && !WRITTEN_LAST.contains(&rel.as_str()) {
             f.add(&rel, "extra file not in the manifest");
         }
     }
@@ -254,12 +297,107 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         }
     }
 
+    if let (Some(s), Some(d)) = (&statement, &digest) {
+        check_test_result(dir, s, d, &rows, &mut f);
+    }
+    let signature = check_signature(dir, statement_bytes.as_deref(), key, &mut f);
+    #[cfg(feature = "replay")]
+    let replayed = crate::replay::replay(dir, statement.as_ref(), &mut f);
+    #[cfg(not(feature = "replay"))]
+    let replayed = false;
+
     Ok(VerifyReport {
         problems: f.0,
         files: rows.len(),
         digest,
         verdict: statement.map(|s| s.predicate.verdict),
+        signature,
+        replayed,
     })
+}
+
+/// `test-result.json`, when there, is the statement the bundle would write
+/// about this `bundle.json`.
+fn check_test_result(dir: &Path, s: &Statement, digest: &str, rows: &[Row], f: &mut Findings) {
+    let Ok(bytes) = std::fs::read(dir.join(TEST_RESULT)) else {
+        return;
+    };
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Err(e) => f.add(TEST_RESULT, format!("not JSON: {e}")),
+        Ok(v) if v != test_result_statement(digest, &s.predicate, rows) => f.add(
+            TEST_RESULT,
+            "does not match bundle.json: its subject digest, result or tests differ",
+        ),
+        Ok(_) => {}
+    }
+}
+
+/// `bundle.dsse.json` against `key`, and against the statement it wraps.
+fn check_signature(
+    dir: &Path,
+    statement: Option<&[u8]>,
+    key: Option<&PublicKey>,
+    f: &mut Findings,
+) -> Signature {
+    let bytes = match std::fs::read(dir.join(ENVELOPE)) {
+        Ok(b) => b,
+        Err(_) if key.is_some() => {
+            f.add(
+                ENVELOPE,
+                "missing: the bundle is not signed, and a key was given",
+            );
+            return Signature::Invalid;
+        }
+        Err(_) => return Signature::Unsigned,
+    };
+    let env = match Envelope::from_json(&bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            f.add(ENVELOPE, e);
+            return Signature::Invalid;
+        }
+    };
+    if env.payload_type != PAYLOAD_TYPE {
+        f.add(
+            ENVELOPE,
+            format!(
+                "payloadType is {:?}, expected {PAYLOAD_TYPE:?}",
+                env.payload_type
+            ),
+        );
+        return Signature::Invalid;
+    }
+    // the payload must be this bundle.json, byte for byte; with a key, the
+    // bytes compared are the ones the signature was verified over
+    let payload = match key {
+        Some(k) => match env.verify(k) {
+            Ok(p) => p,
+            Err(why) => {
+                f.add(ENVELOPE, why);
+                return Signature::Invalid;
+            }
+        },
+        None => match env.payload_bytes() {
+            Some(p) => p,
+            None => {
+                f.add(ENVELOPE, "the payload is not base64");
+                return Signature::Invalid;
+            }
+        },
+    };
+    if statement != Some(payload.as_slice()) {
+        f.add(
+            ENVELOPE,
+            "the signed statement is not this bundle.json (bundle.json was changed or replaced after signing)",
+        );
+        return Signature::Invalid;
+    }
+    match key {
+        Some(k) => Signature::Verified { keyid: k.keyid() },
+        None => Signature::NotChecked {
+            keyids: env.signatures.iter().map(|s| s.keyid.clone()).collect(),
+        },
+    }
 }
 
 fn parse_manifest(bytes: &[u8], f: &mut Findings) -> Vec<Row> {
@@ -373,9 +511,15 @@ fn check_sums(
             continue;
         };
         listed.insert(path.to_string());
+        let companion;
         let want = match path {
             MANIFEST => manifest_sha,
             STATEMENT => statement_sha,
+            TEST_RESULT | ENVELOPE => {
+                // written after the statement; their own checks are above
+                companion = std::fs::read(dir.join(path)).ok().map(|b| sha256_bytes(&b));
+                companion.as_deref()
+            }
             p => expected.get(p).copied(),
         };
         match want {

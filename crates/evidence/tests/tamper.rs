@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use atlas_evidence::{verify, BundleBuilder, Role, ThresholdRecord, Verdict};
+use atlas_evidence::{
+    verify, verify_with, BundleBuilder, Role, Signature, SigningKey, ThresholdRecord, Verdict,
+};
 
 struct Scratch(PathBuf);
 
@@ -26,11 +28,17 @@ impl Drop for Scratch {
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 /// A run folder with the usual artifacts, bundled into `<scratch>/bundle`.
+/// (No `results.json`: replaying real results is `atlas-cli`'s gate test.)
 fn bundle(s: &Scratch) -> PathBuf {
+    bundle_signed(s, None)
+}
+
+/// [`bundle`], signed with `key` when given.
+fn bundle_signed(s: &Scratch, key: Option<SigningKey>) -> PathBuf {
     let run = s.0.join("run");
     std::fs::create_dir_all(run.join("logs")).unwrap();
     std::fs::write(run.join("summary.json"), br#"{"metrics":{}}"#).unwrap();
-    std::fs::write(run.join("results.json"), b"{\"format\":1}").unwrap();
+    std::fs::write(run.join("points.json"), b"{\"format\":1}").unwrap();
     std::fs::write(run.join("journal.jsonl"), b"{\"iteration\":1}\n").unwrap();
     std::fs::write(
         run.join("logs/proxy-access.log"),
@@ -55,6 +63,9 @@ fn bundle(s: &Scratch) -> PathBuf {
             }],
             30_000,
         );
+    if let Some(k) = key {
+        b.sign_with(k);
+    }
     let built = b.write(&out).unwrap();
     assert_eq!(built.digest.len(), 64);
     out
@@ -139,11 +150,11 @@ fn an_intact_bundle_verifies_with_atlas_and_sha256sum() {
 fn a_flipped_byte_is_caught() {
     let s = Scratch::new("flip");
     let dir = bundle(&s);
-    let p = dir.join("results.json");
+    let p = dir.join("points.json");
     let mut b = std::fs::read(&p).unwrap();
     b[3] ^= 1;
     std::fs::write(&p, b).unwrap();
-    assert_caught(&dir, "results.json", "content changed");
+    assert_caught(&dir, "points.json", "content changed");
 }
 
 #[test]
@@ -175,18 +186,18 @@ fn a_renamed_file_is_caught() {
 fn swapped_files_are_caught() {
     let s = Scratch::new("swap");
     let dir = bundle(&s);
-    let (a, b) = (dir.join("summary.json"), dir.join("results.json"));
+    let (a, b) = (dir.join("summary.json"), dir.join("points.json"));
     let (x, y) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     std::fs::write(&a, y).unwrap();
     std::fs::write(&b, x).unwrap();
     assert_caught(
         &dir,
         "summary.json",
-        "holds what the manifest lists for results.json",
+        "holds what the manifest lists for points.json",
     );
     assert_caught(
         &dir,
-        "results.json",
+        "points.json",
         "holds what the manifest lists for summary.json",
     );
 }
@@ -313,4 +324,136 @@ fn the_same_inputs_give_the_same_manifest_and_bad_inputs_write_nothing() {
     std::fs::write(run.join("manifest.csv"), b"x").unwrap();
     assert!(BundleBuilder::new().add_dir(&run).is_err());
     let _ = Role::External;
+}
+
+fn signed_problems(dir: &Path, key: &SigningKey) -> (Signature, Vec<String>) {
+    let r = verify_with(dir, Some(&key.public())).unwrap();
+    (
+        r.signature,
+        r.problems.iter().map(ToString::to_string).collect(),
+    )
+}
+
+#[test]
+fn a_signed_bundle_verifies_with_its_key_and_fails_closed_otherwise() {
+    let s = Scratch::new("signed");
+    let key = SigningKey::from_seed(&[1; 32]);
+    let dir = bundle_signed(&s, Some(SigningKey::from_seed(&[1; 32])));
+    let (sig, p) = signed_problems(&dir, &key);
+    assert!(p.is_empty(), "{p:#?}");
+    assert_eq!(
+        sig,
+        Signature::Verified {
+            keyid: key.public().keyid()
+        }
+    );
+    // without a key: reported, not checked, and the bundle still verifies
+    let r = verify(&dir).unwrap();
+    assert!(r.ok(), "{:#?}", r.problems);
+    assert_eq!(
+        r.signature,
+        Signature::NotChecked {
+            keyids: vec![key.public().keyid()]
+        }
+    );
+    // sha256sum -c covers the envelope and the test-result statement too
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+    assert!(
+        sums.contains("  bundle.dsse.json\n") && sums.contains("  test-result.json\n"),
+        "{sums}"
+    );
+
+    // another key
+    let other = SigningKey::from_seed(&[2; 32]);
+    let (sig, p) = signed_problems(&dir, &other);
+    assert_eq!(sig, Signature::Invalid);
+    assert!(
+        p.iter()
+            .any(|l| l.contains("bundle.dsse.json") && l.contains("no signature verifies")),
+        "{p:#?}"
+    );
+
+    // an unsigned bundle, when a key is given
+    let s2 = Scratch::new("unsigned");
+    let plain = bundle(&s2);
+    let (sig, p) = signed_problems(&plain, &key);
+    assert_eq!(sig, Signature::Invalid);
+    assert!(
+        p.iter().any(|l| l.contains("bundle.dsse.json: missing")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn a_changed_envelope_or_a_resigned_statement_is_caught() {
+    let key = SigningKey::from_seed(&[1; 32]);
+    // one character of the signature
+    let s = Scratch::new("env-edit");
+    let dir = bundle_signed(&s, Some(SigningKey::from_seed(&[1; 32])));
+    let env_path = dir.join("bundle.dsse.json");
+    let mut env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&env_path).unwrap()).unwrap();
+    let sig = env["signatures"][0]["sig"].as_str().unwrap().to_string();
+    let first = if sig.starts_with('A') { 'B' } else { 'A' };
+    let flipped = format!("{first}{}", &sig[1..]);
+    env["signatures"][0]["sig"] = flipped.into();
+    std::fs::write(&env_path, serde_json::to_vec(&env).unwrap()).unwrap();
+    let (sig, p) = signed_problems(&dir, &key);
+    assert_eq!(sig, Signature::Invalid, "{p:#?}");
+
+    // a forger rebuilds the bundle with a doctored verdict and signs it with
+    // their own key: the real key refuses it
+    let s = Scratch::new("resigned");
+    let dir = bundle_signed(&s, Some(SigningKey::from_seed(&[9; 32])));
+    let (sig, p) = signed_problems(&dir, &key);
+    assert_eq!(sig, Signature::Invalid);
+    assert!(
+        p.iter().any(|l| l.contains("no signature verifies")),
+        "{p:#?}"
+    );
+
+    // the real envelope kept, bundle.json replaced (and the sums redone)
+    let s = Scratch::new("swapped-statement");
+    let dir = bundle_signed(&s, Some(SigningKey::from_seed(&[1; 32])));
+    let st = dir.join("bundle.json");
+    let text = std::fs::read_to_string(&st)
+        .unwrap()
+        .replace("\"GREEN\"", "\"RED\"");
+    std::fs::write(&st, text).unwrap();
+    let (sig, p) = signed_problems(&dir, &key);
+    assert_eq!(sig, Signature::Invalid);
+    assert!(
+        p.iter().any(|l| l.contains("not this bundle.json")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn the_test_result_statement_says_what_bundle_json_says() {
+    let s = Scratch::new("test-result");
+    let dir = bundle(&s);
+    let tr: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("test-result.json")).unwrap()).unwrap();
+    assert_eq!(
+        tr["predicateType"],
+        "https://in-toto.io/attestation/test-result/v0.1"
+    );
+    assert_eq!(tr["_type"], "https://in-toto.io/Statement/v1");
+    let digest = atlas_evidence::sha256_file(&dir.join("bundle.json"))
+        .unwrap()
+        .0;
+    assert_eq!(tr["subject"][0]["name"], "bundle.json");
+    assert_eq!(tr["subject"][0]["digest"]["sha256"], digest.as_str());
+    assert_eq!(tr["predicate"]["result"], "pass");
+    assert_eq!(
+        tr["predicate"]["passedTests"][0],
+        "http_req_duration: p(95)<200"
+    );
+    assert_eq!(tr["predicate"]["failedTests"], serde_json::json!([]));
+    // turned into a pass it never was (a fail edited to pass is the same check)
+    let edited = std::fs::read_to_string(dir.join("test-result.json"))
+        .unwrap()
+        .replace("\"pass\"", "\"fail\"");
+    std::fs::write(dir.join("test-result.json"), edited).unwrap();
+    assert_caught(&dir, "test-result.json", "does not match bundle.json");
 }

@@ -111,16 +111,20 @@ pub(crate) fn seal(
     trace: &str,
     started: SystemTime,
     verdict: (Verdict, Vec<ThresholdRecord>, u64),
+    sign: Option<&atlas_evidence::SigningKey>,
 ) -> Result<String> {
     let (verdict, records, samples) = verdict;
-    let bundle = BundleBuilder::new()
-        .add_dir(work)?
+    let mut b = BundleBuilder::new();
+    b.add_dir(work)?
         .trace_id(trace)?
         .machine_proof(true)
         .verdict(verdict, records, samples)
         .started_at(&humantime::format_rfc3339_seconds(started).to_string())
-        .tool("atlas", env!("CARGO_PKG_VERSION"))
-        .write(out)?;
+        .tool("atlas", env!("CARGO_PKG_VERSION"));
+    if let Some(k) = sign {
+        b.sign_with(k.clone());
+    }
+    let bundle = b.write(out)?;
     Ok(format!("sha256:{}", bundle.digest))
 }
 

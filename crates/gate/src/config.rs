@@ -66,6 +66,10 @@ pub struct GateConfig {
     /// Where the evidence bundle goes (default `atlas-evidence/<run id>`);
     /// it must not exist, or be an empty folder.
     pub out: Option<PathBuf>,
+    /// Sign the bundle with this Ed25519 private key (PKCS#8 PEM, from
+    /// `atlas evidence keygen`): `bundle.dsse.json`, which `atlas evidence
+    /// verify --key PUB` requires. Default: unsigned.
+    pub sign_key: Option<PathBuf>,
     /// Heal when the gate fails (default on); off, the healer diagnoses and
     /// plans only.
     pub heal: bool,
@@ -113,6 +117,7 @@ impl Default for GateConfig {
             rate: 500.0,
             duration: Duration::from_secs(60),
             out: None,
+            sign_key: None,
             heal: true,
             thresholds: Thresholds::default(),
             slo: None,
@@ -159,7 +164,7 @@ impl GateConfig {
     }
 
     /// A setting's name, with the file it came from.
-    fn at(&self, key: &str) -> String {
+    pub(crate) fn at(&self, key: &str) -> String {
         match &self.file {
             Some(p) => format!("{key} in {}", p.display()),
             None => key.to_string(),

@@ -88,7 +88,7 @@ pub(crate) async fn run(
         lc = lc.threshold(metric, &expr);
     }
     let mut run = drive(lc, label, t0, observer, interrupt).await?;
-    run.outcomes.extend(slo_outcome(&run.result));
+    run.outcomes.extend(run.result.slo_outcome());
     Ok(run)
 }
 
@@ -116,17 +116,6 @@ pub(crate) async fn drive(
         result,
         outcomes,
         offset_s,
-    })
-}
-
-/// The objective's verdict as one more threshold row: the burn rate the
-/// run shows with 95 % confidence against `max_burn_rate`.
-pub(crate) fn slo_outcome(r: &RunResult) -> Option<ThresholdOutcome> {
-    r.slo_report().map(|s| ThresholdOutcome {
-        metric: "slo".into(),
-        expr: format!("burn_rate<={} (95 % lower bound)", s.max_burn_rate),
-        ok: s.ok,
-        actual: s.burn_rate_low,
     })
 }
 

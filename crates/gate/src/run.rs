@@ -112,6 +112,7 @@ pub struct GateOutcome {
 /// ```
 pub struct Gate {
     cfg: GateConfig,
+    sign: Option<atlas_evidence::SigningKey>,
     hooks: Arc<dyn GateHooks>,
     audit: Box<dyn Audit>,
     interrupt: Interrupt,
@@ -133,12 +134,21 @@ impl Gate {
     /// [`Error::Config`] naming the setting.
     pub fn new(cfg: GateConfig) -> Result<Self> {
         cfg.validate()?;
+        // read once, before any load: a bad key is a usage error now, not
+        // a lost run later
+        let sign = cfg
+            .sign_key
+            .as_deref()
+            .map(atlas_evidence::SigningKey::from_pem_file)
+            .transpose()
+            .map_err(|e| Error::config(cfg.at("sign_key"), e.to_string()))?;
         let audit = Box::new(Lighthouse {
             lighthouse: cfg.lighthouse.clone(),
             chromium: cfg.chromium.clone(),
         });
         Ok(Gate {
             cfg,
+            sign,
             hooks: Arc::new(Quiet),
             audit,
             interrupt: Interrupt::new(),
@@ -430,7 +440,7 @@ impl Gate {
             None if class == Class::Aborted => (Verdict::Aborted, Vec::new(), 0),
             None => (Verdict::Blocked, Vec::new(), 0),
         };
-        let digest = artifacts::seal(work, out, trace, started, verdict)?;
+        let digest = artifacts::seal(work, out, trace, started, verdict, self.sign.as_ref())?;
         packet.set_bundle_digest(digest.clone());
         stack.shutdown().await;
         Ok(GateOutcome {

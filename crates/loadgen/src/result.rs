@@ -125,6 +125,18 @@ impl RunResult {
             .map(|s| s.report(m.requests, m.failed, m.slo_slow))
     }
 
+    /// The objective's verdict as one more threshold row (metric `slo`):
+    /// the burn rate the run shows with 95 % confidence against the
+    /// largest allowed; `None` without an objective.
+    pub fn slo_outcome(&self) -> Option<ThresholdOutcome> {
+        self.slo_report().map(|s| ThresholdOutcome {
+            metric: "slo".into(),
+            expr: format!("burn_rate<={} (95 % lower bound)", s.max_burn_rate),
+            ok: s.ok,
+            actual: s.burn_rate_low,
+        })
+    }
+
     /// The thresholds this result carries, parsed.
     pub fn parsed_thresholds(&self) -> Result<Vec<Threshold>> {
         let mut out = Vec::new();

@@ -533,18 +533,19 @@ impl Chaos {
             slo: slo.as_ref(),
         })?;
         write_atomic(&work.join("report.html"), html.as_bytes())?;
-        let records = loads
-            .iter()
-            .find(|l| l.label == "load")
+        // the thresholds and their samples are the experiment's load, the
+        // run results.json holds (and `atlas evidence verify` replays)
+        let judged = loads.iter().find(|l| l.label == "load");
+        let records = judged
             .map(|l| artifacts::records(&l.outcomes))
             .unwrap_or_default();
-        let samples = loads.iter().map(|l| l.result.metrics.requests).sum();
+        let samples = judged.map_or(0, |l| l.result.metrics.requests);
         let verdict = match status {
             Status::Interrupted => Verdict::Aborted,
             _ if held => Verdict::Green,
             _ => Verdict::Red,
         };
-        let digest = artifacts::seal(work, out, trace, started, (verdict, records, samples))?;
+        let digest = artifacts::seal(work, out, trace, started, (verdict, records, samples), None)?;
         let mut packet = packet;
         packet.set_bundle_digest(digest.clone());
         stack.shutdown().await;
