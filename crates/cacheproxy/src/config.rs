@@ -448,8 +448,22 @@ impl ProxyConfig {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        toml::from_str(&text).map_err(|e| Error::ConfigFile {
-            path: path.display().to_string(),
+        Self::from_toml(&text).map_err(|e| match e {
+            Error::ConfigFile { message, .. } => Error::ConfigFile {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text (not yet validated: [`ProxyConfig::validate`]).
+    ///
+    /// # Errors
+    /// [`Error::ConfigFile`] saying what is wrong and where.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::ConfigFile {
+            path: "<text>".into(),
             message: e.to_string().trim_end().to_string(),
         })
     }

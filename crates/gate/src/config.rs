@@ -139,22 +139,39 @@ impl GateConfig {
     /// # Errors
     /// [`Error::ConfigFile`] naming the file and what is wrong.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
-        let bad = |message: String| Error::ConfigFile {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {
             path: path.display().to_string(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+            message: e.to_string(),
+        })?;
+        let mut cfg = Self::from_toml(&text).map_err(|e| match e {
+            Error::ConfigFile { message, .. } => Error::ConfigFile {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })?;
+        cfg.file = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    /// Parses `atlas.toml` text (not yet validated: [`GateConfig::validate`]).
+    ///
+    /// # Errors
+    /// [`Error::ConfigFile`] naming the setting and the line.
+    pub fn from_toml(text: &str) -> Result<Self> {
         // the error names the setting (`thresholds.p95`), and toml the line
-        let mut cfg: GateConfig = serde_path_to_error::deserialize(toml::Deserializer::new(&text))
+        let mut cfg: GateConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
             .map_err(|e| {
                 let path = e.path().to_string();
                 let inner = e.into_inner().to_string();
-                bad(format!("{path}: {}", inner.trim()))
+                Error::ConfigFile {
+                    path: "atlas.toml".into(),
+                    message: format!("{path}: {}", inner.trim()),
+                }
             })?;
         if cfg.requests.is_empty() {
             cfg.requests = RequestSpec::gate_mix();
         }
-        cfg.file = Some(path.to_path_buf());
         Ok(cfg)
     }
 
