@@ -162,13 +162,13 @@ impl GateConfig {
         // the error names the setting (`thresholds.p95`), and toml the line
         let mut cfg: GateConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
             .map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner().to_string();
-                Error::ConfigFile {
-                    path: "atlas.toml".into(),
-                    message: format!("{path}: {}", inner.trim()),
-                }
-            })?;
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            Error::ConfigFile {
+                path: "atlas.toml".into(),
+                message: format!("{path}: {}", inner.trim()),
+            }
+        })?;
         if cfg.requests.is_empty() {
             cfg.requests = RequestSpec::gate_mix();
         }
