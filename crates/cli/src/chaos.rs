@@ -65,6 +65,9 @@ struct RunArgs {
     /// SLO: the largest burn rate before the hypothesis deviates [default: 14.4]
     #[arg(long, env = "ATLAS_SLO_MAX_BURN_RATE", value_name = "N")]
     slo_max_burn_rate: Option<f64>,
+    /// Sign the bundle with this Ed25519 private key (from `atlas evidence keygen`)
+    #[arg(long, env = "ATLAS_SIGN_KEY", value_name = "FILE")]
+    sign_key: Option<PathBuf>,
     /// No progress output, only the verdict
     #[arg(long, short, env = "ATLAS_QUIET")]
     quiet: bool,
@@ -142,7 +145,11 @@ fn run(args: RunArgs) -> u8 {
     let chaos = match args
         .experiment()
         .and_then(|x| Chaos::new(x).map_err(anyhow::Error::new))
-    {
+        .and_then(|c| match &args.sign_key {
+            // read before the run: a bad key is a usage error now
+            Some(k) => Ok(c.sign_with(atlas_evidence::SigningKey::from_pem_file(k)?)),
+            None => Ok(c),
+        }) {
         Ok(c) => c,
         Err(e) => return report(&e, EXIT_USAGE),
     };

@@ -48,8 +48,35 @@ fn chaos(name: &str, extra: &[&str], dir: &Scratch) -> (i32, String, serde_json:
 fn the_origin_outage_holds_on_stale_copies_and_deviates_without_them() {
     // the figures: 500 req/s for 10 s, the origin down for 5 s
     let dir = Scratch::new("chaos-outage");
-    let (code, stdout, j) = chaos("origin-outage.toml", &[], &dir);
+    // signed, as the gate's bundles can be
+    let key = dir.path("chaos");
+    assert!(atlas()
+        .args(["evidence", "keygen"])
+        .arg(&key)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let (code, stdout, j) = chaos(
+        "origin-outage.toml",
+        &["--sign-key", dir.path("chaos.key").to_str().unwrap()],
+        &dir,
+    );
     assert_eq!(code, 0, "{stdout}");
+    let v = atlas()
+        .args(["evidence", "verify"])
+        .arg(dir.path("bundle"))
+        .arg("--key")
+        .arg(dir.path("chaos.pub"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&v.stdout);
+    assert!(v.status.success(), "{said}");
+    assert!(said.contains("signature: verified"), "{said}");
+    assert!(
+        said.contains("replay: the summary"),
+        "a chaos bundle replays: {said}"
+    );
     assert!(
         stdout.starts_with("HELD  the origin goes down for 5 s"),
         "{stdout}"

@@ -96,6 +96,7 @@ pub struct ChaosOutcome {
 pub struct Chaos {
     x: Experiment,
     out: Option<PathBuf>,
+    sign: Option<atlas_evidence::SigningKey>,
     hooks: Arc<dyn ChaosHooks>,
     interrupt: Interrupt,
 }
@@ -153,6 +154,7 @@ impl Chaos {
         Ok(Chaos {
             x,
             out: None,
+            sign: None,
             hooks: Arc::new(Quiet),
             interrupt: Interrupt::new(),
         })
@@ -161,6 +163,12 @@ impl Chaos {
     /// Writes the bundle into `dir` (it must not exist, or be empty).
     pub fn out(mut self, dir: impl Into<PathBuf>) -> Self {
         self.out = Some(dir.into());
+        self
+    }
+
+    /// Signs the bundle with `key` (`bundle.dsse.json`, as the gate's).
+    pub fn sign_with(mut self, key: atlas_evidence::SigningKey) -> Self {
+        self.sign = Some(key);
         self
     }
 
@@ -545,7 +553,14 @@ impl Chaos {
             _ if held => Verdict::Green,
             _ => Verdict::Red,
         };
-        let digest = artifacts::seal(work, out, trace, started, (verdict, records, samples), None)?;
+        let digest = artifacts::seal(
+            work,
+            out,
+            trace,
+            started,
+            (verdict, records, samples),
+            self.sign.as_ref(),
+        )?;
         let mut packet = packet;
         packet.set_bundle_digest(digest.clone());
         stack.shutdown().await;
