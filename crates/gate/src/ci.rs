@@ -325,6 +325,70 @@ fn md_code(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A BLOCKER before any load: the routes as checked, every threshold
+    /// skipped with the reason, the verdict failing with the packet's
+    /// first line; text that would break XML or a table escaped.
+    #[test]
+    fn a_blocker_before_any_load_skips_the_thresholds_and_fails_the_verdict() {
+        let cfg = GateConfig::default();
+        let packet = Packet::Blocker(atlas_healer::Blocker {
+            class: atlas_healer::Code::PortOccupied,
+            cause: None,
+            what: "127.0.0.1:8080 is held by pid 42 (python3 <\"x\">)".into(),
+            knob: None,
+            lives: "the machine".into(),
+            fix: None,
+            proof: vec![],
+            best: None,
+            changes: vec![],
+            docs: atlas_healer::Code::PortOccupied.docs(),
+            bundle_digest: Some("sha256:ab".into()),
+        });
+        let o = GateOutcome {
+            packet,
+            class: Class::Blocked,
+            routes: vec![crate::RouteCheck {
+                path: "/a&b|<c>".into(),
+                ok: false,
+                answer: "connection refused".into(),
+                cache: vec![],
+                set_cookie: false,
+            }],
+            loads: vec![],
+            bundle_dir: "out".into(),
+            bundle_digest: "sha256:ab".into(),
+            run_id: "r1".into(),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        };
+        let xml = junit(&o, &cfg).unwrap();
+        let n = crate::load::thresholds(&cfg).len();
+        assert!(
+            xml.contains(&format!("tests=\"{}\" failures=\"2\"", n + 2)),
+            "{xml}"
+        );
+        assert_eq!(
+            xml.matches("<skipped message=\"not judged: no load ran\"/>")
+                .count(),
+            n,
+            "{xml}"
+        );
+        assert!(xml.contains("name=\"/a&amp;b|&lt;c&gt;\""), "{xml}");
+        assert!(xml.contains("<failure message=\"BLOCKER  PORT-OCCUPIED: 127.0.0.1:8080 is held by pid 42 (python3 &lt;&quot;x&quot;&gt;)\""), "{xml}");
+        let md = step_summary(&o, &cfg);
+        assert!(
+            md.starts_with("## ❌ atlas gate: BLOCKER  PORT-OCCUPIED"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| ➖ | `http_req_duration: p(95)<=200` | not judged: no load ran |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| ❌ | `/a&b\\|<c>` | connection refused | - |"),
+            "{md}"
+        );
+    }
+
     #[test]
     fn table_cells_cannot_break_out_of_their_row_or_into_html() {
         assert_eq!(md_text("a|b<script>&\nc"), "a\\|b&lt;script&gt;&amp; c");
