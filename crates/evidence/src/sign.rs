@@ -243,16 +243,6 @@ impl PublicKey {
             })
     }
 
-    /// The key from its 32 bytes (RFC 8032's public key).
-    ///
-    /// # Errors
-    /// [`Error::Input`] when the bytes are not a point of the curve.
-    pub fn from_bytes(bytes: &[u8; 32]) -> Result<PublicKey> {
-        ed25519_dalek::VerifyingKey::from_bytes(bytes)
-            .map(PublicKey)
-            .map_err(|e| Error::input("public key", e.to_string()))
-    }
-
     /// The public key as PEM.
     pub fn to_pem(&self) -> String {
         self.0
