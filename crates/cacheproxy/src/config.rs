@@ -333,6 +333,12 @@ pub struct FaultConfig {
     /// Seeds the rules' per-request draws: the same seed and order of
     /// upstream requests hit the same requests (default 0).
     pub seed: u64,
+    /// A dead man's switch: the proxy lifts every fault itself this long
+    /// after the fault config last changed, unless it changed again since.
+    /// Whoever injects faults remotely sets it, so a run killed mid-fault
+    /// leaves none behind (`atlas chaos run` does). Default `0s`: never.
+    #[serde(with = "duration_str")]
+    pub expires: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -388,6 +394,15 @@ impl Default for CacheConfig {
 }
 
 impl FaultConfig {
+    /// The same seed with nothing injected and no expiry: what
+    /// [`FaultConfig::expires`] leaves.
+    pub fn lifted(&self) -> FaultConfig {
+        FaultConfig {
+            seed: self.seed,
+            ..FaultConfig::default()
+        }
+    }
+
     /// Every rule in force: the older knobs as the rules they are
     /// (`drop_percent` an `upstream-down`, `error_percent` an
     /// `error-status`, `delay` a `latency` on every request), then
@@ -425,6 +440,7 @@ impl Default for FaultConfig {
             drop_percent: 0.0,
             rules: Vec::new(),
             seed: 0,
+            expires: Duration::ZERO,
         }
     }
 }

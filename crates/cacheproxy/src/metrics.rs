@@ -56,6 +56,8 @@ pub struct Metrics {
     /// Config file reloads (SIGHUP), by result: `ok`, or `refused` (the
     /// running config and certificate kept).
     pub reloads: Family<ReloadLabels, Counter>,
+    /// Fault configs lifted by their `fault.expires`.
+    pub faults_expired: Counter,
 }
 
 /// Labels of the reload counter.
@@ -193,10 +195,17 @@ impl Metrics {
             "Config reloads (SIGHUP: the file and the TLS certificate read again), by result",
             reloads.clone(),
         );
+        let faults_expired = Counter::default();
+        registry.register(
+            "faults_expired",
+            "Fault configs lifted by the proxy itself when their fault.expires ran out",
+            faults_expired.clone(),
+        );
         Metrics {
             registry,
             send_timeouts,
             reloads,
+            faults_expired,
             refused,
             not_stored,
             pending_budget_exceeded,

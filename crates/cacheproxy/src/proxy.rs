@@ -164,6 +164,11 @@ pub struct State {
     /// The index of the next draw in the fault rules' seeded sequence;
     /// back to 0 whenever the fault config changes.
     pub fault_draws: AtomicU64,
+    /// Counts fault config changes, so that an expiry armed by one lifts
+    /// nothing set after it ([`crate::FaultConfig::expires`]).
+    fault_generation: AtomicU64,
+    /// Held while a config is swapped in, so an expiry's check and swap are one step.
+    swapping: std::sync::Mutex<()>,
     /// Where each request is logged, when anywhere.
     pub access_log: std::sync::OnceLock<AccessLog>,
     /// The config file accepted `PUT /config` changes are written to, when any.
@@ -192,6 +197,8 @@ impl State {
             pending_bytes: AtomicUsize::new(0),
             ids: Ids::default(),
             fault_draws: AtomicU64::new(0),
+            fault_generation: AtomicU64::new(0),
+            swapping: std::sync::Mutex::new(()),
             access_log: std::sync::OnceLock::new(),
             persist: std::sync::OnceLock::new(),
             routes: RwLock::new(HashMap::new()),
@@ -202,7 +209,22 @@ impl State {
 
     /// Swaps the config; returns the previous one. With `reread` the TLS
     /// certificate files are read again even when their names are the same.
-    pub fn swap_config(&self, mut cfg: ProxyConfig, reread: bool) -> crate::Result<ProxyConfig> {
+    /// A fault config with [`expires`](crate::FaultConfig::expires) arms its
+    /// expiry (on the current Tokio runtime, or a thread outside one).
+    pub fn swap_config(
+        self: &Arc<Self>,
+        cfg: ProxyConfig,
+        reread: bool,
+    ) -> crate::Result<ProxyConfig> {
+        let _swapping = self.swapping.lock().unwrap_or_else(|p| p.into_inner());
+        self.swap_locked(cfg, reread)
+    }
+
+    fn swap_locked(
+        self: &Arc<Self>,
+        mut cfg: ProxyConfig,
+        reread: bool,
+    ) -> crate::Result<ProxyConfig> {
         let current = self.live.load_full();
         if let Some(knob) = cfg.fixed_changes(&current.cfg).first() {
             return Err(crate::Error::config(
@@ -225,11 +247,53 @@ impl State {
         // new fault rules start their seeded sequence again: the same
         // experiment hits the same requests each time it runs
         let refault = next.cfg.fault != current.cfg.fault;
+        let expires = (refault && !next.faults.is_empty()).then_some(next.cfg.fault.expires);
         self.live.store(Arc::new(next));
         if refault {
             self.fault_draws.store(0, Ordering::Relaxed);
+            let generation = self.fault_generation.fetch_add(1, Ordering::AcqRel) + 1;
+            if let Some(after) = expires.filter(|d| !d.is_zero()) {
+                self.expire_faults(generation, after);
+            }
         }
         Ok(current.cfg.clone())
+    }
+
+    /// Lifts the faults `after` from now unless the fault config changed
+    /// since `generation`. Holds the state weakly: a proxy that stops is
+    /// not kept alive by its expiry.
+    fn expire_faults(self: &Arc<Self>, generation: u64, after: Duration) {
+        let state = Arc::downgrade(self);
+        let lift = move || {
+            let Some(state) = state.upgrade() else {
+                return;
+            };
+            let _swapping = state.swapping.lock().unwrap_or_else(|p| p.into_inner());
+            if state.fault_generation.load(Ordering::Acquire) != generation {
+                return;
+            }
+            let mut cfg = state.live.load().cfg.clone();
+            cfg.fault = cfg.fault.lifted();
+            // the config in force validated; lifting faults keeps it valid
+            if state.swap_locked(cfg, false).is_ok() {
+                state.metrics.faults_expired.inc();
+                tracing::warn!(target: "atlas_proxy", expires = ?after, "fault.expires reached: every fault lifted");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    tokio::time::sleep(after).await;
+                    lift();
+                });
+            }
+            Err(_) => {
+                std::thread::spawn(move || {
+                    std::thread::sleep(after);
+                    lift();
+                });
+            }
+        }
     }
 
     /// A slot for one upstream request, or `None` at `max_in_flight`.
@@ -1196,4 +1260,75 @@ fn refresh_in_background(
             e.count(&state);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::{Fault, FaultKind};
+    use crate::FaultConfig;
+    use tokio::time::sleep;
+
+    fn in_force(state: &State) -> Vec<FaultKind> {
+        state.live.load().faults.iter().map(|f| f.kind).collect()
+    }
+
+    /// On Tokio's paused clock, so each instant is exact: faults set with
+    /// `fault.expires` are in force until it runs out, then lifted (the
+    /// seed kept); a change in between arms its own expiry and the first
+    /// lifts nothing; without `fault.expires` they stay.
+    #[tokio::test(start_paused = true)]
+    async fn faults_lift_when_they_expire_unless_changed_since() {
+        let cfg = ProxyConfig {
+            upstream: "http://127.0.0.1:9".into(),
+            ..ProxyConfig::default()
+        };
+        let state = Arc::new(State::new(cfg.clone()).unwrap());
+        let set = |kind, expires_ms| {
+            let mut c = cfg.clone();
+            c.fault.rules = vec![Fault::new(kind)];
+            c.fault.seed = 7;
+            c.fault.expires = Duration::from_millis(expires_ms);
+            c
+        };
+        let ms = Duration::from_millis;
+
+        state
+            .swap_config(set(FaultKind::Reset, 1000), false)
+            .unwrap();
+        sleep(ms(999)).await;
+        assert_eq!(in_force(&state), [FaultKind::Reset]);
+        sleep(ms(2)).await;
+        assert_eq!(in_force(&state), []);
+        assert_eq!(
+            state.live.load().cfg.fault,
+            FaultConfig {
+                seed: 7,
+                ..FaultConfig::default()
+            }
+        );
+        assert_eq!(state.metrics.faults_expired.get(), 1);
+
+        state
+            .swap_config(set(FaultKind::Reset, 1000), false)
+            .unwrap();
+        sleep(ms(500)).await;
+        state
+            .swap_config(set(FaultKind::Blackhole, 1000), false)
+            .unwrap();
+        sleep(ms(600)).await;
+        assert_eq!(
+            in_force(&state),
+            [FaultKind::Blackhole],
+            "the first expiry lifts nothing set after it"
+        );
+        sleep(ms(500)).await;
+        assert_eq!(in_force(&state), []);
+        assert_eq!(state.metrics.faults_expired.get(), 2);
+
+        state.swap_config(set(FaultKind::Reset, 0), false).unwrap();
+        sleep(Duration::from_secs(3600)).await;
+        assert_eq!(in_force(&state), [FaultKind::Reset]);
+        assert_eq!(state.metrics.faults_expired.get(), 2);
+    }
 }

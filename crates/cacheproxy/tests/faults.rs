@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use atlas_cacheproxy::fault::{Fault, FaultKind};
 use bytes::Bytes;
-use common::{admin, get, start};
+use common::{admin, get, metric, start};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use support::{spawn_origin, Reply};
@@ -148,6 +148,40 @@ async fn a_bad_rule_is_refused_naming_its_field() {
         put.text()
     );
     assert!(p.handle.config().fault.rules.is_empty());
+}
+
+/// `fault.expires`: the proxy lifts the faults itself when it runs out, as
+/// if whoever set them had removed them (an `atlas chaos run` killed
+/// mid-fault), says so in `/config` and counts it in `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_with_an_expiry_lift_themselves() {
+    let origin = spawn_origin(Arc::new(|_: &hyper::Request<_>, _t| Reply::ok("page"))).await;
+    let p = start(&origin.url(""), |c| c.cache.ttl = Duration::ZERO).await;
+    let body = serde_json::json!({
+        "fault.rules": [Fault::new(FaultKind::UpstreamDown)],
+        "fault.seed": 3,
+        "fault.expires": "1s",
+    });
+    let put = admin(p.admin, "PUT", "/config", &body.to_string()).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    // a bound, not a measure: the expiry lifts them once, whenever it runs
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let config = loop {
+        let c: serde_json::Value =
+            serde_json::from_slice(&get(p.admin, "/config", &[]).await.body).unwrap();
+        if c["fault"]["rules"] == serde_json::json!([]) {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "still in force after 30 s: {c}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(config["fault"]["expires"], "0s");
+    assert_eq!(config["fault"]["seed"], 3);
+    assert_eq!(get(p.addr, "/page", &[]).await.status, 200);
+    assert_eq!(
+        metric(p.admin, "atlas_proxy_faults_expired_total").await,
+        1.0
+    );
 }
 
 /// A 10,000-byte page from the origin.

@@ -115,6 +115,12 @@ async fn an_origin_outage_is_held_by_the_caches_stale_copies() {
         ]
     );
     assert_eq!(j["run"][0]["output"], "applied");
+    // the fault expires in the proxy itself 10 s after its step should end it,
+    // in case this run dies first; removing it and the rollback disarm that
+    let expires = |r: &Value| r["activity"]["provider"]["arguments"]["fault.expires"].clone();
+    assert_eq!(expires(&j["run"][0]), "13s");
+    assert_eq!(expires(&j["run"][1]), "0s");
+    assert_eq!(expires(&j["rollbacks"][0]), "0s");
     assert_eq!(j["rollbacks"][0]["status"], "succeeded");
     assert_eq!(j["rollbacks"][0]["output"], "restored");
     assert_eq!(j["burn_rate"], 0.0);

@@ -232,7 +232,16 @@ pub struct Step {
     pub at: Duration,
     /// The faults in force from then on, by their number in the file.
     pub active: Vec<usize>,
+    /// With faults in force: the proxy's `fault.expires` for them, the time
+    /// to the next step and [`FAULT_EXPIRY_GRACE`]. Each step sets it again,
+    /// so a run that dies mid-fault leaves faults for that long at most.
+    pub expires: Option<Duration>,
 }
+
+/// How long faults outlive the step that should have ended them, when the
+/// run that set them is gone (killed, or its network cut): long enough for
+/// a late step to arrive first, short enough that no one notices.
+pub const FAULT_EXPIRY_GRACE: Duration = Duration::from_secs(10);
 
 /// The fault layer's changes over the load: one step at each instant a
 /// fault starts or ends, with every fault in force from then on (faults may
@@ -252,7 +261,17 @@ pub fn timeline(faults: &[ScheduledFault]) -> Vec<Step> {
             .collect();
         if active != current {
             current.clone_from(&active);
-            steps.push(Step { at, active });
+            steps.push(Step {
+                at,
+                active,
+                expires: None,
+            });
+        }
+    }
+    // the last step ends every fault: each one with faults has a next
+    for i in 1..steps.len() {
+        if !steps[i - 1].active.is_empty() {
+            steps[i - 1].expires = Some(steps[i].at - steps[i - 1].at + FAULT_EXPIRY_GRACE);
         }
     }
     steps
@@ -525,18 +544,27 @@ latency = "200ms"
 
     #[test]
     fn overlapping_windows_give_one_step_per_change() {
-        let s = |at: u64, active: &[usize]| Step {
+        // each step with faults expires the grace after the next step
+        let s = |at: u64, active: &[usize], next: u64| Step {
             at: Duration::from_secs(at),
             active: active.to_vec(),
+            expires: (!active.is_empty())
+                .then(|| Duration::from_secs(next - at) + FAULT_EXPIRY_GRACE),
         };
         assert_eq!(
             timeline(&[fault(2, 4), fault(4, 4), fault(8, 1)]),
-            vec![s(2, &[0]), s(4, &[0, 1]), s(6, &[1]), s(8, &[2]), s(9, &[])]
+            vec![
+                s(2, &[0], 4),
+                s(4, &[0, 1], 6),
+                s(6, &[1], 8),
+                s(8, &[2], 9),
+                s(9, &[], 0)
+            ]
         );
         // back to back: no empty step between them
         assert_eq!(
             timeline(&[fault(1, 1), fault(2, 1)]),
-            vec![s(1, &[0]), s(2, &[1]), s(3, &[])]
+            vec![s(1, &[0], 2), s(2, &[1], 3), s(3, &[], 0)]
         );
         assert_eq!(timeline(&[]), vec![]);
     }

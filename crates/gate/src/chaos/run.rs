@@ -256,6 +256,11 @@ impl Chaos {
             let mut restore = Map::new();
             restore.insert("fault.rules".into(), knob_value(&cfg, "fault.rules"));
             restore.insert("fault.seed".into(), knob_value(&cfg, "fault.seed"));
+            // a proxy older than the knob has none to restore (and refuses the steps)
+            let expires = knob_value(&cfg, "fault.expires");
+            if !expires.is_null() {
+                restore.insert("fault.expires".into(), expires);
+            }
             if !stack.embedded {
                 for k in x.proxy.keys() {
                     restore.insert(k.clone(), knob_value(&cfg, k));
@@ -716,7 +721,10 @@ impl Chaos {
                             .collect();
                         let names: Vec<String> =
                             step.active.iter().map(|&i| faults[i].describe()).collect();
-                        let body = json!({"fault.rules": rules, "fault.seed": seed});
+                        // the proxy lifts them itself if this run dies before the next step
+                        let expires =
+                            atlas_vocab::duration::format(step.expires.unwrap_or_default());
+                        let body = json!({"fault.rules": rules, "fault.seed": seed, "fault.expires": expires});
                         let t = SystemTime::now();
                         let r = a.put_config(&body).await;
                         let what = if names.is_empty() {
