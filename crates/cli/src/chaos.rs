@@ -40,7 +40,8 @@ The experiment file (TOML; see examples/experiments/):
   [slo]            objective = 0.999  latency = \"200ms\"  max_burn_rate = 14.4
 Exit: 0 the hypothesis held, 99 it deviated (or did not hold before the faults), 2 bad file
 or flag (the field and line named), 1 runtime failure (the rollbacks ran), 105 stopped by
-Ctrl-C or SIGTERM (the rollbacks ran; twice quits at once, without them).")]
+Ctrl-C or SIGTERM (the rollbacks ran; twice quits at once, without them: the proxy then
+lifts the faults itself at most 10 s after their window, fault.expires).")]
 struct RunArgs {
     /// The experiment file
     file: PathBuf,
@@ -173,7 +174,7 @@ fn run(args: RunArgs) -> u8 {
     };
     match outcome {
         Ok(o) => {
-            println!(
+            out!(
                 "{}  {}",
                 match (o.status, o.deviated) {
                     (Status::Interrupted, _) => "INTERRUPTED",
@@ -183,11 +184,11 @@ fn run(args: RunArgs) -> u8 {
                 },
                 o.journal["experiment"]["title"].as_str().unwrap_or("")
             );
-            print!("{}", o.packet);
+            out_raw!("{}", o.packet);
             for d in o.deviations.iter().skip(12) {
-                println!("  - {d}");
+                out!("  - {d}");
             }
-            println!(
+            out!(
                 "  journal {}  (check: atlas evidence verify {})",
                 o.bundle_dir.join("journal.json").display(),
                 o.bundle_dir.display()

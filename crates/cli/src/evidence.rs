@@ -83,15 +83,15 @@ pub(crate) fn main(args: EvidenceArgs) -> u8 {
 fn keygen(a: KeygenArgs) -> u8 {
     match atlas_evidence::keygen(&a.prefix) {
         Ok((key, public, id)) => {
-            println!(
+            out!(
                 "private key: {}  (mode 0600: keep it secret)",
                 key.display()
             );
-            println!(
+            out!(
                 "public key:  {}  (give it to whoever verifies)",
                 public.display()
             );
-            println!("key id:      {}", id.keyid());
+            out!("key id:      {}", id.keyid());
             EXIT_OK
         }
         Err(e) => lib_error(e),
@@ -137,16 +137,16 @@ fn build(a: BuildArgs) -> u8 {
         Ok(bundle) => {
             let verdict = bundle.statement.predicate.verdict;
             if a.json {
-                println!(
+                out!(
                     "{}",
                     json!({"dir": bundle.dir, "digest": format!("sha256:{}", bundle.digest),
                            "files": bundle.rows.len(), "verdict": verdict.as_str()})
                 );
             } else {
-                println!("bundle:  {}", bundle.dir.display());
-                println!("digest:  sha256:{}", bundle.digest);
-                println!("files:   {}", bundle.rows.len());
-                println!("verdict: {verdict}");
+                out!("bundle:  {}", bundle.dir.display());
+                out!("digest:  sha256:{}", bundle.digest);
+                out!("files:   {}", bundle.rows.len());
+                out!("verdict: {verdict}");
             }
             EXIT_OK
         }
@@ -164,16 +164,16 @@ fn verify_cmd(a: VerifyArgs) -> u8 {
         Err(e) => return lib_error(e),
     };
     if a.json {
-        println!("{}", serde_json::to_string(&r).expect("report serializes"));
+        out!("{}", serde_json::to_string(&r).expect("report serializes"));
     } else if r.ok() {
-        println!(
+        out!(
             "OK {}: {} files, verdict {}, digest sha256:{}",
             a.dir.display(),
             r.files,
             r.verdict.map_or("UNKNOWN", |v| v.as_str()),
             r.digest.as_deref().unwrap_or("-")
         );
-        println!(
+        out!(
             "   replay: {}",
             if r.replayed {
                 "the summary, thresholds, verdict and packet figures recomputed from results.json agree"
@@ -181,7 +181,7 @@ fn verify_cmd(a: VerifyArgs) -> u8 {
                 "no results.json: nothing to recompute"
             }
         );
-        println!(
+        out!(
             "   signature: {}",
             match &r.signature {
                 Signature::Unsigned => "none".to_string(),
@@ -195,7 +195,7 @@ fn verify_cmd(a: VerifyArgs) -> u8 {
         );
     } else {
         for p in &r.problems {
-            println!("{p}");
+            out!("{p}");
         }
     }
     if r.ok() {

@@ -311,10 +311,10 @@ pub(crate) fn main(args: GateArgs) -> u8 {
                 Err(e) => report(&e, code),
             };
             if args.json {
-                println!("{}", packet_json(&o, code));
+                out!("{}", packet_json(&o, code));
             } else {
-                print!("{}", o.packet);
-                println!(
+                out_raw!("{}", o.packet);
+                out!(
                     "  evidence {}  (check: atlas evidence verify {0})",
                     o.bundle_dir.display()
                 );

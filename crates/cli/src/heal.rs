@@ -241,8 +241,8 @@ pub(crate) fn main(args: HealArgs) -> u8 {
     };
     match runtime.block_on(healer.run()) {
         Ok(r) => {
-            print!("{}", r.packet);
-            println!(
+            out_raw!("{}", r.packet);
+            out!(
                 "  files    {}/journal.jsonl, knobs-notes.txt, packet.json",
                 args.out.display()
             );

@@ -536,7 +536,7 @@ pub(crate) fn finish(
     if exports.summary_to_stderr {
         say_raw!("{text}");
     } else {
-        print!("{text}");
+        out_raw!("{text}");
     }
     if let Some(p) = exports.summary_export {
         let json = serde_json::to_vec_pretty(&k6_summary_export(result, outcomes))?;

@@ -24,6 +24,25 @@ macro_rules! say_raw {
     }};
 }
 
+/// `println!` that never panics: with stdout closed (`atlas evidence verify
+/// DIR | head -1`) the rest of the output is dropped and the command ends
+/// with its own exit code (the verdict's), where `println!` would panic
+/// and exit 101.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that never panics (see `out!`).
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod chaos;
 mod coordinate;
 mod demo;
@@ -126,7 +145,7 @@ fn usage_error(e: &clap::Error) -> u8 {
     if e.use_stderr() {
         say_raw!("{text}");
     } else {
-        print!("{text}");
+        out_raw!("{text}");
     }
     u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE)
 }

@@ -213,6 +213,25 @@ fn bundling_a_1_gib_artifact_stays_under_64_mib() {
 /// bundle's envelope is plain DSSE: OpenSSL derives the same public key
 /// from the private one, and checks the signature over DSSE's encoding of
 /// `bundle.json`; the key id is the SHA-256 of the public key's DER.
+/// A reader that has gone (`atlas evidence keygen k | head -0`): what cannot
+/// be printed is dropped, the command's work is done, and the exit code is
+/// its own rather than a panic's 101.
+#[test]
+fn a_closed_stdout_loses_the_output_not_the_work() {
+    let s = Scratch::new("closed-stdout");
+    let (reader, writer) = rustix::pipe::pipe().unwrap();
+    drop(reader); // every write to the pipe now fails with EPIPE
+    let o = atlas()
+        .args(["evidence", "keygen", s.path("k").to_str().unwrap()])
+        .stdout(std::process::Stdio::from(writer))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(s.path("k.key").is_file() && s.path("k.pub").is_file());
+}
+
 #[test]
 fn keygen_keys_and_bundle_signatures_are_openssls_too() {
     use base64::Engine as _;
