@@ -291,7 +291,7 @@ pub(crate) fn main(args: GateArgs) -> u8 {
     let gate = gate.hooks(Arc::new(hooks)).interrupt(interrupt.clone());
     let outcome = match crate::block_on_interruptible(
         &interrupt,
-        "stopping: the load drains its requests in flight, no healing starts, then the bundle is written marked ABORTED",
+        "stopping: the load drains its requests in flight, healing stops between steps, then the bundle is written marked ABORTED",
         gate.run(),
     ) {
         Ok(o) => o,

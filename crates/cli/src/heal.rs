@@ -9,7 +9,7 @@ use anyhow::Context;
 use atlas_healer::{CommandLauncher, Healer, HealerConfig, JournalPrinter, Packet, Policy};
 use clap::Args;
 
-use crate::{report, EXIT_BLOCKER, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+use crate::{report, EXIT_BLOCKER, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE};
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -26,7 +26,8 @@ Writes to --out: journal.jsonl (appended, synced before each change), knobs-note
 Policy file (TOML): allow = [\"cache.*\", \"upstream\"]  deny = [\"cache.ttl\"]
 ATLAS_ADMIN_TOKEN (or admin_token in --proxy-config): the proxy's admin token, sent as
 Authorization: Bearer with every admin request.
-Exit: 0 PROGRESS, 3 BLOCKER, 2 bad usage, 1 runtime failure.")]
+Exit: 0 PROGRESS, 3 BLOCKER, 2 bad usage, 1 runtime failure, 105 stopped by Ctrl-C or SIGTERM
+(BLOCKER ABORTED: between steps, a change not yet verified rolled back; twice quits at once).")]
 pub(crate) struct HealArgs {
     /// The proxy's URL [default: its `listen` from --proxy-config]
     #[arg(long, value_name = "URL")]
@@ -235,11 +236,17 @@ pub(crate) fn main(args: HealArgs) -> u8 {
     if !args.quiet {
         healer = healer.hooks(Arc::new(JournalPrinter));
     }
-    let runtime = match crate::runtime() {
-        Ok(r) => r,
+    let interrupt = atlas_loadgen::Interrupt::new();
+    let healer = healer.interrupt(interrupt.clone());
+    let outcome = match crate::block_on_interruptible(
+        &interrupt,
+        "stopping: the current step ends, a change not yet verified is rolled back, then the journal is written",
+        healer.run(),
+    ) {
+        Ok(o) => o,
         Err(code) => return code,
     };
-    match runtime.block_on(healer.run()) {
+    match outcome {
         Ok(r) => {
             out_raw!("{}", r.packet);
             out!(
@@ -248,6 +255,7 @@ pub(crate) fn main(args: HealArgs) -> u8 {
             );
             match r.packet {
                 Packet::Progress(_) => EXIT_OK,
+                Packet::Blocker(b) if b.class == atlas_healer::Code::Aborted => EXIT_INTERRUPTED,
                 Packet::Blocker(_) => EXIT_BLOCKER,
             }
         }

@@ -3,9 +3,11 @@
 
 mod common;
 
-use std::process::Output;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
-use common::{atlas, spawn_demo, spawn_proxy, text, Scratch};
+use common::{atlas, signal, spawn_demo, spawn_proxy, text, wait_exit, Proc, Scratch};
 
 fn heal(args: &[&str]) -> Output {
     atlas()
@@ -77,6 +79,55 @@ fn a_policy_blocker_exits_3_then_the_allowed_fix_exits_0() {
         notes.contains("KNOB     cache.ignore_set_cookie"),
         "{notes}"
     );
+}
+
+/// Ctrl-C once, after the diagnosis: the healer stops between its steps
+/// (a change it has not verified is rolled back), prints BLOCKER ABORTED,
+/// writes its packet and exits 105, as `atlas load` and the gate do.
+#[test]
+fn sigint_stops_healing_between_steps_exiting_105() {
+    let (_demo, app) = spawn_demo(&["--set-cookie", "/playground"]);
+    let (_proxy, addr, admin) = spawn_proxy(&["--upstream", &format!("http://{app}")]);
+    let dir = Scratch::new("heal-sigint");
+    let out = dir.path("out");
+    let mut child = atlas()
+        .args(["heal", "--sample-duration", "2s", "--target"])
+        .arg(format!("http://{addr}"))
+        .arg("--admin")
+        .arg(format!("http://{admin}"))
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let proc = Proc(Some(child));
+    // the diagnosis is out: planning, a change and its verification come next
+    let mut seen = String::new();
+    for line in &mut lines {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("diagnose  CACHE-MISS") {
+            break;
+        }
+    }
+    signal(&proc, "-INT");
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let status = wait_exit(proc, Duration::from_secs(60));
+    let mut printed = String::new();
+    stdout.read_to_string(&mut printed).unwrap();
+    let all = format!("{seen}{}\n{printed}", rest.join().unwrap().join("\n"));
+    assert_eq!(status.code(), Some(105), "{all}");
+    assert!(
+        printed.starts_with("BLOCKER  ABORTED: stopped from outside"),
+        "{all}"
+    );
+    let packet: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("packet.json")).unwrap()).unwrap();
+    assert_eq!(packet["class"], "ABORTED", "{packet}");
 }
 
 #[test]

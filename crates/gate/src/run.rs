@@ -159,7 +159,8 @@ impl Gate {
     /// stops scheduling and drains its requests in flight, no healing
     /// starts, and the gate ends in BLOCKER ABORTED with a bundle of what
     /// ran (verdict `ABORTED`), as `atlas load` writes its files when
-    /// interrupted. A healer already running finishes its step first.
+    /// interrupted. A healer already running stops between its steps,
+    /// rolling back a change it has not verified.
     pub fn interrupt(mut self, interrupt: Interrupt) -> Self {
         self.interrupt = interrupt;
         self
@@ -307,7 +308,9 @@ impl Gate {
                     "the gate fails; heal off: diagnosing only"
                 },
             );
-            let mut healer = Healer::new(hcfg.clone())?.out_dir(work);
+            let mut healer = Healer::new(hcfg.clone())?
+                .out_dir(work)
+                .interrupt(self.interrupt.clone());
             if let Some(n) = &cfg.nginx {
                 healer = healer.actuator(Nginx::new(n.clone())?);
             }

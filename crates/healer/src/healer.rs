@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use atlas_loadgen::Interrupt;
 use atlas_vocab::ProxyKnob;
 use serde_json::{json, Value};
 
@@ -21,6 +22,9 @@ use crate::plan::{plan, Action};
 
 /// The longest old TTL the verification waits out after a `cache.ttl` change.
 const SETTLE_MAX: Duration = Duration::from_secs(10);
+
+/// Why a change is rolled back when the run is stopped before verifying it.
+const STOPPED_UNVERIFIED: &str = "stopped from outside before it could be verified";
 
 /// Hooks called while the healer runs. Every method has a default that does nothing.
 pub trait Hooks: Send + Sync {
@@ -50,6 +54,7 @@ pub struct Healer {
     launcher: Option<Box<dyn Launcher>>,
     hooks: Option<Arc<dyn Hooks>>,
     out: Option<PathBuf>,
+    interrupt: Interrupt,
 }
 
 struct Run<'a> {
@@ -86,7 +91,17 @@ impl Healer {
             launcher: None,
             hooks: None,
             out: None,
+            interrupt: Interrupt::new(),
         })
+    }
+
+    /// Stops through `interrupt` (a Ctrl-C handler's) between steps: no
+    /// change starts after it, a change not yet verified is rolled back,
+    /// and the run ends in BLOCKER ABORTED with its journal and notes. A
+    /// load sample under way finishes first (a few seconds).
+    pub fn interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = interrupt;
+        self
     }
 
     /// Lets the healer start the proxy when nothing listens (managed mode).
@@ -243,6 +258,9 @@ impl Run<'_> {
         let mut obs = self.observe(0, Phase::Observe).await?;
         let mut last_diag: Option<Diagnosis> = None;
         for it in 1..=cfg.max_iterations {
+            if self.stopped() {
+                return Ok((self.aborted(it, "before diagnosing"), obs));
+            }
             let diags = diagnose(&obs, cfg, managed);
             self.log(it, Phase::Diagnose, json!({ "diagnoses": diags }))?;
             if diags.is_empty() {
@@ -341,6 +359,9 @@ impl Run<'_> {
                 return Ok((Packet::Blocker(b), obs));
             }
 
+            if self.stopped() {
+                return Ok((self.aborted(it, "before changing anything"), obs));
+            }
             // ACT: the intent is on disk before the change.
             self.log(it, Phase::Act, json!({ "action": action }))?;
             *self.attempts.entry(action.knob).or_default() += 1;
@@ -373,37 +394,34 @@ impl Run<'_> {
             // the route probes then store them again under the new one
             if action.knob == Knob::Proxy(ProxyKnob::CacheTtl) {
                 if let Some(old) = duration_knob(Some(&action.from)).filter(|d| *d <= SETTLE_MAX) {
-                    tokio::time::sleep(old + Duration::from_secs(1)).await;
+                    self.pause(old + Duration::from_secs(1)).await;
                 }
+            }
+            if self.stopped() {
+                // a change nobody verified is not left behind
+                self.roll_back(it, &action, &d, &obs, None, STOPPED_UNVERIFIED)
+                    .await?;
+                return Ok((self.aborted(it, "after a change, before verifying it"), obs));
             }
             let after = self.observe(it, Phase::Verify).await?;
             if let Some(why) = worse(&obs, &after, cfg) {
-                self.apply(action.knob, &action.from).await.map_err(|e| {
-                    Error::config(action.knob.name(), format!("rollback failed: {e}"))
-                })?;
                 self.rollbacks += 1;
-                let change =
-                    self.change(it, &action, ChangeOutcome::RolledBack, &obs, Some(&after));
-                self.log(
+                self.roll_back(
                     it,
-                    Phase::Rollback,
-                    json!({"knob": action.knob, "restored": action.from, "why": why}),
-                )?;
-                self.notes.record(
-                    &self.id,
-                    &change,
                     &action,
-                    &d.summary,
-                    &format!("worse: {why}; restored {}", action.from),
-                );
-                self.changes.push(change);
+                    &d,
+                    &obs,
+                    Some(&after),
+                    &format!("worse: {why}"),
+                )
+                .await?;
                 self.log(
                     it,
                     Phase::Reflect,
                     json!({"summary": format!("{} → {} made things worse ({why}); rolled back", action.knob, action.to)}),
                 )?;
                 let pause = cfg.backoff * 2u32.saturating_pow(self.rollbacks - 1);
-                tokio::time::sleep(pause).await;
+                self.pause(pause).await;
                 obs = self.observe(it, Phase::Observe).await?;
                 continue;
             }
@@ -433,6 +451,9 @@ impl Run<'_> {
             )?;
             obs = after;
         }
+        if self.stopped() {
+            return Ok((self.aborted(cfg.max_iterations, "at its last step"), obs));
+        }
         let d = last_diag.unwrap_or_else(|| {
             diagnose(&obs, cfg, managed)
                 .into_iter()
@@ -450,6 +471,10 @@ impl Run<'_> {
     /// Runs `passes - 1` more samples; `None` when all pass, else the failing observation.
     async fn confirm(&mut self, it: u32, obs: &Observation) -> Result<Option<Observation>> {
         for _ in 1..self.h.cfg.passes {
+            if self.stopped() {
+                // not confirmed: the next iteration's check ends the run
+                return Ok(Some(obs.clone()));
+            }
             let s = self.h.sensor.sample(&self.h.cfg, self.max_vus).await?;
             self.note_best(Some(&s));
             let fails = s.failing();
@@ -461,6 +486,65 @@ impl Run<'_> {
             }
         }
         Ok(None)
+    }
+
+    /// Sets the knob of `action` back, and records why in the journal, the
+    /// notes and the changes.
+    async fn roll_back(
+        &mut self,
+        it: u32,
+        action: &Action,
+        d: &Diagnosis,
+        before: &Observation,
+        after: Option<&Observation>,
+        why: &str,
+    ) -> Result<()> {
+        self.apply(action.knob, &action.from)
+            .await
+            .map_err(|e| Error::config(action.knob.name(), format!("rollback failed: {e}")))?;
+        let change = self.change(it, action, ChangeOutcome::RolledBack, before, after);
+        self.log(
+            it,
+            Phase::Rollback,
+            json!({"knob": action.knob, "restored": action.from, "why": why}),
+        )?;
+        self.notes.record(
+            &self.id,
+            &change,
+            action,
+            &d.summary,
+            &format!("{why}; restored {}", action.from),
+        );
+        self.changes.push(change);
+        Ok(())
+    }
+
+    /// Whether the run was stopped from outside ([`Healer::interrupt`]).
+    fn stopped(&self) -> bool {
+        self.h.interrupt.is_interrupted()
+    }
+
+    /// Sleeps for `d`, or less when the run is stopped.
+    async fn pause(&self, d: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(d) => {}
+            () = self.h.interrupt.wait() => {}
+        }
+    }
+
+    /// BLOCKER ABORTED, stopped at iteration `it`, `when` (with the
+    /// changes so far and the best sample).
+    fn aborted(&self, it: u32, when: &str) -> Packet {
+        let d = Diagnosis {
+            code: Code::Aborted,
+            cause: None,
+            summary: format!(
+                "stopped from outside (Ctrl-C or SIGTERM) in iteration {it}, {when}: healing ended there"
+            ),
+            evidence: Vec::new(),
+            routes: Vec::new(),
+        };
+        Packet::Blocker(self.blocker(&d))
     }
 
     async fn apply(&mut self, knob: Knob, to: &Value) -> std::result::Result<(), Refused> {

@@ -112,6 +112,59 @@ async fn set_cookie_is_diagnosed_and_ignored_then_a_second_run_changes_nothing()
     assert!(again.notes.contains("no knob changed"), "{}", again.notes);
 }
 
+/// Stops the run (as Ctrl-C does) the moment a change is applied.
+struct StopAfterActing(atlas_loadgen::Interrupt);
+
+impl atlas_healer::Hooks for StopAfterActing {
+    fn on_entry(&self, entry: &serde_json::Value) {
+        if entry["phase"] == "acted" {
+            self.0.interrupt();
+        }
+    }
+}
+
+/// Ctrl-C between acting and verifying: the change nobody verified is
+/// rolled back (the proxy runs as before), the journal and notes say so,
+/// and the run ends at once in BLOCKER ABORTED instead of healing on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_after_a_change_the_healer_rolls_it_back_and_aborts() {
+    let app = demo(cookie_on_playground).await;
+    let p = proxy(&app.url, |_| {}).await;
+    let dir = Scratch::new("stopped");
+    let interrupt = atlas_loadgen::Interrupt::new();
+    let healer = Healer::new(healer(&p.url, Some(&p.admin)))
+        .unwrap()
+        .out_dir(dir.path())
+        .interrupt(interrupt.clone())
+        .hooks(Arc::new(StopAfterActing(interrupt)));
+
+    let report = bounded(healer.run()).await.unwrap();
+    let Packet::Blocker(b) = &report.packet else {
+        panic!("expected BLOCKER, got:\n{}", report.packet);
+    };
+    assert_eq!(b.class, Code::Aborted, "{}", report.packet);
+    assert!(b.what.contains("before verifying"), "{}", b.what);
+    assert_eq!(b.changes.len(), 1, "{:?}", b.changes);
+    assert_eq!(b.changes[0].knob, "cache.ignore_set_cookie");
+    assert_eq!(b.changes[0].outcome, ChangeOutcome::RolledBack);
+    assert!(
+        !p.handle.config().cache.ignore_set_cookie,
+        "the proxy runs as before the change"
+    );
+    let journal = dir.journal();
+    assert!(
+        phase(&journal, "verify").is_empty(),
+        "no sample after the stop"
+    );
+    let rollback = phase(&journal, "rollback");
+    assert_eq!(rollback.len(), 1, "{journal:?}");
+    assert_eq!(rollback[0]["restored"], false);
+    assert!(dir
+        .read("knobs-notes.txt")
+        .contains("stopped from outside before it could be verified"));
+    assert_eq!(phase(&journal, "packet")[0]["packet"], "BLOCKER");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_setup_run_twice_takes_no_action() {
     let app = demo(|_| {}).await;
