@@ -5,9 +5,12 @@
 # log on, to a file, as in production) in front of it, and `atlas load` at
 # RATE req/s (default 500) for DURATION (default 10m) with the gate's mix
 # (the healer samples the same shape): 9 parts each of /, /keys, /playground,
-# /metrics, 2 each of the static files. The proxy's RSS is read from /proc
-# every 10 s. Pass: no failed request, and RSS at the end within 5 % of RSS
-# after the first minute (warm-up: the cache filled, the pools opened).
+# /metrics, 2 each of the static files. The proxy's memory is read from
+# /proc every 10 s: RSS, and its two parts, anonymous memory (the heap,
+# what a leak grows) and file pages (mostly the binary's code, faulted in
+# as code paths first run: shared and clean). Pass: no failed request, and
+# RSS at the end within 5 % of RSS after the first minute (warm-up: the
+# cache filled, the pools opened); the split says which part grew.
 # Prints the figures and writes target/soak/{rss.csv,summary.json,result.txt}.
 # Outside CI's budget: DURATION plus about 10 s (plus a release build if
 # needed). Loopback only; everything it starts it stops, by PID.
@@ -38,8 +41,9 @@ pids+=("$proxy_pid")
 proxy=$(announced "$out/proxy.log")
 admin=$(grep -o 'admin on http://[0-9.:]*' "$out/proxy.log" | head -1 | cut -c10-)
 
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$proxy_pid/status"; }
-echo "seconds,rss_kib" > "$out/rss.csv"
+# VmRSS, RssAnon, RssFile in KiB, comma-separated
+rss_kib() { awk '/^VmRSS:/ {r=$2} /^RssAnon:/ {a=$2} /^RssFile:/ {f=$2} END {print r "," a "," f}' "/proc/$proxy_pid/status"; }
+echo "seconds,rss_kib,anon_kib,file_kib" > "$out/rss.csv"
 (
   t=0
   while kill -0 "$proxy_pid" 2>/dev/null; do
@@ -64,22 +68,25 @@ curl -s "$admin/metrics" > "$out/proxy-metrics.txt" || true
 python3 - "$out" "$load_rc" <<'PY'
 import csv, json, sys
 out, load_rc = sys.argv[1], int(sys.argv[2])
-rows = [(int(r["seconds"]), int(r["rss_kib"])) for r in csv.DictReader(open(f"{out}/rss.csv")) if r["rss_kib"]]
+rows = [(int(r["seconds"]), int(r["rss_kib"]), int(r["anon_kib"]), int(r["file_kib"]))
+        for r in csv.DictReader(open(f"{out}/rss.csv")) if r["anon_kib"]]
 s = json.load(open(f"{out}/summary.json"))
 m = s["metrics"]
 reqs = m["http_reqs"]["values"]["count"]
 failed = m["http_req_failed"]["values"]["passes"]
-warm = next((kib for t, kib in rows if t >= 60), rows[0][1])
-end = rows[-1][1]
-peak = max(kib for _, kib in rows)
-growth = (end - warm) / warm * 100
+warm = next((r for r in rows if r[0] >= 60), rows[0])
+end = rows[-1]
+peak = max(r[1] for r in rows)
+growth = lambda i: (end[i] - warm[i]) / warm[i] * 100
 d = m["http_req_duration"]["values"]
-ok = failed == 0 and growth < 5 and load_rc == 0
+ok = failed == 0 and growth(1) < 5 and load_rc == 0
 lines = [
     f"requests      {reqs} ({s['atlas']['achieved_rate']:.1f}/s of {s['atlas']['target_rate']:.0f}/s), failed {failed}",
     f"latency       p50 {d['med']:.2f} ms, p95 {d['p(95)']:.2f} ms, p99 {d['p(99)']:.2f} ms, max {d['max']:.2f} ms",
     f"cache hit     {s['atlas']['cache_hit_ratio'] * 100:.2f} %",
-    f"proxy RSS     {rows[0][1] / 1024:.1f} MiB at start, {warm / 1024:.1f} MiB after 60 s, {end / 1024:.1f} MiB at the end ({growth:+.2f} %), peak {peak / 1024:.1f} MiB",
+    f"proxy RSS     {rows[0][1] / 1024:.1f} MiB at start, {warm[1] / 1024:.1f} MiB after 60 s, {end[1] / 1024:.1f} MiB at the end ({growth(1):+.2f} %), peak {peak / 1024:.1f} MiB",
+    f"  anonymous   {warm[2] / 1024:.2f} MiB after 60 s, {end[2] / 1024:.2f} MiB at the end ({growth(2):+.2f} %)",
+    f"  file pages  {warm[3] / 1024:.2f} MiB after 60 s, {end[3] / 1024:.2f} MiB at the end ({growth(3):+.2f} %)",
     f"verdict       {'PASS' if ok else 'FAIL'} (0 failed requests, RSS growth after warm-up < 5 %)",
 ]
 print("\n".join(lines))
