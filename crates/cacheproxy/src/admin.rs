@@ -271,7 +271,13 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
                     return json_response(StatusCode::BAD_REQUEST, &ErrorBody::new(e.to_string()))
                 }
             };
-            match state.swap_config(next, false) {
+            // naming fault.expires renews the faults' lease, changed or not
+            let swapped = if crate::config::names_knob(&changes, "fault.expires") {
+                state.swap_config_renewing(next)
+            } else {
+                state.swap_config(next, false)
+            };
+            match swapped {
                 Ok(previous) => {
                     tracing::info!(target: "atlas_admin", changes = %changes, "config swapped");
                     let previous = serde_json::to_value(previous).expect("config serializes");

@@ -334,9 +334,11 @@ pub struct FaultConfig {
     /// upstream requests hit the same requests (default 0).
     pub seed: u64,
     /// A dead man's switch: the proxy lifts every fault itself this long
-    /// after the fault config last changed, unless it changed again since.
-    /// Whoever injects faults remotely sets it, so a run killed mid-fault
-    /// leaves none behind (`atlas chaos run` does). Default `0s`: never.
+    /// after the fault config last changed, or a `PUT /config` last named
+    /// `fault.expires` (a lease, renewed by naming it again), unless it
+    /// changed again since. Whoever injects faults remotely sets it, so a
+    /// run killed mid-fault leaves none behind (`atlas chaos run` does).
+    /// Default `0s`: never.
     #[serde(with = "duration_str")]
     pub expires: Duration,
 }
@@ -845,6 +847,16 @@ pub fn parse_upstream(s: &str) -> Result<Upstream> {
     Ok(Upstream { scheme, authority })
 }
 
+/// Whether a `PUT /config` change names `knob`, dotted (`{"fault.expires":
+/// ...}`) or as a table (`{"fault": {"expires": ...}}`).
+pub(crate) fn names_knob(changes: &Value, knob: &str) -> bool {
+    let mut flat = Vec::new();
+    if let Some(obj) = changes.as_object() {
+        flatten("", obj, &mut flat);
+    }
+    flat.iter().any(|(k, _)| k == knob)
+}
+
 fn flatten(prefix: &str, obj: &serde_json::Map<String, Value>, out: &mut Vec<(String, Value)>) {
     for (k, v) in obj {
         let key = if prefix.is_empty() {
@@ -923,6 +935,22 @@ mod tests {
             upstream: "http://127.0.0.1:3000".into(),
             ..ProxyConfig::default()
         }
+    }
+
+    #[test]
+    fn a_change_names_a_knob_dotted_or_as_a_table() {
+        use serde_json::json;
+        assert!(names_knob(
+            &json!({"fault.expires": "10s"}),
+            "fault.expires"
+        ));
+        assert!(names_knob(
+            &json!({"fault": {"expires": "10s", "seed": 1}}),
+            "fault.expires"
+        ));
+        assert!(!names_knob(&json!({"fault.seed": 1}), "fault.expires"));
+        assert!(!names_knob(&json!({"fault": {}}), "fault.expires"));
+        assert!(!names_knob(&json!(["fault.expires"]), "fault.expires"));
     }
 
     #[test]

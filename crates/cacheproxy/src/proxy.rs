@@ -217,13 +217,26 @@ impl State {
         reread: bool,
     ) -> crate::Result<ProxyConfig> {
         let _swapping = self.swapping.lock().unwrap_or_else(|p| p.into_inner());
-        self.swap_locked(cfg, reread)
+        self.swap_locked(cfg, reread, false)
+    }
+
+    /// [`State::swap_config`] for a change that names `fault.expires`
+    /// (`PUT /config`): the faults in force get their expiry again from now,
+    /// even when nothing changed. `fault.expires` is thereby a lease that
+    /// whoever injects the faults renews while it is alive.
+    pub(crate) fn swap_config_renewing(
+        self: &Arc<Self>,
+        cfg: ProxyConfig,
+    ) -> crate::Result<ProxyConfig> {
+        let _swapping = self.swapping.lock().unwrap_or_else(|p| p.into_inner());
+        self.swap_locked(cfg, false, true)
     }
 
     fn swap_locked(
         self: &Arc<Self>,
         mut cfg: ProxyConfig,
         reread: bool,
+        renew: bool,
     ) -> crate::Result<ProxyConfig> {
         let current = self.live.load_full();
         if let Some(knob) = cfg.fixed_changes(&current.cfg).first() {
@@ -247,10 +260,13 @@ impl State {
         // new fault rules start their seeded sequence again: the same
         // experiment hits the same requests each time it runs
         let refault = next.cfg.fault != current.cfg.fault;
-        let expires = (refault && !next.faults.is_empty()).then_some(next.cfg.fault.expires);
+        let rearm = refault || renew;
+        let expires = (rearm && !next.faults.is_empty()).then_some(next.cfg.fault.expires);
         self.live.store(Arc::new(next));
         if refault {
             self.fault_draws.store(0, Ordering::Relaxed);
+        }
+        if rearm {
             let generation = self.fault_generation.fetch_add(1, Ordering::AcqRel) + 1;
             if let Some(after) = expires.filter(|d| !d.is_zero()) {
                 self.expire_faults(generation, after);
@@ -275,7 +291,7 @@ impl State {
             let mut cfg = state.live.load().cfg.clone();
             cfg.fault = cfg.fault.lifted();
             // the config in force validated; lifting faults keeps it valid
-            if state.swap_locked(cfg, false).is_ok() {
+            if state.swap_locked(cfg, false, false).is_ok() {
                 state.metrics.faults_expired.inc();
                 tracing::warn!(target: "atlas_proxy", expires = ?after, "fault.expires reached: every fault lifted");
             }
@@ -1330,5 +1346,40 @@ mod tests {
         sleep(Duration::from_secs(3600)).await;
         assert_eq!(in_force(&state), [FaultKind::Reset]);
         assert_eq!(state.metrics.faults_expired.get(), 2);
+    }
+
+    /// A change naming `fault.expires` renews the lease even when it changes
+    /// nothing: renewed at 800 ms, the faults set at 0 are in force at
+    /// 1 700 ms and lifted at 1 801; a swap that does not name it (a SIGHUP,
+    /// another knob) does not renew. The seed's draws are not restarted.
+    #[tokio::test(start_paused = true)]
+    async fn naming_fault_expires_renews_it() {
+        let mut cfg = ProxyConfig {
+            upstream: "http://127.0.0.1:9".into(),
+            ..ProxyConfig::default()
+        };
+        cfg.fault.rules = vec![Fault::new(FaultKind::Reset)];
+        cfg.fault.expires = Duration::from_secs(1);
+        let state = Arc::new(
+            State::new(ProxyConfig {
+                upstream: cfg.upstream.clone(),
+                ..ProxyConfig::default()
+            })
+            .unwrap(),
+        );
+        let ms = Duration::from_millis;
+
+        state.swap_config(cfg.clone(), false).unwrap();
+        state.fault_draws.store(5, Ordering::Relaxed);
+        sleep(ms(800)).await;
+        state.swap_config_renewing(cfg.clone()).unwrap();
+        assert_eq!(state.fault_draws.load(Ordering::Relaxed), 5);
+        sleep(ms(400)).await;
+        state.swap_config(cfg.clone(), false).unwrap();
+        sleep(ms(500)).await;
+        assert_eq!(in_force(&state), [FaultKind::Reset], "renewed at 800 ms");
+        sleep(ms(101)).await;
+        assert_eq!(in_force(&state), [], "a plain swap renews nothing");
+        assert_eq!(state.metrics.faults_expired.get(), 1);
     }
 }

@@ -41,7 +41,7 @@ The experiment file (TOML; see examples/experiments/):
 Exit: 0 the hypothesis held, 99 it deviated (or did not hold before the faults), 2 bad file
 or flag (the field and line named), 1 runtime failure (the rollbacks ran), 105 stopped by
 Ctrl-C or SIGTERM (the rollbacks ran; twice quits at once, without them: the proxy then
-lifts the faults itself at most 10 s after their window, fault.expires).")]
+lifts the faults itself within 10 s, as the run renews their lease, fault.expires).")]
 struct RunArgs {
     /// The experiment file
     file: PathBuf,

@@ -60,6 +60,16 @@ fn journal(o: &ChaosOutcome) -> Value {
     j
 }
 
+/// The names of a journal section's activities, in order.
+fn activities(section: &Value) -> Vec<&str> {
+    section
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["activity"]["name"].as_str().unwrap())
+        .collect()
+}
+
 const OUTAGE_KNOBS: &str = "\"cache.ttl\" = \"1s\"\n\"cache.stale_while_revalidate\" = \"0s\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,24 +111,19 @@ async fn an_origin_outage_is_held_by_the_caches_stale_copies() {
     assert_eq!(j["steady_states"]["before"]["steady_state_met"], true);
     assert_eq!(j["steady_states"]["after"]["steady_state_met"], true);
     assert_eq!(j["steady_states"]["during"].as_array().unwrap().len(), 6);
-    let run: Vec<&str> = j["run"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["activity"]["name"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        run,
+        activities(&j["run"]),
         [
             "faults in force: upstream-down at 2s for 3s",
             "remove the faults"
         ]
     );
     assert_eq!(j["run"][0]["output"], "applied");
-    // the fault expires in the proxy itself 10 s after its step should end it,
-    // in case this run dies first; removing it and the rollback disarm that
+    // the fault is leased: the proxy lifts it itself 10 s after the run last
+    // renewed it, in case the run dies first; removing it and the rollback
+    // disarm that
     let expires = |r: &Value| r["activity"]["provider"]["arguments"]["fault.expires"].clone();
-    assert_eq!(expires(&j["run"][0]), "13s");
+    assert_eq!(expires(&j["run"][0]), "10s");
     assert_eq!(expires(&j["run"][1]), "0s");
     assert_eq!(expires(&j["rollbacks"][0]), "0s");
     assert_eq!(j["rollbacks"][0]["status"], "succeeded");
@@ -266,6 +271,60 @@ async fn abort_on_deviation_ends_the_load_at_the_first_bad_second() {
     let j = journal(&o);
     assert_eq!(j["method_stopped_early"], true);
     assert_eq!(j["rollbacks"][0]["status"], "succeeded");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A fault whose window (13 s) outlasts its lease (10 s) stays in force to
+/// its end: the run renews the lease every 3 s, so the user's proxy never
+/// lifts it by itself (its `atlas_proxy_faults_expired_total` stays 0; with
+/// no renewal it would lift it at 12 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_longer_than_its_lease_is_renewed_to_its_end() {
+    let out = scratch("lease");
+    let stack = users_own_proxy().await;
+    let mut x = Experiment::from_toml(
+        r#"
+title = "a long fault"
+[steady_state]
+thresholds = ["http_req_failed: rate<0.01"]
+warmup = "1s"
+probe = "1s"
+recovery = "1s"
+[load]
+rate = 50
+duration = "16s"
+[[faults]]
+at = "2s"
+for = "13s"
+kind = "latency"
+latency = "1ms"
+"#,
+    )
+    .unwrap();
+    x.target = Some(stack.target.clone());
+    x.admin = stack.admin.clone();
+    let o = run(Chaos::new(x).unwrap().out(&out)).await;
+    assert_eq!(o.status, Status::Completed);
+    let j = journal(&o);
+    assert_eq!(
+        activities(&j["run"]),
+        [
+            "faults in force: latency at 2s for 13s",
+            "remove the faults"
+        ],
+        "no renewal failed"
+    );
+    let admin = stack.admin.clone().unwrap();
+    let metrics = atlas_healer::fetch(&admin, "/metrics", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.lines()
+            .any(|l| l == "atlas_proxy_faults_expired_total 0"),
+        "the proxy lifted the fault itself:\n{text}"
+    );
+    stack.shutdown().await;
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -232,16 +232,29 @@ pub struct Step {
     pub at: Duration,
     /// The faults in force from then on, by their number in the file.
     pub active: Vec<usize>,
-    /// With faults in force: the proxy's `fault.expires` for them, the time
-    /// to the next step and [`FAULT_EXPIRY_GRACE`]. Each step sets it again,
-    /// so a run that dies mid-fault leaves faults for that long at most.
+    /// With faults in force: the proxy's `fault.expires` for them,
+    /// [`FAULT_LEASE`], which the run renews every [`FAULT_RENEWAL`] until
+    /// the next step ([`lease_renewals`]). A run that dies mid-fault leaves
+    /// faults for that long at most, however long their window.
     pub expires: Option<Duration>,
 }
 
-/// How long faults outlive the step that should have ended them, when the
-/// run that set them is gone (killed, or its network cut): long enough for
-/// a late step to arrive first, short enough that no one notices.
-pub const FAULT_EXPIRY_GRACE: Duration = Duration::from_secs(10);
+/// How long faults outlive the run that set them, once it is gone (killed,
+/// or its network cut): the proxy lifts them this long after the run last
+/// renewed them. Long enough for two renewals to be lost or late, short
+/// enough that no one notices.
+pub const FAULT_LEASE: Duration = Duration::from_secs(10);
+
+/// How often a run renews the faults' lease while they are in force.
+pub const FAULT_RENEWAL: Duration = Duration::from_secs(3);
+
+/// When a step's faults are renewed, from its start `at` until the next
+/// step at `next`: every [`FAULT_RENEWAL`] after `at`, before `next`.
+pub fn lease_renewals(at: Duration, next: Duration) -> impl Iterator<Item = Duration> {
+    (1u32..)
+        .map(move |i| at + FAULT_RENEWAL * i)
+        .take_while(move |&t| t < next)
+}
 
 /// The fault layer's changes over the load: one step at each instant a
 /// fault starts or ends, with every fault in force from then on (faults may
@@ -268,10 +281,9 @@ pub fn timeline(faults: &[ScheduledFault]) -> Vec<Step> {
             });
         }
     }
-    // the last step ends every fault: each one with faults has a next
-    for i in 1..steps.len() {
-        if !steps[i - 1].active.is_empty() {
-            steps[i - 1].expires = Some(steps[i].at - steps[i - 1].at + FAULT_EXPIRY_GRACE);
+    for step in &mut steps {
+        if !step.active.is_empty() {
+            step.expires = Some(FAULT_LEASE);
         }
     }
     steps
@@ -544,28 +556,36 @@ latency = "200ms"
 
     #[test]
     fn overlapping_windows_give_one_step_per_change() {
-        // each step with faults expires the grace after the next step
-        let s = |at: u64, active: &[usize], next: u64| Step {
+        // each step with faults sets the lease
+        let s = |at: u64, active: &[usize]| Step {
             at: Duration::from_secs(at),
             active: active.to_vec(),
-            expires: (!active.is_empty())
-                .then(|| Duration::from_secs(next - at) + FAULT_EXPIRY_GRACE),
+            expires: (!active.is_empty()).then_some(FAULT_LEASE),
         };
         assert_eq!(
             timeline(&[fault(2, 4), fault(4, 4), fault(8, 1)]),
-            vec![
-                s(2, &[0], 4),
-                s(4, &[0, 1], 6),
-                s(6, &[1], 8),
-                s(8, &[2], 9),
-                s(9, &[], 0)
-            ]
+            vec![s(2, &[0]), s(4, &[0, 1]), s(6, &[1]), s(8, &[2]), s(9, &[])]
         );
         // back to back: no empty step between them
         assert_eq!(
             timeline(&[fault(1, 1), fault(2, 1)]),
-            vec![s(1, &[0], 2), s(2, &[1], 3), s(3, &[], 0)]
+            vec![s(1, &[0]), s(2, &[1]), s(3, &[])]
         );
         assert_eq!(timeline(&[]), vec![]);
+    }
+
+    #[test]
+    fn a_lease_is_renewed_every_renewal_until_the_next_step() {
+        let secs = Duration::from_secs;
+        let at = |at, next| lease_renewals(secs(at), secs(next)).collect::<Vec<_>>();
+        assert_eq!(at(2, 12), [secs(5), secs(8), secs(11)]);
+        // one falling on the next step is that step's own PUT
+        assert_eq!(at(0, 6), [secs(3)]);
+        assert_eq!(at(4, 6), []);
+        // a window of five minutes is still renewed to its end
+        let long = at(0, 300);
+        assert_eq!(long.len(), 99);
+        assert!(long.windows(2).all(|w| w[1] - w[0] == FAULT_RENEWAL));
+        assert!(*long.last().unwrap() + FAULT_LEASE > secs(300));
     }
 }

@@ -32,6 +32,9 @@ mod experiment;
 mod judge;
 mod run;
 
-pub use experiment::{timeline, Experiment, LoadSection, ScheduledFault, SteadyState, Step};
+pub use experiment::{
+    lease_renewals, timeline, Experiment, LoadSection, ScheduledFault, SteadyState, Step,
+    FAULT_LEASE, FAULT_RENEWAL,
+};
 pub use judge::{Phase, SecondJudged};
 pub use run::{Chaos, ChaosHooks, ChaosOutcome, Status};

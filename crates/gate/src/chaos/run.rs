@@ -14,7 +14,7 @@ use atlas_loadgen::{write_atomic, CacheStatus, Interrupt, Observer, Threshold, T
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::experiment::{timeline, Experiment};
+use super::experiment::{lease_renewals, timeline, Experiment};
 use super::judge::{Judge, SecondJudged};
 use crate::artifacts::{self, RAW_ACCESS_LOG};
 use crate::error::{Error, Result};
@@ -710,7 +710,8 @@ impl Chaos {
                     let Ok(start) = started_rx.await else {
                         return;
                     };
-                    for step in timeline(&faults) {
+                    let steps = timeline(&faults);
+                    for (i, step) in steps.iter().enumerate() {
                         tokio::time::sleep_until((start + step.at).into()).await;
                         let rules: Vec<Value> = step
                             .active
@@ -721,7 +722,7 @@ impl Chaos {
                             .collect();
                         let names: Vec<String> =
                             step.active.iter().map(|&i| faults[i].describe()).collect();
-                        // the proxy lifts them itself if this run dies before the next step
+                        // the proxy lifts them itself if this run stops renewing them
                         let expires =
                             atlas_vocab::duration::format(step.expires.unwrap_or_default());
                         let body = json!({"fault.rules": rules, "fault.seed": seed, "fault.expires": expires});
@@ -755,6 +756,38 @@ impl Chaos {
                         rec["at_s"] = json!(step.at.as_secs_f64());
                         rec["applied_at_s"] = json!(start.elapsed().as_secs_f64());
                         log.lock().await.push(rec);
+                        // renewed until the next step; a failed renewal is
+                        // journaled (the faults may lift before their window ends)
+                        let (Some(lease), Some(next)) = (step.expires, steps.get(i + 1)) else {
+                            continue;
+                        };
+                        let renew = json!({"fault.expires": atlas_vocab::duration::format(lease)});
+                        for at in lease_renewals(step.at, next.at) {
+                            tokio::time::sleep_until((start + at).into()).await;
+                            let t = SystemTime::now();
+                            let Err(e) = a.put_config(&renew).await else {
+                                continue;
+                            };
+                            hooks.line(
+                                "fault",
+                                &format!(
+                                    "{:>5.1}s renewing the faults' lease FAILED: {}",
+                                    start.elapsed().as_secs_f64(),
+                                    e.0
+                                ),
+                            );
+                            let mut rec = record(
+                                json!({"type": "action",
+                                       "name": format!("renew the lease on: {what}"),
+                                       "provider": {"type": "http", "url": format!("{}/config", a.url), "method": "PUT", "arguments": renew.clone()}}),
+                                json!(format!("not renewed: {}", e.0)),
+                                false,
+                                t,
+                                SystemTime::now(),
+                            );
+                            rec["at_s"] = json!(at.as_secs_f64());
+                            log.lock().await.push(rec);
+                        }
                     }
                 }))
             }
