@@ -711,7 +711,7 @@ impl Chaos {
                         return;
                     };
                     let steps = timeline(&faults);
-                    for (i, step) in steps.iter().enumerate() {
+                    for (n, step) in steps.iter().enumerate() {
                         tokio::time::sleep_until((start + step.at).into()).await;
                         let rules: Vec<Value> = step
                             .active
@@ -758,7 +758,7 @@ impl Chaos {
                         log.lock().await.push(rec);
                         // renewed until the next step; a failed renewal is
                         // journaled (the faults may lift before their window ends)
-                        let (Some(lease), Some(next)) = (step.expires, steps.get(i + 1)) else {
+                        let (Some(lease), Some(next)) = (step.expires, steps.get(n + 1)) else {
                             continue;
                         };
                         let renew = json!({"fault.expires": atlas_vocab::duration::format(lease)});
