@@ -232,11 +232,16 @@ pub struct Step {
     pub at: Duration,
     /// The faults in force from then on, by their number in the file.
     pub active: Vec<usize>,
+}
+
+impl Step {
     /// With faults in force: the proxy's `fault.expires` for them,
     /// [`FAULT_LEASE`], which the run renews every [`FAULT_RENEWAL`] until
     /// the next step ([`lease_renewals`]). A run that dies mid-fault leaves
     /// faults for that long at most, however long their window.
-    pub expires: Option<Duration>,
+    pub fn lease(&self) -> Option<Duration> {
+        (!self.active.is_empty()).then_some(FAULT_LEASE)
+    }
 }
 
 /// How long faults outlive the run that set them, once it is gone (killed,
@@ -274,16 +279,7 @@ pub fn timeline(faults: &[ScheduledFault]) -> Vec<Step> {
             .collect();
         if active != current {
             current.clone_from(&active);
-            steps.push(Step {
-                at,
-                active,
-                expires: None,
-            });
-        }
-    }
-    for step in &mut steps {
-        if !step.active.is_empty() {
-            step.expires = Some(FAULT_LEASE);
+            steps.push(Step { at, active });
         }
     }
     steps
@@ -556,16 +552,19 @@ latency = "200ms"
 
     #[test]
     fn overlapping_windows_give_one_step_per_change() {
-        // each step with faults sets the lease
         let s = |at: u64, active: &[usize]| Step {
             at: Duration::from_secs(at),
             active: active.to_vec(),
-            expires: (!active.is_empty()).then_some(FAULT_LEASE),
         };
+        let steps = timeline(&[fault(2, 4), fault(4, 4), fault(8, 1)]);
         assert_eq!(
-            timeline(&[fault(2, 4), fault(4, 4), fault(8, 1)]),
+            steps,
             vec![s(2, &[0]), s(4, &[0, 1]), s(6, &[1]), s(8, &[2]), s(9, &[])]
         );
+        // each step with faults sets the lease; the last, with none, lifts it
+        let leases: Vec<_> = steps.iter().map(Step::lease).collect();
+        let lease = Some(FAULT_LEASE);
+        assert_eq!(leases, [lease, lease, lease, lease, None]);
         // back to back: no empty step between them
         assert_eq!(
             timeline(&[fault(1, 1), fault(2, 1)]),

@@ -724,7 +724,7 @@ impl Chaos {
                             step.active.iter().map(|&i| faults[i].describe()).collect();
                         // the proxy lifts them itself if this run stops renewing them
                         let expires =
-                            atlas_vocab::duration::format(step.expires.unwrap_or_default());
+                            atlas_vocab::duration::format(step.lease().unwrap_or_default());
                         let body = json!({"fault.rules": rules, "fault.seed": seed, "fault.expires": expires});
                         let t = SystemTime::now();
                         let r = a.put_config(&body).await;
@@ -758,7 +758,7 @@ impl Chaos {
                         log.lock().await.push(rec);
                         // renewed until the next step; a failed renewal is
                         // journaled (the faults may lift before their window ends)
-                        let (Some(lease), Some(next)) = (step.expires, steps.get(n + 1)) else {
+                        let (Some(lease), Some(next)) = (step.lease(), steps.get(n + 1)) else {
                             continue;
                         };
                         let renew = json!({"fault.expires": atlas_vocab::duration::format(lease)});
