@@ -12,6 +12,13 @@
 //! - Then another client asks for `/probe` and must get the origin's own
 //!   answer for `/probe`: one client's bytes never change what another
 //!   receives (no poisoned cache entry, no desynchronized connection).
+//!
+//! The process ignores `SIGPIPE`, as every Rust program (`atlas` among
+//! them) does before its `main`: this binary's `main` is libFuzzer's, which
+//! leaves it at the default, so a peer that has gone when hyper writes to
+//! it (hyper writes with `writev`, which raises the signal, where `send`
+//! is told not to) killed the whole run (CI at 5034724, signal 13 with no
+//! input saved) instead of failing that one write.
 #![no_main]
 
 use std::io::{Read, Write};
@@ -39,6 +46,9 @@ async fn origin(
 fn proxy() -> SocketAddr {
     static ADDR: OnceLock<SocketAddr> = OnceLock::new();
     *ADDR.get_or_init(|| {
+        // SAFETY: SIG_IGN installs no handler; it is the disposition
+        // Rust's runtime sets before `main`
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()

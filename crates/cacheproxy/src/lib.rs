@@ -43,6 +43,10 @@
 //!   restart), `POST /purge`. Only for its own IP or `localhost` as `Host`,
 //!   JSON bodies without a foreign `Origin`, and `Authorization: Bearer`
 //!   when `admin_token` is set (required beyond loopback).
+//! - **`SIGPIPE`**: hyper writes with `writev`, which raises it when a peer
+//!   has gone. A Rust `main` ignores it before it starts (`atlas` does); a
+//!   host whose entry point is not Rust's (a C program, libFuzzer) must
+//!   ignore it too, or the first client that leaves mid-answer ends it.
 //!
 //! ```no_run
 //! use atlas_cacheproxy::{Proxy, ProxyConfig};
