@@ -279,10 +279,17 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
             };
             match swapped {
                 Ok(previous) => {
-                    tracing::info!(target: "atlas_admin", changes = %changes, "config swapped");
                     let previous = serde_json::to_value(previous).expect("config serializes");
                     let current =
                         serde_json::to_value(&state.live.load().cfg).expect("config serializes");
+                    if previous == current {
+                        // a fault lease renewed (every 3 s while `atlas chaos
+                        // run` injects), or a change to what is in force:
+                        // nothing for an operator's log
+                        tracing::debug!(target: "atlas_admin", changes = %changes, "config unchanged");
+                    } else {
+                        tracing::info!(target: "atlas_admin", changes = %changes, "config swapped");
+                    }
                     // in force now; kept across a SIGHUP or a restart when written
                     let (persisted, persist_error) = match state.persist.get() {
                         None => (None, None),

@@ -13,7 +13,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
-use common::{announced, atlas, proxy_addrs, signal, spawn_proxy, wait_exit, Proc, Scratch};
+use common::{
+    announced, atlas, proxy_addrs, signal, spawn_proxy, spawn_proxy_logging, wait_exit, Proc,
+    Scratch,
+};
 use support::{spawn_origin, Reply};
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -206,6 +209,54 @@ async fn an_admin_change_is_written_to_the_config_file_and_survives_sighup_and_r
     assert_eq!(status, 200, "{body}");
     assert!(!body.contains("\"persisted\""), "{body}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), now);
+    signal(&child, "-TERM");
+    let status = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(status.success());
+}
+
+/// An operator's log says each change of the config once, and nothing for
+/// a `PUT /config` that changes nothing: the fault lease `atlas chaos run`
+/// renews every 3 s would otherwise log a line every 3 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_is_logged_and_a_renewed_lease_is_not() {
+    let origin = support::fast_origin().await;
+    let (child, _addr, admin, said) = spawn_proxy_logging(&["--upstream", &origin.url("")]);
+    let swapped = || {
+        said.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(r#""message":"config swapped""#))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let fault =
+        r#"{"fault.rules": [{"kind": "latency", "latency": "1ms"}], "fault.expires": "60s"}"#;
+    for change in [
+        fault,
+        r#"{"fault.expires": "60s"}"#,
+        r#"{"fault.expires": "60s"}"#,
+        r#"{"fault.rules": []}"#,
+    ] {
+        let (status, body) = put_config(admin, change).await;
+        assert_eq!(status, 200, "{change}: {body}");
+    }
+    // stderr is one pipe: once the last change's line is in, so is
+    // every line the proxy wrote before it
+    support::until("the last change in the log", || async {
+        swapped()
+            .last()
+            .is_some_and(|l| l.contains("fault.rules") && l.contains("[]"))
+    })
+    .await;
+    let lines = swapped();
+    assert_eq!(
+        lines.len(),
+        2,
+        "the fault and its removal, no renewal: {lines:#?}"
+    );
+    assert!(lines[0].contains("latency"), "{lines:#?}");
     signal(&child, "-TERM");
     let status = tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(10)))
         .await

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The `atlas` binary cargo built for these tests.
@@ -116,9 +117,18 @@ fn spawn_announced<const N: usize>(fixed: [&str; N], args: &[&str]) -> (Proc, St
     announced(cmd)
 }
 
+/// What a child has written on stderr after its first line (its logs), a
+/// line each, as they come.
+pub type Said = Arc<Mutex<Vec<String>>>;
+
 /// Starts `cmd`; returns the child and the first line it writes on stderr,
 /// the rest drained on a thread.
-pub fn announced(mut cmd: Command) -> (Proc, String) {
+pub fn announced(cmd: Command) -> (Proc, String) {
+    announced_keeping(cmd, None)
+}
+
+/// [`announced`], keeping the rest of stderr in `said` when given.
+fn announced_keeping(mut cmd: Command, said: Option<Said>) -> (Proc, String) {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -129,7 +139,13 @@ pub fn announced(mut cmd: Command) -> (Proc, String) {
     let proc = Proc(Some(child));
     let mut first = String::new();
     err.read_line(&mut first).unwrap();
-    std::thread::spawn(move || for _ in err.lines() {});
+    std::thread::spawn(move || {
+        for line in err.lines() {
+            if let (Some(said), Ok(line)) = (&said, line) {
+                said.lock().unwrap().push(line);
+            }
+        }
+    });
     (proc, first)
 }
 
@@ -143,14 +159,25 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// `atlas proxy` on ports the system picks, for proxy and admin.
+const PROXY_ON_FREE_PORTS: [&str; 5] =
+    ["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
+
 /// Starts `atlas proxy` with `args`; returns the child and (proxy, admin) addresses from its first line.
 pub fn spawn_proxy(args: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
-    let (proc, first) = spawn_announced(
-        ["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
-        args,
-    );
+    let (proc, first) = spawn_announced(PROXY_ON_FREE_PORTS, args);
     let (addr, admin) = proxy_addrs(&first);
     (proc, addr, admin)
+}
+
+/// [`spawn_proxy`], keeping what the proxy logs on stderr.
+pub fn spawn_proxy_logging(args: &[&str]) -> (Proc, SocketAddr, SocketAddr, Said) {
+    let mut cmd = atlas();
+    cmd.args(PROXY_ON_FREE_PORTS).args(args);
+    let said = Said::default();
+    let (proc, first) = announced_keeping(cmd, Some(said.clone()));
+    let (addr, admin) = proxy_addrs(&first);
+    (proc, addr, admin, said)
 }
 
 /// The (proxy, admin) addresses in `atlas proxy`'s first line:
@@ -178,7 +205,7 @@ pub fn spawn_tls_proxy(
     key: &std::path::Path,
 ) -> (Proc, SocketAddr, SocketAddr, SocketAddr) {
     let (proc, first) = spawn_announced(
-        ["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+        PROXY_ON_FREE_PORTS,
         &[
             "--upstream",
             upstream,
