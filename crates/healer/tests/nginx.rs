@@ -130,6 +130,18 @@ fn cookie_on_playground(s: &mut atlas_demo::Switches) {
     s.set_cookie.insert("/playground".into());
 }
 
+/// The BLOCKER of a heal whose cause is the cookie on `/playground`.
+fn set_cookie_blocker(r: &Report) -> &atlas_healer::Blocker {
+    let b = blocker(r);
+    assert_eq!(
+        (b.class, b.cause),
+        (Code::CacheMiss, Some(MissCause::SetCookie)),
+        "{}",
+        r.packet
+    );
+    b
+}
+
 const INCLUDES_HTTP: &str = "    include atlas-knobs-http.conf;";
 const INCLUDES: &str = "            include atlas-knobs.conf;";
 
@@ -234,13 +246,7 @@ async fn without_the_include_the_blocker_gives_the_line_to_add_and_nothing_is_wr
     let (n, conf, app) = (&b.n, &b.conf, &b.app);
     let out = Scratch::new("nginx-no-include-out");
     let r = heal_nginx(n, &app.url, &out).await;
-    let b = blocker(&r);
-    assert_eq!(
-        (b.class, b.cause),
-        (Code::CacheMiss, Some(MissCause::SetCookie)),
-        "{}",
-        r.packet
-    );
+    let b = set_cookie_blocker(&r);
     assert_eq!(b.knob.as_deref(), Some("cache.ignore_set_cookie"));
     let knobs = n.dir.join("atlas-knobs.conf");
     assert!(
@@ -275,6 +281,43 @@ async fn without_the_include_the_blocker_gives_the_line_to_add_and_nothing_is_wr
     assert_eq!(statuses(&n.url, "/playground", 2).await, ["MISS", "MISS"]);
 }
 
+/// Two blocks include the knobs file, and they inherit different
+/// `proxy_hide_header` lines (the server's, and none for the block that
+/// hides a header of its own): one file cannot repeat each block's, so the
+/// knob that writes one is a blocker naming both, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_that_inherit_differently_are_a_blocker_naming_both() {
+    let server = format!(
+        "{SERVER}\n        location /playground {{\n            proxy_pass http://origin;\n            proxy_cache micro;\n            proxy_cache_key \"$uri$is_args$args\";\n            add_header X-Cache-Status $upstream_cache_status always;\n            proxy_hide_header X-Playground;\n            include atlas-knobs.conf;\n        }}"
+    );
+    let b = bench_with(
+        "nginx-divergent",
+        cookie_on_playground,
+        INCLUDES_HTTP,
+        &server,
+        INCLUDES,
+    )
+    .await;
+    let (n, conf, app) = (&b.n, &b.conf, &b.app);
+    let knobs = n.dir.join("atlas-knobs.conf");
+    let before = std::fs::read_to_string(&knobs).unwrap();
+    let out = Scratch::new("nginx-divergent-out");
+    let r = heal_nginx(n, &app.url, &out).await;
+    let b = set_cookie_blocker(&r);
+    assert_eq!(b.knob.as_deref(), Some("cache.ignore_set_cookie"));
+    let at = |start: &str| format!("{}:{}", n.conf().display(), line_of(conf, start));
+    assert!(
+        b.lives.contains(&format!(
+            "the block of the include at {} inherits nothing",
+            at("include atlas-knobs.conf;")
+        )) && b.lives.contains("inherits `proxy_hide_header Set-Cookie;`"),
+        "each block's: {}",
+        b.lives
+    );
+    assert_eq!(std::fs::read_to_string(&knobs).unwrap(), before);
+    assert_eq!(std::fs::read_to_string(n.conf()).unwrap(), *conf);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_nginx_t_refuses_is_undone_and_nginx_keeps_serving() {
     // the include sits in an `if`, where proxy_ignore_headers is not allowed
@@ -290,13 +333,7 @@ async fn a_change_nginx_t_refuses_is_undone_and_nginx_keeps_serving() {
     let out = Scratch::new("nginx-t-fails-out");
     let knobs = n.dir.join("atlas-knobs.conf");
     let r = heal_nginx(n, &app.url, &out).await;
-    let b = blocker(&r);
-    assert_eq!(
-        (b.class, b.cause),
-        (Code::CacheMiss, Some(MissCause::SetCookie)),
-        "{}",
-        r.packet
-    );
+    set_cookie_blocker(&r);
     let acted = phase(&out.journal(), "acted")
         .into_iter()
         .filter(|e| e["knob"] == "cache.ignore_set_cookie")

@@ -24,15 +24,20 @@ pub const PRIVATE_VAR: &str = "$atlas_private";
 /// (`{"cache.lock": true}`), as the include's state line records them.
 pub type Managed = BTreeMap<String, Value>;
 
+/// Lines of one directive, as the arguments of each.
+pub type Lines = Vec<Vec<String>>;
+
 /// How each knob maps to directives, as the README's table gives it.
 /// `primary` is set once per block (a second is "is duplicate" to nginx,
 /// or, for `proxy_cache_valid`, the first match wins): the user's own one
 /// in the include's block is a conflict. `aux` are written only when the
-/// user's block does not set them already.
+/// user's block does not set them already. `carried` are the directives
+/// of [`CARRIED`] its lines may write.
 struct Mapping {
     knob: ProxyKnob,
     primary: &'static [&'static str],
     aux: &'static [&'static str],
+    carried: &'static [&'static str],
 }
 
 const MAPPINGS: &[Mapping] = &[
@@ -40,26 +45,31 @@ const MAPPINGS: &[Mapping] = &[
         knob: ProxyKnob::CacheTtl,
         primary: &["proxy_cache_valid"],
         aux: &[],
+        carried: &["proxy_ignore_headers", "proxy_no_cache"],
     },
     Mapping {
         knob: ProxyKnob::CacheLock,
         primary: &["proxy_cache_lock"],
         aux: &["proxy_cache_lock_timeout", "proxy_cache_lock_age"],
+        carried: &[],
     },
     Mapping {
         knob: ProxyKnob::CacheStaleWhileRevalidate,
         primary: &[],
         aux: &["proxy_cache_background_update"],
+        carried: &["proxy_cache_use_stale"],
     },
     Mapping {
         knob: ProxyKnob::CacheStaleIfError,
         primary: &[],
         aux: &[],
+        carried: &["proxy_cache_use_stale"],
     },
     Mapping {
         knob: ProxyKnob::CacheIgnoreSetCookie,
         primary: &[],
         aux: &[],
+        carried: &["proxy_ignore_headers", "proxy_hide_header"],
     },
 ];
 
@@ -96,7 +106,8 @@ pub struct Layout {
     /// Per knob, directives the user's configuration sets in the include's
     /// block that the knob's own would collide with.
     pub conflicts: BTreeMap<&'static str, Vec<(String, Place)>>,
-    /// What the (first) include's block has that its text must respect.
+    /// What the blocks that include the knobs file have that its text must
+    /// respect.
     pub around: Around,
 }
 
@@ -149,22 +160,27 @@ impl Layout {
         if includes.is_empty() {
             return layout;
         }
-        if let Some((inner, outer)) = chain.split_last() {
-            let own: Vec<&Directive> = level(inner.block.as_deref().unwrap_or_default())
-                .into_iter()
-                .filter(|d| d.at.file != knobs)
-                .collect();
-            for name in CARRIED {
-                if own.iter().any(|d| d.name == name) {
-                    continue; // the block's own accumulate with the include's
+        // one file for every block that includes it: what it repeats must
+        // be what each of them inherits
+        let each: Vec<(Place, BTreeMap<&'static str, Lines>)> = includes
+            .iter()
+            .map(|f| (f.directive.at.clone(), inherited(&f.chain, knobs)))
+            .collect();
+        for name in CARRIED {
+            let first = each[0].1.get(name);
+            if each.iter().all(|(_, i)| i.get(name) == first) {
+                if let Some(args) = first {
+                    layout
+                        .around
+                        .inherited
+                        .insert(name.to_string(), args.clone());
                 }
-                let from_outer: Vec<Vec<String>> = effective(outer, name)
+            } else {
+                let places = each
                     .iter()
-                    .map(|d| d.args.clone())
+                    .map(|(at, i)| (at.clone(), i.get(name).cloned().unwrap_or_default()))
                     .collect();
-                if !from_outer.is_empty() {
-                    layout.around.inherited.insert(name.to_string(), from_outer);
-                }
+                layout.around.divergent.insert(name.to_string(), places);
             }
         }
         for f in &includes {
@@ -228,6 +244,15 @@ impl Layout {
                 knob.name()
             ));
         }
+        let carried = MAPPINGS
+            .iter()
+            .filter(|m| m.knob == knob)
+            .flat_map(|m| m.carried);
+        for name in carried {
+            if let Some(each) = self.around.divergent.get(*name) {
+                return Some(divergent(name, each, knobs, knob));
+            }
+        }
         if knob == ProxyKnob::CacheTtl && self.http_include.is_none() {
             let place = match &self.http {
                 Some(at) => format!("inside `http {{` at {at}"),
@@ -242,6 +267,35 @@ impl Layout {
         }
         None
     }
+}
+
+/// Why `knob` cannot be written when the blocks that include `knobs`
+/// inherit `name` differently (`each`), with the change that would let it.
+fn divergent(name: &str, each: &[(Place, Lines)], knobs: &Path, knob: ProxyKnob) -> String {
+    let list: Vec<String> = each
+        .iter()
+        .map(|(at, lines)| {
+            let lines: Vec<String> = lines
+                .iter()
+                .map(|args| format!("`{name} {};`", args.join(" ")))
+                .collect();
+            let what = if lines.is_empty() {
+                "nothing".to_string()
+            } else {
+                lines.join(" ")
+            };
+            format!("the block of the include at {at} inherits {what}")
+        })
+        .collect();
+    format!(
+        "{} writes {name} into {}, and a {name} there replaces the ones its block inherits; \
+         the blocks that include it inherit different ones ({}), and one file cannot repeat \
+         each block's: write the {name} lines each of those blocks needs into the block itself \
+         (they add up with the include's), then run nginx -t and reload",
+        knob.name(),
+        knobs.display(),
+        list.join("; ")
+    )
 }
 
 /// A duration in nginx's syntax (`500ms`, `60s`, `1h30m`, `10` = seconds).
@@ -304,6 +358,30 @@ fn effective<'a>(chain: &[&'a Directive], name: &str) -> Vec<&'a Directive> {
         }
     }
     Vec::new()
+}
+
+/// The directives of [`CARRIED`] that the innermost block of `chain` (the
+/// one with the include) inherits and does not set, each with its
+/// directives' arguments. Its own accumulate with the include's.
+fn inherited(chain: &[&Directive], knobs: &Path) -> BTreeMap<&'static str, Lines> {
+    let Some((inner, outer)) = chain.split_last() else {
+        return BTreeMap::new();
+    };
+    let own: Vec<&Directive> = level(inner.block.as_deref().unwrap_or_default())
+        .into_iter()
+        .filter(|d| d.at.file != knobs)
+        .collect();
+    CARRIED
+        .into_iter()
+        .filter(|name| !own.iter().any(|d| d.name == *name))
+        .filter_map(|name| {
+            let from_outer: Lines = effective(outer, name)
+                .iter()
+                .map(|d| d.args.clone())
+                .collect();
+            (!from_outer.is_empty()).then_some((name, from_outer))
+        })
+        .collect()
 }
 
 fn args_of(ds: &[&Directive]) -> Vec<String> {
@@ -429,7 +507,12 @@ pub struct Around {
     /// Directives of [`CARRIED`] that the block inherits and does not set:
     /// each inherited directive's arguments. A block that sets one of them
     /// drops what it inherited, so the include repeats these beside its own.
-    pub inherited: BTreeMap<String, Vec<Vec<String>>>,
+    pub inherited: BTreeMap<String, Lines>,
+    /// Directives of [`CARRIED`] that the blocks including the knobs file
+    /// inherit differently: each include, with what its block inherits
+    /// (nothing, when it sets its own). The one file cannot repeat what
+    /// each block would drop, so none of them is written.
+    pub divergent: BTreeMap<String, Vec<(Place, Lines)>>,
 }
 
 /// Directives nginx takes from an enclosing block only while the block sets
@@ -559,6 +642,12 @@ pub fn render(managed: &Managed, around: &Around) -> Result<String, String> {
     for name in CARRIED {
         if !lines.iter().any(|(n, ..)| *n == name) {
             continue;
+        }
+        if around.divergent.contains_key(name) {
+            return Err(format!(
+                "{name}: the blocks that include the knobs file inherit different ones, \
+                 and a {name} in it would replace them"
+            ));
         }
         for args in around.inherited.get(name).into_iter().flatten() {
             lines.insert(
@@ -847,6 +936,95 @@ mod tests {
         let after = Layout::of(&c, Path::new(KNOBS), Path::new(HTTP));
         assert_eq!(after.values["cache"]["ignore_cache_control"], json!(true));
         assert_eq!(after.values["cache"]["ignore_set_cookie"], json!(true));
+    }
+
+    fn unable(l: &Layout, knob: ProxyKnob) -> Option<String> {
+        l.unable(knob, Path::new(KNOBS), Path::new(HTTP))
+    }
+
+    /// Two servers include the knobs file in `location /`: `outer` at http
+    /// level, `first` in the first server, `own` in each location.
+    fn two_servers(outer: &str, first: &str, own: &str) -> Layout {
+        let d = format!(
+            "# configuration file /c/nginx.conf:\nhttp {{\n  include /c/atlas-knobs-http.conf;\n{outer}\n  server {{\n    listen 8001;\n{first}\n    location / {{\n      proxy_pass http://o:1;\n      include atlas-knobs.conf;\n{own}\n    }}\n  }}\n  server {{\n    listen 8002;\n    location / {{\n      proxy_pass http://o:2;\n      include atlas-knobs.conf;\n{own}\n    }}\n  }}\n}}\n\n# configuration file {KNOBS}:\n\n"
+        );
+        let c = Config::from_dump(Path::new("/c/nginx.conf"), &d).unwrap();
+        Layout::of(&c, Path::new(KNOBS), Path::new(HTTP))
+    }
+
+    /// The knobs file is one text for every block that includes it. When
+    /// those blocks inherit a directive differently, a line of it in the
+    /// file would give the first block's to the second (a header one
+    /// server hides, leaked by the other), so the knobs that write it are
+    /// refused, naming each block's, and the file is never rendered so.
+    #[test]
+    fn blocks_that_inherit_differently_refuse_a_knob_that_would_replace_it() {
+        let l = two_servers("", "    proxy_hide_header X-Internal;", "");
+        assert_eq!(l.includes.len(), 2);
+        assert!(l.around.inherited.is_empty(), "{:?}", l.around);
+        let why = unable(&l, ProxyKnob::CacheIgnoreSetCookie).unwrap();
+        assert!(
+            why.contains("the block of the include at /c/nginx.conf:9 inherits `proxy_hide_header X-Internal;`; the block of the include at /c/nginx.conf:17 inherits nothing"),
+            "{why}"
+        );
+        assert!(why.contains("into the block itself"), "{why}");
+        // knobs that write no proxy_hide_header are free
+        for k in [ProxyKnob::CacheLock, ProxyKnob::CacheStaleIfError] {
+            assert_eq!(unable(&l, k), None, "{k:?}");
+        }
+        let m = |k: &str, v: Value| -> Managed { [(k.to_string(), v)].into_iter().collect() };
+        let err = render(&m("cache.ignore_set_cookie", json!(true)), &l.around).unwrap_err();
+        assert!(err.starts_with("proxy_hide_header: "), "{err}");
+        assert!(render(&m("cache.stale_if_error", json!("60s")), &l.around).is_ok());
+
+        // what the refusal says to do: each block with lines of its own,
+        // so none inherits any
+        let l = two_servers(
+            "",
+            "    proxy_hide_header X-Internal;",
+            "      proxy_hide_header X-Internal;",
+        );
+        assert!(l.around.divergent.is_empty(), "{:?}", l.around);
+        assert!(l.around.inherited.is_empty(), "{:?}", l.around);
+        assert_eq!(unable(&l, ProxyKnob::CacheIgnoreSetCookie), None);
+    }
+
+    /// What every block that includes the knobs file inherits alike is
+    /// repeated in it, as for one block.
+    #[test]
+    fn blocks_that_inherit_alike_have_it_repeated() {
+        let l = two_servers("  proxy_hide_header X-Internal;", "", "");
+        assert!(l.around.divergent.is_empty(), "{:?}", l.around);
+        assert_eq!(
+            l.around.inherited["proxy_hide_header"],
+            vec![vec!["X-Internal".to_string()]]
+        );
+        assert_eq!(unable(&l, ProxyKnob::CacheIgnoreSetCookie), None);
+    }
+
+    /// Each knob's `carried` lists every directive of CARRIED its lines can
+    /// write: what `unable` checks is what `render` writes.
+    #[test]
+    fn each_knob_says_which_carried_directives_it_writes() {
+        for m in MAPPINGS {
+            let on = match m.knob {
+                ProxyKnob::CacheTtl
+                | ProxyKnob::CacheStaleWhileRevalidate
+                | ProxyKnob::CacheStaleIfError => json!("60s"),
+                _ => json!(true),
+            };
+            let managed: Managed = [(m.knob.name().to_string(), on)].into_iter().collect();
+            let text = render(&managed, &Around::default()).unwrap();
+            for name in CARRIED {
+                let writes = text.lines().any(|l| l.starts_with(&format!("{name} ")));
+                assert_eq!(
+                    writes,
+                    m.carried.contains(&name),
+                    "{:?} and {name}:\n{text}",
+                    m.knob
+                );
+            }
+        }
     }
 
     #[test]
