@@ -272,6 +272,27 @@ impl Layout {
 /// Why `knob` cannot be written when the blocks that include `knobs`
 /// inherit `name` differently (`each`), with the change that would let it.
 fn divergent(name: &str, each: &[(Place, Lines)], knobs: &Path, knob: ProxyKnob) -> String {
+    format!(
+        "{} writes {name} into {}, and a {name} there replaces the ones its block inherits; \
+         the blocks that include it inherit different ones ({}), and one file cannot repeat \
+         each block's: {}",
+        knob.name(),
+        knobs.display(),
+        each_inherits(name, each),
+        let_it(name)
+    )
+}
+
+/// What lets a `name` its includes' blocks inherit differently be written.
+fn let_it(name: &str) -> String {
+    format!(
+        "write the {name} lines each of those blocks needs into the block itself \
+         (they add up with the include's), then run nginx -t and reload"
+    )
+}
+
+/// Each include with the `name` lines its block inherits.
+fn each_inherits(name: &str, each: &[(Place, Lines)]) -> String {
     let list: Vec<String> = each
         .iter()
         .map(|(at, lines)| {
@@ -287,15 +308,7 @@ fn divergent(name: &str, each: &[(Place, Lines)], knobs: &Path, knob: ProxyKnob)
             format!("the block of the include at {at} inherits {what}")
         })
         .collect();
-    format!(
-        "{} writes {name} into {}, and a {name} there replaces the ones its block inherits; \
-         the blocks that include it inherit different ones ({}), and one file cannot repeat \
-         each block's: write the {name} lines each of those blocks needs into the block itself \
-         (they add up with the include's), then run nginx -t and reload",
-        knob.name(),
-        knobs.display(),
-        list.join("; ")
-    )
+    list.join("; ")
 }
 
 /// A duration in nginx's syntax (`500ms`, `60s`, `1h30m`, `10` = seconds).
@@ -643,10 +656,12 @@ pub fn render(managed: &Managed, around: &Around) -> Result<String, String> {
         if !lines.iter().any(|(n, ..)| *n == name) {
             continue;
         }
-        if around.divergent.contains_key(name) {
+        if let Some(each) = around.divergent.get(name) {
             return Err(format!(
-                "{name}: the blocks that include the knobs file inherit different ones, \
-                 and a {name} in it would replace them"
+                "{name}: the blocks that include the knobs file inherit different ones \
+                 ({}), and a {name} in it would replace them: {}",
+                each_inherits(name, each),
+                let_it(name)
             ));
         }
         for args in around.inherited.get(name).into_iter().flatten() {
@@ -975,6 +990,12 @@ mod tests {
         let m = |k: &str, v: Value| -> Managed { [(k.to_string(), v)].into_iter().collect() };
         let err = render(&m("cache.ignore_set_cookie", json!(true)), &l.around).unwrap_err();
         assert!(err.starts_with("proxy_hide_header: "), "{err}");
+        // naming each block and the way out, as the refusal of the knob does
+        assert!(
+            err.contains("the block of the include at /c/nginx.conf:17 inherits nothing")
+                && err.contains("into the block itself"),
+            "{err}"
+        );
         assert!(render(&m("cache.stale_if_error", json!("60s")), &l.around).is_ok());
 
         // what the refusal says to do: each block with lines of its own,
